@@ -1,0 +1,58 @@
+# capest: two commands on a fresh machine
+#   make report   set up .venv from requirements.lock, estimate the February 11 case, write its report
+#   make test     set up .venv from requirements-dev.lock, run lint and the default test tier
+SHELL := /bin/bash
+.DEFAULT_GOAL := report
+
+CASE ?= data/cases/february-11-plant
+PYTHON_VERSION := $(shell cat .python-version)
+# The interpreter .python-version names: pyenv's if present, else python3.12 on PATH.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(PYTHON_VERSION)/bin/python3) $(shell command -v python$(basename $(PYTHON_VERSION)) 2>/dev/null))
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
+
+.PHONY: report test test-slow lint bench lock clean-venv notebook
+
+# Stamps: an environment is (re)built only when its lock file changes.
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (pyenv install $(PYTHON_VERSION))" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if "$(PYTHON_VERSION)".startswith(v) else "error: $(PYTHON) is Python " + v + ", .python-version wants $(PYTHON_VERSION)")'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -r requirements.lock
+	$(BIN)/pip install --no-deps --no-build-isolation --disable-pip-version-check -q -e .
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
+	$(BIN)/pip install $(PIP_FLAGS) -r requirements-dev.lock
+	@touch $@
+
+report: $(VENV)/.runtime
+	$(BIN)/capest estimate $(CASE)
+
+test: $(VENV)/.dev lint
+	$(BIN)/python -m pytest -m "not slow" -n 2 -q
+
+test-slow: $(VENV)/.dev
+	$(BIN)/python -m pytest -m slow -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(VENV)/.runtime
+	$(BIN)/python benchmarks/run.py
+
+notebook: $(VENV)/.dev
+	@echo "Open notebooks/february-11-plant.ipynb in Jupyter or VS Code with the kernel $(BIN)/python"
+
+# Regenerate the lock files (needs network); uv resolves, pip installs.
+lock: $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q uv==0.13.9
+	$(BIN)/uv pip compile requirements.in --python-version 3.12 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile requirements-dev.in -c requirements.lock --python-version 3.12 --generate-hashes -o requirements-dev.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,29 @@
+"""capest: Bayesian production-capacity estimates from open-source evidence.
+
+The pipeline is a chain of plain functions, each callable from a notebook:
+
+    load_case(path) -> Case                      (case.toml + evidence ledger, validated)
+    resolve_priors(case) -> Priors               (defaults from data/priors.toml and the
+                                                  reference class, with the case's overrides)
+    build_model(case, priors) -> pymc.Model
+    fit(case, priors, settings) -> DataTree      (posterior, diagnostics, provenance)
+    summarize(idata) -> dict                     (the summary.json contract)
+    write_report(idata, summary, case) -> Path   (reports/<case>/<UTC timestamp>/)
+"""
+
+import os
+
+# Exact reruns: PyTensor's numba backend defaults to fastmath, which makes a freshly
+# compiled run and a cached one differ in the last bits. Must be set before pytensor loads.
+if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
+    os.environ["PYTENSOR_FLAGS"] = ",".join(
+        f for f in (os.environ.get("PYTENSOR_FLAGS", ""), "numba__fastmath=False") if f
+    )
+
+__version__ = "0.1.0"
+MODEL_VERSION = "1"  # bump when the generative model changes meaning
+
+from model.case import Case, load_case  # noqa: E402
+from model.errors import InputError  # noqa: E402
+
+__all__ = ["Case", "InputError", "MODEL_VERSION", "__version__", "load_case"]

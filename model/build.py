@@ -1,0 +1,156 @@
+"""The generative model of a case, as a function of the validated case and its priors.
+
+    production[t]  = rate_before x (1 + (capacity_multiplier - 1) x ramp(t))
+    capacity_multiplier = (floor-area ratio) ^ elasticity
+    usage[t]       = export_share x production(t - use_lag)   (after exports began)
+    transfers(D)   = export_share x production exported up to date D
+    each evidence row ~ censored, robust normal on log(1 + predicted quantity)
+
+The floor-area ratio is ambiguous: each reading of the wording gives a range. Rather than a
+discrete reading (which NUTS cannot sample), the model samples the identified quantity
+log(elasticity x ln ratio) from the mixture that the elasticity prior and the readings imply,
+and records each reading's posterior probability. See ARCHITECTURE.md for dimension names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from model.case import Case
+from model.observation import Observations, measurement_draw, observations, robust_logp
+from model.priors import PriorSpec, Priors
+from model.production import production_rate, usage
+
+
+@dataclass(frozen=True)
+class Readings:
+    """The readings of the floor-area ratio and the mixture they imply for
+    log(elasticity x ln ratio)."""
+
+    names: list[str]
+    weights: np.ndarray
+    ratio_low: np.ndarray
+    ratio_high: np.ndarray
+    mu: np.ndarray  # mixture component means
+    sigma: np.ndarray  # mixture component sds
+
+
+def readings(case: Case, elasticity: PriorSpec) -> Readings:
+    """Each reading's ratio range from its ledger rows; its mixture component is the
+    log-normal elasticity prior times ln(ratio) with ratio uniform on the range, matched in
+    the first two moments of the log (the range is narrow, so the match is close)."""
+    rows = case.evidence[case.evidence["kind"] == "area_ratio"]
+    names = case.readings
+    low, high, mu, sd = [], [], [], []
+    for name in names:
+        r = rows[rows["reading"] == name]
+        lo = float(np.nanmin(np.concatenate([r["lower"], r["value"]])))
+        hi = float(np.nanmax(np.concatenate([r["upper"], r["value"]])))
+        grid = np.log(np.log(np.linspace(lo, hi, 201)))  # log(ln ratio), ratio ~ Uniform(lo, hi)
+        low.append(lo)
+        high.append(hi)
+        mu.append(np.log(elasticity.params["median"]) + grid.mean())
+        sd.append(np.hypot(elasticity.params["sigma"], grid.std()))
+    return Readings(names, np.array([case.reading_weights[n] for n in names]),
+                    np.array(low), np.array(high), np.array(mu), np.array(sd))  # fmt: skip
+
+
+def prior(spec: PriorSpec, **kwargs):
+    """A PyMC random variable from a PriorSpec."""
+    p = spec.params
+    match spec.dist:
+        case "LogNormal":
+            return pm.LogNormal(spec.name, mu=np.log(p["median"]), sigma=p["sigma"], **kwargs)
+        case "Beta":
+            return pm.Beta(spec.name, alpha=p["alpha"], beta=p["beta"], **kwargs)
+        case "HalfNormal":
+            return pm.HalfNormal(spec.name, sigma=p["sigma"], **kwargs)
+        case "Uniform":
+            return pm.Uniform(spec.name, lower=p["lower"], upper=p["upper"], **kwargs)
+    raise ValueError(f"unknown distribution {spec.dist}")
+
+
+def build_model(case: Case, priors: Priors) -> pm.Model:
+    obs: Observations = observations(case.evidence, case.window, priors.noise)
+    mix = readings(case, priors["elasticity"])
+    window = case.window
+    t_mid = np.arange(window.n_months) + 0.5
+    export_start = window.time_of(case.export_start)
+    exported_share_of_month = np.clip(np.arange(window.n_months) + 1 - export_start, 0, 1)
+    years = window.years
+    year_of_month = np.array([[m.year == y for m in window.months] for y in years], dtype=float)
+    coords = {"month": window.labels, "year": years, "reading": mix.names, "obs": obs.ids}
+
+    with pm.Model(coords=coords) as model:
+        # Mutable so that one compiled model serves every reading (conditional fits).
+        reading_weight = pm.Data("reading_weight", mix.weights, dims="reading")
+
+        rate_before = prior(priors["rate_before"])
+        log_gain_log = pm.NormalMixture(
+            "log_gain_log", w=reading_weight, mu=mix.mu, sigma=mix.sigma
+        )  # log(elasticity x ln ratio) = log(ln capacity_multiplier)
+        completion = prior(priors["completion"])
+        ramp_months = prior(priors["ramp_months"])
+        export_share = prior(priors["export_share"])
+        use_lag = prior(priors["use_lag"])
+        burst_sd = prior(priors["burst_sd"])
+
+        multiplier = pm.Deterministic("capacity_multiplier", pt.exp(pt.exp(log_gain_log)))
+        pm.Deterministic("rate_after", rate_before * multiplier)
+        component = pm.logprob.logp(pm.Normal.dist(mix.mu, mix.sigma), log_gain_log)
+        pm.Deterministic(
+            "reading_probability", pt.special.softmax(pt.log(reading_weight) + component),
+            dims="reading",
+        )  # fmt: skip
+
+        production = pm.Deterministic(
+            "production",
+            production_rate(t_mid, rate_before, multiplier, completion, ramp_months),
+            dims="month",
+        )
+        pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
+        use = pm.Deterministic(
+            "usage",
+            usage(t_mid, rate_before, multiplier, completion, ramp_months, export_share,
+                  use_lag, export_start),  # fmt: skip
+            dims="month",
+        )
+        exported = export_share * production * exported_share_of_month
+        predicted = pm.Deterministic(
+            "predicted",
+            pt.dot(obs.launch_weights, use) + pt.dot(obs.transfer_weights, exported)
+            + obs.is_lag * use_lag,
+            dims="obs",
+        )  # fmt: skip
+
+        # Use comes in salvos: each month's use is the expected use times an independent
+        # mean-one log-normal factor with sd burst_sd. The log of a sum over n months then has
+        # variance log(1 + (exp(burst_sd^2) - 1) / n), added to the row's reporting noise: short
+        # periods (one day, one month) say less about the underlying rate than long ones.
+        months = obs.launch_weights.sum(axis=1)
+        burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
+        sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
+
+        pm.CustomDist(
+            "evidence",
+            pt.log1p(predicted),
+            sigma,
+            obs.lower,
+            obs.upper,
+            obs.exact,
+            priors.outlier_share,
+            priors.outlier_sd,
+            logp=lambda value, mu, sigma, lower, upper, exact, share, sd: robust_logp(
+                value, mu, sigma, lower, upper, exact, share, sd
+            ),
+            random=lambda mu, sigma, lower, upper, exact, share, sd, rng=None, size=None: (
+                measurement_draw(mu, sigma, lower, upper, exact, share, sd, rng=rng, size=size)
+            ),
+            observed=obs.observed,
+            dims="obs",
+        )
+    return model

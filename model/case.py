@@ -1,0 +1,191 @@
+"""A case: what is estimated (case.toml) and the evidence for it (the ledger)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from model.errors import InputError, Problem
+from model.evidence import load_evidence
+from model.timeline import Window, parse_date
+
+CASE_FILE = "case.toml"
+_CASE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# Allowed keys, per table. Anything else is a typo and is refused, never ignored.
+_SCHEMA: dict[str, set[str]] = {
+    "": {"id", "title", "product", "unit", "evidence", "window", "exports", "area_ratio",
+         "priors", "measurement"},
+    "window": {"start", "end"},
+    "exports": {"start", "rationale", "evidence"},
+    "area_ratio": {"weights", "rationale", "evidence"},
+    "measurement": {"noise", "rationale", "outlier_share", "outlier_sd"},
+    "measurement.noise": {"A", "B", "C", "D"},
+}  # fmt: skip
+_REQUIRED = {"": ("id", "title", "unit", "evidence", "window", "exports", "area_ratio"),
+             "window": ("start", "end"), "exports": ("start",), "area_ratio": ("weights",)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """A validated case: its settings, its evidence, and where they came from."""
+
+    path: Path
+    id: str
+    title: str
+    product: str
+    unit: str
+    window: Window
+    export_start: pd.Timestamp
+    reading_weights: dict[str, float]
+    settings: dict  # the parsed case.toml, for priors and the report
+    evidence: pd.DataFrame = field(repr=False)
+    input_files: tuple[Path, ...] = ()
+
+    @property
+    def readings(self) -> list[str]:
+        return list(self.reading_weights)
+
+
+def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
+    """Load case.toml and its ledger from a case folder (or the case.toml itself)."""
+    path = Path(path)
+    case_file = path / CASE_FILE if path.is_dir() else path
+    name = str(case_file)
+    try:
+        text = case_file.read_text(encoding="utf-8")
+        settings = tomllib.loads(text)
+    except OSError as exc:
+        raise InputError([Problem(name, "file", "-", f"cannot read the case file: {exc}")]) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(name, "file", "-", f"not valid TOML: {exc}")]) from exc
+    problems = _check_keys(settings, text, name)
+    if problems:
+        raise InputError(problems)
+
+    def bad(key: str, message: str) -> Problem:
+        return Problem(name, _line_of(text, key), key, message)
+
+    case_id = str(settings["id"])
+    if not _CASE_ID.match(case_id):
+        problems.append(bad("id", f"expected lowercase letters, digits and hyphens, got '{case_id}'"))
+    dates = {}
+    for key, value, end in (
+        ("window.start", settings["window"]["start"], False),
+        ("window.end", settings["window"]["end"], True),
+        ("exports.start", settings["exports"]["start"], False),
+    ):
+        try:
+            dates[key] = parse_date(str(value), end=end)
+        except ValueError as exc:
+            problems.append(bad(key, str(exc)))
+    weights = settings["area_ratio"]["weights"]
+    if not isinstance(weights, dict) or not weights:
+        problems.append(bad("area_ratio.weights", "expected a table of reading = weight"))
+    elif any(not isinstance(w, int | float) or w < 0 for w in weights.values()):
+        problems.append(bad("area_ratio.weights", "weights must be numbers >= 0"))
+    elif sum(weights.values()) <= 0:
+        problems.append(bad("area_ratio.weights", "at least one weight must be positive"))
+    if problems:
+        raise InputError(problems)
+
+    window = Window(pd.Period(dates["window.start"], "M"), pd.Period(dates["window.end"], "M"))
+    if window.end < window.start:
+        raise InputError([bad("window.end", "the window ends before it starts")])
+    evidence_path = case_file.parent / str(settings["evidence"])
+    evidence = load_evidence(evidence_path)
+    if as_of is not None:
+        cutoff = parse_date(as_of, end=True)
+        evidence = evidence[evidence["date_reported"] <= cutoff]
+    _check_against_case(evidence, weights, window, evidence_path, name, text)
+
+    total = float(sum(weights.values()))
+    return Case(
+        path=case_file.parent,
+        id=case_id,
+        title=str(settings["title"]),
+        product=str(settings.get("product", "")),
+        unit=str(settings["unit"]),
+        window=window,
+        export_start=dates["exports.start"],
+        reading_weights={k: float(v) / total for k, v in weights.items()},
+        settings=settings,
+        evidence=evidence,
+        input_files=(case_file, evidence_path),
+    )
+
+
+def input_hash(paths: list[Path] | tuple[Path, ...]) -> str:
+    """sha256 over the bytes of every input file, in the given order, with its name."""
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(Path(p).name.encode() + b"\0" + Path(p).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
+    problems = []
+    for table, allowed in _SCHEMA.items():
+        node = settings
+        for part in table.split(".") if table else []:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, dict):
+            continue
+        for key in node:
+            if key not in allowed:
+                full = f"{table}.{key}" if table else key
+                problems.append(
+                    Problem(name, _line_of(text, full), full,
+                            f"unknown key (allowed here: {', '.join(sorted(allowed))})")  # fmt: skip
+                )
+    for table, keys in _REQUIRED.items():
+        node = settings.get(table, {}) if table else settings
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                full = f"{table}.{key}" if table else key
+                problems.append(Problem(name, "-", full, "required key is missing"))
+    return problems
+
+
+def _check_against_case(evidence, weights, window, evidence_path, name, text) -> None:
+    """Cross-checks between the ledger and the case: readings named, dates in the window."""
+    problems = []
+    readings = set(evidence.loc[evidence["kind"] == "area_ratio", "reading"])
+    for reading in sorted(readings - set(weights)):
+        problems.append(
+            Problem(name, _line_of(text, "area_ratio.weights"), "area_ratio.weights",
+                    f"the ledger has area_ratio rows with reading '{reading}' but no weight for it")  # fmt: skip
+        )
+    for reading in sorted(set(weights) - readings):
+        problems.append(
+            Problem(name, _line_of(text, "area_ratio.weights"), f"area_ratio.weights.{reading}",
+                    "no area_ratio row in the ledger has this reading")  # fmt: skip
+        )
+    last = window.end.end_time
+    for _, row in evidence[evidence["kind"].isin(["launches", "transfers"])].iterrows():
+        if row["period_end"] > last:
+            problems.append(
+                Problem(str(evidence_path), f"line {row['line']} (id '{row['id']}')", "period_end",
+                        f"ends after the case window ({window.end}); widen [window] in the case file")  # fmt: skip
+            )
+    if problems:
+        raise InputError(problems)
+
+
+def _line_of(text: str, key_path: str) -> str:
+    """Best-effort 'line N' for a dotted TOML key, for error messages."""
+    *tables, key = key_path.split(".")
+    lines = text.splitlines()
+    start = 0
+    if tables:
+        header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, tables)) + r"\s*\]")
+        start = next((i for i, ln in enumerate(lines) if header.match(ln)), 0)
+    pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+    for i in range(start, len(lines)):
+        if pattern.match(lines[i]):
+            return f"line {i + 1}"
+    return f"line {start + 1}" if tables else "-"

@@ -1,0 +1,166 @@
+"""The evidence ledger: one CSV row per observation, validated into a typed DataFrame.
+
+Every row keeps its source, address, date, reliability and verbatim quote. Rows that
+disagree stay as separate rows; the model weighs them by reliability (see data/README.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.errors import InputError, Problem
+from model.timeline import parse_date
+
+COLUMNS = [
+    "id", "kind", "period_start", "period_end", "value", "lower", "upper", "bound", "unit",
+    "reading", "source", "url", "date_reported", "reliability", "quote", "note",
+]  # fmt: skip
+# kind -> unit it must be given in; "context" rows are kept for the record, not modelled.
+KINDS = {
+    "launches": "missiles",
+    "transfers": "missiles",
+    "use_lag": "months",
+    "area_ratio": "ratio",
+    "context": None,
+}
+MODELLED_KINDS = ("launches", "transfers", "use_lag")  # enter the likelihood
+BOUNDS = ("exact", "at_least", "at_most", "between")
+GRADES = ("A", "B", "C", "D")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def load_evidence(path: str | Path) -> pd.DataFrame:
+    """Read and validate a ledger. Raises InputError listing every bad cell."""
+    path = Path(path)
+    name = str(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f, strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError([Problem(name, "file", "-", f"cannot read the ledger: {exc}")]) from exc
+    if not rows:
+        raise InputError([Problem(name, "header", "-", "the ledger is empty")])
+    header, body = rows[0], rows[1:]
+    problems = [
+        Problem(name, "header", c, "required column is missing") for c in COLUMNS if c not in header
+    ] + [
+        Problem(name, "header", c, f"unknown column (expected {', '.join(COLUMNS)})")
+        for c in header
+        if c not in COLUMNS
+    ]
+    if problems:
+        raise InputError(problems)
+    records = []
+    for i, cells in enumerate(body):
+        line = i + 2  # 1-based, after the header
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            problems.append(
+                Problem(name, f"line {line}", "-", f"has {len(cells)} fields, header has {len(header)}")
+            )
+            continue
+        raw = {k: v.strip() for k, v in zip(header, cells, strict=True)}
+        record, row_problems = _validate_row(raw, name, line)
+        problems += row_problems
+        records.append(record)
+    seen: dict[str, int] = {}
+    for r in records:
+        if r["id"] and r["id"] in seen:
+            problems.append(
+                Problem(name, f"line {r['line']}", "id", f"duplicate id '{r['id']}' (also line {seen[r['id']]})")
+            )
+        seen.setdefault(r["id"], r["line"])
+    if problems:
+        raise InputError(problems)
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        raise InputError([Problem(name, "header", "-", "the ledger has no rows")])
+    return frame.set_index("id", drop=False)
+
+
+def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list[Problem]]:
+    problems: list[Problem] = []
+    where = f"line {line}" + (f" (id '{raw['id']}')" if raw.get("id") else "")
+
+    def bad(column: str, message: str) -> None:
+        problems.append(Problem(name, where, column, message))
+
+    rec: dict = {**raw, "line": line}
+    if not _ID.match(raw["id"]):
+        bad("id", f"expected lowercase letters, digits and hyphens, got '{raw['id']}'")
+    kind = raw["kind"]
+    if kind not in KINDS:
+        bad("kind", f"expected one of {', '.join(KINDS)}, got '{kind}'")
+    for column in ("source", "quote"):
+        if not raw[column]:
+            bad(column, "must not be empty: every row keeps its source and verbatim quote")
+    if not re.match(r"^https?://\S+$", raw["url"]):
+        bad("url", f"expected an http(s) address, got '{raw['url']}'")
+    if raw["reliability"] not in GRADES:
+        bad("reliability", f"expected one of {', '.join(GRADES)}, got '{raw['reliability']}'")
+
+    # Imprecise dates are read at their latest: a report dated '2024-11' is certainly out by
+    # 30 Nov, which is what replaying the evidence "as of" a date needs.
+    for column, end in (("period_start", False), ("period_end", True), ("date_reported", True)):
+        rec[column] = pd.NaT
+        if raw[column]:
+            try:
+                rec[column] = parse_date(raw[column], end=end)
+            except ValueError as exc:
+                bad(column, str(exc))
+    if not raw["date_reported"] and kind != "context":
+        bad("date_reported", "must not be empty (YYYY-MM-DD, YYYY-MM or YYYY)")
+    if pd.notna(rec["period_start"]) and pd.notna(rec["period_end"]):
+        if rec["period_start"] > rec["period_end"]:
+            bad("period_start", f"period starts ({raw['period_start']}) after it ends ({raw['period_end']})")
+
+    for column in ("value", "lower", "upper"):
+        rec[column] = np.nan
+        if raw[column]:
+            try:
+                rec[column] = float(raw[column])
+            except ValueError:
+                bad(column, f"expected a number, got '{raw[column]}'")
+                continue
+            if not np.isfinite(rec[column]) or rec[column] < 0:
+                bad(column, f"expected a finite number >= 0, got '{raw[column]}'")
+
+    if kind not in KINDS or kind == "context":
+        return rec, problems
+
+    # Modelled kinds and area_ratio: bounds, unit and period must be complete.
+    bound = raw["bound"]
+    if bound not in BOUNDS:
+        bad("bound", f"expected one of {', '.join(BOUNDS)}, got '{bound}'")
+    else:
+        needed = {"exact": ("value",), "at_least": ("lower",), "at_most": ("upper",),
+                  "between": ("lower", "upper")}[bound]  # fmt: skip
+        for column in ("value", "lower", "upper"):
+            if column in needed and not raw[column]:
+                bad(column, f"bound '{bound}' needs a {column}")
+            elif column not in needed and raw[column]:
+                bad(column, f"bound '{bound}' takes no {column} (leave it empty)")
+        if bound == "between" and rec["lower"] > rec["upper"]:
+            bad("lower", f"lower bound {raw['lower']} is above upper bound {raw['upper']}")
+    if raw["unit"] != KINDS[kind]:
+        bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
+    if kind == "launches" and (not raw["period_start"] or not raw["period_end"]):
+        bad("period_start" if not raw["period_start"] else "period_end",
+            "launch counts need the period they cover (period_start and period_end)")  # fmt: skip
+    if kind in ("transfers", "use_lag") and not raw["period_end"]:
+        bad("period_end", f"a '{kind}' row needs the date it refers to")
+    if kind == "area_ratio":
+        if not raw["reading"]:
+            bad("reading", "an area_ratio row names the reading of the wording it follows")
+        for column in ("value", "lower", "upper"):
+            if raw[column] and rec[column] < 1:
+                bad(column, "a total floor-area ratio after/before an addition is at least 1")
+    elif raw["reading"]:
+        bad("reading", "only area_ratio rows take a reading")
+    return rec, problems

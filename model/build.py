@@ -21,8 +21,14 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from model.case import Case
-from model.observation import Observations, measurement_draw, observations, robust_logp
-from model.priors import PriorSpec, Priors
+from model.observation import (
+    Observations,
+    measurement_draw,
+    observations,
+    outlier_probability,
+    robust_logp,
+)
+from model.priors import Priors, PriorSpec
 from model.production import production_rate, usage
 
 
@@ -55,8 +61,14 @@ def readings(case: Case, elasticity: PriorSpec) -> Readings:
         high.append(hi)
         mu.append(np.log(elasticity.params["median"]) + grid.mean())
         sd.append(np.hypot(elasticity.params["sigma"], grid.std()))
-    return Readings(names, np.array([case.reading_weights[n] for n in names]),
-                    np.array(low), np.array(high), np.array(mu), np.array(sd))  # fmt: skip
+    return Readings(
+        names,
+        np.array([case.reading_weights[n] for n in names]),
+        np.array(low),
+        np.array(high),
+        np.array(mu),
+        np.array(sd),
+    )
 
 
 def prior(spec: PriorSpec, **kwargs):
@@ -103,9 +115,10 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         pm.Deterministic("rate_after", rate_before * multiplier)
         component = pm.logprob.logp(pm.Normal.dist(mix.mu, mix.sigma), log_gain_log)
         pm.Deterministic(
-            "reading_probability", pt.special.softmax(pt.log(reading_weight) + component),
+            "reading_probability",
+            pt.special.softmax(pt.log(reading_weight) + component),
             dims="reading",
-        )  # fmt: skip
+        )
 
         production = pm.Deterministic(
             "production",
@@ -115,17 +128,26 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
         use = pm.Deterministic(
             "usage",
-            usage(t_mid, rate_before, multiplier, completion, ramp_months, export_share,
-                  use_lag, export_start),  # fmt: skip
+            usage(
+                t_mid,
+                rate_before,
+                multiplier,
+                completion,
+                ramp_months,
+                export_share,
+                use_lag,
+                export_start,
+            ),
             dims="month",
         )
         exported = export_share * production * exported_share_of_month
         predicted = pm.Deterministic(
             "predicted",
-            pt.dot(obs.launch_weights, use) + pt.dot(obs.transfer_weights, exported)
+            pt.dot(obs.launch_weights, use)
+            + pt.dot(obs.transfer_weights, exported)
             + obs.is_lag * use_lag,
             dims="obs",
-        )  # fmt: skip
+        )
 
         # Use comes in salvos: each month's use is the expected use times an independent
         # mean-one log-normal factor with sd burst_sd. The log of a sum over n months then has
@@ -135,6 +157,12 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
         sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
 
+        measured = (pt.log1p(predicted), sigma, obs.lower, obs.upper, obs.exact)
+        pm.Deterministic(
+            "outlier_probability",
+            outlier_probability(obs.observed, *measured, priors.outlier_share, priors.outlier_sd),
+            dims="obs",
+        )
         pm.CustomDist(
             "evidence",
             pt.log1p(predicted),

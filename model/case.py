@@ -18,16 +18,30 @@ CASE_FILE = "case.toml"
 _CASE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # Allowed keys, per table. Anything else is a typo and is refused, never ignored.
 _SCHEMA: dict[str, set[str]] = {
-    "": {"id", "title", "product", "unit", "evidence", "window", "exports", "area_ratio",
-         "priors", "measurement"},
+    "": {
+        "id",
+        "title",
+        "product",
+        "unit",
+        "evidence",
+        "window",
+        "exports",
+        "area_ratio",
+        "priors",
+        "measurement",
+    },
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
     "area_ratio": {"weights", "rationale", "evidence"},
     "measurement": {"noise", "rationale", "outlier_share", "outlier_sd"},
     "measurement.noise": {"A", "B", "C", "D"},
-}  # fmt: skip
-_REQUIRED = {"": ("id", "title", "unit", "evidence", "window", "exports", "area_ratio"),
-             "window": ("start", "end"), "exports": ("start",), "area_ratio": ("weights",)}  # fmt: skip
+}
+_REQUIRED = {
+    "": ("id", "title", "unit", "evidence", "window", "exports", "area_ratio"),
+    "window": ("start", "end"),
+    "exports": ("start",),
+    "area_ratio": ("weights",),
+}
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,9 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
 
     case_id = str(settings["id"])
     if not _CASE_ID.match(case_id):
-        problems.append(bad("id", f"expected lowercase letters, digits and hyphens, got '{case_id}'"))
+        problems.append(
+            bad("id", f"expected lowercase letters, digits and hyphens, got '{case_id}'")
+        )
     dates = {}
     for key, value, end in (
         ("window.start", settings["window"]["start"], False),
@@ -139,8 +155,12 @@ def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
             if key not in allowed:
                 full = f"{table}.{key}" if table else key
                 problems.append(
-                    Problem(name, _line_of(text, full), full,
-                            f"unknown key (allowed here: {', '.join(sorted(allowed))})")  # fmt: skip
+                    Problem(
+                        name,
+                        _line_of(text, full),
+                        full,
+                        f"unknown key (allowed here: {', '.join(sorted(allowed))})",
+                    )
                 )
     for table, keys in _REQUIRED.items():
         node = settings.get(table, {}) if table else settings
@@ -157,20 +177,32 @@ def _check_against_case(evidence, weights, window, evidence_path, name, text) ->
     readings = set(evidence.loc[evidence["kind"] == "area_ratio", "reading"])
     for reading in sorted(readings - set(weights)):
         problems.append(
-            Problem(name, _line_of(text, "area_ratio.weights"), "area_ratio.weights",
-                    f"the ledger has area_ratio rows with reading '{reading}' but no weight for it")  # fmt: skip
+            Problem(
+                name,
+                _line_of(text, "area_ratio.weights"),
+                "area_ratio.weights",
+                f"the ledger has area_ratio rows with reading '{reading}' but no weight for it",
+            )
         )
     for reading in sorted(set(weights) - readings):
         problems.append(
-            Problem(name, _line_of(text, "area_ratio.weights"), f"area_ratio.weights.{reading}",
-                    "no area_ratio row in the ledger has this reading")  # fmt: skip
+            Problem(
+                name,
+                _line_of(text, "area_ratio.weights"),
+                f"area_ratio.weights.{reading}",
+                "no area_ratio row in the ledger has this reading",
+            )
         )
     last = window.end.end_time
     for _, row in evidence[evidence["kind"].isin(["launches", "transfers"])].iterrows():
         if row["period_end"] > last:
             problems.append(
-                Problem(str(evidence_path), f"line {row['line']} (id '{row['id']}')", "period_end",
-                        f"ends after the case window ({window.end}); widen [window] in the case file")  # fmt: skip
+                Problem(
+                    str(evidence_path),
+                    f"line {row['line']} (id '{row['id']}')",
+                    "period_end",
+                    f"ends after the case window ({window.end}); widen [window] in the case file",
+                )
             )
     if problems:
         raise InputError(problems)

@@ -17,9 +17,23 @@ from model.errors import InputError, Problem
 from model.timeline import parse_date
 
 COLUMNS = [
-    "id", "kind", "period_start", "period_end", "value", "lower", "upper", "bound", "unit",
-    "reading", "source", "url", "date_reported", "reliability", "quote", "note",
-]  # fmt: skip
+    "id",
+    "kind",
+    "period_start",
+    "period_end",
+    "value",
+    "lower",
+    "upper",
+    "bound",
+    "unit",
+    "reading",
+    "source",
+    "url",
+    "date_reported",
+    "reliability",
+    "quote",
+    "note",
+]
 # kind -> unit it must be given in; "context" rows are kept for the record, not modelled.
 KINDS = {
     "launches": "missiles",
@@ -62,7 +76,9 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
             continue
         if len(cells) != len(header):
             problems.append(
-                Problem(name, f"line {line}", "-", f"has {len(cells)} fields, header has {len(header)}")
+                Problem(
+                    name, f"line {line}", "-", f"has {len(cells)} fields, header has {len(header)}"
+                )
             )
             continue
         raw = {k: v.strip() for k, v in zip(header, cells, strict=True)}
@@ -73,7 +89,12 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
     for r in records:
         if r["id"] and r["id"] in seen:
             problems.append(
-                Problem(name, f"line {r['line']}", "id", f"duplicate id '{r['id']}' (also line {seen[r['id']]})")
+                Problem(
+                    name,
+                    f"line {r['line']}",
+                    "id",
+                    f"duplicate id '{r['id']}' (also line {seen[r['id']]})",
+                )
             )
         seen.setdefault(r["id"], r["line"])
     if problems:
@@ -118,7 +139,10 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
         bad("date_reported", "must not be empty (YYYY-MM-DD, YYYY-MM or YYYY)")
     if pd.notna(rec["period_start"]) and pd.notna(rec["period_end"]):
         if rec["period_start"] > rec["period_end"]:
-            bad("period_start", f"period starts ({raw['period_start']}) after it ends ({raw['period_end']})")
+            bad(
+                "period_start",
+                f"period starts ({raw['period_start']}) after it ends ({raw['period_end']})",
+            )
 
     for column in ("value", "lower", "upper"):
         rec[column] = np.nan
@@ -139,8 +163,12 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     if bound not in BOUNDS:
         bad("bound", f"expected one of {', '.join(BOUNDS)}, got '{bound}'")
     else:
-        needed = {"exact": ("value",), "at_least": ("lower",), "at_most": ("upper",),
-                  "between": ("lower", "upper")}[bound]  # fmt: skip
+        needed = {
+            "exact": ("value",),
+            "at_least": ("lower",),
+            "at_most": ("upper",),
+            "between": ("lower", "upper"),
+        }[bound]
         for column in ("value", "lower", "upper"):
             if column in needed and not raw[column]:
                 bad(column, f"bound '{bound}' needs a {column}")
@@ -151,8 +179,10 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     if raw["unit"] != KINDS[kind]:
         bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
     if kind == "launches" and (not raw["period_start"] or not raw["period_end"]):
-        bad("period_start" if not raw["period_start"] else "period_end",
-            "launch counts need the period they cover (period_start and period_end)")  # fmt: skip
+        bad(
+            "period_start" if not raw["period_start"] else "period_end",
+            "launch counts need the period they cover (period_start and period_end)",
+        )
     if kind in ("transfers", "use_lag") and not raw["period_end"]:
         bad("period_end", f"a '{kind}' row needs the date it refers to")
     if kind == "area_ratio":

@@ -91,10 +91,14 @@ def robust_logp(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd
 def outlier_probability(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd):
     """Probability that each row is an outlier, given the parameters."""
     wild = pt.log(outlier_share) + row_logp(value, mu, outlier_sd, lower, upper, exact)
-    return pt.exp(wild - robust_logp(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd))
+    return pt.exp(
+        wild - robust_logp(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd)
+    )
 
 
-def measurement_draw(mu, sigma, lower, upper, exact, outlier_share, outlier_sd, rng=None, size=None):
+def measurement_draw(
+    mu, sigma, lower, upper, exact, outlier_share, outlier_sd, rng=None, size=None
+):
     """Predictive draw of the measured log1p value of each row (the uncensored measurement)."""
     rng = np.random.default_rng() if rng is None else rng
     wild = rng.random(size=size if size is not None else np.shape(mu)) < outlier_share

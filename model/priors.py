@@ -30,8 +30,15 @@ PARAMS = {
     "Uniform": ("lower", "upper"),
 }
 SOURCES = ("reference-class", "assumption", "case")
-NAMES = ("rate_before", "elasticity", "completion", "ramp_months", "export_share", "use_lag",
-         "burst_sd")  # fmt: skip
+NAMES = (
+    "rate_before",
+    "elasticity",
+    "completion",
+    "ramp_months",
+    "export_share",
+    "use_lag",
+    "burst_sd",
+)
 _META = {"dist", "derive", "unit", "source", "rationale", "evidence"}
 
 
@@ -70,16 +77,23 @@ class Priors:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(
             [
-                {"prior": s.name, "distribution": s.describe(), "unit": s.unit,
-                 "source": s.source, "borrowed": s.borrowed, "rationale": s.rationale,
-                 "derivation": s.derivation}  # fmt: skip
+                {
+                    "prior": s.name,
+                    "distribution": s.describe(),
+                    "unit": s.unit,
+                    "source": s.source,
+                    "borrowed": s.borrowed,
+                    "rationale": s.rationale,
+                    "derivation": s.derivation,
+                }
                 for s in self.specs.values()
             ]
         ).set_index("prior")
 
 
-def resolve_priors(case: Case, defaults: Path = DEFAULT_PRIORS,
-                   reference_dir: Path = REFERENCE_DIR) -> Priors:  # fmt: skip
+def resolve_priors(
+    case: Case, defaults: Path = DEFAULT_PRIORS, reference_dir: Path = REFERENCE_DIR
+) -> Priors:
     """Defaults, filled in from the reference class, then the case's overrides."""
     table = tomllib.loads(defaults.read_text(encoding="utf-8"))
     case_file = str(case.path / "case.toml")
@@ -102,20 +116,44 @@ def resolve_priors(case: Case, defaults: Path = DEFAULT_PRIORS,
             entry, origin, where = dict(overrides[name]), case_file, f"[priors.{name}]"
             entry.setdefault("source", "case")
         if not entry:
-            raise InputError([Problem(case_file, "[priors]", f"priors.{name}",
-                                      "no default exists for this prior: set it in the case file")])  # fmt: skip
+            raise InputError(
+                [
+                    Problem(
+                        case_file,
+                        "[priors]",
+                        f"priors.{name}",
+                        "no default exists for this prior: set it in the case file",
+                    )
+                ]
+            )
         specs[name] = _spec(name, entry, derived, case, origin, where)
     measurement = {**table.get("measurement", {}), **case.settings.get("measurement", {})}
     noise = {k: float(v) for k, v in measurement.get("noise", {}).items()}
     missing = [g for g in "ABCD" if g not in noise or noise[g] <= 0]
     if missing:
-        raise InputError([Problem(str(defaults), "[measurement.noise]", ",".join(missing),
-                                  "each reliability grade needs a noise sd > 0")])  # fmt: skip
+        raise InputError(
+            [
+                Problem(
+                    str(defaults),
+                    "[measurement.noise]",
+                    ",".join(missing),
+                    "each reliability grade needs a noise sd > 0",
+                )
+            ]
+        )
     outlier_share = float(measurement.get("outlier_share", 0.0))
     outlier_sd = float(measurement.get("outlier_sd", 1.0))
     if not 0 <= outlier_share < 1 or outlier_sd <= 0:
-        raise InputError([Problem(str(defaults), "[measurement]", "outlier_share",
-                                  "outlier_share must be in [0, 1) and outlier_sd > 0")])  # fmt: skip
+        raise InputError(
+            [
+                Problem(
+                    str(defaults),
+                    "[measurement]",
+                    "outlier_share",
+                    "outlier_share must be in [0, 1) and outlier_sd > 0",
+                )
+            ]
+        )
     return Priors(specs, noise, outlier_share, outlier_sd, str(measurement.get("rationale", "")))
 
 
@@ -127,8 +165,10 @@ def _spec(name, entry, derived, case, origin, where) -> PriorSpec:
     if entry.get("dist") not in PARAMS:
         raise bad("dist", f"expected one of {', '.join(PARAMS)}, got '{entry.get('dist')}'")
     if unknown:
-        raise bad(",".join(sorted(unknown)), f"not a parameter of {entry['dist']} "
-                  f"(expected {', '.join(PARAMS[entry['dist']])})")  # fmt: skip
+        raise bad(
+            ",".join(sorted(unknown)),
+            f"not a parameter of {entry['dist']} (expected {', '.join(PARAMS[entry['dist']])})",
+        )
     source = entry.get("source", "assumption")
     if source not in SOURCES:
         raise bad("source", f"expected one of {', '.join(SOURCES)}, got '{source}'")

@@ -25,8 +25,9 @@ def production_rate(time, rate_before, multiplier, completion, ramp_months):
     return rate_before * (1.0 + (multiplier - 1.0) * ramp(time, completion, ramp_months))
 
 
-def usage(time, rate_before, multiplier, completion, ramp_months, export_share, use_lag,
-          export_start):  # fmt: skip
+def usage(
+    time, rate_before, multiplier, completion, ramp_months, export_share, use_lag, export_start
+):
     """Expected exported units used per month: the exported share of what was made `use_lag`
     months earlier, counting production from `export_start` on."""
     made = time - use_lag

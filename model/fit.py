@@ -1,0 +1,263 @@
+"""Fit a case: compile once, sample the case and each reading of the size ratio, and return
+one DataTree holding the posterior, the prior, the evidence and the provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from model import MODEL_VERSION, __version__
+from model.build import Readings, build_model, readings
+from model.case import Case, input_hash
+from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors
+
+log = logging.getLogger(__name__)
+
+# Scalars and short vectors kept from the conditional fits (one per reading).
+HEADLINE = ["rate_before", "rate_after", "capacity_multiplier", "production_by_year"]
+PRIOR_VARS = [
+    "rate_before",
+    "rate_after",
+    "capacity_multiplier",
+    "completion",
+    "ramp_months",
+    "export_share",
+    "use_lag",
+    "burst_sd",
+    "reading_probability",
+    "production",
+    "production_by_year",
+    "predicted",
+    "evidence",
+]
+PACKAGES = [
+    "capest",
+    "pymc",
+    "pytensor",
+    "nutpie",
+    "numba",
+    "arviz",
+    "arviz-base",
+    "arviz-stats",
+    "arviz-plots",
+    "numpy",
+    "scipy",
+    "pandas",
+    "xarray",
+    "h5netcdf",
+]
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = 20241125  # any fixed number; the same seed and inputs give the same numbers
+    sampler: str = "nutpie"  # "nutpie" (Rust NUTS), falling back to "pymc" (PyMC's NUTS)
+    target_accept: float = 0.9
+    prior_draws: int = 2000
+    cores: int = 2
+
+
+class Sampler:
+    """Compiles a model once and samples it under several reading weights."""
+
+    def __init__(self, model: pm.Model, settings: SamplerSettings):
+        self.model, self.settings = model, settings
+        self.name = settings.sampler
+        self.compiled = None
+        if self.name == "nutpie":
+            try:
+                import nutpie
+            except ImportError:  # pragma: no cover - depends on the environment
+                log.warning("nutpie is not installed: falling back to PyMC's NUTS")
+                self.name = "pymc"
+            else:
+                self.compiled = nutpie.compile_pymc_model(model, backend="numba")
+
+    def sample(self, weights: np.ndarray, seed: int) -> xr.DataTree:
+        s = self.settings
+        if self.compiled is not None:
+            import nutpie
+
+            return nutpie.sample(
+                self.compiled.with_data(reading_weight=weights),
+                draws=s.draws,
+                tune=s.tune,
+                chains=s.chains,
+                cores=s.cores,
+                seed=seed,
+                progress_bar=False,
+                save_warmup=False,
+                target_accept=s.target_accept,
+            )
+        with self.model:
+            pm.set_data({"reading_weight": weights})
+            return pm.sample(
+                draws=s.draws,
+                tune=s.tune,
+                chains=s.chains,
+                cores=s.cores,
+                random_seed=seed,
+                nuts_sampler="pymc",
+                target_accept=s.target_accept,
+                progressbar=False,
+            )
+
+
+def fit(
+    case: Case,
+    priors: Priors,
+    settings: SamplerSettings = SamplerSettings(),
+    *,
+    conditional: bool = True,
+) -> xr.DataTree:
+    """Posterior under the case's reading weights, plus (if `conditional`) the headline
+    quantities under each reading alone. Deterministic given inputs and settings.seed."""
+    model = build_model(case, priors)
+    mix = readings(case, priors["elasticity"])
+    sampler = Sampler(model, settings)
+    log.info("sampling %s with %s", case.id, sampler.name)
+    idata = sampler.sample(mix.weights, settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    idata["posterior"] = _with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+
+    with model:
+        prior = pm.sample_prior_predictive(
+            draws=settings.prior_draws,
+            var_names=PRIOR_VARS,
+            random_seed=settings.seed,
+            compile_kwargs={
+                "mode": "FAST_RUN"
+            },  # C backend: compiles in seconds, not numba's ~20 s
+        )
+    idata["prior"] = _with_elasticity(prior["prior"].to_dataset(), mix, rng)
+    idata["prior_predictive"] = prior["prior_predictive"]
+    idata["observed_data"] = prior["observed_data"]
+    idata["constant_data"] = xr.Dataset(
+        {
+            "reading_weight": ("reading", mix.weights),
+            "ratio_low": ("reading", mix.ratio_low),
+            "ratio_high": ("reading", mix.ratio_high),
+        },
+        coords={"reading": mix.names},
+    )
+    idata["evidence"] = ledger_dataset(case)
+
+    if conditional:
+        for i, name in enumerate(mix.names):
+            log.info("sampling %s under the reading '%s' alone", case.id, name)
+            one = sampler.sample(np.eye(len(mix.names))[i], settings.seed + i + 1)
+            node = one["posterior"].to_dataset()[HEADLINE]
+            node["diverging"] = one["sample_stats"]["diverging"]
+            idata[f"conditional/{name}"] = node
+
+    idata.attrs.update(provenance(case, priors, settings, sampler.name))
+    return idata
+
+
+def _with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> xr.Dataset:
+    """Add the elasticity and the floor-area ratio to draws of the identified quantities.
+
+    Per draw: a reading from its probability given the draw, a ratio uniform on that reading's
+    range, and elasticity = ln(capacity_multiplier) / ln(ratio)."""
+    probs = ds["reading_probability"].transpose(..., "reading").to_numpy()
+    flat = probs.reshape(-1, probs.shape[-1])
+    cumulative = np.cumsum(flat, axis=1)
+    u = rng.random(len(flat))[:, None]
+    k = np.minimum((u > cumulative).sum(axis=1), len(mix.names) - 1)
+    ratio = rng.uniform(mix.ratio_low[k], mix.ratio_high[k])
+    shape = probs.shape[:-1]
+    dims = ds["capacity_multiplier"].dims
+    ratio = ratio.reshape(shape)
+    elasticity = np.log(ds["capacity_multiplier"].to_numpy()) / np.log(ratio)
+    return ds.assign(area_ratio=(dims, ratio), elasticity=(dims, elasticity))
+
+
+def ledger_dataset(case: Case) -> xr.Dataset:
+    """The whole ledger (context rows too) as strings, so reports need nothing but the file."""
+    ev = case.evidence.drop(columns=["line"]).copy()
+    for column in ("period_start", "period_end", "date_reported"):
+        ev[column] = ev[column].dt.strftime("%Y-%m-%d").fillna("")
+    data = {
+        c: ("row", ev[c].astype(str).replace("nan", "").to_numpy(dtype=str))
+        for c in ev.columns
+        if c != "id"
+    }
+    return xr.Dataset(data, coords={"row": ev["id"].to_numpy(dtype=str)})
+
+
+def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: str) -> dict:
+    files = [*case.input_files, DEFAULT_PRIORS, *sorted(REFERENCE_DIR.glob("*.csv"))]
+    return {
+        "case_id": case.id,
+        "case_title": case.title,
+        "unit": case.unit,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input_hash": input_hash(files),
+        "input_files": json.dumps([str(p) for p in files]),
+        "git_commit": git_commit(),
+        "model_version": MODEL_VERSION,
+        "capest_version": __version__,
+        "packages": json.dumps(package_versions()),
+        "sampler": sampler,
+        "sampler_settings": json.dumps({**dataclasses.asdict(settings), "sampler": sampler}),
+        "seed": settings.seed,
+        "priors": json.dumps(
+            {
+                n: {**dataclasses.asdict(s), "description": s.describe(), "borrowed": s.borrowed}
+                for n, s in priors.specs.items()
+            }
+        ),
+        "measurement": json.dumps(
+            {
+                "noise": priors.noise,
+                "outlier_share": priors.outlier_share,
+                "outlier_sd": priors.outlier_sd,
+                "rationale": priors.noise_rationale,
+            }
+        ),
+        "window": f"{case.window.start}/{case.window.end}",
+        "export_start": case.export_start.strftime("%Y-%m-%d"),
+    }
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "model", "data"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out + ("-dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

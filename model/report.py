@@ -1,0 +1,461 @@
+"""Write a run's report folder: reports/<case>/<UTC timestamp>/ with summary.json,
+report.md, report.html (self-contained), the figures and posterior.nc.
+
+The folder is written under a temporary name and renamed when complete, so a killed run
+leaves no half-written report; `latest` is then repointed. Nothing is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import xarray as xr
+
+from model import plots
+
+FIGURES = {
+    "fan_chart.png": "Monthly production: posterior median with 50%, 80% and 95% equal-tailed "
+    "intervals. The shaded band is the 80% interval of the month the new building is complete.",
+    "prior_posterior.png": "Prior (grey) against posterior (blue) for the key parameters. Where "
+    "the two coincide, the evidence says nothing about that parameter and the prior decides.",
+    "readings.png": "Rate after the expansion under each reading of the size ratio alone, and "
+    "under the case's mixture of readings (50% and 95% intervals).",
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    url: str
+
+
+def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "reports") -> Path:
+    """Write the report folder and return its path. Raises if it cannot, never half-writes."""
+    reports_dir = Path(reports_dir)
+    case_dir = (reports_dir / summary["case_id"]).resolve()
+    if reports_dir.resolve() not in case_dir.parents:
+        raise ValueError(f"case id {summary['case_id']!r} would write outside {reports_dir}")
+    case_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    tmp = case_dir / f".incomplete-{stamp}-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        figures = {
+            "fan_chart.png": plots.png(plots.fan_chart(idata)),
+            "prior_posterior.png": plots.png(plots.prior_posterior(idata)),
+            "readings.png": plots.png(plots.readings_chart(summary)),
+        }
+        for name, data in figures.items():
+            (tmp / name).write_bytes(data)
+        idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        blocks = report_blocks(summary, idata)
+        (tmp / "report.md").write_text(to_markdown(blocks))
+        (tmp / "report.html").write_text(to_html(blocks, figures, summary["case_title"]))
+        final = _free_name(case_dir, stamp)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    link = case_dir / "latest"
+    staging = case_dir / f".latest-{os.getpid()}"
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(final.name)
+    os.replace(staging, link)  # atomic: `latest` always points at a complete run
+    return final
+
+
+def _free_name(case_dir: Path, stamp: str) -> Path:
+    candidate, n = case_dir / stamp, 1
+    while candidate.exists():
+        candidate, n = case_dir / f"{stamp}-{n}", n + 1
+    return candidate
+
+
+# ---------------------------------------------------------------- content
+
+
+def fmt(x: float) -> str:
+    """Two significant figures for estimates: more would claim precision the data lack."""
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{round(x, -len(str(int(abs(x)))) + 2):,.0f}"
+    return f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
+
+
+def interval(q: dict, p: str = "0.95") -> str:
+    lo, hi = q["intervals"][p]
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
+    q, d, unit = summary["quantities"], summary["diagnostics"], summary["unit"]
+    prov = summary["provenance"]
+    blocks: list[tuple] = [("h1", summary["case_title"])]
+    if d["passed"]:
+        blocks.append(
+            (
+                "status",
+                True,
+                "Diagnostics passed: R-hat, effective sample size and "
+                "divergences are within their thresholds for every fit.",
+            )
+        )
+    else:
+        failures = "; ".join(
+            f"{f['fit']}: {', '.join(f['failures'])}" for f in d["fits"] if f["failures"]
+        )
+        blocks.append(
+            (
+                "status",
+                False,
+                f"FAILED: the sampler diagnostics failed ({failures}). "
+                "Do not use these numbers until the fit is fixed.",
+            )
+        )
+
+    completion = q["completion"]["dates"]
+    blocks += [
+        (
+            "p",
+            f"Run {summary['created']} · case `{summary['case_id']}` · window "
+            f"{summary['window']} · {prov['chains']} chains × {prov['draws']} draws "
+            f"({prov['sampler']}), seed {prov['seed']}.",
+        ),
+        ("h2", "Headline"),
+        (
+            "p",
+            "Before the expansion the plant made about "
+            f"**{fmt(q['rate_before']['median'])} {unit} a month** "
+            f"(95% interval {interval(q['rate_before'])}). At full rate after it, about "
+            f"**{fmt(q['rate_after']['median'])} a month** ({interval(q['rate_after'])}): "
+            f"{fmt(q['capacity_multiplier']['median'])} times the old capacity "
+            f"({interval(q['capacity_multiplier'])}). The probability that capacity at least "
+            f"doubled is **{q['p_capacity_doubled']['value']:.0%}**.",
+        ),
+        (
+            "p",
+            f"The new building is modelled as complete around {completion['median']} "
+            f"(80% interval {completion['0.8'][0]} to {completion['0.8'][1]}), reaching full rate "
+            f"{fmt(q['ramp_months']['median'])} months later ({interval(q['ramp_months'])}). "
+            "Intervals are equal-tailed posterior intervals.",
+        ),
+        ("p", _what_the_evidence_moved(q, summary["prior_quantities"])),
+        ("h2", "Estimates"),
+        (
+            "table",
+            [
+                "quantity",
+                "unit",
+                "median",
+                "50%",
+                "80%",
+                "95%",
+                "prior median (95%)",
+                "width vs prior",
+            ],
+            [
+                _quantity_row(name, v, summary["prior_quantities"].get(name))
+                for name, v in q.items()
+            ],
+        ),
+        ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
+        ("h2", "The size of the new building: estimate under each reading"),
+        (
+            "p",
+            'Copies of the same story disagree on the new assembly building: "60-70% larger" '
+            'than the old one, or "60-70% the size of" it (and two rarer renderings). The '
+            "model carries every reading with the case's weights; the posterior probability "
+            "says how far the evidence favours one. Each row's estimates assume that reading "
+            "alone.",
+        ),
+        (
+            "table",
+            [
+                "reading",
+                "total area ratio",
+                "prior weight",
+                "posterior probability",
+                f"rate after ({unit}/month, 95%)",
+                "capacity multiplier (95%)",
+                "P(doubled)",
+            ],
+            [_reading_row(r) for r in summary["readings"]],
+        ),
+        ("img", "readings.png", FIGURES["readings.png"]),
+        ("h2", "Priors"),
+        (
+            "p",
+            "Borrowed priors come from plants elsewhere (US and European munitions and missile "
+            "plants, none in North Korea): "
+            + (", ".join(summary["borrowed_priors"]) or "none")
+            + ". Assumptions are judgements; change them in data/priors.toml or the case file.",
+        ),
+        (
+            "table",
+            ["prior", "distribution", "unit", "source", "rationale"],
+            [
+                [
+                    n,
+                    s["description"],
+                    s["unit"],
+                    s["source"] + (" (borrowed)" if s["borrowed"] else ""),
+                    s["rationale"]
+                    + (f" Derivation: {s['derivation']}." if s["derivation"] else ""),
+                ]
+                for n, s in summary["priors"].items()
+            ],
+        ),
+        ("img", "prior_posterior.png", FIGURES["prior_posterior.png"]),
+        ("h2", "Diagnostics"),
+        (
+            "p",
+            f"Thresholds: R-hat ≤ {d['thresholds']['max_rhat']}, bulk ESS ≥ "
+            f"{d['thresholds']['min_ess_bulk']}, no divergences; every fit must pass.",
+        ),
+        (
+            "table",
+            ["fit", "status", "max R-hat", "min bulk ESS", "min tail ESS", "divergences"],
+            [
+                [
+                    f["fit"],
+                    "passed" if f["passed"] else "FAILED: " + "; ".join(f["failures"]),
+                    f"{f['max_rhat']:.3f}",
+                    f"{f['min_ess_bulk']:.0f}",
+                    f"{f['min_ess_tail']:.0f}",
+                    str(f["divergences"]),
+                ]
+                for f in d["fits"]
+            ],
+        ),
+        ("h2", "Evidence ledger"),
+        (
+            "p",
+            "Every row as recorded, with its source. Modelled rows show the posterior probability "
+            "that the model treats the row as an outlier (wrong beyond its reliability grade); "
+            "high values mark reports that conflict with the rest.",
+        ),
+        (
+            "table",
+            ["id", "kind", "period", "reported value", "grade", "P(outlier)", "source", "quote"],
+            _ledger_rows(idata, summary),
+        ),
+        ("h2", "Provenance"),
+        (
+            "table",
+            ["item", "value"],
+            [
+                ["input hash (sha256)", prov["input_hash"]],
+                ["git commit", prov["git_commit"]],
+                ["model version", prov["model_version"]],
+                ["capest", prov["capest_version"]],
+                ["sampler", f"{prov['sampler']} {json.dumps(prov['sampler_settings'])}"],
+                ["packages", ", ".join(f"{k} {v}" for k, v in prov["packages"].items())],
+                ["inputs", ", ".join(prov["input_files"])],
+            ],
+        ),
+    ]
+    return blocks
+
+
+# A posterior 80% interval at least this wide, relative to the prior's, means the evidence
+# barely moved the quantity: the prior decides it, and the report says so.
+PRIOR_DOMINATED = 0.7
+
+
+def width_ratio(q: dict, prior: dict | None) -> float | None:
+    """Width of the posterior 80% interval over the prior's."""
+    if prior is None or "intervals" not in q:
+        return None
+    (a, b), (c, d) = q["intervals"]["0.8"], prior["intervals"]["0.8"]
+    return (b - a) / (d - c) if d > c else None
+
+
+def _what_the_evidence_moved(q: dict, prior_q: dict) -> str:
+    ratios = {n: width_ratio(v, prior_q.get(n)) for n, v in q.items()}
+    ratios = {n: r for n, r in ratios.items() if r is not None}
+    weak = [n for n, r in ratios.items() if r >= PRIOR_DOMINATED]
+    strong = [n for n, r in ratios.items() if r < PRIOR_DOMINATED]
+    text = (
+        "What the evidence moved: the column 'width vs prior' compares each posterior 80% "
+        "interval with the prior's. "
+    )
+    if strong:
+        text += f"The evidence narrowed {', '.join(strong)}. "
+    if weak:
+        text += (
+            f"It barely moved {', '.join(weak)} (width at least {PRIOR_DOMINATED:.0%} of the "
+            "prior's): there the priors decide, and the numbers are only as good as the "
+            "assumptions listed under Priors."
+        )
+    return text
+
+
+def _quantity_row(name: str, q: dict, prior: dict | None) -> list[str]:
+    if q["unit"] == "probability":
+        prior_text = f"{prior['value']:.0%}" if prior else ""
+        value = f"{q['value']:.0%} (±{q['mcse']:.1%})"
+        return [name, "probability", value, "", "", "", prior_text, ""]
+    ratio = width_ratio(q, prior)
+    ratio_text = "" if ratio is None else f"{ratio:.0%}"
+    dates = q.get("dates")
+    if dates:  # a time: show it as dates
+        spans = [" to ".join(dates[p]) for p in ("0.5", "0.8", "0.95")]
+        return [name, "date", dates["median"], *spans, "", ratio_text]
+    prior_text = f"{fmt(prior['median'])} ({interval(prior)})" if prior else ""
+    spans = [interval(q, "0.5"), interval(q, "0.8"), interval(q)]
+    return [name, q["unit"], fmt(q["median"]), *spans, prior_text, ratio_text]
+
+
+def _reading_row(r: dict) -> list[str]:
+    cond = (
+        [
+            f"{fmt(r['rate_after']['median'])} ({interval(r['rate_after'])})",
+            f"{fmt(r['capacity_multiplier']['median'])} ({interval(r['capacity_multiplier'])})",
+            f"{r['p_capacity_doubled']:.0%}",
+        ]
+        if "rate_after" in r
+        else ["not fitted"] * 3
+    )
+    return [
+        r["reading"],
+        f"{r['ratio_low']:g}–{r['ratio_high']:g}",
+        f"{r['prior_weight']:.0%}",
+        f"{r['posterior_probability']:.0%}",
+        *cond,
+    ]
+
+
+def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
+    ev = idata["evidence"].to_dataset()
+    outliers = summary["evidence"]["outlier_probability"]
+    rows = []
+    for i, row_id in enumerate(ev["row"].to_numpy()):
+        r = {k: str(ev[k].to_numpy()[i]) for k in ev.data_vars}
+        bound = {
+            "exact": r["value"],
+            "at_least": f"≥ {r['lower']}",
+            "at_most": f"≤ {r['upper']}",
+            "between": f"{r['lower']}–{r['upper']}",
+        }.get(r["bound"], r["value"])
+        value = f"{bound} {r['unit']}".strip()
+        period = " to ".join(p for p in (r["period_start"], r["period_end"]) if p)
+        p_out = f"{outliers[row_id]:.0%}" if row_id in outliers else "not modelled"
+        rows.append(
+            [
+                str(row_id),
+                r["kind"],
+                period,
+                value,
+                r["reliability"],
+                p_out,
+                Link(r["source"], r["url"]),
+                r["quote"],
+            ]
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- rendering
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`(.+?)`")
+_SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
+
+
+def _md_cell(cell) -> str:
+    if isinstance(cell, Link):
+        text = cell.text.replace("|", "\\|").replace("\n", " ")
+        return f"[{text}]({cell.url})" if _SAFE_URL.match(cell.url) else f"{text} ({cell.url})"
+    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            out.append(f"# {rest[0]}")
+        elif kind == "h2":
+            out.append(f"## {rest[0]}")
+        elif kind == "p":
+            out.append(rest[0])
+        elif kind == "status":
+            out.append(f"> **{'PASSED' if rest[0] else 'FAILED'}**: {rest[1]}")
+        elif kind == "img":
+            out.append(f"![{rest[1]}]({rest[0]})\n\n*{rest[1]}*")
+        elif kind == "table":
+            header, rows = rest
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escape first, then allow the two inline marks the report itself uses."""
+    text = html.escape(text)
+    text = _BOLD.sub(r"<strong>\1</strong>", text)
+    return _CODE.sub(r"<code>\1</code>", text)
+
+
+def _html_cell(cell) -> str:
+    if isinstance(cell, Link):
+        if _SAFE_URL.match(cell.url):
+            url = html.escape(cell.url, quote=True)
+            return f'<a href="{url}" rel="noopener noreferrer">{html.escape(cell.text)}</a>'
+        return f"{html.escape(cell.text)} ({html.escape(cell.url)})"
+    return html.escape(str(cell))
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}table{border-collapse:collapse;font-size:.85em;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top;text-align:left}
+th{background:#f3f3f3}.status{padding:.8em 1em;border-radius:4px;font-weight:600}
+.passed{background:#e6f4ea;border:1px solid #34a853}.failed{background:#fce8e6;
+border:1px solid #d93025;color:#a50e0e}img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
+
+
+def to_html(blocks: list[tuple], figures: dict[str, bytes], title: str) -> str:
+    """One self-contained page: styles inline, figures as data URIs, no external requests."""
+    body = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            body.append(f"<h1>{html.escape(rest[0])}</h1>")
+        elif kind == "h2":
+            body.append(f"<h2>{html.escape(rest[0])}</h2>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(rest[0])}</p>")
+        elif kind == "status":
+            cls = "passed" if rest[0] else "failed"
+            body.append(f'<div class="status {cls}" id="status">{_inline(rest[1])}</div>')
+        elif kind == "img":
+            data = base64.b64encode(figures[rest[0]]).decode()
+            body.append(
+                f'<figure><img alt="{html.escape(rest[1], quote=True)}" '
+                f'src="data:image/png;base64,{data}"><figcaption>{html.escape(rest[1])}'
+                "</figcaption></figure>"
+            )
+        elif kind == "table":
+            header, rows = rest
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            cells = "".join(
+                "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in rows
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src data:; style-src 'unsafe-inline'\">"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

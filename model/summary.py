@@ -1,0 +1,174 @@
+"""The summary: headline quantities with equal-tailed intervals, diagnostics and provenance,
+computed from a saved fit alone. Its JSON form (summary.json) is the machine-readable
+contract documented in reports/README.md."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from model.diagnostics import diagnose
+from model.timeline import Window
+
+SCHEMA_VERSION = 1
+INTERVALS = (0.5, 0.8, 0.95)  # equal-tailed, always stated with their probability
+DOUBLED = 2.0
+
+
+def interval_summary(draws: np.ndarray, unit: str, description: str) -> dict:
+    draws = np.asarray(draws, dtype=float).ravel()
+    out = {
+        "unit": unit,
+        "description": description,
+        "median": float(np.median(draws)),
+        "mean": float(np.mean(draws)),
+        "intervals": {},
+    }
+    for p in INTERVALS:
+        lo, hi = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2])
+        out["intervals"][str(p)] = [float(lo), float(hi)]
+    return out
+
+
+def probability_summary(event: np.ndarray, description: str) -> dict:
+    """A posterior probability with its Monte Carlo standard error (draws treated as
+    independent; the report's ESS says how far that holds)."""
+    event = np.asarray(event, dtype=float).ravel()
+    p = float(event.mean())
+    return {
+        "unit": "probability",
+        "description": description,
+        "value": p,
+        "mcse": float(np.sqrt(p * (1 - p) / event.size)),
+    }
+
+
+def window_of(idata: xr.DataTree) -> Window:
+    start, end = idata.attrs["window"].split("/")
+    return Window(pd.Period(start, "M"), pd.Period(end, "M"))
+
+
+def quantities(ds: xr.Dataset, unit: str, window: Window | None = None) -> dict:
+    """Headline quantities from posterior (or prior) draws."""
+    per_month = f"{unit}/month"
+    q = {
+        "rate_before": interval_summary(
+            ds["rate_before"], per_month, "production rate before the expansion"
+        ),
+        "rate_after": interval_summary(
+            ds["rate_after"], per_month, "production rate at full capacity after the expansion"
+        ),
+        "capacity_multiplier": interval_summary(
+            ds["capacity_multiplier"], "ratio", "capacity after / capacity before"
+        ),
+    }
+    for year in ds["production_by_year"]["year"].to_numpy():
+        months = ""
+        if window is not None:
+            n = sum(m.year == year for m in window.months)
+            months = "" if n == 12 else f" ({n} months in the window)"
+        q[f"production_{year}"] = interval_summary(
+            ds["production_by_year"].sel(year=year), unit, f"production in {year}{months}"
+        )
+    q["p_capacity_doubled"] = probability_summary(
+        ds["capacity_multiplier"] >= DOUBLED, "probability that capacity at least doubled"
+    )
+    extra = {
+        "elasticity": ("-", "floor-area elasticity of output"),
+        "export_share": ("share", "share of production exported"),
+        "use_lag": ("months", "mean months from production to use"),
+        "ramp_months": ("months", "months from completion to full rate"),
+        "completion": ("months since window start", "new building complete, ramp starts"),
+    }
+    for name, (u, description) in extra.items():
+        if name in ds:
+            q[name] = interval_summary(ds[name], u, description)
+    if window is not None and "completion" in q:
+        c = q["completion"]
+        c["dates"] = {
+            "median": _date(window, c["median"]),
+            **{p: [_date(window, v) for v in iv] for p, iv in c["intervals"].items()},
+        }
+    return q
+
+
+def summarize(idata: xr.DataTree) -> dict:
+    attrs = idata.attrs
+    unit = attrs["unit"]
+    window = window_of(idata)
+    post = idata["posterior"].to_dataset()
+    prior = idata["prior"].to_dataset()
+    settings = json.loads(attrs["sampler_settings"])
+    ledger = idata["evidence"].to_dataset()
+    outliers = post["outlier_probability"].mean(("chain", "draw"))
+    priors = json.loads(attrs["priors"])
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "case_id": attrs["case_id"],
+        "case_title": attrs["case_title"],
+        "created": attrs["created"],
+        "unit": unit,
+        "window": attrs["window"],
+        "provenance": {
+            "input_hash": attrs["input_hash"],
+            "input_files": json.loads(attrs["input_files"]),
+            "git_commit": attrs["git_commit"],
+            "model_version": attrs["model_version"],
+            "capest_version": attrs["capest_version"],
+            "packages": json.loads(attrs["packages"]),
+            "sampler": attrs["sampler"],
+            "draws": settings["draws"],
+            "tune": settings["tune"],
+            "chains": settings["chains"],
+            "seed": int(attrs["seed"]),
+            "sampler_settings": settings,
+        },
+        "diagnostics": diagnose(idata),
+        "quantities": quantities(post, unit, window),
+        "prior_quantities": quantities(prior, unit, window),
+        "readings": readings_table(idata),
+        "priors": priors,
+        "borrowed_priors": [n for n, s in priors.items() if s["borrowed"]],
+        "evidence": {
+            "rows": int(ledger.sizes["row"]),
+            "modelled": int(post.sizes["obs"]),
+            "by_kind": pd.Series(ledger["kind"].to_numpy()).value_counts().to_dict(),
+            "outlier_probability": {
+                k: float(v)
+                for k, v in zip(outliers["obs"].to_numpy(), outliers.to_numpy(), strict=True)
+            },
+        },
+    }
+
+
+def readings_table(idata: xr.DataTree) -> list[dict]:
+    """Per reading of the size ratio: prior weight, posterior probability, and the headline
+    quantities when that reading alone is assumed (its conditional fit)."""
+    const = idata["constant_data"].to_dataset()
+    post = idata["posterior"].to_dataset()
+    unit = idata.attrs["unit"]
+    rows = []
+    for name in const["reading"].to_numpy():
+        row = {
+            "reading": str(name),
+            "ratio_low": float(const["ratio_low"].sel(reading=name)),
+            "ratio_high": float(const["ratio_high"].sel(reading=name)),
+            "prior_weight": float(const["reading_weight"].sel(reading=name)),
+            "posterior_probability": float(post["reading_probability"].sel(reading=name).mean()),
+        }
+        path = f"conditional/{name}"
+        if "conditional" in idata.children and name in idata["conditional"].children:
+            cond = idata[path].to_dataset()
+            row["rate_before"] = interval_summary(cond["rate_before"], f"{unit}/month", "")
+            row["rate_after"] = interval_summary(cond["rate_after"], f"{unit}/month", "")
+            row["capacity_multiplier"] = interval_summary(cond["capacity_multiplier"], "ratio", "")
+            row["p_capacity_doubled"] = float((cond["capacity_multiplier"] >= DOUBLED).mean())
+        rows.append(row)
+    return rows
+
+
+def _date(window: Window, t: float) -> str:
+    return window.date_of(t).strftime("%Y-%m-%d")

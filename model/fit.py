@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import subprocess
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -133,7 +134,10 @@ def fit(
     rng = np.random.default_rng(settings.seed)
     idata["posterior"] = _with_elasticity(idata["posterior"].to_dataset(), mix, rng)
 
-    with model:
+    with model, warnings.catch_warnings():
+        # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
+        # object mode and says so; that is expected and costs nothing measurable here.
+        warnings.filterwarnings("ignore", message="Numba will use object mode")
         prior = pm.sample_prior_predictive(
             draws=settings.prior_draws,
             var_names=PRIOR_VARS,

@@ -1,0 +1,50 @@
+import pytest
+
+from model import InputError, load_case
+from model.priors import resolve_priors
+from tests.conftest import CASE
+
+
+def test_real_case_loads():
+    case = load_case(CASE)
+    assert case.id == "february-11-plant"
+    assert sum(case.reading_weights.values()) == pytest.approx(1.0)
+    assert case.window.start.year == 2023
+
+
+def test_unknown_key_names_file_line_and_key(case_copy):
+    path = case_copy / "case.toml"
+    text = path.read_text().replace('start = "2023-09"', 'start = "2023-09"\nstrat = "2023-10"')
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        load_case(case_copy)
+    (p,) = info.value.problems
+    assert p.column == "exports.strat"
+    assert p.file.endswith("case.toml")
+    line = text.splitlines().index('strat = "2023-10"') + 1
+    assert p.row == f"line {line}"
+
+
+def test_reading_without_weight(case_copy):
+    path = case_copy / "case.toml"
+    path.write_text(path.read_text().replace("twice = 0.05\n", ""))
+    with pytest.raises(InputError, match="reading 'twice' but no weight"):
+        load_case(case_copy)
+
+
+def test_unknown_prior_and_bad_parameter(case_copy):
+    path = case_copy / "case.toml"
+    base = path.read_text()
+    path.write_text(base + '\n[priors.rate_aftr]\ndist = "LogNormal"\n')
+    with pytest.raises(InputError, match="unknown prior"):
+        resolve_priors(load_case(case_copy))
+    path.write_text(base + '\n[priors.use_lag]\ndist = "LogNormal"\nmedian = 3\nsd = 1\n')
+    with pytest.raises(InputError, match="not a parameter of LogNormal"):
+        resolve_priors(load_case(case_copy))
+
+
+def test_as_of_keeps_only_rows_reported_by_then():
+    case = load_case(CASE, as_of="2024-12-01")
+    assert (case.evidence["date_reported"] <= "2024-12-01").all()
+    assert "transfers-hur-unsc-2024-11-25" in case.evidence.index  # reported 27 Nov
+    assert "transfers-joongang-2024-12-03" not in case.evidence.index  # reported 3 Dec

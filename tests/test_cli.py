@@ -1,0 +1,43 @@
+"""The command line end to end on the real case, in a fresh process as a user runs it."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import CASE, ROOT
+
+
+def capest(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "model.cli", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+
+
+def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
+    """100 draws in all cannot give a bulk ESS of 400, so the diagnostics must fail: the
+    report is still written, says FAILED at the top, and the exit code is 1."""
+    out = capest("estimate", str(CASE), "--reports-dir", str(tmp_path),
+                 "--draws", "50", "--tune", "200", "--chains", "2")  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    latest = tmp_path / "february-11-plant" / "latest"
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["diagnostics"]["passed"] is False
+    assert summary["provenance"]["draws"] == 50 and summary["provenance"]["chains"] == 2
+    assert "FAILED" in (latest / "report.md").read_text().splitlines()[2]
+    assert "diagnostics FAILED" in out.stderr
+
+
+def test_bad_input_exits_2_naming_file_row_column_and_writes_nothing(tmp_path):
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    ledger = case / "evidence.csv"
+    lines = ledger.read_text().splitlines()
+    lines[5] = lines[5].replace(",between,", ",sometimes,", 1)
+    ledger.write_text("\n".join(lines) + "\n")
+    reports = tmp_path / "reports"
+    out = capest("estimate", str(case), "--reports-dir", str(reports))
+    assert out.returncode == 2
+    assert "evidence.csv, line 6" in out.stderr and "column 'bound'" in out.stderr
+    assert not reports.exists()

@@ -1,0 +1,84 @@
+"""Bad input gives one clear error naming file, line and column; good input loads."""
+
+import pytest
+
+from model.errors import InputError
+from model.evidence import load_evidence
+from tests.conftest import CASE, HEADER, row
+
+
+def write(tmp_path, *lines, header=HEADER):
+    path = tmp_path / "evidence.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def error_for(tmp_path, *lines, header=HEADER) -> InputError:
+    path = write(tmp_path, *lines, header=header)
+    with pytest.raises(InputError) as info:
+        load_evidence(path)
+    return info.value
+
+
+def test_real_ledger_loads_with_types():
+    ev = load_evidence(CASE / "evidence.csv")
+    assert ev["id"].is_unique
+    assert {"launches", "transfers", "use_lag", "area_ratio", "context"} <= set(ev["kind"])
+    assert set(ev.loc[ev["kind"] == "area_ratio", "reading"]) >= {"larger", "size_of"}
+    assert ev["period_end"].dtype.kind == "M"
+
+
+def test_missing_column(tmp_path):
+    err = error_for(tmp_path, "x", header=HEADER.replace(",quote", ""))
+    assert len(err.problems) == 1
+    p = err.problems[0]
+    assert (p.row, p.column) == ("header", "quote")
+    assert "evidence.csv" in str(err) and "missing" in str(err)
+
+
+def test_malformed_date_names_line_and_column(tmp_path):
+    err = error_for(tmp_path, row(), row(id="launches-y", period_end="2024-31-01"))
+    assert [(p.row, p.column) for p in err.problems] == [("line 3 (id 'launches-y')", "period_end")]
+
+
+def test_negative_count(tmp_path):
+    err = error_for(tmp_path, row(value="-4"))
+    assert [(p.column) for p in err.problems] == ["value"]
+    assert ">= 0" in err.problems[0].message
+
+
+def test_unknown_kind(tmp_path):
+    err = error_for(tmp_path, row(kind="sightings"))
+    assert [p.column for p in err.problems] == ["kind"]
+
+
+def test_lower_above_upper(tmp_path):
+    err = error_for(tmp_path, row(bound="between", value="", lower="50", upper="20"))
+    assert [p.column for p in err.problems] == ["lower"]
+    assert "above upper" in err.problems[0].message
+
+
+def test_bound_needs_its_numbers(tmp_path):
+    err = error_for(tmp_path, row(bound="at_least", value=""))
+    assert [p.column for p in err.problems] == ["lower"]
+
+
+def test_duplicate_id(tmp_path):
+    err = error_for(tmp_path, row(), row())
+    assert [p.column for p in err.problems] == ["id"]
+    assert "also line 2" in err.problems[0].message
+
+
+def test_only_http_addresses(tmp_path):
+    err = error_for(tmp_path, row(url="javascript:alert(1)"))
+    assert [p.column for p in err.problems] == ["url"]
+
+
+def test_wrong_field_count(tmp_path):
+    err = error_for(tmp_path, row() + ",extra")
+    assert err.problems[0].row == "line 2"
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    err = error_for(tmp_path, row(kind="nope", reliability="Z", quote=""))
+    assert {p.column for p in err.problems} == {"kind", "reliability", "quote"}

@@ -1,0 +1,72 @@
+"""Each likelihood piece against scipy."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from model.evidence import load_evidence
+from model.observation import UNBOUNDED, observations, robust_logp, row_logp
+from model.timeline import Window
+from tests.conftest import HEADER, row
+
+MU, SD = 2.0, 0.3
+
+
+def logp(value, lower, upper, exact, sigma=SD):
+    return row_logp(value, MU, sigma, lower, upper, exact).eval()
+
+
+def test_exact_is_normal_density():
+    assert logp(2.4, 1.4, 3.4, 1.0) == pytest.approx(stats.norm.logpdf(2.4, MU, SD))
+
+
+def test_at_least_is_upper_tail():
+    assert logp(0.0, 2.5, UNBOUNDED, 0.0) == pytest.approx(stats.norm.logsf(2.5, MU, SD))
+
+
+def test_at_most_is_lower_tail():
+    assert logp(0.0, -UNBOUNDED, 1.2, 0.0) == pytest.approx(stats.norm.logcdf(1.2, MU, SD))
+
+
+def test_between_is_interval_probability():
+    expected = np.log(stats.norm.cdf(2.2, MU, SD) - stats.norm.cdf(1.9, MU, SD))
+    assert logp(0.0, 1.9, 2.2, 0.0) == pytest.approx(expected)
+
+
+def test_far_tail_stays_finite():
+    # a bound 20 sd away: the naive log(1 - cdf) would be -inf
+    assert np.isfinite(logp(0.0, MU + 20 * SD, UNBOUNDED, 0.0))
+
+
+def test_robust_mixture_is_the_weighted_sum_of_two_normals():
+    share, wide = 0.1, 1.5
+    got = robust_logp(2.9, MU, SD, 1.9, 3.9, 1.0, share, wide).eval()
+    expected = np.log(
+        (1 - share) * stats.norm.pdf(2.9, MU, SD) + share * stats.norm.pdf(2.9, MU, wide)
+    )
+    assert got == pytest.approx(expected)
+
+
+def test_rows_become_log1p_bounds_and_weights(tmp_path):
+    lines = [
+        row(id="a", value="24"),
+        row(id="b", bound="at_least", value="", lower="24", period_start="2024-01-17"),
+        row(id="c", kind="transfers", bound="at_most", value="", upper="49",
+            period_start="2023-09-01", period_end="2024-01-31"),
+        row(id="d", bound="between", value="", lower="40", upper="50", reliability="D"),
+    ]  # fmt: skip
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER, *lines]) + "\n")
+    ev = load_evidence(path)
+    w = Window(pd.Period("2023-12", "M"), pd.Period("2024-02", "M"))
+    obs = observations(ev, w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
+    assert obs.ids == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(obs.observed[0], np.log(25))
+    np.testing.assert_allclose([obs.lower[1], obs.upper[1]], [np.log(25), UNBOUNDED])
+    np.testing.assert_allclose([obs.lower[2], obs.upper[2]], [-UNBOUNDED, np.log(50)])
+    np.testing.assert_allclose([obs.lower[3], obs.upper[3]], [np.log(41), np.log(51)])
+    np.testing.assert_allclose(obs.exact, [1, 0, 0, 0])
+    np.testing.assert_allclose(obs.sigma, [0.2, 0.2, 0.2, 0.7])
+    np.testing.assert_allclose(obs.launch_weights[1], [0, 15 / 31, 0])  # 17..31 January
+    np.testing.assert_allclose(obs.transfer_weights[2], [1, 1, 0])  # all made by 31 January

@@ -1,0 +1,118 @@
+"""The report folder, its contract and its safety, from one small fit of the real case."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from model.report import report_blocks, to_html, to_markdown, write_report
+from model.summary import INTERVALS, summarize
+
+
+@pytest.fixture(scope="module")
+def summary(small_fit):
+    return summarize(small_fit)
+
+
+def test_summary_contract(summary):
+    for key in ("case_id", "created", "provenance", "diagnostics", "quantities", "readings"):
+        assert key in summary
+    prov = summary["provenance"]
+    for key in ("input_hash", "git_commit", "packages", "sampler", "draws", "seed"):
+        assert key in prov
+    assert len(prov["input_hash"]) == 64
+    d = summary["diagnostics"]
+    assert {"passed", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences"} <= set(d)
+    q = summary["quantities"]
+    names = {"rate_before", "rate_after", "capacity_multiplier", "p_capacity_doubled"}
+    assert names | {"production_2023", "production_2024", "production_2025"} <= set(q)
+    assert 0 <= q["p_capacity_doubled"]["value"] <= 1
+
+
+def test_intervals_are_nested_around_the_median(summary):
+    for name, q in summary["quantities"].items():
+        if "intervals" not in q:
+            continue
+        widths = [q["intervals"][str(p)] for p in sorted(INTERVALS)]
+        for inner, outer in zip(widths, widths[1:], strict=False):
+            assert outer[0] <= inner[0] <= q["median"] <= inner[1] <= outer[1], name
+
+
+def test_rate_after_is_rate_before_times_multiplier(small_fit):
+    post = small_fit["posterior"]
+    np.testing.assert_allclose(
+        post["rate_after"], post["rate_before"] * post["capacity_multiplier"], rtol=1e-12
+    )
+
+
+def test_each_reading_has_a_conditional_fit(summary):
+    readings = {r["reading"]: r for r in summary["readings"]}
+    assert set(readings) == {"size_of", "larger", "smaller", "twice"}
+    assert sum(r["posterior_probability"] for r in readings.values()) == pytest.approx(1.0)
+    # a bigger floor-area ratio gives a bigger multiplier, reading by reading
+    med = {k: r["capacity_multiplier"]["median"] for k, r in readings.items()}
+    assert med["smaller"] < med["size_of"] < med["larger"] < med["twice"]
+
+
+def test_report_folder_is_complete_and_never_overwritten(small_fit, summary, tmp_path):
+    first = write_report(small_fit, summary, tmp_path)
+    second = write_report(small_fit, summary, tmp_path)
+    assert first != second and first.exists() and second.exists()
+    for name in ("summary.json", "report.md", "report.html", "posterior.nc", "fan_chart.png"):
+        assert (first / name).stat().st_size > 0
+    latest = tmp_path / summary["case_id"] / "latest"
+    assert latest.is_symlink() and latest.resolve() == second.resolve()
+    assert not [p for p in (tmp_path / summary["case_id"]).iterdir() if p.name.startswith(".")]
+    assert json.loads((first / "summary.json").read_text())["case_id"] == summary["case_id"]
+
+
+def test_saved_posterior_reopens_with_provenance(small_fit, summary, tmp_path):
+    folder = write_report(small_fit, summary, tmp_path)
+    back = xr.open_datatree(folder / "posterior.nc")
+    assert {"posterior", "prior", "observed_data", "evidence", "conditional"} <= set(back.children)
+    assert back.attrs["input_hash"] == summary["provenance"]["input_hash"]
+    assert int(back.attrs["seed"]) == summary["provenance"]["seed"]
+    # the report is a function of the saved file alone
+    assert summarize(back)["quantities"] == summary["quantities"]
+
+
+def test_html_is_self_contained(small_fit, summary, tmp_path):
+    page = (write_report(small_fit, summary, tmp_path) / "report.html").read_text()
+    assert "<script" not in page and "<link" not in page
+    assert 'src="http' not in page and "src='http" not in page
+    assert page.count('src="data:image/png;base64,') == 3
+    assert f"{summary['quantities']['rate_before']['median']:.2g}"[:2] in page
+
+
+def test_hostile_evidence_text_renders_as_text(small_fit, summary):
+    tree = small_fit.copy()
+    ev = tree["evidence"].to_dataset()
+    quote = ev["quote"].to_numpy().astype(object)
+    url = ev["url"].to_numpy().astype(object)
+    quote[0], url[0] = "<script>alert(1)</script>", "javascript:alert(1)"
+    tree["evidence"] = ev.assign(quote=("row", quote.astype(str)), url=("row", url.astype(str)))
+    page = to_html(report_blocks(summary, tree), {k: b"" for k in _figures()}, "t")
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert 'href="javascript' not in page
+
+
+def test_failed_diagnostics_show_at_the_top(small_fit, summary):
+    failed = {**summary, "diagnostics": {**summary["diagnostics"], "passed": False}}
+    failed["diagnostics"]["fits"] = [
+        {**summary["diagnostics"]["fits"][0], "passed": False, "failures": ["R-hat 1.200 > 1.01"]}
+    ]
+    md = to_markdown(report_blocks(failed, small_fit))
+    assert md.splitlines()[2].startswith("> **FAILED**")
+    assert "R-hat 1.200 > 1.01" in md.splitlines()[2]
+
+
+def _figures():
+    return ("fan_chart.png", "prior_posterior.png", "readings.png")
+
+
+def test_case_id_cannot_escape_the_reports_folder(small_fit, summary, tmp_path):
+    with pytest.raises(ValueError, match="outside"):
+        write_report(small_fit, {**summary, "case_id": "../evil"}, tmp_path / "reports")
+    assert not (tmp_path / "evil").exists()

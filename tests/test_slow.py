@@ -1,0 +1,19 @@
+"""Slow tier (CI runs it; `make test-slow`): the real case at the default settings, exactly
+as `make report` runs it, must pass its diagnostics and exit 0."""
+
+import json
+
+import pytest
+
+from tests.conftest import CASE
+from tests.test_cli import capest
+
+
+@pytest.mark.slow
+def test_default_estimate_of_the_real_case_passes(tmp_path):
+    out = capest("estimate", str(CASE), "--reports-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "february-11-plant" / "latest" / "summary.json").read_text())
+    d = summary["diagnostics"]
+    assert d["passed"] and d["divergences"] == 0 and d["max_rhat"] <= 1.01
+    assert summary["provenance"]["draws"] == 1000 and summary["provenance"]["chains"] == 4

@@ -127,6 +127,17 @@ def resolve_priors(
                 ]
             )
         specs[name] = _spec(name, entry, derived, case, origin, where)
+    if specs["elasticity"].dist != "LogNormal":  # the size-ratio mixture is built on it
+        raise InputError(
+            [
+                Problem(
+                    case_file,
+                    "[priors.elasticity]",
+                    "dist",
+                    "the elasticity prior must be LogNormal",
+                )
+            ]
+        )
     measurement = {**table.get("measurement", {}), **case.settings.get("measurement", {})}
     noise = {k: float(v) for k, v in measurement.get("noise", {}).items()}
     missing = [g for g in "ABCD" if g not in noise or noise[g] <= 0]

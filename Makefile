@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
 
-.PHONY: report test test-slow lint bench lock clean-venv notebook
+.PHONY: report test test-slow lint bench lock clean-venv
 
 # Stamps: an environment is (re)built only when its lock file changes.
 $(BIN)/python:
@@ -44,9 +44,6 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/run.py
-
-notebook: $(VENV)/.dev
-	@echo "Open notebooks/february-11-plant.ipynb in Jupyter or VS Code with the kernel $(BIN)/python"
 
 # Regenerate the lock files (needs network); uv resolves, pip installs.
 lock: $(BIN)/python

@@ -51,8 +51,9 @@ def stages() -> dict[str, float]:
     sampler.sample(readings(case, priors["elasticity"]).weights, settings.seed)
     mark("sample mixture (4 x 1000 + 1000 tune)")
     with m:
-        pm.sample_prior_predictive(draws=settings.prior_draws, random_seed=1,
-                                   compile_kwargs={"mode": "FAST_RUN"})  # fmt: skip
+        pm.sample_prior_predictive(
+            draws=settings.prior_draws, random_seed=1, compile_kwargs={"mode": "FAST_RUN"}
+        )
     mark("prior draws")
     idata = fit(case, priors, settings)
     mark("whole fit() again (compile + 5 fits + prior)")

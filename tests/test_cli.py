@@ -10,16 +10,29 @@ from tests.conftest import CASE, ROOT
 
 def capest(*args, cwd=ROOT):
     return subprocess.run(
-        [sys.executable, "-m", "model.cli", *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "model.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=900,
-    )  # fmt: skip
+    )
 
 
 def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     """100 draws in all cannot give a bulk ESS of 400, so the diagnostics must fail: the
     report is still written, says FAILED at the top, and the exit code is 1."""
-    out = capest("estimate", str(CASE), "--reports-dir", str(tmp_path),
-                 "--draws", "50", "--tune", "200", "--chains", "2")  # fmt: skip
+    out = capest(
+        "estimate",
+        str(CASE),
+        "--reports-dir",
+        str(tmp_path),
+        "--draws",
+        "50",
+        "--tune",
+        "200",
+        "--chains",
+        "2",
+    )
     assert out.returncode == 1, out.stderr
     latest = tmp_path / "february-11-plant" / "latest"
     summary = json.loads((latest / "summary.json").read_text())

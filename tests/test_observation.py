@@ -52,10 +52,17 @@ def test_rows_become_log1p_bounds_and_weights(tmp_path):
     lines = [
         row(id="a", value="24"),
         row(id="b", bound="at_least", value="", lower="24", period_start="2024-01-17"),
-        row(id="c", kind="transfers", bound="at_most", value="", upper="49",
-            period_start="2023-09-01", period_end="2024-01-31"),
+        row(
+            id="c",
+            kind="transfers",
+            bound="at_most",
+            value="",
+            upper="49",
+            period_start="2023-09-01",
+            period_end="2024-01-31",
+        ),
         row(id="d", bound="between", value="", lower="40", upper="50", reliability="D"),
-    ]  # fmt: skip
+    ]
     path = tmp_path / "e.csv"
     path.write_text("\n".join([HEADER, *lines]) + "\n")
     ev = load_evidence(path)

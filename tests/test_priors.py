@@ -17,9 +17,13 @@ def test_elasticity_matches_the_reference_documents_derivation():
 
 def test_ramp_prior_is_the_predictive_lognormal_of_the_cases():
     table = pd.DataFrame(
-        {"case": ["a", "b"], "lag_months_low": [10.0, 40.0], "lag_months_high": [10.0, np.nan],
-         "use": ["yes", "yes"]}
-    )  # fmt: skip
+        {
+            "case": ["a", "b"],
+            "lag_months_low": [10.0, 40.0],
+            "lag_months_high": [10.0, np.nan],
+            "use": ["yes", "yes"],
+        }
+    )
     params, _ = derive_ramp_months(table)
     # logs ln10, ln40: mean ln20, sd (ddof 1) ln4/sqrt2, predictive x sqrt(1 + 1/2)
     assert params["median"] == pytest.approx(20.0, rel=1e-3)

@@ -35,17 +35,37 @@ def synthetic_case(case_dir):
     template = real.iloc[0].to_dict()
     rows = real[real["kind"] == "area_ratio"].to_dict("records")
     for month in pd.period_range("2023-12", "2025-12", freq="M"):
-        rows.append({**template, "id": f"launches-{month}", "kind": "launches",
-                     "period_start": str(month.start_time.date()),
-                     "period_end": str(month.end_time.date()), "reading": ""})  # fmt: skip
+        rows.append(
+            {
+                **template,
+                "id": f"launches-{month}",
+                "kind": "launches",
+                "period_start": str(month.start_time.date()),
+                "period_end": str(month.end_time.date()),
+                "reading": "",
+            }
+        )
     for date in ("2024-01-31", "2024-06-30", "2024-12-31", "2025-06-30"):
-        rows.append({**template, "id": f"transfers-{date}", "kind": "transfers",
-                     "period_start": "2023-09-01", "period_end": date, "reading": ""})  # fmt: skip
+        rows.append(
+            {
+                **template,
+                "id": f"transfers-{date}",
+                "kind": "transfers",
+                "period_start": "2023-09-01",
+                "period_end": date,
+                "reading": "",
+            }
+        )
     ledger = pd.DataFrame(rows)
     modelled = ledger["kind"] != "area_ratio"
     ledger.loc[modelled, ["value", "lower", "upper", "bound", "unit", "reliability"]] = [
-        "1", "", "", "exact", "missiles", "A"
-    ]  # fmt: skip
+        "1",
+        "",
+        "",
+        "exact",
+        "missiles",
+        "A",
+    ]
     ledger.to_csv(case_dir / "evidence.csv", index=False)
     case = load_case(case_dir)
     priors = resolve_priors(case)
@@ -89,8 +109,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(seed):
     settings = SamplerSettings(draws=100, tune=100, chains=2, seed=seed, prior_draws=50)
     a = fit(case, priors, settings, conditional=False)
     b = fit(case, priors, settings, conditional=False)
-    c = fit(case, priors, SamplerSettings(**{**settings.__dict__, "seed": seed + 1}),
-            conditional=False)  # fmt: skip
+    c = fit(
+        case, priors, SamplerSettings(**{**settings.__dict__, "seed": seed + 1}), conditional=False
+    )
     for name in ("rate_before", "capacity_multiplier", "elasticity", "production"):
         np.testing.assert_array_equal(a["posterior"][name], b["posterior"][name])
         np.testing.assert_array_equal(a["prior"][name], b["prior"][name])

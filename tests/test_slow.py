@@ -21,8 +21,21 @@ def test_default_estimate_of_the_real_case_passes(tmp_path):
 
 @pytest.mark.slow
 def test_pymc_nuts_fallback_runs_and_is_recorded(tmp_path):
-    out = capest("estimate", str(CASE), "--reports-dir", str(tmp_path), "--sampler", "pymc",
-                 "--draws", "200", "--tune", "300", "--chains", "2", "--no-conditional")  # fmt: skip
+    out = capest(
+        "estimate",
+        str(CASE),
+        "--reports-dir",
+        str(tmp_path),
+        "--sampler",
+        "pymc",
+        "--draws",
+        "200",
+        "--tune",
+        "300",
+        "--chains",
+        "2",
+        "--no-conditional",
+    )
     assert out.returncode in (0, 1), out.stderr  # few draws: diagnostics may fail, still a report
     summary = json.loads((tmp_path / "february-11-plant" / "latest" / "summary.json").read_text())
     assert summary["provenance"]["sampler"] == "pymc"

@@ -71,12 +71,30 @@ def readings(case: Case, elasticity: PriorSpec) -> Readings:
     )
 
 
+def prior_data(priors: Priors, mix: Readings) -> dict[str, np.ndarray]:
+    """Every prior parameter, by the name of the pm.Data that holds it in the model. A
+    scenario with other parameters of the same families refits without recompiling."""
+    data = {
+        f"prior__{s.name}__{k}": np.asarray(v)
+        for s in priors.specs.values()
+        for k, v in s.params.items()
+        if s.name != "elasticity"  # it enters through the mixture below
+    }
+    data["prior__log_gain_log__mu"] = mix.mu
+    data["prior__log_gain_log__sigma"] = mix.sigma
+    return data
+
+
+def prior_families(priors: Priors) -> dict[str, str]:
+    return {name: spec.dist for name, spec in priors.specs.items()}
+
+
 def prior(spec: PriorSpec, **kwargs):
-    """A PyMC random variable from a PriorSpec."""
-    p = spec.params
+    """A PyMC random variable from a PriorSpec; its parameters are pm.Data (see prior_data)."""
+    p = {k: pm.Data(f"prior__{spec.name}__{k}", v) for k, v in spec.params.items()}
     match spec.dist:
         case "LogNormal":
-            return pm.LogNormal(spec.name, mu=np.log(p["median"]), sigma=p["sigma"], **kwargs)
+            return pm.LogNormal(spec.name, mu=pt.log(p["median"]), sigma=p["sigma"], **kwargs)
         case "Beta":
             return pm.Beta(spec.name, alpha=p["alpha"], beta=p["beta"], **kwargs)
         case "HalfNormal":
@@ -102,8 +120,10 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         reading_weight = pm.Data("reading_weight", mix.weights, dims="reading")
 
         rate_before = prior(priors["rate_before"])
+        mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims="reading")
+        mix_sigma = pm.Data("prior__log_gain_log__sigma", mix.sigma, dims="reading")
         log_gain_log = pm.NormalMixture(
-            "log_gain_log", w=reading_weight, mu=mix.mu, sigma=mix.sigma
+            "log_gain_log", w=reading_weight, mu=mix_mu, sigma=mix_sigma
         )  # log(elasticity x ln ratio) = log(ln capacity_multiplier)
         completion = prior(priors["completion"])
         ramp_months = prior(priors["ramp_months"])
@@ -113,7 +133,7 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
 
         multiplier = pm.Deterministic("capacity_multiplier", pt.exp(pt.exp(log_gain_log)))
         pm.Deterministic("rate_after", rate_before * multiplier)
-        component = pm.logprob.logp(pm.Normal.dist(mix.mu, mix.sigma), log_gain_log)
+        component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log)
         pm.Deterministic(
             "reading_probability",
             pt.special.softmax(pt.log(reading_weight) + component),
@@ -157,28 +177,36 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
         sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
 
-        measured = (pt.log1p(predicted), sigma, obs.lower, obs.upper, obs.exact)
+        # The observed values and their forms are data, so that checks can refit one compiled
+        # model without a row (row_weight 0) or with simulated evidence (calibration).
+        observed = pm.Data("evidence_observed", obs.observed, dims="obs")
+        lower = pm.Data("evidence_lower", obs.lower, dims="obs")
+        upper = pm.Data("evidence_upper", obs.upper, dims="obs")
+        exact = pm.Data("evidence_exact", obs.exact, dims="obs")
+        row_weight = pm.Data("row_weight", np.ones(len(obs.ids)), dims="obs")
+        mu = pt.log1p(predicted)
+        pm.Deterministic("measurement_sd", sigma, dims="obs")
+        measured = (mu, sigma, lower, upper, exact, priors.outlier_share, priors.outlier_sd)
         pm.Deterministic(
-            "outlier_probability",
-            outlier_probability(obs.observed, *measured, priors.outlier_share, priors.outlier_sd),
-            dims="obs",
+            "outlier_probability", outlier_probability(observed, *measured), dims="obs"
         )
+        # Pointwise log-likelihood and log-prior densities, computed with every draw (cheap),
+        # for LOO and power-scaling sensitivity; fit() moves them to their own groups.
+        pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims="obs")
+        for rv in list(model.free_RVs):
+            pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
+
         pm.CustomDist(
             "evidence",
-            pt.log1p(predicted),
-            sigma,
-            obs.lower,
-            obs.upper,
-            obs.exact,
-            priors.outlier_share,
-            priors.outlier_sd,
-            logp=lambda value, mu, sigma, lower, upper, exact, share, sd: robust_logp(
-                value, mu, sigma, lower, upper, exact, share, sd
+            *measured,
+            row_weight,
+            logp=lambda value, mu, sd, lo, hi, ex, share, wide, w: (
+                w * robust_logp(value, mu, sd, lo, hi, ex, share, wide)
             ),
-            random=lambda mu, sigma, lower, upper, exact, share, sd, rng=None, size=None: (
-                measurement_draw(mu, sigma, lower, upper, exact, share, sd, rng=rng, size=size)
+            random=lambda mu, sd, lo, hi, ex, share, wide, w, rng=None, size=None: measurement_draw(
+                mu, sd, lo, hi, ex, share, wide, rng=rng, size=size
             ),
-            observed=obs.observed,
+            observed=observed,
             dims="obs",
         )
     return model

@@ -29,6 +29,7 @@ _SCHEMA: dict[str, set[str]] = {
         "area_ratio",
         "priors",
         "measurement",
+        "scenarios",
     },
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
@@ -78,6 +79,18 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError([Problem(name, "file", "-", f"not valid TOML: {exc}")]) from exc
     problems = _check_keys(settings, text, name)
+    for scenario, table in settings.get("scenarios", {}).items():
+        allowed = {"description", "priors", "weights"}
+        for key in set(table) - allowed if isinstance(table, dict) else ["(not a table)"]:
+            full = f"scenarios.{scenario}.{key}"
+            problems.append(
+                Problem(
+                    name,
+                    _line_of(text, full),
+                    full,
+                    f"unknown key (allowed here: {', '.join(sorted(allowed))})",
+                )
+            )
     if problems:
         raise InputError(problems)
 

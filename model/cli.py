@@ -94,10 +94,11 @@ def estimate(args: argparse.Namespace) -> int:
         q["p_capacity_doubled"]["value"],
     )
     log.info("report written to %s (%.0f s)", folder, time.perf_counter() - start)
-    if not summary["diagnostics"]["passed"]:
-        for f in summary["diagnostics"]["fits"]:
-            if f["failures"]:
-                log.error("diagnostics FAILED for %s: %s", f["fit"], "; ".join(f["failures"]))
+    for check in summary["checks"]:
+        if check["status"] != "pass":
+            level = logging.ERROR if check["status"] == "fail" else logging.WARNING
+            log.log(level, "%s %s: %s", check["name"], check["status"].upper(), check["finding"])
+    if not summary["passed"]:
         return 1
     print(folder)
     return 0

@@ -56,10 +56,15 @@ def check(posterior: xr.Dataset, diverging: xr.DataArray, label: str) -> dict:
 def diagnose(idata: xr.DataTree) -> dict:
     """Checks of the main fit and of each conditional (one-reading) fit."""
     fits = [check(idata["posterior"].to_dataset(), idata["sample_stats"]["diverging"], "mixture")]
-    if "conditional" in idata.children:
-        for name, node in idata["conditional"].children.items():
-            ds = node.to_dataset()
-            fits.append(check(ds.drop_vars("diverging"), ds["diverging"], f"reading: {name}"))
+    for group, label in (
+        ("conditional", "reading"),
+        ("scenarios", "scenario"),
+        ("influence_refits", "without row"),
+    ):
+        if group in idata.children:
+            for name, node in idata[group].children.items():
+                ds = node.to_dataset()
+                fits.append(check(ds.drop_vars("diverging"), ds["diverging"], f"{label}: {name}"))
     worst = {
         "max_rhat": max(f["max_rhat"] for f in fits),
         "min_ess_bulk": min(f["min_ess_bulk"] for f in fits),

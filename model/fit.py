@@ -13,14 +13,17 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
 
 from model import MODEL_VERSION, __version__
-from model.build import Readings, build_model, readings
+from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
-from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors
+from model.checks import PARETO_K
+from model.observation import measurement_draw, observations
+from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class Sampler:
 
     def __init__(self, model: pm.Model, settings: SamplerSettings):
         self.model, self.settings = model, settings
+        # Every fit starts from the model's own data, whatever an earlier fit changed.
+        self.defaults = {v.name: v.get_value() for v in model.data_vars}
         self.name = settings.sampler
         self.compiled = None
         if self.name == "nutpie":
@@ -87,13 +92,15 @@ class Sampler:
             else:
                 self.compiled = nutpie.compile_pymc_model(model, backend="numba")
 
-    def sample(self, weights: np.ndarray, seed: int) -> xr.DataTree:
+    def sample(self, weights: np.ndarray, seed: int, **data: np.ndarray) -> xr.DataTree:
+        """Sample with these reading weights and any other pm.Data values (by name)."""
         s = self.settings
+        data = {**self.defaults, "reading_weight": weights, **data}
         if self.compiled is not None:
             import nutpie
 
             return nutpie.sample(
-                self.compiled.with_data(reading_weight=weights),
+                self.compiled.with_data(**data),
                 draws=s.draws,
                 tune=s.tune,
                 chains=s.chains,
@@ -104,7 +111,7 @@ class Sampler:
                 target_accept=s.target_accept,
             )
         with self.model:
-            pm.set_data({"reading_weight": weights})
+            pm.set_data(data)
             return pm.sample(
                 draws=s.draws,
                 tune=s.tune,
@@ -123,16 +130,22 @@ def fit(
     settings: SamplerSettings = SamplerSettings(),
     *,
     conditional: bool = True,
+    checks: bool = True,
 ) -> xr.DataTree:
     """Posterior under the case's reading weights, plus (if `conditional`) the headline
-    quantities under each reading alone. Deterministic given inputs and settings.seed."""
+    quantities under each reading alone, and (if `checks`) the refits the health checks
+    need: each of the case's scenarios, and rows that PSIS-LOO cannot leave out reliably.
+    Deterministic given inputs and settings.seed."""
     model = build_model(case, priors)
     mix = readings(case, priors["elasticity"])
     sampler = Sampler(model, settings)
     log.info("sampling %s with %s", case.id, sampler.name)
     idata = sampler.sample(mix.weights, settings.seed)
     rng = np.random.default_rng(settings.seed)
+    obs = observations(case.evidence, case.window, priors.noise)
+    _split_log_densities(idata, obs)
     idata["posterior"] = _with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+    idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
 
     with model, warnings.catch_warnings():
         # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
@@ -154,8 +167,13 @@ def fit(
             "reading_weight": ("reading", mix.weights),
             "ratio_low": ("reading", mix.ratio_low),
             "ratio_high": ("reading", mix.ratio_high),
+            "kind": ("obs", obs.kind.astype(str)),
+            "reliability": ("obs", obs.grade.astype(str)),
+            "lower": ("obs", obs.lower),
+            "upper": ("obs", obs.upper),
+            "exact": ("obs", obs.exact),
         },
-        coords={"reading": mix.names},
+        coords={"reading": mix.names, "obs": obs.ids},
     )
     idata["evidence"] = ledger_dataset(case)
 
@@ -163,12 +181,86 @@ def fit(
         for i, name in enumerate(mix.names):
             log.info("sampling %s under the reading '%s' alone", case.id, name)
             one = sampler.sample(np.eye(len(mix.names))[i], settings.seed + i + 1)
-            node = one["posterior"].to_dataset()[HEADLINE]
-            node["diverging"] = one["sample_stats"]["diverging"]
-            idata[f"conditional/{name}"] = node
+            idata[f"conditional/{name}"] = _headline(one)
+    if checks:
+        _influence_refits(idata, sampler, mix, settings)
+        for name in case.settings.get("scenarios", {}):
+            idata[f"scenarios/{name}"] = _scenario(case, priors, name, sampler, mix, settings)
 
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
     return idata
+
+
+def _headline(one: xr.DataTree) -> xr.Dataset:
+    node = one["posterior"].to_dataset()[HEADLINE]
+    node["diverging"] = one["sample_stats"]["diverging"]
+    return node
+
+
+def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
+    """Refit without each row whose Pareto k says PSIS-LOO cannot drop it reliably."""
+    k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k
+    ids = idata["posterior"]["obs"].to_numpy()
+    for j in np.flatnonzero(k.to_numpy() > PARETO_K):
+        log.info("refitting without row %s (Pareto k %.2f)", ids[j], float(k[j]))
+        weight = np.ones(len(ids))
+        weight[j] = 0.0
+        idata[f"influence_refits/{ids[j]}"] = _headline(
+            sampler.sample(mix.weights, settings.seed + 100 + j, row_weight=weight)
+        )
+
+
+def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
+    """The case under one of its [scenarios.<name>]: other reading weights and/or priors.
+    Same prior families: the compiled model is reused; otherwise the scenario compiles."""
+    table = case.settings["scenarios"][name]
+    alt = resolve_priors(case, scenario=name) if "priors" in table else priors
+    weights = dict(case.reading_weights)
+    if "weights" in table:
+        total = float(sum(table["weights"].values()))
+        weights = {r: float(table["weights"].get(r, 0.0)) / total for r in weights}
+    alt_mix = readings(dataclasses.replace(case, reading_weights=weights), alt["elasticity"])
+    log.info("sampling scenario '%s'", name)
+    seed = settings.seed + 1000
+    if prior_families(alt) == prior_families(priors):
+        one = sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix))
+    else:
+        one = Sampler(build_model(case, alt), settings).sample(alt_mix.weights, seed)
+    node = _headline(one)
+    node.attrs["description"] = str(table.get("description", ""))
+    changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}
+    node.attrs["priors"] = json.dumps(changed)
+    node.attrs["weights"] = json.dumps(weights)
+    return node
+
+
+def _split_log_densities(idata: xr.DataTree, obs) -> None:
+    """Move the pointwise log-likelihood and the log-prior densities, computed as
+    deterministics with every draw, into the `log_likelihood` and `log_prior` groups.
+    The likelihood is also split by evidence stream (dims obs_<kind>) for sensitivity."""
+    post = idata["posterior"].to_dataset()
+    ll = post["log_likelihood__evidence"]
+    streams = {"evidence": ll}
+    for kind in dict.fromkeys(obs.kind):
+        idx = np.flatnonzero(obs.kind == kind)
+        streams[str(kind)] = ll.isel(obs=idx).rename(obs=f"obs_{kind}")
+    prior_names = [n for n in post.data_vars if n.startswith("log_prior__")]
+    idata["log_likelihood"] = xr.Dataset(streams)
+    idata["log_prior"] = xr.Dataset({n.removeprefix("log_prior__"): post[n] for n in prior_names})
+    idata["posterior"] = post.drop_vars([*prior_names, "log_likelihood__evidence"])
+
+
+def _predictive(post: xr.Dataset, priors: Priors, rng: np.random.Generator) -> xr.Dataset:
+    """Posterior predictive draws of each row's measured value (log1p scale, before any
+    censoring), from the saved `predicted` and `measurement_sd`: no model recompilation."""
+    mu = np.log1p(post["predicted"].to_numpy())
+    sd = post["measurement_sd"].to_numpy()
+    draws = measurement_draw(
+        mu, sd, None, None, None, priors.outlier_share, priors.outlier_sd, rng=rng, size=mu.shape
+    )
+    return xr.Dataset(
+        {"evidence": (post["predicted"].dims, draws)}, coords=post["predicted"].coords
+    )
 
 
 def _with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> xr.Dataset:

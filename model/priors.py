@@ -92,12 +92,18 @@ class Priors:
 
 
 def resolve_priors(
-    case: Case, defaults: Path = DEFAULT_PRIORS, reference_dir: Path = REFERENCE_DIR
+    case: Case,
+    defaults: Path = DEFAULT_PRIORS,
+    reference_dir: Path = REFERENCE_DIR,
+    scenario: str | None = None,
 ) -> Priors:
-    """Defaults, filled in from the reference class, then the case's overrides."""
+    """Defaults, filled in from the reference class, then the case's overrides, then (if
+    given) those of one of the case's [scenarios.<name>]."""
     table = tomllib.loads(defaults.read_text(encoding="utf-8"))
     case_file = str(case.path / "case.toml")
-    overrides = case.settings.get("priors", {})
+    overrides = dict(case.settings.get("priors", {}))
+    if scenario is not None:
+        overrides.update(case.settings["scenarios"][scenario].get("priors", {}))
     problems = [
         Problem(case_file, "[priors]", f"priors.{k}", f"unknown prior (known: {', '.join(NAMES)})")
         for k in overrides

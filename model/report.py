@@ -97,32 +97,44 @@ def interval(q: dict, p: str = "0.95") -> str:
     return f"{fmt(lo)}–{fmt(hi)}"
 
 
+def _status(summary: dict) -> tuple:
+    """The line at the top: FAILED if any check failed, with what failed; else PASSED."""
+    checks = summary.get("checks") or [
+        {
+            "name": "sampler diagnostics",
+            "status": "pass" if summary["diagnostics"]["passed"] else "fail",
+            "finding": "; ".join(
+                f"{f['fit']}: {', '.join(f['failures'])}"
+                for f in summary["diagnostics"]["fits"]
+                if f["failures"]
+            ),
+        }
+    ]
+    failed = [c for c in checks if c["status"] == "fail"]
+    warned = [c["name"] for c in checks if c["status"] == "warn"]
+    if failed:
+        what = "; ".join(f"{c['name']}: {c['finding']}" for c in failed)
+        return ("status", False, f"{what}. Do not use these numbers until this is fixed.")
+    text = "every check passed"
+    if warned:
+        text += f", with warnings from {', '.join(warned)} (see Health)"
+    return ("status", True, text + ".")
+
+
 def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     q, d, unit = summary["quantities"], summary["diagnostics"], summary["unit"]
     prov = summary["provenance"]
-    blocks: list[tuple] = [("h1", summary["case_title"])]
-    if d["passed"]:
-        blocks.append(
+    blocks: list[tuple] = [("h1", summary["case_title"]), _status(summary)]
+    checks = summary.get("checks", [])
+    if checks:
+        blocks += [
+            ("h2", "Health"),
             (
-                "status",
-                True,
-                "Diagnostics passed: R-hat, effective sample size and "
-                "divergences are within their thresholds for every fit.",
-            )
-        )
-    else:
-        failures = "; ".join(
-            f"{f['fit']}: {', '.join(f['failures'])}" for f in d["fits"] if f["failures"]
-        )
-        blocks.append(
-            (
-                "status",
-                False,
-                f"FAILED: the sampler diagnostics failed ({failures}). "
-                "Do not use these numbers until the fit is fixed.",
-            )
-        )
-
+                "table",
+                ["check", "status", "finding", "rule"],
+                [[c["name"], c["status"].upper(), c["finding"], c["rule"]] for c in checks],
+            ),
+        ]
     completion = q["completion"]["dates"]
     blocks += [
         (
@@ -192,6 +204,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             [_reading_row(r) for r in summary["readings"]],
         ),
         ("img", "readings.png", FIGURES["readings.png"]),
+        *_scenario_blocks(summary),
         ("h2", "Priors"),
         (
             "p",
@@ -242,11 +255,24 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             "p",
             "Every row as recorded, with its source. Modelled rows show the posterior probability "
             "that the model treats the row as an outlier (wrong beyond its reliability grade); "
-            "high values mark reports that conflict with the rest.",
+            "the leave-one-out predictive probability of the row given the others (LOO p: small "
+            "values mark reports the rest cannot explain); and how far leaving the row out moves "
+            "the median of rate_after, in posterior standard deviations.",
         ),
         (
             "table",
-            ["id", "kind", "period", "reported value", "grade", "P(outlier)", "source", "quote"],
+            [
+                "id",
+                "kind",
+                "period",
+                "reported value",
+                "grade",
+                "P(outlier)",
+                "LOO p",
+                "rate_after shift (sd)",
+                "source",
+                "quote",
+            ],
             _ledger_rows(idata, summary),
         ),
         ("h2", "Provenance"),
@@ -300,6 +326,53 @@ def _what_the_evidence_moved(q: dict, prior_q: dict) -> str:
     return text
 
 
+def _scenario_blocks(summary: dict) -> list[tuple]:
+    rows = summary.get("scenarios", [])
+    if not rows:
+        return []
+    unit = summary["unit"]
+    q = summary["quantities"]
+    base = [
+        "estimate (case settings)",
+        "",
+        fmt(q["rate_before"]["median"]) + f" ({interval(q['rate_before'])})",
+        fmt(q["rate_after"]["median"]) + f" ({interval(q['rate_after'])})",
+        fmt(q["capacity_multiplier"]["median"]) + f" ({interval(q['capacity_multiplier'])})",
+        f"{q['p_capacity_doubled']['value']:.0%}",
+    ]
+    table = [base] + [
+        [
+            r["scenario"],
+            r["description"],
+            f"{fmt(r['rate_before']['median'])} ({interval(r['rate_before'])})",
+            f"{fmt(r['rate_after']['median'])} ({interval(r['rate_after'])})",
+            f"{fmt(r['capacity_multiplier']['median'])} ({interval(r['capacity_multiplier'])})",
+            f"{r['p_capacity_doubled']:.0%}",
+        ]
+        for r in rows
+    ]
+    return [
+        ("h2", "Scenarios"),
+        (
+            "p",
+            "The headline quantities under the alternative choices set in the case file "
+            "([scenarios] in case.toml): how much the answer depends on each assumption.",
+        ),
+        (
+            "table",
+            [
+                "scenario",
+                "what changes",
+                f"rate before ({unit}/month, 95%)",
+                f"rate after ({unit}/month, 95%)",
+                "capacity multiplier (95%)",
+                "P(doubled)",
+            ],
+            table,
+        ),
+    ]
+
+
 def _quantity_row(name: str, q: dict, prior: dict | None) -> list[str]:
     if q["unit"] == "probability":
         prior_text = f"{prior['value']:.0%}" if prior else ""
@@ -338,6 +411,9 @@ def _reading_row(r: dict) -> list[str]:
 def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
     ev = idata["evidence"].to_dataset()
     outliers = summary["evidence"]["outlier_probability"]
+    checks = {c["name"]: c for c in summary.get("checks", [])}
+    loo_p = checks.get("posterior predictive", {}).get("p", {})
+    shift = checks.get("influence", {}).get("shifts", {}).get("rate_after", {})
     rows = []
     for i, row_id in enumerate(ev["row"].to_numpy()):
         r = {k: str(ev[k].to_numpy()[i]) for k in ev.data_vars}
@@ -350,6 +426,8 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
         value = f"{bound} {r['unit']}".strip()
         period = " to ".join(p for p in (r["period_start"], r["period_end"]) if p)
         p_out = f"{outliers[row_id]:.0%}" if row_id in outliers else "not modelled"
+        fit_text = f"{loo_p[row_id]:.2f}" if row_id in loo_p else ""
+        shift_text = f"{shift[row_id]:+.2f}" if row_id in shift else ""
         rows.append(
             [
                 str(row_id),
@@ -358,6 +436,8 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
                 value,
                 r["reliability"],
                 p_out,
+                fit_text,
+                shift_text,
                 Link(r["source"], r["url"]),
                 r["quote"],
             ]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from model.checks import run_checks
 from model.diagnostics import diagnose
 from model.timeline import Window
 
@@ -95,6 +96,47 @@ def quantities(ds: xr.Dataset, unit: str, window: Window | None = None) -> dict:
     return q
 
 
+def scenarios_table(idata: xr.DataTree) -> list[dict]:
+    """Headline quantities under each of the case's scenarios (saved refits)."""
+    unit = idata.attrs["unit"]
+    rows = []
+    for name, node in idata["scenarios"].children.items() if "scenarios" in idata.children else []:
+        ds = node.to_dataset()
+        rows.append(
+            {
+                "scenario": name,
+                "description": node.attrs.get("description", ""),
+                "priors": json.loads(node.attrs.get("priors", "{}")),
+                "weights": json.loads(node.attrs.get("weights", "{}")),
+                "rate_before": interval_summary(ds["rate_before"], f"{unit}/month", ""),
+                "rate_after": interval_summary(ds["rate_after"], f"{unit}/month", ""),
+                "capacity_multiplier": interval_summary(ds["capacity_multiplier"], "ratio", ""),
+                "p_capacity_doubled": float((ds["capacity_multiplier"] >= DOUBLED).mean()),
+            }
+        )
+    return rows
+
+
+def diagnostics_check(diagnostics: dict) -> dict:
+    """The sampler diagnostics as a check like the others (a failure fails the run)."""
+    failures = [
+        f"{f['fit']}: {', '.join(f['failures'])}" for f in diagnostics["fits"] if f["failures"]
+    ]
+    t = diagnostics["thresholds"]
+    return {
+        "name": "sampler diagnostics",
+        "status": "pass" if diagnostics["passed"] else "fail",
+        "rule": f"every fit: R-hat <= {t['max_rhat']}, bulk ESS >= {t['min_ess_bulk']}, no "
+        "divergences",
+        "finding": "; ".join(failures)
+        if failures
+        else (
+            f"{len(diagnostics['fits'])} fits: max R-hat {diagnostics['max_rhat']:.3f}, min bulk "
+            f"ESS {diagnostics['min_ess_bulk']:.0f}, {diagnostics['divergences']} divergences"
+        ),
+    }
+
+
 def summarize(idata: xr.DataTree) -> dict:
     attrs = idata.attrs
     unit = attrs["unit"]
@@ -105,6 +147,8 @@ def summarize(idata: xr.DataTree) -> dict:
     ledger = idata["evidence"].to_dataset()
     outliers = post["outlier_probability"].mean(("chain", "draw"))
     priors = json.loads(attrs["priors"])
+    diagnostics = diagnose(idata)
+    checks = [diagnostics_check(diagnostics), *run_checks(idata)]
     return {
         "schema_version": SCHEMA_VERSION,
         "case_id": attrs["case_id"],
@@ -126,10 +170,13 @@ def summarize(idata: xr.DataTree) -> dict:
             "seed": int(attrs["seed"]),
             "sampler_settings": settings,
         },
-        "diagnostics": diagnose(idata),
+        "passed": all(c["status"] != "fail" for c in checks),
+        "diagnostics": diagnostics,
+        "checks": checks,
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
         "readings": readings_table(idata),
+        "scenarios": scenarios_table(idata),
         "priors": priors,
         "borrowed_priors": [n for n, s in priors.items() if s["borrowed"]],
         "evidence": {

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from model.checks import run_checks
 from model.report import report_blocks, to_html, to_markdown, write_report
-from model.summary import INTERVALS, summarize
+from model.summary import INTERVALS, diagnostics_check, summarize
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +100,26 @@ def test_hostile_evidence_text_renders_as_text(small_fit, summary):
 
 
 def test_failed_diagnostics_show_at_the_top(small_fit, summary):
-    failed = {**summary, "diagnostics": {**summary["diagnostics"], "passed": False}}
-    failed["diagnostics"]["fits"] = [
-        {**summary["diagnostics"]["fits"][0], "passed": False, "failures": ["R-hat 1.200 > 1.01"]}
-    ]
+    fit = {**summary["diagnostics"]["fits"][0], "passed": False, "failures": ["R-hat 1.2 > 1.01"]}
+    diagnostics = {**summary["diagnostics"], "passed": False, "fits": [fit]}
+    failed = {
+        **summary,
+        "diagnostics": diagnostics,
+        "checks": [diagnostics_check(diagnostics), *summary["checks"][1:]],
+    }
     md = to_markdown(report_blocks(failed, small_fit))
     assert md.splitlines()[2].startswith("> **FAILED**")
-    assert "R-hat 1.200 > 1.01" in md.splitlines()[2]
+    assert "mixture: R-hat 1.2 > 1.01" in md.splitlines()[2]
+    assert "| sampler diagnostics | FAIL |" in md
+
+
+def test_a_check_that_cannot_compute_fails_visibly(small_fit):
+    broken = small_fit.copy()
+    del broken["log_likelihood"]
+    checks = {c["name"]: c for c in run_checks(broken)}
+    assert checks["posterior predictive"]["status"] == "fail"
+    assert "could not be computed" in checks["posterior predictive"]["finding"]
+    assert checks["prior predictive"]["status"] in ("pass", "warn")  # the others still run
 
 
 def _figures():

@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
 
-.PHONY: report test test-slow lint bench lock clean-venv
+.PHONY: report test test-slow lint calibrate bench lock clean-venv
 
 # Stamps: an environment is (re)built only when its lock file changes.
 $(BIN)/python:
@@ -41,6 +41,10 @@ test-slow: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Simulation-based calibration, 200 simulations; figures and table into reports/calibration/
+calibrate: $(VENV)/.runtime
+	$(BIN)/python -m model.calibration --sims 200 --out reports/calibration
 
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/run.py

@@ -39,7 +39,7 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     assert summary["diagnostics"]["passed"] is False
     assert summary["provenance"]["draws"] == 50 and summary["provenance"]["chains"] == 2
     assert "FAILED" in (latest / "report.md").read_text().splitlines()[2]
-    assert "diagnostics FAILED" in out.stderr
+    assert "ERROR capest: sampler diagnostics FAIL" in out.stderr
 
 
 def test_bad_input_exits_2_naming_file_row_column_and_writes_nothing(tmp_path):

@@ -37,6 +37,7 @@ _SCHEMA: dict[str, set[str]] = {
     "measurement": {"noise", "rationale", "outlier_share", "outlier_sd"},
     "measurement.noise": {"A", "B", "C", "D"},
 }
+_SCENARIO_KEYS = {"description", "priors", "weights"}  # in each [scenarios.<name>]
 _REQUIRED = {
     "": ("id", "title", "unit", "evidence", "window", "exports", "area_ratio"),
     "window": ("start", "end"),
@@ -79,18 +80,6 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError([Problem(name, "file", "-", f"not valid TOML: {exc}")]) from exc
     problems = _check_keys(settings, text, name)
-    for scenario, table in settings.get("scenarios", {}).items():
-        allowed = {"description", "priors", "weights"}
-        for key in set(table) - allowed if isinstance(table, dict) else ["(not a table)"]:
-            full = f"scenarios.{scenario}.{key}"
-            problems.append(
-                Problem(
-                    name,
-                    _line_of(text, full),
-                    full,
-                    f"unknown key (allowed here: {', '.join(sorted(allowed))})",
-                )
-            )
     if problems:
         raise InputError(problems)
 
@@ -157,8 +146,10 @@ def input_hash(paths: list[Path] | tuple[Path, ...]) -> str:
 
 
 def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
+    scenarios = settings.get("scenarios", {})
+    schema = {**_SCHEMA, **{f"scenarios.{s}": _SCENARIO_KEYS for s in scenarios}}
     problems = []
-    for table, allowed in _SCHEMA.items():
+    for table, allowed in schema.items():
         node = settings
         for part in table.split(".") if table else []:
             node = node.get(part, {}) if isinstance(node, dict) else {}
@@ -167,14 +158,8 @@ def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
         for key in node:
             if key not in allowed:
                 full = f"{table}.{key}" if table else key
-                problems.append(
-                    Problem(
-                        name,
-                        _line_of(text, full),
-                        full,
-                        f"unknown key (allowed here: {', '.join(sorted(allowed))})",
-                    )
-                )
+                message = f"unknown key (allowed here: {', '.join(sorted(allowed))})"
+                problems.append(Problem(name, _line_of(text, full), full, message))
     for table, keys in _REQUIRED.items():
         node = settings.get(table, {}) if table else settings
         for key in keys:

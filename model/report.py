@@ -99,17 +99,7 @@ def interval(q: dict, p: str = "0.95") -> str:
 
 def _status(summary: dict) -> tuple:
     """The line at the top: FAILED if any check failed, with what failed; else PASSED."""
-    checks = summary.get("checks") or [
-        {
-            "name": "sampler diagnostics",
-            "status": "pass" if summary["diagnostics"]["passed"] else "fail",
-            "finding": "; ".join(
-                f"{f['fit']}: {', '.join(f['failures'])}"
-                for f in summary["diagnostics"]["fits"]
-                if f["failures"]
-            ),
-        }
-    ]
+    checks = summary["checks"]
     failed = [c for c in checks if c["status"] == "fail"]
     warned = [c["name"] for c in checks if c["status"] == "warn"]
     if failed:
@@ -125,16 +115,16 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     q, d, unit = summary["quantities"], summary["diagnostics"], summary["unit"]
     prov = summary["provenance"]
     blocks: list[tuple] = [("h1", summary["case_title"]), _status(summary)]
-    checks = summary.get("checks", [])
-    if checks:
-        blocks += [
-            ("h2", "Health"),
-            (
-                "table",
-                ["check", "status", "finding", "rule"],
-                [[c["name"], c["status"].upper(), c["finding"], c["rule"]] for c in checks],
-            ),
-        ]
+    checks = summary["checks"]
+    blocks += [
+        ("h2", "Health"),
+        (
+            "table",
+            ["check", "status", "finding", "rule"],
+            [[c["name"], c["status"].upper(), c["finding"], c["rule"]] for c in checks],
+        ),
+        *_sensitivity_blocks(checks),
+    ]
     completion = q["completion"]["dates"]
     blocks += [
         (
@@ -324,6 +314,28 @@ def _what_the_evidence_moved(q: dict, prior_q: dict) -> str:
             "assumptions listed under Priors."
         )
     return text
+
+
+def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:
+    """Power-scaling sensitivity of the headline quantities, by prior and evidence stream."""
+    sens = next((c for c in checks if c["name"] == "prior sensitivity" and "priors" in c), None)
+    if sens is None:
+        return []
+    quantities = list(next(iter(sens["likelihood"].values())))
+    rows = [
+        [f"prior: {n}", *(f"{v[q]:.3f}" for q in quantities)] for n, v in sens["priors"].items()
+    ]
+    rows += [
+        [f"prior: {n}", *(["flat (not applicable)"] * len(quantities))] for n in sens["flat_priors"]
+    ]
+    rows += [
+        [
+            "all evidence" if n == "evidence" else f"evidence: {n}",
+            *(f"{v[q]:.3f}" for q in quantities),
+        ]
+        for n, v in sens["likelihood"].items()
+    ]
+    return [("table", ["sensitivity to (CJS distance; >= 0.05 is notable)", *quantities], rows)]
 
 
 def _scenario_blocks(summary: dict) -> list[tuple]:

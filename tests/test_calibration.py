@@ -1,5 +1,5 @@
-"""Calibration of the method itself. The full run (200 simulations) is `make calibrate`; the
-slow tier runs a reduced version that still fails when the model is broken."""
+"""Calibration of the method itself (slow tier): 200 simulations must pass, and a reduced
+run (20 simulations) must still fail when the model is broken on purpose."""
 
 import dataclasses
 
@@ -21,11 +21,14 @@ def test_coverage_bounds_hold_the_stated_binomial_probability():
 
 
 @pytest.mark.slow
-def test_reduced_calibration_passes():
+def test_calibration_of_the_real_case_shape_passes():
+    """200 simulations, as `make calibrate` (a different seed): coverage of the 50/80/95%
+    intervals within Bonferroni-corrected 99% binomial bounds, and divergences rare."""
     case = load_case(CASE)
-    result = calibrate(case, resolve_priors(case), sims=40, seed=1)
+    result = calibrate(case, resolve_priors(case), sims=200, seed=5)
     assert result["passed"], result["coverage"]
-    assert result["sampler"]["divergences"] == 0
+    s = result["sampler"]
+    assert s["divergences"] <= 0.001 * s["fits"] * s["draws_per_fit"]  # under 1 per 1,000 draws
 
 
 @pytest.mark.slow

@@ -48,3 +48,15 @@ def test_as_of_keeps_only_rows_reported_by_then():
     assert (case.evidence["date_reported"] <= "2024-12-01").all()
     assert "transfers-hur-unsc-2024-11-25" in case.evidence.index  # reported 27 Nov
     assert "transfers-joongang-2024-12-03" not in case.evidence.index  # reported 3 Dec
+
+
+def test_unknown_key_in_a_scenario(case_copy):
+    path = case_copy / "case.toml"
+    path.write_text(path.read_text() + '\n[scenarios.x]\ndescription = "d"\nprior = "typo"\n')
+    with pytest.raises(InputError) as info:
+        load_case(case_copy)
+    (p,) = info.value.problems
+    assert (
+        p.column == "scenarios.x.prior"
+        and "allowed here: description, priors, weights" in p.message
+    )

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the per-reading fits (faster; the report then omits them)",
     )
+    hist = commands.add_parser("history", help="headline quantities of each past run of a case")
+    hist.add_argument("case", help="case folder or case id")
+    hist.add_argument("--reports-dir", default="reports", help="where report folders are")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -60,11 +63,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("pytensor", "pymc", "arviz", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return estimate(args)
+    return history(args) if args.command == "history" else estimate(args)
+
+
+def history(args: argparse.Namespace) -> int:
+    """Print one line per past run: when, inputs, headline medians, checks."""
+    import json
+    from pathlib import Path
+
+    case_id = Path(args.case).name
+    runs = sorted((Path(args.reports_dir) / case_id).glob("2*/summary.json"))
+    if not runs:
+        log.error("no runs of %s under %s", case_id, args.reports_dir)
+        return 2
+    print(f"{'run':<22} {'inputs':<8} {'rate_before':>11} {'rate_after':>10} {'P(x2)':>6}  status")
+    for path in runs:
+        s = json.loads(path.read_text())
+        q = s["quantities"]
+        print(
+            f"{path.parent.name:<22} {s['provenance']['input_hash'][:8]:<8} "
+            f"{q['rate_before']['median']:>11.3g} {q['rate_after']['median']:>10.3g} "
+            f"{q['p_capacity_doubled']['value']:>6.0%}  "
+            f"{'passed' if s.get('passed', s['diagnostics']['passed']) else 'FAILED'}"
+        )
+    return 0
 
 
 def estimate(args: argparse.Namespace) -> int:
     from model import InputError, load_case
+    from model.compare import diff, previous_summary
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
     from model.report import write_report
@@ -85,6 +112,9 @@ def estimate(args: argparse.Namespace) -> int:
     log.info("case %s: %d evidence rows", case.id, len(case.evidence))
     idata = fit(case, priors, settings, conditional=not args.no_conditional)
     summary = summarize(idata)
+    previous, previous_run = previous_summary(args.reports_dir, case.id)
+    if previous is not None:
+        summary["diff"] = diff(previous, summary, previous_run)
     folder = write_report(idata, summary, args.reports_dir)
     q = summary["quantities"]
     log.info(

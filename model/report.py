@@ -152,6 +152,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             "Intervals are equal-tailed posterior intervals.",
         ),
         ("p", _what_the_evidence_moved(q, summary["prior_quantities"])),
+        *_diff_blocks(summary),
         ("h2", "Estimates"),
         (
             "table",
@@ -314,6 +315,54 @@ def _what_the_evidence_moved(q: dict, prior_q: dict) -> str:
             "assumptions listed under Priors."
         )
     return text
+
+
+def _diff_blocks(summary: dict) -> list[tuple]:
+    """What changed since the previous run of the case (summary["diff"], set by the CLI)."""
+    d = summary.get("diff")
+    if not d:
+        return [("h2", "What changed"), ("p", "This is the first run of this case.")]
+    rows = []
+    for name, q in d["quantities"].items():
+        if "old" in q:
+            rows.append([name, f"{q['old']:.0%}", f"{q['new']:.0%}", f"{q['change']:+.0%}"])
+            continue
+        old = {"intervals": q["old_intervals"]}
+        new = {"intervals": q["new_intervals"]}
+        shift = "" if q["shift_in_old_sd"] is None else f"{q['shift_in_old_sd']:+.2f} sd"
+        rows.append(
+            [
+                name,
+                f"{fmt(q['old_median'])} ({interval(old)})",
+                f"{fmt(q['new_median'])} ({interval(new)})",
+                shift,
+            ]
+        )
+    if d["same_inputs"]:
+        text = (
+            "The inputs are unchanged (same input hash): any difference comes from the "
+            "code, the settings or Monte Carlo error."
+        )
+    else:
+        added = ", ".join(d["evidence_added"]) or "none"
+        removed = ", ".join(d["evidence_removed"]) or "none"
+        text = f"Evidence rows added: {added}. Removed: {removed}."
+        if d["added_rows_by_influence"]:
+            moved = ", ".join(
+                f"{r['id']} ({r['rate_after_shift_sd']:+.2f} sd)"
+                for r in d["added_rows_by_influence"]
+            )
+            text += f" Of the added rows, leaving each out would move rate_after by: {moved}."
+        text += " Changes to priors or the case file also change the input hash."
+    return [
+        ("h2", "What changed"),
+        (
+            "p",
+            f"Compared with the previous run {d['previous_run']} ({d['previous_created']}). "
+            + text,
+        ),
+        ("table", ["quantity", "previous median (95%)", "now (95%)", "shift (previous sd)"], rows),
+    ]
 
 
 def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:

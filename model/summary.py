@@ -180,6 +180,7 @@ def summarize(idata: xr.DataTree) -> dict:
         "priors": priors,
         "borrowed_priors": [n for n, s in priors.items() if s["borrowed"]],
         "evidence": {
+            "ids": [str(i) for i in ledger["row"].to_numpy()],
             "rows": int(ledger.sizes["row"]),
             "modelled": int(post.sizes["obs"]),
             "by_kind": pd.Series(ledger["kind"].to_numpy()).value_counts().to_dict(),

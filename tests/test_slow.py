@@ -62,3 +62,37 @@ def test_influence_refits_rows_where_psis_is_unreliable(monkeypatch):
     assert sorted(idata["influence_refits"].children) == sorted(ids)
     result = influence_check(idata)
     assert set(result["method"].values()) == {"refit"} and result["unresolved"] == []
+
+
+@pytest.mark.slow
+def test_rerun_with_a_new_row_names_it_in_what_changed(tmp_path):
+    import shutil
+
+    from tests.conftest import row
+
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    reports = tmp_path / "reports"
+    few = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-conditional"]
+    first = capest("estimate", str(case), "--reports-dir", str(reports), *few)
+    assert first.returncode in (0, 1), first.stderr
+    with (case / "evidence.csv").open("a") as f:  # a new report: 30 launches in March 2025
+        f.write(
+            row(
+                id="launches-new-2025-03",
+                period_start="2025-03-01",
+                period_end="2025-03-31",
+                value="30",
+                date_reported="2025-04-02",
+            )
+            + "\n"
+        )
+    second = capest("estimate", str(case), "--reports-dir", str(reports), *few)
+    assert second.returncode in (0, 1), second.stderr
+    summary = json.loads((reports / "february-11-plant" / "latest" / "summary.json").read_text())
+    d = summary["diff"]
+    assert d["evidence_added"] == ["launches-new-2025-03"] and not d["same_inputs"]
+    assert d["added_rows_by_influence"][0]["id"] == "launches-new-2025-03"
+    md = (reports / "february-11-plant" / "latest" / "report.md").read_text()
+    assert "## What changed" in md and "launches-new-2025-03" in md.split("## What changed")[1]
+    assert len(list((reports / "february-11-plant").glob("2*"))) == 2  # the first run is kept

@@ -1,0 +1,69 @@
+"""Compare a run with the previous run of the same case: what moved, and which new evidence
+moved it. Works on summary.json contents only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scipy import stats
+
+# sd of a normal from its central 80% interval: width / (2 x 1.2816)
+_Z80 = float(stats.norm.ppf(0.9))
+
+
+def previous_summary(reports_dir: str | Path, case_id: str) -> tuple[dict | None, str | None]:
+    """The summary of the run `latest` points at, and its folder name, if any."""
+    path = Path(reports_dir) / case_id / "latest" / "summary.json"
+    if not path.exists():
+        return None, None
+    return json.loads(path.read_text()), path.parent.resolve().name
+
+
+def headline_names(summary: dict) -> list[str]:
+    q = summary["quantities"]
+    years = sorted(n for n in q if n.startswith("production_"))
+    return ["rate_before", "rate_after", "capacity_multiplier", *years, "p_capacity_doubled"]
+
+
+def diff(previous: dict, current: dict, previous_run: str | None = None) -> dict:
+    """Old and new headline quantities, the shift in units of the old posterior sd, and the
+    evidence rows added or removed since, ranked by how far each moves rate_after now."""
+    quantities = {}
+    for name in headline_names(current):
+        new, old = current["quantities"][name], previous["quantities"].get(name)
+        if old is None:
+            continue
+        if new["unit"] == "probability":
+            quantities[name] = {
+                "old": old["value"],
+                "new": new["value"],
+                "change": new["value"] - old["value"],
+            }
+            continue
+        lo, hi = old["intervals"]["0.8"]
+        old_sd = (hi - lo) / (2 * _Z80)
+        quantities[name] = {
+            "unit": new["unit"],
+            "old_median": old["median"],
+            "new_median": new["median"],
+            "old_intervals": old["intervals"],
+            "new_intervals": new["intervals"],
+            "shift_in_old_sd": (new["median"] - old["median"]) / old_sd if old_sd > 0 else None,
+        }
+    old_ids = set(previous["evidence"].get("ids", []))
+    new_ids = set(current["evidence"].get("ids", []))
+    added, removed = sorted(new_ids - old_ids), sorted(old_ids - new_ids)
+    influence = next((c for c in current.get("checks", []) if c["name"] == "influence"), {})
+    shifts = influence.get("shifts", {}).get("rate_after", {})
+    moved = sorted((i for i in added if i in shifts), key=lambda i: -abs(shifts[i]))
+    return {
+        "previous_run": previous_run,
+        "previous_created": previous.get("created"),
+        "previous_input_hash": previous["provenance"]["input_hash"],
+        "same_inputs": previous["provenance"]["input_hash"] == current["provenance"]["input_hash"],
+        "quantities": quantities,
+        "evidence_added": added,
+        "evidence_removed": removed,
+        "added_rows_by_influence": [{"id": i, "rate_after_shift_sd": shifts[i]} for i in moved],
+    }

@@ -1,0 +1,43 @@
+"""What changed between two runs, from their summaries."""
+
+import copy
+
+import pytest
+
+from model.compare import diff, headline_names
+
+
+def summary(median=10.0, ids=("a", "b"), input_hash="h1", shifts=None):
+    q = {"unit": "missiles/month", "median": median,
+         "intervals": {"0.5": [median - 1, median + 1], "0.8": [median - 2.5632, median + 2.5632],
+                       "0.95": [median - 4, median + 4]}}  # fmt: skip
+    return {
+        "created": "2026-01-01T00:00:00Z",
+        "provenance": {"input_hash": input_hash},
+        "quantities": {
+            "rate_before": q,
+            "rate_after": copy.deepcopy(q),
+            "capacity_multiplier": copy.deepcopy(q),
+            "production_2024": copy.deepcopy(q),
+            "p_capacity_doubled": {"unit": "probability", "value": 0.25},
+        },
+        "evidence": {"ids": list(ids)},
+        "checks": [{"name": "influence", "shifts": {"rate_after": shifts or {}}}],
+    }
+
+
+def test_shift_is_measured_in_the_old_posterior_sd():
+    # old 80% interval +-2.5632 around 10 is a normal sd of 2.5632 / 1.2816 = 2
+    d = diff(summary(10.0), summary(13.0, input_hash="h2"), "run-1")
+    assert d["quantities"]["rate_before"]["shift_in_old_sd"] == pytest.approx(1.5, rel=1e-3)
+    assert d["quantities"]["p_capacity_doubled"]["change"] == 0.0
+    assert list(d["quantities"]) == headline_names(summary())
+    assert not d["same_inputs"] and d["previous_run"] == "run-1"
+
+
+def test_added_and_removed_rows_ranked_by_influence():
+    old = summary(ids=("a", "b", "c"))
+    new = summary(ids=("a", "b", "x", "y"), input_hash="h2", shifts={"x": 0.1, "y": -0.7, "a": 2})
+    d = diff(old, new)
+    assert d["evidence_added"] == ["x", "y"] and d["evidence_removed"] == ["c"]
+    assert [r["id"] for r in d["added_rows_by_influence"]] == ["y", "x"]

@@ -119,7 +119,7 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
     if as_of is not None:
         cutoff = parse_date(as_of, end=True)
         evidence = evidence[evidence["date_reported"] <= cutoff]
-    _check_against_case(evidence, weights, window, evidence_path, name, text)
+    _check_against_case(evidence, weights, window, evidence_path, name, text, as_of)
 
     total = float(sum(weights.values()))
     return Case(
@@ -169,7 +169,7 @@ def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
     return problems
 
 
-def _check_against_case(evidence, weights, window, evidence_path, name, text) -> None:
+def _check_against_case(evidence, weights, window, evidence_path, name, text, as_of=None) -> None:
     """Cross-checks between the ledger and the case: readings named, dates in the window."""
     problems = []
     readings = set(evidence.loc[evidence["kind"] == "area_ratio", "reading"])
@@ -186,9 +186,10 @@ def _check_against_case(evidence, weights, window, evidence_path, name, text) ->
         problems.append(
             Problem(
                 name,
-                _line_of(text, "area_ratio.weights"),
+                _line_of(text, f"area_ratio.weights.{reading}"),
                 f"area_ratio.weights.{reading}",
-                "no area_ratio row in the ledger has this reading",
+                "no area_ratio row in the ledger has this reading"
+                + (f" (using only evidence reported by {as_of})" if as_of else ""),
             )
         )
     last = window.end.end_time
@@ -207,13 +208,19 @@ def _check_against_case(evidence, weights, window, evidence_path, name, text) ->
 
 
 def _line_of(text: str, key_path: str) -> str:
-    """Best-effort 'line N' for a dotted TOML key, for error messages."""
-    *tables, key = key_path.split(".")
+    """Best-effort 'line N' for a dotted TOML key or table, for error messages."""
     lines = text.splitlines()
-    start = 0
-    if tables:
-        header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, tables)) + r"\s*\]")
-        start = next((i for i, ln in enumerate(lines) if header.match(ln)), 0)
+
+    def header(parts: list[str]) -> int | None:
+        pattern = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, parts)) + r"\s*\]")
+        return next((i for i, ln in enumerate(lines) if pattern.match(ln)), None)
+
+    parts = key_path.split(".")
+    table = header(parts)
+    if table is not None:  # the key names a table
+        return f"line {table + 1}"
+    *tables, key = parts
+    start = (header(tables) or 0) if tables else 0
     pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
     for i in range(start, len(lines)):
         if pattern.match(lines[i]):

@@ -56,7 +56,7 @@ def stages() -> dict[str, float]:
         )
     mark("prior draws")
     idata = fit(case, priors, settings)
-    mark("whole fit() again (compile + 5 fits + prior)")
+    mark("whole fit() again (compile, mixture, readings, scenarios, prior)")
     summary = summarize(idata)
     mark("summary and diagnostics")
     with tempfile.TemporaryDirectory() as tmp:

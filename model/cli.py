@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 
+from model.evidence import COLUMNS
+
 log = logging.getLogger("capest")
 
 
@@ -51,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the per-reading fits (faster; the report then omits them)",
     )
+    add = commands.add_parser(
+        "add-evidence", help="validate and append one row to a case's evidence ledger"
+    )
+    add.add_argument("case", help="case folder (holding case.toml)")
+    for column in COLUMNS:
+        add.add_argument(f"--{column.replace('_', '-')}", dest=column, default="", metavar="TEXT")
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
     hist.add_argument("--reports-dir", default="reports", help="where report folders are")
@@ -63,7 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("pytensor", "pymc", "arviz", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return history(args) if args.command == "history" else estimate(args)
+    run = {"history": history, "add-evidence": add_evidence, "estimate": estimate}
+    return run[args.command](args)
+
+
+def add_evidence(args: argparse.Namespace) -> int:
+    """Append one row after validating the whole ledger with it; refuse duplicates."""
+    from model import InputError, load_case
+    from model.evidence import append_row
+
+    try:
+        case = load_case(args.case)
+        ledger = case.input_files[1]
+        append_row(ledger, {c: getattr(args, c) for c in COLUMNS})
+    except InputError as exc:
+        log.error("%s", exc)
+        return 2
+    print(f"added {args.id} to {ledger}")
+    return 0
 
 
 def history(args: argparse.Namespace) -> int:

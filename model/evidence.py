@@ -194,3 +194,48 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     elif raw["reading"]:
         bad("reading", "only area_ratio rows take a reading")
     return rec, problems
+
+
+def append_row(path: str | Path, row: dict[str, str]) -> None:
+    """Add one row to a ledger: validate the ledger as it would be, then replace the file
+    atomically. On any problem nothing is written and InputError names the new row."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    unknown = set(row) - set(COLUMNS)
+    if unknown:
+        raise InputError(
+            [Problem(str(path), "new row", c, "unknown column") for c in sorted(unknown)]
+        )
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".csv", delete=False, encoding="utf-8", newline=""
+    ) as f:
+        f.write(text)
+        csv.writer(f, lineterminator="\n").writerow([row.get(c, "") for c in header_of(text)])
+        candidate = Path(f.name)
+    try:
+        load_evidence(candidate)
+    except InputError as exc:
+        candidate.unlink()
+        new_line = f"line {len(text.splitlines()) + 1}"
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    "new row" if p.row.startswith(new_line) else p.row,
+                    p.column,
+                    p.message,
+                )
+                for p in exc.problems
+            ]
+        ) from None
+    os.replace(candidate, path)
+
+
+def header_of(text: str) -> list[str]:
+    """The ledger's own column order (its header), so an appended row lines up with it."""
+    return next(csv.reader([text.splitlines()[0]])) if text else COLUMNS

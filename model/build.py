@@ -49,7 +49,8 @@ def readings(case: Case, elasticity: PriorSpec) -> Readings:
     """Each reading's ratio range from its ledger rows; its mixture component is the
     log-normal elasticity prior times ln(ratio) with ratio uniform on the range, matched in
     the first two moments of the log (the range is narrow, so the match is close)."""
-    rows = case.evidence[case.evidence["kind"] == "area_ratio"]
+    ev = case.evidence
+    rows = ev[(ev["kind"] == "area_ratio") & (ev["superseded_by"] == "")]
     names = case.readings
     low, high, mu, sd = [], [], [], []
     for name in names:

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from model.evidence import COLUMNS
+from model.evidence import COLUMNS, OPTIONAL
 
 log = logging.getLogger("capest")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         "add-evidence", help="validate and append one row to a case's evidence ledger"
     )
     add.add_argument("case", help="case folder (holding case.toml)")
-    for column in COLUMNS:
+    for column in COLUMNS + OPTIONAL:
         add.add_argument(f"--{column.replace('_', '-')}", dest=column, default="", metavar="TEXT")
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
@@ -83,7 +83,7 @@ def add_evidence(args: argparse.Namespace) -> int:
     try:
         case = load_case(args.case)
         ledger = case.input_files[1]
-        append_row(ledger, {c: getattr(args, c) for c in COLUMNS})
+        append_row(ledger, {c: getattr(args, c) for c in COLUMNS + OPTIONAL})
     except InputError as exc:
         log.error("%s", exc)
         return 2

@@ -65,5 +65,9 @@ def diff(previous: dict, current: dict, previous_run: str | None = None) -> dict
         "quantities": quantities,
         "evidence_added": added,
         "evidence_removed": removed,
+        "evidence_superseded": sorted(
+            set(current["evidence"].get("superseded", {}))
+            - set(previous["evidence"].get("superseded", {}))
+        ),
         "added_rows_by_influence": [{"id": i, "rate_after_shift_sd": shifts[i]} for i in moved],
     }

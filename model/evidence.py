@@ -42,6 +42,9 @@ KINDS = {
     "area_ratio": "ratio",
     "context": None,
 }
+# Optional: `supersedes` names the id of an earlier row this one corrects. The earlier row is
+# kept in the ledger (history is never edited) but no longer modelled.
+OPTIONAL = ["supersedes"]
 MODELLED_KINDS = ("launches", "transfers", "use_lag")  # enter the likelihood
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
@@ -63,9 +66,9 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
     problems = [
         Problem(name, "header", c, "required column is missing") for c in COLUMNS if c not in header
     ] + [
-        Problem(name, "header", c, f"unknown column (expected {', '.join(COLUMNS)})")
+        Problem(name, "header", c, f"unknown column (expected {', '.join(COLUMNS + OPTIONAL)})")
         for c in header
-        if c not in COLUMNS
+        if c not in COLUMNS + OPTIONAL
     ]
     if problems:
         raise InputError(problems)
@@ -81,7 +84,7 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
                 )
             )
             continue
-        raw = {k: v.strip() for k, v in zip(header, cells, strict=True)}
+        raw = {"supersedes": "", **{k: v.strip() for k, v in zip(header, cells, strict=True)}}
         record, row_problems = _validate_row(raw, name, line)
         problems += row_problems
         records.append(record)
@@ -97,6 +100,17 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
                 )
             )
         seen.setdefault(r["id"], r["line"])
+    superseded_by: dict[str, str] = {}
+    for r in records:
+        target = r["supersedes"]
+        if not target:
+            continue
+        if target == r["id"] or target not in seen:
+            why = "a row cannot supersede itself" if target == r["id"] else "no row has this id"
+            problems.append(Problem(name, f"line {r['line']}", "supersedes", f"'{target}': {why}"))
+        superseded_by[target] = r["id"]
+    for r in records:
+        r["superseded_by"] = superseded_by.get(r["id"], "")
     if problems:
         raise InputError(problems)
     frame = pd.DataFrame.from_records(records)
@@ -203,7 +217,7 @@ def append_row(path: str | Path, row: dict[str, str]) -> None:
     import tempfile
 
     path = Path(path)
-    unknown = set(row) - set(COLUMNS)
+    unknown = set(row) - set(COLUMNS + OPTIONAL)
     if unknown:
         raise InputError(
             [Problem(str(path), "new row", c, "unknown column") for c in sorted(unknown)]
@@ -211,11 +225,16 @@ def append_row(path: str | Path, row: dict[str, str]) -> None:
     text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text += "\n"
+    header = header_of(text)
+    missing = [c for c in OPTIONAL if row.get(c) and c not in header]
+    if missing:
+        message = "add this column to the ledger's header to use it"
+        raise InputError([Problem(str(path), "header", c, message) for c in missing])
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, suffix=".csv", delete=False, encoding="utf-8", newline=""
     ) as f:
         f.write(text)
-        csv.writer(f, lineterminator="\n").writerow([row.get(c, "") for c in header_of(text)])
+        csv.writer(f, lineterminator="\n").writerow([row.get(c, "") for c in header])
         candidate = Path(f.name)
     try:
         load_evidence(candidate)

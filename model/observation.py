@@ -41,7 +41,7 @@ class Observations:
 
 
 def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]) -> Observations:
-    rows = evidence[evidence["kind"].isin(MODELLED_KINDS)]
+    rows = evidence[evidence["kind"].isin(MODELLED_KINDS) & (evidence["superseded_by"] == "")]
     n, t = len(rows), window.n_months
     launch_w, transfer_w = np.zeros((n, t)), np.zeros((n, t))
     for i, (_, row) in enumerate(rows.iterrows()):

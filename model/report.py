@@ -346,7 +346,8 @@ def _diff_blocks(summary: dict) -> list[tuple]:
     else:
         added = ", ".join(d["evidence_added"]) or "none"
         removed = ", ".join(d["evidence_removed"]) or "none"
-        text = f"Evidence rows added: {added}. Removed: {removed}."
+        superseded = ", ".join(d.get("evidence_superseded", [])) or "none"
+        text = f"Evidence rows added: {added}. Removed: {removed}. Newly superseded: {superseded}."
         if d["added_rows_by_influence"]:
             moved = ", ".join(
                 f"{r['id']} ({r['rate_after_shift_sd']:+.2f} sd)"
@@ -486,7 +487,14 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
         }.get(r["bound"], r["value"])
         value = f"{bound} {r['unit']}".strip()
         period = " to ".join(p for p in (r["period_start"], r["period_end"]) if p)
-        p_out = f"{outliers[row_id]:.0%}" if row_id in outliers else "not modelled"
+        by = r.get("superseded_by", "")
+        p_out = (
+            f"{outliers[row_id]:.0%}"
+            if row_id in outliers
+            else f"superseded by {by}"
+            if by
+            else "not modelled"
+        )
         fit_text = f"{loo_p[row_id]:.2f}" if row_id in loo_p else ""
         shift_text = f"{shift[row_id]:+.2f}" if row_id in shift else ""
         rows.append(

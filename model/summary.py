@@ -181,6 +181,13 @@ def summarize(idata: xr.DataTree) -> dict:
         "borrowed_priors": [n for n, s in priors.items() if s["borrowed"]],
         "evidence": {
             "ids": [str(i) for i in ledger["row"].to_numpy()],
+            "superseded": {
+                str(i): str(b)
+                for i, b in zip(
+                    ledger["row"].to_numpy(), ledger["superseded_by"].to_numpy(), strict=True
+                )
+                if b
+            },
             "rows": int(ledger.sizes["row"]),
             "modelled": int(post.sizes["obs"]),
             "by_kind": pd.Series(ledger["kind"].to_numpy()).value_counts().to_dict(),

@@ -53,3 +53,13 @@ def test_refuses_a_duplicate_and_a_bad_row_and_writes_nothing(case_copy, caplog)
     assert "new row, column 'period_end'" in caplog.text
     assert ledger.read_bytes() == before
     assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]
+
+
+def test_a_correction_supersedes_without_editing_history(case_copy):
+    ledger = case_copy / "evidence.csv"
+    before = ledger.read_text()
+    fix = [*ROW, "--supersedes", "launches-yomiuri-2024-h1"]
+    assert main(["add-evidence", str(case_copy), *fix]) == 0
+    assert ledger.read_text().startswith(before)
+    ev = load_evidence(ledger)
+    assert ev.loc["launches-yomiuri-2024-h1", "superseded_by"] == "launches-new-2025-03"

@@ -82,3 +82,18 @@ def test_wrong_field_count(tmp_path):
 def test_every_problem_is_reported_at_once(tmp_path):
     err = error_for(tmp_path, row(kind="nope", reliability="Z", quote=""))
     assert {p.column for p in err.problems} == {"kind", "reliability", "quote"}
+
+
+def test_supersedes_keeps_the_old_row_and_marks_it(tmp_path):
+    header = HEADER + ",supersedes"
+    lines = [row() + ",", row(id="launches-fix", value="12") + ",launches-x"]
+    ev = load_evidence(write(tmp_path, *lines, header=header))
+    assert ev.loc["launches-x", "superseded_by"] == "launches-fix"
+    assert ev.loc["launches-fix", "superseded_by"] == ""
+
+
+def test_supersedes_must_name_an_existing_row(tmp_path):
+    header = HEADER + ",supersedes"
+    err = error_for(tmp_path, row() + ",launches-nope", header=header)
+    assert [(p.row, p.column) for p in err.problems] == [("line 2", "supersedes")]
+    assert "no row has this id" in err.problems[0].message

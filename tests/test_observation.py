@@ -77,3 +77,12 @@ def test_rows_become_log1p_bounds_and_weights(tmp_path):
     np.testing.assert_allclose(obs.sigma, [0.2, 0.2, 0.2, 0.7])
     np.testing.assert_allclose(obs.launch_weights[1], [0, 15 / 31, 0])  # 17..31 January
     np.testing.assert_allclose(obs.transfer_weights[2], [1, 1, 0])  # all made by 31 January
+
+
+def test_superseded_rows_are_not_modelled(tmp_path):
+    lines = [row(id="a") + ",", row(id="b", value="12") + ",a"]
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER + ",supersedes", *lines]) + "\n")
+    w = Window(pd.Period("2024-01", "M"), pd.Period("2024-02", "M"))
+    obs = observations(load_evidence(path), w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
+    assert obs.ids == ["b"]

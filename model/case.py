@@ -119,7 +119,7 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
     if as_of is not None:
         cutoff = parse_date(as_of, end=True)
         evidence = evidence[evidence["date_reported"] <= cutoff]
-    _check_against_case(evidence, weights, window, evidence_path, name, text, as_of)
+    _check_against_case(evidence, settings, window, evidence_path, name, text, as_of)
 
     total = float(sum(weights.values()))
     return Case(
@@ -169,9 +169,21 @@ def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
     return problems
 
 
-def _check_against_case(evidence, weights, window, evidence_path, name, text, as_of=None) -> None:
-    """Cross-checks between the ledger and the case: readings named, dates in the window."""
+def _check_against_case(evidence, settings, window, evidence_path, name, text, as_of=None) -> None:
+    """Cross-checks between the ledger and the case: readings named, dates in the window,
+    counts in the case's unit."""
+    weights = settings["area_ratio"]["weights"]
     problems = []
+    for _, row in evidence[evidence["kind"].isin(["launches", "transfers"])].iterrows():
+        if row["unit"] != str(settings["unit"]):
+            problems.append(
+                Problem(
+                    str(evidence_path),
+                    f"line {row['line']} (id '{row['id']}')",
+                    "unit",
+                    f"counts are in the case's unit '{settings['unit']}', got '{row['unit']}'",
+                )
+            )
     readings = set(evidence.loc[evidence["kind"] == "area_ratio", "reading"])
     for reading in sorted(readings - set(weights)):
         problems.append(

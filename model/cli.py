@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -59,6 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("case", help="case folder (holding case.toml)")
     for column in COLUMNS + OPTIONAL:
         add.add_argument(f"--{column.replace('_', '-')}", dest=column, default="", metavar="TEXT")
+    rep = commands.add_parser("report", help="estimate every case, each in its own process")
+    rep.add_argument("--all", action="store_true", required=True, help="every case in --cases-dir")
+    rep.add_argument("--cases-dir", default="data/cases", help="default: data/cases")
+    rep.add_argument("--reports-dir", default="reports", help="default: reports")
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="cases estimated at once (default: the number of cores)",
+    )
+    for flag in ("--draws", "--tune", "--chains", "--seed"):
+        rep.add_argument(flag, type=int, default=None, help="passed to each estimate")
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
     hist.add_argument("--reports-dir", default="reports", help="where report folders are")
@@ -71,8 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("pytensor", "pymc", "arviz", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run = {"history": history, "add-evidence": add_evidence, "estimate": estimate}
+    run = {
+        "history": history,
+        "add-evidence": add_evidence,
+        "estimate": estimate,
+        "report": report_all,
+    }
     return run[args.command](args)
+
+
+def report_all(args: argparse.Namespace) -> int:
+    from model.runs import run_all
+
+    extra = [
+        f"--{k}={v}"
+        for k in ("draws", "tune", "chains", "seed")
+        if (v := getattr(args, k)) is not None
+    ]
+    return run_all(args.cases_dir, args.reports_dir, args.jobs, extra)
 
 
 def add_evidence(args: argparse.Namespace) -> int:
@@ -120,6 +149,7 @@ def estimate(args: argparse.Namespace) -> int:
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
     from model.report import write_report
+    from model.runs import Busy, case_lock
     from model.summary import summarize
 
     start = time.perf_counter()
@@ -135,12 +165,17 @@ def estimate(args: argparse.Namespace) -> int:
     if args.seed is not None:
         settings = SamplerSettings(**{**settings.__dict__, "seed": args.seed})
     log.info("case %s: %d evidence rows", case.id, len(case.evidence))
-    idata = fit(case, priors, settings, conditional=not args.no_conditional)
-    summary = summarize(idata)
-    previous, previous_run = previous_summary(args.reports_dir, case.id)
-    if previous is not None:
-        summary["diff"] = diff(previous, summary, previous_run)
-    folder = write_report(idata, summary, args.reports_dir)
+    try:
+        with case_lock(args.reports_dir, case.id):
+            idata = fit(case, priors, settings, conditional=not args.no_conditional)
+            summary = summarize(idata)
+            previous, previous_run = previous_summary(args.reports_dir, case.id)
+            if previous is not None:
+                summary["diff"] = diff(previous, summary, previous_run)
+            folder = write_report(idata, summary, args.reports_dir)
+    except Busy as exc:
+        log.error("%s", exc)
+        return 2
     q = summary["quantities"]
     log.info(
         "rate before %.3g/month, after %.3g/month, P(doubled) %.2f",

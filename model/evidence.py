@@ -34,10 +34,11 @@ COLUMNS = [
     "quote",
     "note",
 ]
+CASE_UNIT = "<case unit>"  # counts are in the unit the case file names (checked by load_case)
 # kind -> unit it must be given in; "context" rows are kept for the record, not modelled.
 KINDS = {
-    "launches": "missiles",
-    "transfers": "missiles",
+    "launches": CASE_UNIT,
+    "transfers": CASE_UNIT,
     "use_lag": "months",
     "area_ratio": "ratio",
     "context": None,
@@ -190,7 +191,10 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
                 bad(column, f"bound '{bound}' takes no {column} (leave it empty)")
         if bound == "between" and rec["lower"] > rec["upper"]:
             bad("lower", f"lower bound {raw['lower']} is above upper bound {raw['upper']}")
-    if raw["unit"] != KINDS[kind]:
+    if KINDS[kind] == CASE_UNIT:
+        if not raw["unit"]:
+            bad("unit", f"kind '{kind}' is counted in the case's unit (case.toml `unit`)")
+    elif raw["unit"] != KINDS[kind]:
         bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
     if kind == "launches" and (not raw["period_start"] or not raw["period_end"]):
         bad(

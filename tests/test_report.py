@@ -133,3 +133,25 @@ def test_case_id_cannot_escape_the_reports_folder(small_fit, summary, tmp_path):
     with pytest.raises(ValueError, match="outside"):
         write_report(small_fit, {**summary, "case_id": "../evil"}, tmp_path / "reports")
     assert not (tmp_path / "evil").exists()
+
+
+def test_a_run_killed_while_writing_leaves_nothing_half_written(
+    small_fit, summary, tmp_path, monkeypatch
+):
+    import model.report
+
+    first = write_report(small_fit, summary, tmp_path)
+    calls = []
+
+    def dies_on_second_figure(fig):
+        calls.append(fig)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a Ctrl-C or a scheduler's SIGINT would
+        return b"png"
+
+    monkeypatch.setattr(model.report.plots, "png", dies_on_second_figure)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(small_fit, summary, tmp_path)
+    case_dir = tmp_path / summary["case_id"]
+    assert sorted(p.name for p in case_dir.iterdir() if p.name != ".lock") == [first.name, "latest"]
+    assert (case_dir / "latest").resolve() == first.resolve()

@@ -1,0 +1,125 @@
+"""Unattended runs: a lock per case, every case in its own process, and an index page.
+
+A scheduler calls `capest report --all`: each case under data/cases/ is estimated in a
+separate process (up to `jobs` at once), the others finish even when one fails, and
+reports/index.html links the latest report of every case with its status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import html
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger("capest")
+
+
+class Busy(RuntimeError):
+    """Another run holds the case's lock."""
+
+
+@contextlib.contextmanager
+def case_lock(reports_dir: str | Path, case_id: str):
+    """Hold reports/<case>/.lock for the whole run; a second run of the case fails at once."""
+    folder = Path(reports_dir) / case_id
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"another run of {case_id} is writing to {folder}") from None
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield  # the lock is released when the file closes, also if the process dies
+
+
+def case_folders(cases_dir: str | Path) -> list[Path]:
+    return sorted(p.parent for p in Path(cases_dir).glob("*/case.toml"))
+
+
+def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: list[str]) -> int:
+    """Estimate every case in its own process; write the index; 0 only if all passed."""
+    cases = case_folders(cases_dir)
+    if not cases:
+        log.error("no case.toml under %s", cases_dir)
+        return 2
+
+    def one(case: Path) -> tuple[Path, int, float]:
+        start = time.perf_counter()
+        log.info("started %s", case.name)
+        cmd = [
+            sys.executable,
+            "-m",
+            "model.cli",
+            "estimate",
+            str(case),
+            "--reports-dir",
+            str(reports_dir),
+            *extra,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode not in (0, 1):
+            sys.stderr.write(out.stderr)
+        seconds = time.perf_counter() - start
+        log.info("finished %s: exit %d in %.0f s", case.name, out.returncode, seconds)
+        return case, out.returncode, seconds
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(one, cases))
+    index = write_index(reports_dir)
+    failed = [c.name for c, code, _ in results if code != 0]
+    log.info(
+        "index written to %s; %d of %d case(s) failed%s",
+        index,
+        len(failed),
+        len(results),
+        f": {', '.join(failed)}" if failed else "",
+    )
+    return 1 if failed else 0
+
+
+def write_index(reports_dir: str | Path) -> Path:
+    """reports/index.html: the latest run of each case, its status and headline numbers."""
+    reports_dir = Path(reports_dir)
+    rows = []
+    for summary_path in sorted(reports_dir.glob("*/latest/summary.json")):
+        s = json.loads(summary_path.read_text())
+        q = s["quantities"]
+        status = "passed" if s.get("passed") else "FAILED"
+        warned = [c["name"] for c in s.get("checks", []) if c["status"] == "warn"]
+        link = html.escape(f"{summary_path.parent.parent.name}/latest/report.html", quote=True)
+        if warned:
+            status += f" (warnings: {', '.join(warned)})"
+        rows.append(
+            f'<tr class="{"passed" if s.get("passed") else "failed"}"><td><a href="{link}">'
+            f"{html.escape(s['case_title'])}</a></td><td>{html.escape(status)}</td>"
+            f"<td>{html.escape(s['created'])}</td>"
+            f"<td>{q['rate_before']['median']:.3g}</td><td>{q['rate_after']['median']:.3g}</td>"
+            f"<td>{html.escape(s['unit'])}/month</td></tr>"
+        )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\"><title>capest reports</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em}td,th{border:1px solid #ccc;"
+        "padding:.3em .6em}table{border-collapse:collapse}.failed td{background:#fce8e6}"
+        "</style></head><body><h1>capest reports</h1><table><thead><tr><th>case</th>"
+        "<th>status</th><th>run (UTC)</th><th>rate before (median)</th>"
+        "<th>rate after (median)</th><th>unit</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></body></html>\n"
+    )
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=reports_dir, suffix=".html", delete=False) as f:
+        f.write(page)
+    os.replace(f.name, reports_dir / "index.html")
+    return reports_dir / "index.html"

@@ -30,7 +30,7 @@ def _stacked(da: xr.DataArray) -> np.ndarray:
     return da.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
 
 
-def _region_p(draws: np.ndarray, weights: np.ndarray, data: xr.Dataset) -> np.ndarray:
+def _region_p(draws: np.ndarray, weights: np.ndarray, data: dict) -> np.ndarray:
     """Per row, the (weighted) predictive probability of what the row states: for an exact
     row, twice the smaller tail probability of the observed value; for a bound, the
     probability of the stated range. draws and weights are (sample, obs)."""

@@ -33,7 +33,7 @@ report: $(VENV)/.runtime
 	$(BIN)/capest estimate $(CASE)
 
 test: $(VENV)/.dev lint
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -m "not slow" -n 2 -q
 
 test-slow: $(VENV)/.dev
 	$(BIN)/python -m pytest -m slow -q

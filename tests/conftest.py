@@ -49,12 +49,28 @@ def case_copy(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_fit():
-    """One fit of the real case with few draws, shared by the summary and report tests."""
+def small_fit(tmp_path_factory, worker_id):
+    """One fit of the real case with few draws, shared by the check and report tests. Under
+    pytest-xdist the first worker fits and saves it; the others load the file (the pattern
+    pytest-xdist documents for session fixtures), so the model compiles once per run."""
+    import xarray as xr
+    from filelock import FileLock
+
     from model import load_case
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
 
-    case = load_case(CASE)
-    settings = SamplerSettings(draws=200, tune=300, chains=2, prior_draws=400)
-    return fit(case, resolve_priors(case), settings)
+    def run(path):
+        case = load_case(CASE)
+        settings = SamplerSettings(draws=200, tune=300, chains=2, prior_draws=400)
+        fit(case, resolve_priors(case), settings).to_netcdf(path, engine="h5netcdf")
+
+    if worker_id == "master":  # no xdist: this session's own folder
+        shared = tmp_path_factory.getbasetemp() / "small_fit.nc"
+        run(shared)
+    else:  # the run's folder, shared by its workers
+        shared = tmp_path_factory.getbasetemp().parent / "small_fit.nc"
+        with FileLock(str(shared) + ".lock"):
+            if not shared.exists():
+                run(shared)
+    return xr.load_datatree(shared, engine="h5netcdf")

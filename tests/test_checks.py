@@ -11,9 +11,6 @@ from model.checks import (
     sensitivity_check,
 )
 
-# Tests sharing the session-scoped small_fit run on one xdist worker: one compilation.
-pytestmark = pytest.mark.xdist_group("small_fit")
-
 
 def with_observed(fit, row_ids, value):
     """A copy of the fit whose evidence says `value` (log1p scale) for these rows."""

@@ -26,6 +26,7 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
         str(CASE),
         "--reports-dir",
         str(tmp_path),
+        "--no-conditional",
         "--draws",
         "50",
         "--tune",

@@ -10,9 +10,6 @@ from model.checks import run_checks
 from model.report import report_blocks, to_html, to_markdown, write_report
 from model.summary import INTERVALS, diagnostics_check, summarize
 
-# Tests sharing the session-scoped small_fit run on one xdist worker: one compilation.
-pytestmark = pytest.mark.xdist_group("small_fit")
-
 
 @pytest.fixture(scope="module")
 def summary(small_fit):

@@ -86,7 +86,7 @@ def test_rerun_with_a_new_row_names_it_in_what_changed(tmp_path):
                 value="30",
                 date_reported="2025-04-02",
             )
-            + "\n"
+            + ",\n"  # the ledger's last column, supersedes, left empty
         )
     second = capest("estimate", str(case), "--reports-dir", str(reports), *few)
     assert second.returncode in (0, 1), second.stderr

@@ -32,7 +32,15 @@ $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
 report: $(VENV)/.runtime
 	$(BIN)/capest estimate $(CASE)
 
-test: $(VENV)/.dev lint
+# Debian's headless Chromium, for tests/test_browser.py; installed once per machine.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "error: the browser test needs Debian's chromium package, and apt-get is missing" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+test: $(VENV)/.dev $(CHROMIUM) lint
 	$(BIN)/python -m pytest -m "not slow" -n 2 -q
 
 test-slow: $(VENV)/.dev

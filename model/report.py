@@ -73,6 +73,20 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
     return final
 
 
+def remove_incomplete(case_dir: str | Path) -> list[str]:
+    """Delete what a killed run left in a case folder: its `.incomplete-*` folder and its
+    `.latest-*` staging link. Only safe while holding the case lock (runs.case_lock calls
+    it), since a live run's folder has the same name pattern."""
+    removed = []
+    for leftover in sorted(Path(case_dir).glob(".incomplete-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover.name)
+    for leftover in sorted(Path(case_dir).glob(".latest-*")):
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover.name)
+    return removed
+
+
 def _free_name(case_dir: Path, stamp: str) -> Path:
     candidate, n = case_dir / stamp, 1
     while candidate.exists():

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +30,10 @@ class Busy(RuntimeError):
 
 @contextlib.contextmanager
 def case_lock(reports_dir: str | Path, case_id: str):
-    """Hold reports/<case>/.lock for the whole run; a second run of the case fails at once."""
+    """Hold reports/<case>/.lock for the whole run; a second run of the case fails at once.
+    Whoever holds the lock owns the folder, so it also clears what a killed run left."""
+    from model.report import remove_incomplete
+
     folder = Path(reports_dir) / case_id
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("w") as handle:
@@ -39,6 +43,8 @@ def case_lock(reports_dir: str | Path, case_id: str):
             raise Busy(f"another run of {case_id} is writing to {folder}") from None
         handle.write(str(os.getpid()))
         handle.flush()
+        for name in remove_incomplete(folder):
+            log.warning("removed %s/%s, left by a run that was killed", folder, name)
         yield  # the lock is released when the file closes, also if the process dies
 
 
@@ -53,7 +59,11 @@ def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: li
         log.error("no case.toml under %s", cases_dir)
         return 2
 
+    done = 0
+    progress = threading.Lock()
+
     def one(case: Path) -> tuple[Path, int, float]:
+        nonlocal done
         start = time.perf_counter()
         log.info("started %s", case.name)
         cmd = [
@@ -70,7 +80,18 @@ def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: li
         if out.returncode not in (0, 1):
             sys.stderr.write(out.stderr)
         seconds = time.perf_counter() - start
-        log.info("finished %s: exit %d in %.0f s", case.name, out.returncode, seconds)
+        with progress:
+            done += 1
+            log.info(
+                "[%d/%d] finished %s: %s in %.0f s",
+                done,
+                len(cases),
+                case.name,
+                {0: "passed", 1: "report written, a check FAILED"}.get(
+                    out.returncode, f"error (exit {out.returncode})"
+                ),
+                seconds,
+            )
         return case, out.returncode, seconds
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

@@ -152,3 +152,54 @@ def test_a_run_killed_while_writing_leaves_nothing_half_written(
     case_dir = tmp_path / summary["case_id"]
     assert sorted(p.name for p in case_dir.iterdir() if p.name != ".lock") == [first.name, "latest"]
     assert (case_dir / "latest").resolve() == first.resolve()
+
+
+# A run that stalls while writing its second figure, so the test can SIGKILL it midway.
+_STALLS_WHILE_WRITING = """
+import json, sys, time
+import xarray as xr
+import model.report as report
+tree = xr.load_datatree(sys.argv[1], engine="h5netcdf")
+summary = json.loads(open(sys.argv[2]).read())
+real_png, calls = report.plots.png, []
+def stall(fig):
+    calls.append(fig)
+    if len(calls) == 2:
+        print("writing", flush=True)
+        time.sleep(600)
+    return real_png(fig)
+report.plots.png = stall
+report.write_report(tree, summary, sys.argv[3])
+"""
+
+
+def test_a_run_killed_with_sigkill_leaves_latest_on_the_last_complete_run(
+    small_fit, summary, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+
+    from model.cli import main
+    from model.runs import case_lock
+
+    first = write_report(small_fit, summary, tmp_path)
+    case_dir = first.parent
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STALLS_WHILE_WRITING, first / "posterior.nc",
+         first / "summary.json", tmp_path],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline() == "writing\n"
+        (leftover,) = case_dir.glob(".incomplete-*")  # midway: its folder exists, unfinished
+        assert not (leftover / "summary.json").exists()
+    finally:
+        child.send_signal(signal.SIGKILL)  # no handler, no cleanup: as the OOM killer would
+        child.wait()
+    assert (case_dir / "latest").resolve() == first.resolve()
+    assert [p.name for p in case_dir.glob("2*")] == [first.name]
+    assert main(["history", summary["case_id"], "--reports-dir", str(tmp_path)]) == 0
+    with case_lock(tmp_path, summary["case_id"]):  # the next run clears the leftover
+        assert not leftover.exists()

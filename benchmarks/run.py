@@ -1,81 +1,338 @@
-"""Where the time of one estimate goes: stage timings of the February 11 case at default
-settings, in this process, plus peak memory. Prints a table and writes benchmarks/results.json.
+"""capest benchmarks: end to end, samplers, scaling and many cases. Prints tables and writes
+benchmarks/results.json.
 
-    make bench            (or: .venv/bin/python benchmarks/run.py)
+    make bench                      (all sections, 3 repetitions: about an hour on 2 cores)
+    .venv/bin/python benchmarks/run.py --only e2e,scaling --repeats 1
 
-Figures on a shared machine are noisy: compare stages measured in the same run.
+Every figure comes from a fresh process (`capest estimate ...`), timed from outside, with its
+peak memory from os.wait4. The machine is shared and noisy, so the tables report medians over
+repetitions and ratios of figures measured in the same run; never compare across runs.
+
+Sections
+  e2e       `capest estimate` on the February 11 case at default settings, cold (empty
+            PyTensor and numba caches) and warm (the caches of the cold run), per sampler:
+            nutpie (the default), PyMC's NUTS on numba, PyMC's NUTS on C (PyMC 5's default).
+            Split into the stages the CLI records (--timings); floor = Python with the
+            libraries imported + the fastest sampler's pure sampling time.
+  samplers  from the same runs: bulk ESS per second of the main fit's sampling for the
+            slowest headline parameter, and divergences.
+  scaling   synthetic cases (benchmarks/synthetic.py) of 24-240 months and 10-1,000 evidence
+            rows: wall time, sampling time per gradient evaluation, peak memory, and the
+            growth exponent b of a fit figure ~ size^b.
+  many      `capest report --all` on 1, 4 and 16 synthetic cases against the same cases
+            estimated one after another (few draws: this measures the orchestration).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from synthetic import write_case  # noqa: E402
+
 CASE = ROOT / "data" / "cases" / "february-11-plant"
+CAPEST = [sys.executable, "-m", "model.cli"]
+SAMPLERS = ["nutpie", "pymc", "pymc-c"]
+HEADLINE = ["rate_before", "capacity_multiplier", "completion", "ramp_months", "export_share"]
 
 
-def stages() -> dict[str, float]:
-    times: dict[str, float] = {}
-    t = time.perf_counter()
+def run(cmd: list[str], env: dict | None = None) -> dict:
+    """Run a command in a fresh process: wall seconds, peak RSS (GiB), exit code."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):  # 1 = report written with a failed check, still a timing
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {code}:\n{stderr[-3000:]}")
+    # ru_maxrss is in KiB on Linux; PyMC's NUTS samples in child processes, not counted here.
+    return {"wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 2**20, "exit": code}
 
-    def mark(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        times[name] = now - t
-        t = now
 
-    import pymc as pm
+def cache_env(folder: Path) -> dict:
+    """Point PyTensor's compile cache and numba's cache at `folder` (empty = cold)."""
+    return {
+        "PYTENSOR_FLAGS": f"base_compiledir={folder / 'pytensor'}",
+        "NUMBA_CACHE_DIR": str(folder / "numba"),
+    }
 
-    import model
-    from model.build import build_model, readings
-    from model.fit import Sampler, SamplerSettings, fit
-    from model.priors import resolve_priors
-    from model.report import write_report
-    from model.summary import summarize
 
-    mark("import")
-    case = model.load_case(CASE)
-    priors = resolve_priors(case)
-    mark("load evidence and priors")
-    m = build_model(case, priors)
-    mark("build model")
-    settings = SamplerSettings()
-    sampler = Sampler(m, settings)
-    mark("compile (nutpie, numba)")
-    sampler.sample(readings(case, priors["elasticity"]).weights, settings.seed)
-    mark("sample mixture (4 x 1000 + 1000 tune)")
-    with m:
-        pm.sample_prior_predictive(
-            draws=settings.prior_draws, random_seed=1, compile_kwargs={"mode": "FAST_RUN"}
+def estimate(case: Path, reports: Path, caches: Path, *extra: str) -> dict:
+    timings = reports / "timings.json"
+    cmd = [*CAPEST, "estimate", str(case), "--reports-dir", str(reports), "--timings", str(timings)]
+    out = run([*cmd, *extra], cache_env(caches))
+    stages = json.loads(timings.read_text())
+    folder = max(p for p in (reports / case.name).glob("2*") if p.is_dir())
+    out |= {"stages": stages, "report": str(folder)}
+    out["posterior_mb"] = (folder / "posterior.nc").stat().st_size / 1e6
+    return out
+
+
+def sampler_quality(report: Path, sampling_s: float) -> dict:
+    """Bulk ESS per second of sampling for the slowest headline parameter of the main fit."""
+    import arviz as az
+    import xarray as xr
+
+    tree = xr.open_datatree(report / "posterior.nc", engine="h5netcdf")
+    post = tree["posterior"].to_dataset()[HEADLINE]
+    ess = az.ess(post, method="bulk")
+    worst = min(HEADLINE, key=lambda n: float(ess[n]))
+    return {
+        "slowest": worst,
+        "ess_bulk": float(ess[worst]),
+        "ess_per_s": float(ess[worst]) / sampling_s,
+        "divergences": int(tree["sample_stats"]["diverging"].sum()),
+    }
+
+
+def import_floor() -> float:
+    """Wall time of a process that only starts Python and imports what an estimate imports."""
+    code = "import model.fit, model.summary, model.report, model.checks"
+    return run([sys.executable, "-c", code])["wall_s"]
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def bench_e2e(repeats: int, samplers: list[str], tmp: Path) -> dict:
+    results: dict = {"import_s": median([import_floor() for _ in range(repeats)])}
+    for name in samplers:
+        cold, warm = [], []
+        for r in range(repeats):
+            caches = tmp / f"caches-{name}-{r}"  # empty: a cold run fills it
+            reports = tmp / f"reports-{name}-{r}"
+            cold.append(estimate(CASE, reports, caches, "--sampler", name))
+            warm.append(estimate(CASE, reports, caches, "--sampler", name))
+            print(
+                f"  {name} rep {r + 1}: cold {cold[-1]['wall_s']:.0f} s, "
+                f"warm {warm[-1]['wall_s']:.0f} s",
+                flush=True,
+            )
+        results[name] = {"cold": cold, "warm": warm}
+    return results
+
+
+def summarise_e2e(e2e: dict, samplers: list[str]) -> dict:
+    table = {}
+    for name in samplers:
+        row = {}
+        for kind in ("cold", "warm"):
+            runs = e2e[name][kind]
+            row[f"{kind}_s"] = median([r["wall_s"] for r in runs])
+            row[f"{kind}_stages"] = {
+                k: median([r["stages"][k] for r in runs])
+                for k in runs[0]["stages"]
+                if k != "fit stages"
+            }
+            row[f"{kind}_fit_stages"] = {
+                k: median([r["stages"]["fit stages"][k] for r in runs])
+                for k in runs[0]["stages"]["fit stages"]
+            }
+        warm = e2e[name]["warm"]
+        main = [r["stages"]["fit stages"]["sampling (main fit)"] for r in warm]
+        quality = [sampler_quality(Path(r["report"]), s) for r, s in zip(warm, main, strict=True)]
+        row |= {
+            "peak_rss_gib": max(r["peak_rss_gib"] for r in warm),
+            "posterior_mb": median([r["posterior_mb"] for r in warm]),
+            "sampling_s": median(
+                [
+                    sum(
+                        v
+                        for k, v in r["stages"]["fit stages"].items()
+                        if k.startswith("sampling") and "count" not in k
+                    )
+                    for r in warm
+                ]
+            ),
+            "main_fit_sampling_s": median(main),
+            "slowest": quality[0]["slowest"],
+            "ess_per_s": median([q["ess_per_s"] for q in quality]),
+            "divergences": max(q["divergences"] for q in quality),
+            "compiles": warm[0]["stages"]["fit stages"].get("compile (count)", 0),
+        }
+        table[name] = row
+    return table
+
+
+def bench_scaling(tmp: Path) -> dict:
+    sizes = [("months", m, 100) for m in (24, 60, 120, 240)]
+    sizes += [("rows", r, 60) for r in (10, 100, 1000)]
+    caches = tmp / "caches-scaling"
+    out = []
+    for axis, n, other in sizes:
+        months, rows = (n, other) if axis == "months" else (other, n)
+        case = write_case(tmp / "scaling" / f"{axis}-{n}", months=months, rows=rows)
+        r = estimate(case, tmp / f"reports-scaling-{axis}-{n}", caches, "--no-conditional")
+        import xarray as xr
+
+        tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="h5netcdf")
+        steps = int(tree["sample_stats"]["n_steps"].sum())
+        sampling = r["stages"]["fit stages"]["sampling (main fit)"]
+        out.append(
+            {
+                "axis": axis,
+                "size": n,
+                "months": months,
+                "rows": rows,
+                "wall_s": r["wall_s"],
+                "sampling_s": sampling,
+                "us_per_gradient": 1e6 * sampling / steps,
+                "peak_rss_gib": r["peak_rss_gib"],
+                "posterior_mb": r["posterior_mb"],
+            }
         )
-    mark("prior draws")
-    idata = fit(case, priors, settings)
-    mark("whole fit() again (compile, mixture, readings, scenarios, prior)")
-    summary = summarize(idata)
-    mark("summary and diagnostics")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = write_report(idata, summary, tmp)
-        times["posterior.nc MB"] = (folder / "posterior.nc").stat().st_size / 1e6
-    mark("write report")
-    times["peak RSS GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return times
+        print(f"  {axis} {n}: {r['wall_s']:.0f} s", flush=True)
+    exponents = {}
+    for axis in ("months", "rows"):
+        pts = [p for p in out if p["axis"] == axis]
+        x = np.log([p["size"] for p in pts])
+        for figure in ("wall_s", "us_per_gradient", "peak_rss_gib", "posterior_mb"):
+            slope = np.polyfit(x, np.log([p[figure] for p in pts]), 1)[0]
+            exponents[f"{figure} vs {axis}"] = float(slope)
+    return {"points": out, "exponents": exponents}
+
+
+def bench_many(counts: list[int], tmp: Path) -> dict:
+    few = ["--draws", "300", "--tune", "300", "--chains", "2"]
+    out = []
+    for n in counts:
+        cases = tmp / f"many-{n}"
+        folders = [
+            write_case(cases / f"synthetic-{i:02d}", months=24, rows=10, seed=i) for i in range(n)
+        ]
+        caches = tmp / f"caches-many-{n}"
+        run(
+            [*CAPEST, "estimate", str(folders[0]), "--reports-dir", str(tmp / "warmup"), *few],
+            cache_env(caches),
+        )
+        together = run(
+            [
+                *CAPEST,
+                "report",
+                "--all",
+                "--cases-dir",
+                str(cases),
+                "--reports-dir",
+                str(tmp / f"many-reports-{n}"),
+                *few,
+            ],
+            cache_env(caches),
+        )["wall_s"]
+        start = time.perf_counter()
+        for case in folders:
+            run(
+                [*CAPEST, "estimate", str(case), "--reports-dir", str(tmp / f"one-{n}"), *few],
+                cache_env(caches),
+            )
+        one_by_one = time.perf_counter() - start
+        out.append({"cases": n, "report_all_s": together, "one_by_one_s": one_by_one})
+        print(f"  {n} cases: report --all {together:.0f} s, one by one {one_by_one:.0f} s")
+    return {"points": out}
+
+
+def print_tables(results: dict) -> None:
+    if "e2e" in results:
+        t, floor_import = results["e2e_table"], results["e2e"]["import_s"]
+        fastest = min(t.values(), key=lambda r: r["sampling_s"])
+        floor = floor_import + fastest["sampling_s"]
+        print("\nEnd to end: capest estimate, February 11 case, default settings (medians, s)")
+        print(
+            f"{'sampler':<8} {'cold':>7} {'warm':>7} {'sampling':>9} {'ESS/s':>8} "
+            f"{'slowest':<20} {'div':>4} {'compiles':>8} {'RSS GiB':>8} {'nc MB':>6}"
+        )
+        for name, r in t.items():
+            print(
+                f"{name:<8} {r['cold_s']:7.1f} {r['warm_s']:7.1f} {r['sampling_s']:9.1f} "
+                f"{r['ess_per_s']:8.0f} {r['slowest']:<20} {r['divergences']:4d} "
+                f"{r['compiles']:8d} {r['peak_rss_gib']:8.2f} {r['posterior_mb']:6.1f}"
+            )
+        print(
+            f"floor = import {floor_import:.1f} s + fastest sampling {fastest['sampling_s']:.1f} s"
+            f" = {floor:.1f} s"
+        )
+        if "nutpie" in t:
+            d = t["nutpie"]
+            print(f"default warm / floor = {d['warm_s'] / floor:.2f} (target <= 2)")
+            if "pymc-c" in t:
+                c = t["pymc-c"]
+                print(
+                    f"pymc-c / default: warm {c['warm_s'] / d['warm_s']:.2f}x (target >= 2), "
+                    f"cold {c['cold_s'] / d['cold_s']:.2f}x (target >= 3), "
+                    f"ESS/s {d['ess_per_s'] / c['ess_per_s']:.1f}x"
+                )
+            print("stages of the default warm run (s):")
+            for k, v in {**d["warm_stages"], **d["warm_fit_stages"]}.items():
+                print(f"  {k:<28} {v:8.2f}")
+    if "scaling" in results:
+        print("\nScaling (synthetic cases, one fit each, default draws)")
+        print(
+            f"{'axis':<7} {'size':>5} {'wall s':>7} {'sampling s':>10} {'us/grad':>8} "
+            f"{'RSS GiB':>8} {'nc MB':>6}"
+        )
+        for p in results["scaling"]["points"]:
+            print(
+                f"{p['axis']:<7} {p['size']:>5} {p['wall_s']:7.1f} {p['sampling_s']:10.2f} "
+                f"{p['us_per_gradient']:8.1f} {p['peak_rss_gib']:8.2f} "
+                f"{p['posterior_mb']:6.1f}"
+            )
+        for k, v in results["scaling"]["exponents"].items():
+            print(f"  growth exponent, {k}: {v:.2f}")
+    if "many" in results:
+        print("\nMany cases (2 chains x 300 draws each)")
+        for p in results["many"]["points"]:
+            print(
+                f"  {p['cases']:>2} cases: report --all {p['report_all_s']:6.1f} s, one by one "
+                f"{p['one_by_one_s']:6.1f} s ({p['one_by_one_s'] / p['report_all_s']:.2f}x)"
+            )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    result = stages()
-    width = max(map(len, result))
-    for name, value in result.items():
-        unit = "" if name.endswith(("MB", "GiB")) else " s"
-        print(f"{name:<{width}}  {value:8.2f}{unit}")
-    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    parser.add_argument("--only", default="e2e,scaling,many", help="sections, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions of each e2e run")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--cases", default="1,4,16", help="case counts for the many section")
+    args = parser.parse_args()
+    sections = args.only.split(",")
+    samplers = args.samplers.split(",")
+    results: dict = {
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with tempfile.TemporaryDirectory(prefix="capest-bench-") as tmp:
+        tmp = Path(tmp)
+        if "e2e" in sections:
+            print("end to end ...", flush=True)
+            results["e2e"] = bench_e2e(args.repeats, samplers, tmp)
+            results["e2e_table"] = summarise_e2e(results["e2e"], samplers)
+        if "scaling" in sections:
+            print("scaling ...", flush=True)
+            results["scaling"] = bench_scaling(tmp)
+        if "many" in sections:
+            print("many cases ...", flush=True)
+            results["many"] = bench_many([int(n) for n in args.cases.split(",")], tmp)
+    print_tables(results)
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

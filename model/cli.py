@@ -39,15 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     est.add_argument(
         "--sampler",
-        choices=["nutpie", "pymc"],
+        choices=["nutpie", "pymc", "pymc-c"],
         default="nutpie",
-        help="NUTS implementation (default nutpie; pymc is PyMC's own)",
+        help="NUTS implementation: nutpie (default), pymc (PyMC's own, numba backend) or "
+        "pymc-c (PyMC's own on the C backend, as in PyMC 5)",
     )
     est.add_argument(
         "--as-of",
         default=None,
         metavar="DATE",
         help="use only evidence reported by DATE (YYYY-MM-DD)",
+    )
+    est.add_argument(
+        "--timings",
+        default=None,
+        metavar="FILE",
+        help="write seconds per stage (import, fit stages, checks, report) as JSON to FILE",
     )
     est.add_argument(
         "--no-conditional",
@@ -144,6 +151,9 @@ def history(args: argparse.Namespace) -> int:
 
 
 def estimate(args: argparse.Namespace) -> int:
+    from model.timing import Stopwatch
+
+    watch = Stopwatch()
     from model import InputError, load_case
     from model.compare import diff, previous_summary
     from model.fit import SamplerSettings, fit
@@ -153,12 +163,14 @@ def estimate(args: argparse.Namespace) -> int:
     from model.summary import summarize
 
     start = time.perf_counter()
+    watch.mark("import")
     try:
         case = load_case(args.case, as_of=args.as_of)
         priors = resolve_priors(case)
     except InputError as exc:
         log.error("%s", exc)
         return 2
+    watch.mark("load evidence and priors")
     settings = SamplerSettings(
         draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler
     )
@@ -168,14 +180,23 @@ def estimate(args: argparse.Namespace) -> int:
     try:
         with case_lock(args.reports_dir, case.id):
             idata = fit(case, priors, settings, conditional=not args.no_conditional)
+            watch.mark("fit")
             summary = summarize(idata)
             previous, previous_run = previous_summary(args.reports_dir, case.id)
             if previous is not None:
                 summary["diff"] = diff(previous, summary, previous_run)
+            watch.mark("checks and summary")
             folder = write_report(idata, summary, args.reports_dir)
+            watch.mark("write report")
     except Busy as exc:
         log.error("%s", exc)
         return 2
+    if args.timings:
+        import json
+
+        stages = {**watch.seconds, "fit stages": json.loads(idata.attrs["timings"])}
+        with open(args.timings, "w") as f:
+            json.dump(stages, f, indent=2)
     q = summary["quantities"]
     log.info(
         "rate before %.3g/month, after %.3g/month, P(doubled) %.2f",

@@ -24,6 +24,7 @@ from model.case import Case, input_hash
 from model.checks import PARETO_K
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
+from model.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ class SamplerSettings:
     tune: int = 1000
     chains: int = 4
     seed: int = 20241125  # any fixed number; the same seed and inputs give the same numbers
-    sampler: str = "nutpie"  # "nutpie" (Rust NUTS), falling back to "pymc" (PyMC's NUTS)
+    # "nutpie" (Rust NUTS on numba, the default and fastest here, see benchmarks/), "pymc"
+    # (PyMC's NUTS on numba, the fallback if nutpie is missing) or "pymc-c" (PyMC's NUTS on
+    # the C backend, PyMC 5's default, kept as the benchmark's baseline).
+    sampler: str = "nutpie"
     target_accept: float = 0.9
     prior_draws: int = 2000
     cores: int = 2
@@ -77,8 +81,10 @@ class SamplerSettings:
 class Sampler:
     """Compiles a model once and samples it under several reading weights."""
 
-    def __init__(self, model: pm.Model, settings: SamplerSettings):
+    def __init__(self, model: pm.Model, settings: SamplerSettings, watch: Stopwatch | None = None):
         self.model, self.settings = model, settings
+        self.watch = watch or Stopwatch()
+        self.watch.mark("other")
         # Every fit starts from the model's own data, whatever an earlier fit changed.
         self.defaults = {v.name: v.get_value() for v in model.data_vars}
         self.name = settings.sampler
@@ -91,9 +97,20 @@ class Sampler:
                 self.name = "pymc"
             else:
                 self.compiled = nutpie.compile_pymc_model(model, backend="numba")
+        self.watch.mark("compile")
 
-    def sample(self, weights: np.ndarray, seed: int, **data: np.ndarray) -> xr.DataTree:
+    def sample(
+        self, weights: np.ndarray, seed: int, stage: str = "sampling", **data: np.ndarray
+    ) -> xr.DataTree:
         """Sample with these reading weights and any other pm.Data values (by name)."""
+        self.watch.mark("other")
+        try:
+            return self._sample(weights, seed, data)
+        finally:
+            # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
+            self.watch.mark(stage)
+
+    def _sample(self, weights: np.ndarray, seed: int, data: dict) -> xr.DataTree:
         s = self.settings
         data = {**self.defaults, "reading_weight": weights, **data}
         if self.compiled is not None:
@@ -119,6 +136,7 @@ class Sampler:
                 cores=s.cores,
                 random_seed=seed,
                 nuts_sampler="pymc",
+                backend="c" if self.name == "pymc-c" else "numba",
                 target_accept=s.target_accept,
                 progressbar=False,
             )
@@ -136,11 +154,13 @@ def fit(
     quantities under each reading alone, and (if `checks`) the refits the health checks
     need: each of the case's scenarios, and rows that PSIS-LOO cannot leave out reliably.
     Deterministic given inputs and settings.seed."""
+    watch = Stopwatch()
     model = build_model(case, priors)
     mix = readings(case, priors["elasticity"])
-    sampler = Sampler(model, settings)
+    watch.mark("build model")
+    sampler = Sampler(model, settings, watch)
     log.info("sampling %s with %s", case.id, sampler.name)
-    idata = sampler.sample(mix.weights, settings.seed)
+    idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
     rng = np.random.default_rng(settings.seed)
     obs = observations(case.evidence, case.window, priors.noise)
     _split_log_densities(idata, obs)
@@ -158,6 +178,7 @@ def fit(
             random_seed=settings.seed,
             compile_kwargs={"mode": "FAST_RUN"},
         )
+    watch.mark("prior predictive")
     idata["prior"] = _with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
     idata["observed_data"] = prior["observed_data"]
@@ -186,7 +207,12 @@ def fit(
         for name in case.settings.get("scenarios", {}):
             idata[f"scenarios/{name}"] = _scenario(case, priors, name, sampler, mix, settings)
 
+    watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
+    # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.
+    timings = {k: round(v, 3) for k, v in watch.seconds.items()}
+    timings |= {f"{k} (count)": n for k, n in watch.counts.items() if k != "other"}
+    idata.attrs["timings"] = json.dumps(timings)
     return idata
 
 
@@ -224,7 +250,7 @@ def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
     if prior_families(alt) == prior_families(priors):
         one = sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix))
     else:
-        one = Sampler(build_model(case, alt), settings).sample(alt_mix.weights, seed)
+        one = Sampler(build_model(case, alt), settings, sampler.watch).sample(alt_mix.weights, seed)
     node = _headline(one)
     node.attrs["description"] = str(table.get("description", ""))
     changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}

@@ -30,6 +30,7 @@ from model.observation import (
 )
 from model.priors import Priors, PriorSpec
 from model.production import production_rate, usage
+from model.serials import serial_logp, serial_rows
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,9 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
     years = window.years
     year_of_month = np.array([[m.year == y for m in window.months] for y in years], dtype=float)
     coords = {"month": window.labels, "year": years, "reading": mix.names, "obs": obs.ids}
+    serials = serial_rows(case)
+    if serials is not None:
+        coords["serial"] = serials.ids
 
     with pm.Model(coords=coords) as model:
         # Mutable so that one compiled model serves every reading (conditional fits).
@@ -194,8 +198,9 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         # Pointwise log-likelihood and log-prior densities, computed with every draw (cheap),
         # for LOO and power-scaling sensitivity; fit() moves them to their own groups.
         pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims="obs")
-        for rv in list(model.free_RVs):
-            pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
+
+        if serials is not None:
+            _serial_likelihood(serials, production)
 
         pm.CustomDist(
             "evidence",
@@ -210,4 +215,29 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
             observed=observed,
             dims="obs",
         )
+        for rv in list(model.free_RVs):
+            pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
     return model
+
+
+def _serial_likelihood(serials, production) -> None:
+    """Serial sightings (model/serials.py): a first serial per block (known, or uniform
+    between its lower bound and the lowest serial seen), the block's production by each
+    sighting's date, and the sightings' log-likelihood as a Potential plus a deterministic
+    copy (Potentials are invisible to PyMC's log-likelihood; LOO and psense need it)."""
+    firsts = []
+    for i, block in enumerate(serials.blocks):
+        if block.first is not None:
+            firsts.append(pt.as_tensor(block.first))
+        elif np.isnan(serials.lowest[i]):
+            firsts.append(pt.as_tensor(block.first_lower))  # no sighting: unused
+        else:
+            firsts.append(
+                pm.Uniform(f"first_serial__{block.name}", block.first_lower, serials.lowest[i])
+            )
+    first = pt.stack(firsts)[serials.block_of]
+    produced = pt.dot(serials.produced_weights, production)
+    ll = serial_logp(produced, serials.order, serials.serial - first + 1)
+    weight = pm.Data("serial_weight", serials.weight, dims="serial")
+    pm.Deterministic("log_likelihood__serials", ll, dims="serial")
+    pm.Potential("serials", pt.sum(weight * ll))

@@ -30,6 +30,7 @@ _SCHEMA: dict[str, set[str]] = {
         "priors",
         "measurement",
         "scenarios",
+        "serials",
     },
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},

@@ -41,11 +41,13 @@ KINDS = {
     "transfers": CASE_UNIT,
     "use_lag": "months",
     "area_ratio": "ratio",
+    "serial": "serial",  # a serial number seen on an item (model/serials.py)
     "context": None,
 }
 # Optional: `supersedes` names the id of an earlier row this one corrects. The earlier row is
-# kept in the ledger (history is never edited) but no longer modelled.
-OPTIONAL = ["supersedes"]
+# kept in the ledger (history is never edited) but no longer modelled. `block` names the
+# serial-number block ([serials.<block>] in case.toml) of a `serial` row.
+OPTIONAL = ["supersedes", "block"]
 MODELLED_KINDS = ("launches", "transfers", "use_lag")  # enter the likelihood
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
@@ -85,7 +87,11 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
                 )
             )
             continue
-        raw = {"supersedes": "", **{k: v.strip() for k, v in zip(header, cells, strict=True)}}
+        raw = {
+            "supersedes": "",
+            "block": "",
+            **{k: v.strip() for k, v in zip(header, cells, strict=True)},
+        }
         record, row_problems = _validate_row(raw, name, line)
         problems += row_problems
         records.append(record)
@@ -203,6 +209,13 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
         )
     if kind in ("transfers", "use_lag") and not raw["period_end"]:
         bad("period_end", f"a '{kind}' row needs the date it refers to")
+    if kind == "serial":
+        if bound != "exact":
+            bad("bound", "a serial number is read exactly: bound 'exact'")
+        if not raw["period_end"]:
+            bad("period_end", "a serial row needs the date the item was seen (period_end)")
+    elif raw["block"]:
+        bad("block", "only serial rows take a block")
     if kind == "area_ratio":
         if not raw["reading"]:
             bad("reading", "an area_ratio row names the reading of the wording it follows")

@@ -171,6 +171,9 @@ def fit(
         # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
         # object mode and says so; that is expected and costs nothing measurable here.
         warnings.filterwarnings("ignore", message="Numba will use object mode")
+        # Serial sightings enter as a Potential, which prior draws cannot honour: the prior
+        # predictive is of the measured evidence only (the report's prior columns say so).
+        warnings.filterwarnings("ignore", message=".*Potential.*")
         # The C backend (FAST_RUN) compiles this forward pass in seconds, numba in ~20 s.
         prior = pm.sample_prior_predictive(
             draws=settings.prior_draws,
@@ -269,10 +272,13 @@ def _split_log_densities(idata: xr.DataTree, obs) -> None:
     for kind in dict.fromkeys(obs.kind):
         idx = np.flatnonzero(obs.kind == kind)
         streams[str(kind)] = ll.isel(obs=idx).rename(obs=f"obs_{kind}")
+    extra = [n for n in post.data_vars if n.startswith("log_likelihood__") and n != ll.name]
+    for name in extra:  # indicators outside the measurement model, e.g. serials
+        streams[name.removeprefix("log_likelihood__")] = post[name]
     prior_names = [n for n in post.data_vars if n.startswith("log_prior__")]
     idata["log_likelihood"] = xr.Dataset(streams)
     idata["log_prior"] = xr.Dataset({n.removeprefix("log_prior__"): post[n] for n in prior_names})
-    idata["posterior"] = post.drop_vars([*prior_names, "log_likelihood__evidence"])
+    idata["posterior"] = post.drop_vars([*prior_names, ll.name, *extra])
 
 
 def _predictive(post: xr.Dataset, priors: Priors, rng: np.random.Generator) -> xr.Dataset:

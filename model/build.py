@@ -116,6 +116,8 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
     years = window.years
     year_of_month = np.array([[m.year == y for m in window.months] for y in years], dtype=float)
     coords = {"month": window.labels, "year": years, "reading": mix.names, "obs": obs.ids}
+    if obs.bias_groups:
+        coords["bias_group"] = obs.bias_groups
     serials = serial_rows(case)
     if serials is not None:
         coords["serial"] = serials.ids
@@ -166,13 +168,19 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
             dims="month",
         )
         exported = export_share * production * exported_share_of_month
-        predicted = pm.Deterministic(
-            "predicted",
+        quantity = (
             pt.dot(obs.launch_weights, use)
             + pt.dot(obs.transfer_weights, exported)
-            + obs.is_lag * use_lag,
-            dims="obs",
+            + pt.dot(obs.production_weights, production)
+            + obs.is_lag * use_lag
         )
+        if obs.bias_groups:
+            # A source's figures may share one multiplicative bias (rows in a bias_group).
+            bias_sd = pm.Data("prior__source_bias__sigma", priors.bias_sd)
+            bias = pm.Normal("source_bias", 0.0, bias_sd, dims="bias_group")
+            factor = pt.exp(pt.concatenate([bias, pt.zeros(1)]))[obs.bias_index]
+            quantity = quantity * factor
+        predicted = pm.Deterministic("predicted", quantity, dims="obs")
 
         # Use comes in salvos: each month's use is the expected use times an independent
         # mean-one log-normal factor with sd burst_sd. The log of a sum over n months then has

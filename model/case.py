@@ -35,7 +35,7 @@ _SCHEMA: dict[str, set[str]] = {
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
     "area_ratio": {"weights", "rationale", "evidence"},
-    "measurement": {"noise", "rationale", "outlier_share", "outlier_sd"},
+    "measurement": {"noise", "rationale", "outlier_share", "outlier_sd", "bias_sd"},
     "measurement.noise": {"A", "B", "C", "D"},
 }
 _SCENARIO_KEYS = {"description", "priors", "weights"}  # in each [scenarios.<name>]
@@ -175,7 +175,8 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
     counts in the case's unit."""
     weights = settings["area_ratio"]["weights"]
     problems = []
-    for _, row in evidence[evidence["kind"].isin(["launches", "transfers"])].iterrows():
+    counted = ["launches", "transfers", "production", "capacity"]
+    for _, row in evidence[evidence["kind"].isin(counted)].iterrows():
         if row["unit"] != str(settings["unit"]):
             problems.append(
                 Problem(
@@ -206,7 +207,7 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
             )
         )
     last = window.end.end_time
-    for _, row in evidence[evidence["kind"].isin(["launches", "transfers"])].iterrows():
+    for _, row in evidence[evidence["kind"].isin(counted)].iterrows():
         if row["period_end"] > last:
             problems.append(
                 Problem(

@@ -53,6 +53,12 @@ def _rows(idata: xr.DataTree) -> dict[str, np.ndarray]:
     }
 
 
+def _no_measured_rows(idata: xr.DataTree) -> bool:
+    """True when no row is in the measurement model (e.g. a case with serials only): the
+    leave-one-out checks then have nothing to leave out."""
+    return idata["posterior"].sizes.get("obs", 0) == 0
+
+
 def prior_predictive_check(idata: xr.DataTree) -> dict:
     rows = _rows(idata)
     draws = _stacked(idata["prior_predictive"]["evidence"])
@@ -76,6 +82,16 @@ def prior_predictive_check(idata: xr.DataTree) -> dict:
 def posterior_predictive_check(idata: xr.DataTree) -> dict:
     """Each row against its leave-one-out predictive distribution: LOO-PIT for exact rows,
     the LOO probability of the stated range for bounds; per evidence stream."""
+    if _no_measured_rows(idata):
+        return {
+            "name": "posterior predictive",
+            "status": PASS,
+            "rule": "-",
+            "p": {},
+            "finding": "no measured rows to check",
+            "flagged": [],
+            "streams": {},
+        }
     rows = _rows(idata)
     loo = az.loo(idata, pointwise=True, var_name="evidence")
     log_w = _stacked(loo.log_weights)
@@ -130,12 +146,14 @@ def sensitivity_check(idata: xr.DataTree) -> dict:
         priors[str(name)] = {q: float(ps[q]) for q in HEADLINE}
     streams = {}
     for name in idata["log_likelihood"].data_vars:
+        if idata["log_likelihood"][name].size == 0:  # a stream with no rows
+            continue
         ps = az.psense(idata, var_names=HEADLINE, group="likelihood", group_var_names=[name])
         streams[str(name)] = {q: float(ps[q]) for q in HEADLINE}
     words, status = [], PASS
     for q in HEADLINE:
         drivers = [n for n, v in priors.items() if v[q] >= SENSITIVITY]
-        likelihood = streams["evidence"][q]
+        likelihood = max((s[q] for s in streams.values()), default=0.0)
         if not drivers:
             continue
         status = WARN
@@ -173,6 +191,17 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     """How far leaving each row out moves the headline medians, in posterior sds: PSIS-LOO
     weights, or the saved refit without the row where Pareto k > 0.7."""
+    if _no_measured_rows(idata):
+        return {
+            "name": "influence",
+            "status": PASS,
+            "rule": "-",
+            "unresolved": [],
+            "finding": "no measured rows to leave out",
+            "top_rate_after": [],
+            "shifts": {q: {} for q in HEADLINE},
+            "method": {},
+        }
     rows = _rows(idata)
     post = idata["posterior"].to_dataset()
     loo = az.loo(idata, pointwise=True, var_name="evidence")

@@ -40,6 +40,8 @@ KINDS = {
     "launches": CASE_UNIT,
     "transfers": CASE_UNIT,
     "use_lag": "months",
+    "production": CASE_UNIT,  # made between period_start and period_end ("produced N in 2024")
+    "capacity": CASE_UNIT,  # units a year at the rate of period_end ("can produce N a year")
     "area_ratio": "ratio",
     "serial": "serial",  # a serial number seen on an item (model/serials.py)
     "context": None,
@@ -47,8 +49,9 @@ KINDS = {
 # Optional: `supersedes` names the id of an earlier row this one corrects. The earlier row is
 # kept in the ledger (history is never edited) but no longer modelled. `block` names the
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
-OPTIONAL = ["supersedes", "block"]
-MODELLED_KINDS = ("launches", "transfers", "use_lag")  # enter the likelihood
+# `bias_group` names a group of rows (normally one source's) that share one bias term.
+OPTIONAL = ["supersedes", "block", "bias_group"]
+MODELLED_KINDS = ("launches", "transfers", "use_lag", "production", "capacity")
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -90,6 +93,7 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
         raw = {
             "supersedes": "",
             "block": "",
+            "bias_group": "",
             **{k: v.strip() for k, v in zip(header, cells, strict=True)},
         }
         record, row_problems = _validate_row(raw, name, line)
@@ -176,6 +180,10 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
             if not np.isfinite(rec[column]) or rec[column] < 0:
                 bad(column, f"expected a finite number >= 0, got '{raw[column]}'")
 
+    if raw["bias_group"] and kind not in MODELLED_KINDS:
+        bad("bias_group", f"only modelled rows ({', '.join(MODELLED_KINDS)}) take a bias group")
+    elif raw["bias_group"] and not _ID.match(raw["bias_group"]):
+        bad("bias_group", "expected lowercase letters, digits and hyphens")
     if kind not in KINDS or kind == "context":
         return rec, problems
 
@@ -202,12 +210,12 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
             bad("unit", f"kind '{kind}' is counted in the case's unit (case.toml `unit`)")
     elif raw["unit"] != KINDS[kind]:
         bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
-    if kind == "launches" and (not raw["period_start"] or not raw["period_end"]):
+    if kind in ("launches", "production") and (not raw["period_start"] or not raw["period_end"]):
         bad(
             "period_start" if not raw["period_start"] else "period_end",
-            "launch counts need the period they cover (period_start and period_end)",
+            f"'{kind}' counts need the period they cover (period_start and period_end)",
         )
-    if kind in ("transfers", "use_lag") and not raw["period_end"]:
+    if kind in ("transfers", "use_lag", "capacity") and not raw["period_end"]:
         bad("period_end", f"a '{kind}' row needs the date it refers to")
     if kind == "serial":
         if bound != "exact":

@@ -24,6 +24,7 @@ from model.case import Case, input_hash
 from model.checks import PARETO_K
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
+from model.serials import serial_rows
 from model.timing import Stopwatch
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,19 @@ def fit(
         coords={"reading": mix.names, "obs": obs.ids},
     )
     idata["evidence"] = ledger_dataset(case)
+    sightings = serial_rows(case)
+    if sightings is not None:  # which serial rows repeat an item already seen
+        idata["constant_data"] = (
+            idata["constant_data"]
+            .to_dataset()
+            .assign(
+                serial_duplicate_of=xr.DataArray(
+                    np.array(sightings.duplicate_of, dtype=str),
+                    dims="serial",
+                    coords={"serial": sightings.ids},
+                )
+            )
+        )
 
     if conditional:
         for i, name in enumerate(mix.names):
@@ -227,6 +241,8 @@ def _headline(one: xr.DataTree) -> xr.Dataset:
 
 def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
     """Refit without each row whose Pareto k says PSIS-LOO cannot drop it reliably."""
+    if idata["posterior"].sizes.get("obs", 0) == 0:
+        return
     k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k
     ids = idata["posterior"]["obs"].to_numpy()
     for j in np.flatnonzero(k.to_numpy() > PARETO_K):

@@ -32,6 +32,10 @@ class Observations:
     launch_weights: np.ndarray  # (obs, month): share of each month inside a launch row's period
     transfer_weights: np.ndarray  # (obs, month): cumulative weights up to a transfer row's date
     is_lag: np.ndarray  # (obs,) 1.0 for use_lag rows
+    production_weights: np.ndarray  # (obs, month): production rows' share of each month, and
+    # capacity rows' 12 x the month of their date (units a year at that month's rate)
+    bias_groups: list[str]  # names of the bias groups (dimension `bias_group`)
+    bias_index: np.ndarray  # (obs,) index into bias_groups, or len(bias_groups) for none
     observed: np.ndarray  # log1p(value) for exact rows, the midpoint of the range otherwise
     lower: np.ndarray  # log1p(lower bound); a finite stand-in for exact rows (never used)
     upper: np.ndarray
@@ -43,12 +47,19 @@ class Observations:
 def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]) -> Observations:
     rows = evidence[evidence["kind"].isin(MODELLED_KINDS) & (evidence["superseded_by"] == "")]
     n, t = len(rows), window.n_months
-    launch_w, transfer_w = np.zeros((n, t)), np.zeros((n, t))
+    launch_w, transfer_w, production_w = np.zeros((n, t)), np.zeros((n, t)), np.zeros((n, t))
     for i, (_, row) in enumerate(rows.iterrows()):
         if row["kind"] == "launches":
             launch_w[i] = window.overlap(row["period_start"], row["period_end"])
         elif row["kind"] == "transfers":
             transfer_w[i] = window.cumulative(row["period_end"])
+        elif row["kind"] == "production":
+            production_w[i] = window.overlap(row["period_start"], row["period_end"])
+        elif row["kind"] == "capacity":
+            month = int(np.floor(window.time_of(row["period_end"])))
+            production_w[i, min(max(month, 0), t - 1)] = 12.0
+    bias = rows["bias_group"].fillna("").astype(str).tolist() if "bias_group" in rows else [""] * n
+    groups = sorted({g for g in bias if g})
     bound = rows["bound"].to_numpy()
     value, lo, hi = (np.log1p(rows[c].to_numpy(dtype=float)) for c in ("value", "lower", "upper"))
     lower = np.select([bound == "at_least", bound == "between"], [lo, lo], -UNBOUNDED)
@@ -65,6 +76,9 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
         launch_weights=launch_w,
         transfer_weights=transfer_w,
         is_lag=(rows["kind"] == "use_lag").to_numpy(dtype=float),
+        production_weights=production_w,
+        bias_groups=groups,
+        bias_index=np.array([groups.index(g) if g else len(groups) for g in bias], dtype=int),
         observed=np.where(exact, value, finite_mid),
         lower=lower,
         upper=upper,

@@ -70,6 +70,7 @@ class Priors:
     outlier_share: float  # prior chance that a row is wrong beyond its grade's noise
     outlier_sd: float  # sd of such a row, same scale
     noise_rationale: str
+    bias_sd: float = 0.5  # sd of a source's shared bias on the log scale (bias groups)
 
     def __getitem__(self, name: str) -> PriorSpec:
         return self.specs[name]
@@ -171,7 +172,13 @@ def resolve_priors(
                 )
             ]
         )
-    return Priors(specs, noise, outlier_share, outlier_sd, str(measurement.get("rationale", "")))
+    bias_sd = float(measurement.get("bias_sd", 0.5))
+    if bias_sd <= 0:
+        raise InputError(
+            [Problem(str(defaults), "[measurement]", "bias_sd", "bias_sd must be > 0")]
+        )
+    rationale = str(measurement.get("rationale", ""))
+    return Priors(specs, noise, outlier_share, outlier_sd, rationale, bias_sd)
 
 
 def _spec(name, entry, derived, case, origin, where) -> PriorSpec:

@@ -502,11 +502,16 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
         value = f"{bound} {r['unit']}".strip()
         period = " to ".join(p for p in (r["period_start"], r["period_end"]) if p)
         by = r.get("superseded_by", "")
+        duplicates = summary["evidence"].get("serial_duplicates", {})
         p_out = (
             f"{outliers[row_id]:.0%}"
             if row_id in outliers
             else f"superseded by {by}"
             if by
+            else f"same item as {duplicates[row_id]}"
+            if row_id in duplicates
+            else "serial sighting"
+            if r["kind"] == "serial"
             else "not modelled"
         )
         fit_text = f"{loo_p[row_id]:.2f}" if row_id in loo_p else ""

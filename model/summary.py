@@ -188,6 +188,7 @@ def summarize(idata: xr.DataTree) -> dict:
                 )
                 if b
             },
+            "serial_duplicates": serial_duplicates(idata),
             "rows": int(ledger.sizes["row"]),
             "modelled": int(post.sizes["obs"]),
             "by_kind": pd.Series(ledger["kind"].to_numpy()).value_counts().to_dict(),
@@ -227,3 +228,14 @@ def readings_table(idata: xr.DataTree) -> list[dict]:
 
 def _date(window: Window, t: float) -> str:
     return window.date_of(t).strftime("%Y-%m-%d")
+
+
+def serial_duplicates(idata: xr.DataTree) -> dict[str, str]:
+    """Serial rows that repeat an item already seen: {row id: id of the first sighting}."""
+    const = idata["constant_data"].to_dataset() if "constant_data" in idata.children else {}
+    if "serial_duplicate_of" not in const:
+        return {}
+    dup = const["serial_duplicate_of"]
+    return {
+        str(i): str(d) for i, d in zip(dup["serial"].to_numpy(), dup.to_numpy(), strict=True) if d
+    }

@@ -86,3 +86,30 @@ def test_superseded_rows_are_not_modelled(tmp_path):
     w = Window(pd.Period("2024-01", "M"), pd.Period("2024-02", "M"))
     obs = observations(load_evidence(path), w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
     assert obs.ids == ["b"]
+
+
+def test_production_and_capacity_rows_weigh_the_production_path(tmp_path):
+    lines = [
+        row(id="made", kind="production", period_start="2024-01-01", period_end="2024-02-14") + ",",
+        row(id="can", kind="capacity", period_start="", period_end="2024-02-10") + ",hur",
+        row(id="used") + ",hur",
+    ]
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER + ",bias_group", *lines]) + "\n")
+    w = Window(pd.Period("2023-12", "M"), pd.Period("2024-02", "M"))
+    obs = observations(load_evidence(path), w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
+    np.testing.assert_allclose(obs.production_weights[0], [0, 1, 14 / 29])  # Jan + 14 Feb days
+    np.testing.assert_allclose(obs.production_weights[1], [0, 0, 12])  # a year at Feb's rate
+    np.testing.assert_allclose(obs.production_weights[2], [0, 0, 0])
+    assert obs.bias_groups == ["hur"]
+    assert obs.bias_index.tolist() == [1, 0, 0]  # 1 = no group
+
+
+def test_a_bias_group_on_an_unmodelled_row_is_refused(tmp_path):
+    from model import InputError
+
+    line = row(id="ctx", kind="context", bound="", unit="") + ",hur"
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER + ",bias_group", line]) + "\n")
+    with pytest.raises(InputError, match="bias_group"):
+        load_evidence(path)

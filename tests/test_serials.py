@@ -169,6 +169,8 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
     from model.production import production_rate
+    from model.report import write_report
+    from model.summary import summarize
 
     truth = {"rate_before": 12.0, "multiplier": 1.5, "completion": 12.0, "ramp": 20.0}
     months = np.arange(24) + 0.5
@@ -200,6 +202,8 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
         seen.add(serial)
         date = f"{2023 + month // 12}-{month % 12 + 1:02d}-28"
         lines.append(_serial_row(f"serial-{j:02d}", serial, date, "main"))
+    # The last item reported again by a second outlet: the same item, adding nothing.
+    lines.append(_serial_row("serial-again", serial, date, "main"))
     (case / "evidence.csv").write_text("\n".join(lines) + "\n")
 
     loaded = load_case(case)
@@ -216,3 +220,11 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
     width = np.subtract(*np.quantile(post["rate_before"], [0.9, 0.1]))
     prior_width = np.subtract(*np.quantile(prior["rate_before"], [0.9, 0.1]))
     assert width < 0.25 * prior_width
+
+    # The summary and the report carry the serials as their own evidence stream.
+    summary = summarize(tree)
+    assert summary["evidence"]["serial_duplicates"] == {"serial-again": "serial-19"}
+    sensitivity = next(c for c in summary["checks"] if c["name"] == "prior sensitivity")
+    assert "serials" in sensitivity["likelihood"]
+    page = (write_report(tree, summary, tmp_path / "reports") / "report.md").read_text()
+    assert "same item as serial-19" in page and "serial sighting" in page

@@ -1,0 +1,19 @@
+"""The benchmark's synthetic cases are valid cases of the requested size (benchmarks/)."""
+
+import sys
+
+import pytest
+
+from model import load_case
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from synthetic import write_case  # noqa: E402
+
+
+@pytest.mark.parametrize(("months", "rows"), [(24, 10), (240, 100), (60, 1000)])
+def test_synthetic_cases_load_with_the_requested_size(tmp_path, months, rows):
+    case = load_case(write_case(tmp_path / f"c-{months}-{rows}", months=months, rows=rows))
+    assert case.window.n_months == months
+    assert len(case.evidence) == rows
+    assert (case.evidence["kind"] == "launches").sum() == rows - 1

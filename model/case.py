@@ -62,6 +62,7 @@ class Case:
     settings: dict  # the parsed case.toml, for priors and the report
     evidence: pd.DataFrame = field(repr=False)
     input_files: tuple[Path, ...] = ()
+    as_of: str | None = None  # evidence reported after this date was left out (--as-of)
 
     @property
     def readings(self) -> list[str]:
@@ -135,6 +136,7 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
         settings=settings,
         evidence=evidence,
         input_files=(case_file, evidence_path),
+        as_of=as_of,
     )
 
 

@@ -129,23 +129,26 @@ def add_evidence(args: argparse.Namespace) -> int:
 
 def history(args: argparse.Namespace) -> int:
     """Print one line per past run: when, inputs, headline medians, checks."""
-    import json
     from pathlib import Path
 
+    from model.compare import history as past_runs
+
     case_id = Path(args.case).name
-    runs = sorted((Path(args.reports_dir) / case_id).glob("2*/summary.json"))
+    runs = past_runs(args.reports_dir, case_id)
     if not runs:
         log.error("no runs of %s under %s", case_id, args.reports_dir)
         return 2
-    print(f"{'run':<22} {'inputs':<8} {'rate_before':>11} {'rate_after':>10} {'P(x2)':>6}  status")
-    for path in runs:
-        s = json.loads(path.read_text())
-        q = s["quantities"]
+    print(
+        f"{'run':<22} {'evidence by':<11} {'inputs':<8} {'rate_before':>11} "
+        f"{'rate_after':>10} {'P(x2)':>6}  status"
+    )
+    for r in runs:
+        q = r["quantities"]
         print(
-            f"{path.parent.name:<22} {s['provenance']['input_hash'][:8]:<8} "
+            f"{r['run']:<22} {r['evidence_as_of']:<11} {r['input_hash'][:8]:<8} "
             f"{q['rate_before']['median']:>11.3g} {q['rate_after']['median']:>10.3g} "
-            f"{q['p_capacity_doubled']['value']:>6.0%}  "
-            f"{'passed' if s.get('passed', s['diagnostics']['passed']) else 'FAILED'}"
+            f"{q['p_capacity_doubled']['median']:>6.0%}  "
+            f"{'passed' if r['passed'] else 'FAILED'}"
         )
     return 0
 
@@ -155,7 +158,7 @@ def estimate(args: argparse.Namespace) -> int:
 
     watch = Stopwatch()
     from model import InputError, load_case
-    from model.compare import diff, previous_summary
+    from model.compare import diff, history, history_entry, previous_summary
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
     from model.report import write_report
@@ -185,6 +188,10 @@ def estimate(args: argparse.Namespace) -> int:
             previous, previous_run = previous_summary(args.reports_dir, case.id)
             if previous is not None:
                 summary["diff"] = diff(previous, summary, previous_run)
+            summary["history"] = [
+                *history(args.reports_dir, case.id),
+                history_entry(summary, "this run"),
+            ]
             watch.mark("checks and summary")
             folder = write_report(idata, summary, args.reports_dir)
             watch.mark("write report")

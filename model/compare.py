@@ -20,6 +20,29 @@ def previous_summary(reports_dir: str | Path, case_id: str) -> tuple[dict | None
     return json.loads(path.read_text()), path.parent.resolve().name
 
 
+def history(reports_dir: str | Path, case_id: str) -> list[dict]:
+    """One entry per complete past run of the case, oldest first: when, on which evidence,
+    and the headline medians and 95% intervals (from each run's summary.json)."""
+    runs = sorted((Path(reports_dir) / case_id).glob("2*/summary.json"))
+    return [history_entry(json.loads(p.read_text()), p.parent.name) for p in runs]
+
+
+def history_entry(summary: dict, run: str) -> dict:
+    q = summary["quantities"]
+    return {
+        "run": run,
+        "created": summary["created"],
+        "input_hash": summary["provenance"]["input_hash"],
+        "evidence_as_of": summary["provenance"].get("evidence_as_of", ""),
+        "passed": bool(summary.get("passed", summary["diagnostics"]["passed"])),
+        "quantities": {
+            n: {"median": q[n]["median"], "interval_95": q[n]["intervals"]["0.95"]}
+            for n in ("rate_before", "rate_after")
+        }
+        | {"p_capacity_doubled": {"median": q["p_capacity_doubled"]["value"]}},
+    }
+
+
 def headline_names(summary: dict) -> list[str]:
     q = summary["quantities"]
     years = sorted(n for n in q if n.startswith("production_"))

@@ -93,6 +93,34 @@ def readings_chart(summary: dict) -> plt.Figure:
     return fig
 
 
+def history_chart(summary: dict) -> plt.Figure:
+    """Headline rates over the runs of the case (summary["history"]), oldest first."""
+    runs = summary["history"]
+    x = np.arange(len(runs))
+    fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
+    for name, colour, shift in (
+        ("rate_before", "tab:grey", -0.08),
+        ("rate_after", "tab:blue", 0.08),
+    ):
+        med = [r["quantities"][name]["median"] for r in runs]
+        lo, hi = np.array([r["quantities"][name]["interval_95"] for r in runs]).T
+        ax.errorbar(
+            x + shift,
+            med,
+            yerr=[np.subtract(med, lo), np.subtract(hi, med)],
+            fmt="o",
+            color=colour,
+            capsize=3,
+            label=name.replace("_", " "),
+        )
+    ax.set_xticks(x, [f"{r['run']}\nevidence by {r['evidence_as_of']}" for r in runs], fontsize=7)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_ylabel(f"{summary['unit']} per month (median, 95%)")
+    ax.legend(frameon=False)
+    return fig
+
+
 def png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

@@ -26,6 +26,8 @@ FIGURES = {
     "intervals. The shaded band is the 80% interval of the month the new building is complete.",
     "prior_posterior.png": "Prior (grey) against posterior (blue) for the key parameters. Where "
     "the two coincide, the evidence says nothing about that parameter and the prior decides.",
+    "history.png": "The headline rates in every run of this case, oldest first, with the date "
+    "of the latest evidence each used (replays with --as-of show how the estimate evolved).",
     "readings.png": "Rate after the expansion under each reading of the size ratio alone, and "
     "under the case's mixture of readings (50% and 95% intervals).",
 }
@@ -53,6 +55,8 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
             "prior_posterior.png": plots.png(plots.prior_posterior(idata)),
             "readings.png": plots.png(plots.readings_chart(summary)),
         }
+        if len(summary.get("history", [])) >= 2:
+            figures["history.png"] = plots.png(plots.history_chart(summary))
         for name, data in figures.items():
             (tmp / name).write_bytes(data)
         idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
@@ -210,6 +214,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ),
         ("img", "readings.png", FIGURES["readings.png"]),
         *_scenario_blocks(summary),
+        *_history_blocks(summary),
         ("h2", "Priors"),
         (
             "p",
@@ -377,6 +382,33 @@ def _diff_blocks(summary: dict) -> list[tuple]:
             + text,
         ),
         ("table", ["quantity", "previous median (95%)", "now (95%)", "shift (previous sd)"], rows),
+    ]
+
+
+def _history_blocks(summary: dict) -> list[tuple]:
+    runs = summary.get("history", [])
+    if len(runs) < 2:
+        return []
+    rows = [
+        [
+            r["run"],
+            r["evidence_as_of"],
+            r["input_hash"][:8],
+            *(
+                f"{fmt(r['quantities'][n]['median'])} ({fmt(r['quantities'][n]['interval_95'][0])}"
+                f"–{fmt(r['quantities'][n]['interval_95'][1])})"
+                for n in ("rate_before", "rate_after")
+            ),
+            f"{r['quantities']['p_capacity_doubled']['median']:.0%}",
+            "passed" if r["passed"] else "FAILED",
+        ]
+        for r in runs
+    ]
+    head = ["run", "evidence by", "inputs", "rate before (95%)", "rate after (95%)", "P(doubled)"]
+    return [
+        ("h2", "History"),
+        ("table", [*head, "checks"], rows),
+        ("img", "history.png", FIGURES["history.png"]),
     ]
 
 

@@ -169,6 +169,7 @@ def summarize(idata: xr.DataTree) -> dict:
             "chains": settings["chains"],
             "seed": int(attrs["seed"]),
             "sampler_settings": settings,
+            "evidence_as_of": attrs.get("evidence_as_of", ""),
         },
         "passed": all(c["status"] != "fail" for c in checks),
         "diagnostics": diagnostics,

@@ -203,3 +203,20 @@ def test_a_run_killed_with_sigkill_leaves_latest_on_the_last_complete_run(
     assert main(["history", summary["case_id"], "--reports-dir", str(tmp_path)]) == 0
     with case_lock(tmp_path, summary["case_id"]):  # the next run clears the leftover
         assert not leftover.exists()
+
+
+def test_history_of_runs_is_tabled_and_plotted(small_fit, summary, tmp_path):
+    from model.cli import main
+    from model.compare import history, history_entry
+
+    first = write_report(small_fit, summary, tmp_path)
+    past = history(tmp_path, summary["case_id"])
+    assert [r["run"] for r in past] == [first.name]
+    assert past[0]["evidence_as_of"] == summary["provenance"]["evidence_as_of"] != ""
+    second = {**summary, "history": [*past, history_entry(summary, "this run")]}
+    folder = write_report(small_fit, second, tmp_path)
+    md = (folder / "report.md").read_text()
+    assert "## History" in md and f"| {first.name} |" in md and "| this run |" in md
+    assert (folder / "history.png").read_bytes().startswith(b"\x89PNG")
+    assert "history.png" not in [p.name for p in first.iterdir()]  # one run: nothing to plot
+    assert main(["history", summary["case_id"], "--reports-dir", str(tmp_path)]) == 0

@@ -174,6 +174,11 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
             + pt.dot(obs.production_weights, production)
             + obs.is_lag * use_lag
         )
+        if obs.shipment_weights.any():
+            # Shipments seen = exported units in the period / (units a carrying shipment holds
+            # x share of shipments that carry the product); both priors come from the case.
+            per_shipment = prior(priors["units_per_shipment"]) * prior(priors["shipment_share"])
+            quantity = quantity + pt.dot(obs.shipment_weights, exported) / per_shipment
         if obs.bias_groups:
             # A source's figures may share one multiplicative bias (rows in a bias_group).
             bias_sd = pm.Data("prior__source_bias__sigma", priors.bias_sd)

@@ -42,6 +42,7 @@ KINDS = {
     "use_lag": "months",
     "production": CASE_UNIT,  # made between period_start and period_end ("produced N in 2024")
     "capacity": CASE_UNIT,  # units a year at the rate of period_end ("can produce N a year")
+    "shipments": "shipments",  # containers or rail cars leaving in the period, some with product
     "area_ratio": "ratio",
     "serial": "serial",  # a serial number seen on an item (model/serials.py)
     "context": None,
@@ -51,7 +52,7 @@ KINDS = {
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
 # `bias_group` names a group of rows (normally one source's) that share one bias term.
 OPTIONAL = ["supersedes", "block", "bias_group"]
-MODELLED_KINDS = ("launches", "transfers", "use_lag", "production", "capacity")
+MODELLED_KINDS = ("launches", "transfers", "use_lag", "production", "capacity", "shipments")
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -210,7 +211,9 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
             bad("unit", f"kind '{kind}' is counted in the case's unit (case.toml `unit`)")
     elif raw["unit"] != KINDS[kind]:
         bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
-    if kind in ("launches", "production") and (not raw["period_start"] or not raw["period_end"]):
+    if kind in ("launches", "production", "shipments") and (
+        not raw["period_start"] or not raw["period_end"]
+    ):
         bad(
             "period_start" if not raw["period_start"] else "period_end",
             f"'{kind}' counts need the period they cover (period_start and period_end)",

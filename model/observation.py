@@ -34,6 +34,7 @@ class Observations:
     is_lag: np.ndarray  # (obs,) 1.0 for use_lag rows
     production_weights: np.ndarray  # (obs, month): production rows' share of each month, and
     # capacity rows' 12 x the month of their date (units a year at that month's rate)
+    shipment_weights: np.ndarray  # (obs, month): share of each month in a shipment row's period
     bias_groups: list[str]  # names of the bias groups (dimension `bias_group`)
     bias_index: np.ndarray  # (obs,) index into bias_groups, or len(bias_groups) for none
     observed: np.ndarray  # log1p(value) for exact rows, the midpoint of the range otherwise
@@ -47,7 +48,7 @@ class Observations:
 def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]) -> Observations:
     rows = evidence[evidence["kind"].isin(MODELLED_KINDS) & (evidence["superseded_by"] == "")]
     n, t = len(rows), window.n_months
-    launch_w, transfer_w, production_w = np.zeros((n, t)), np.zeros((n, t)), np.zeros((n, t))
+    launch_w, transfer_w, production_w, shipment_w = (np.zeros((n, t)) for _ in range(4))
     for i, (_, row) in enumerate(rows.iterrows()):
         if row["kind"] == "launches":
             launch_w[i] = window.overlap(row["period_start"], row["period_end"])
@@ -55,6 +56,8 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
             transfer_w[i] = window.cumulative(row["period_end"])
         elif row["kind"] == "production":
             production_w[i] = window.overlap(row["period_start"], row["period_end"])
+        elif row["kind"] == "shipments":
+            shipment_w[i] = window.overlap(row["period_start"], row["period_end"])
         elif row["kind"] == "capacity":
             month = int(np.floor(window.time_of(row["period_end"])))
             production_w[i, min(max(month, 0), t - 1)] = 12.0
@@ -77,6 +80,7 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
         transfer_weights=transfer_w,
         is_lag=(rows["kind"] == "use_lag").to_numpy(dtype=float),
         production_weights=production_w,
+        shipment_weights=shipment_w,
         bias_groups=groups,
         bias_index=np.array([groups.index(g) if g else len(groups) for g in bias], dtype=int),
         observed=np.where(exact, value, finite_mid),

@@ -39,6 +39,9 @@ NAMES = (
     "use_lag",
     "burst_sd",
 )
+# Priors that only a case with evidence of a kind needs; they have no default (no source
+# gives one), so such a case must set them under [priors.<name>].
+CONDITIONAL = {"units_per_shipment": "shipments", "shipment_share": "shipments"}
 _META = {"dist", "derive", "unit", "source", "rationale", "evidence"}
 
 
@@ -106,9 +109,14 @@ def resolve_priors(
     if scenario is not None:
         overrides.update(case.settings["scenarios"][scenario].get("priors", {}))
     problems = [
-        Problem(case_file, "[priors]", f"priors.{k}", f"unknown prior (known: {', '.join(NAMES)})")
+        Problem(
+            case_file,
+            "[priors]",
+            f"priors.{k}",
+            f"unknown prior (known: {', '.join([*NAMES, *CONDITIONAL])})",
+        )
         for k in overrides
-        if k not in NAMES
+        if k not in NAMES and k not in CONDITIONAL
     ]
     if problems:
         raise InputError(problems)
@@ -117,7 +125,9 @@ def resolve_priors(
         "ramp_months": derive_ramp_months(pd.read_csv(reference_dir / "ramp_up.csv")),
     }
     specs = {}
-    for name in NAMES:
+    kinds = set(case.evidence["kind"])
+    needed = [n for n, kind in CONDITIONAL.items() if kind in kinds]
+    for name in [*NAMES, *needed]:
         entry, origin, where = dict(table.get(name, {})), str(defaults), f"[{name}]"
         if name in overrides:
             entry, origin, where = dict(overrides[name]), case_file, f"[priors.{name}]"
@@ -129,7 +139,12 @@ def resolve_priors(
                         case_file,
                         "[priors]",
                         f"priors.{name}",
-                        "no default exists for this prior: set it in the case file",
+                        "no default exists for this prior: set it in the case file"
+                        + (
+                            f" (the ledger has '{CONDITIONAL[name]}' rows)"
+                            if name in CONDITIONAL
+                            else ""
+                        ),
                     )
                 ]
             )

@@ -138,7 +138,12 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         use_lag = prior(priors["use_lag"])
         burst_sd = prior(priors["burst_sd"])
 
-        multiplier = pm.Deterministic("capacity_multiplier", pt.exp(pt.exp(log_gain_log)))
+        log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)
+        if "workforce_ratio" in obs.kind:
+            # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
+            workers = prior(priors["workforce_ratio"])
+            log_multiplier = log_multiplier + prior(priors["labour_elasticity"]) * pt.log(workers)
+        multiplier = pm.Deterministic("capacity_multiplier", pt.exp(log_multiplier))
         pm.Deterministic("rate_after", rate_before * multiplier)
         component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log)
         pm.Deterministic(
@@ -174,6 +179,8 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
             + pt.dot(obs.production_weights, production)
             + obs.is_lag * use_lag
         )
+        if "workforce_ratio" in obs.kind:
+            quantity = quantity + (obs.kind == "workforce_ratio") * workers
         if obs.shipment_weights.any():
             # Shipments seen = exported units in the period / (units a carrying shipment holds
             # x share of shipments that carry the product); both priors come from the case.

@@ -43,6 +43,7 @@ KINDS = {
     "production": CASE_UNIT,  # made between period_start and period_end ("produced N in 2024")
     "capacity": CASE_UNIT,  # units a year at the rate of period_end ("can produce N a year")
     "shipments": "shipments",  # containers or rail cars leaving in the period, some with product
+    "workforce_ratio": "ratio",  # workers after / before the expansion (housing, dormitories)
     "area_ratio": "ratio",
     "serial": "serial",  # a serial number seen on an item (model/serials.py)
     "context": None,
@@ -52,7 +53,15 @@ KINDS = {
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
 # `bias_group` names a group of rows (normally one source's) that share one bias term.
 OPTIONAL = ["supersedes", "block", "bias_group"]
-MODELLED_KINDS = ("launches", "transfers", "use_lag", "production", "capacity", "shipments")
+MODELLED_KINDS = (
+    "launches",
+    "transfers",
+    "use_lag",
+    "production",
+    "capacity",
+    "shipments",
+    "workforce_ratio",
+)
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -41,6 +41,7 @@ PRIOR_VARS = [
     "use_lag",
     "burst_sd",
     "reading_probability",
+    "log_gain_log",
     "production",
     "production_by_year",
     "predicted",
@@ -314,7 +315,8 @@ def _with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) ->
     """Add the elasticity and the floor-area ratio to draws of the identified quantities.
 
     Per draw: a reading from its probability given the draw, a ratio uniform on that reading's
-    range, and elasticity = ln(capacity_multiplier) / ln(ratio)."""
+    range, and elasticity = exp(log_gain_log) / ln(ratio), where exp(log_gain_log) is the log
+    of the floor-area part of the capacity multiplier."""
     probs = ds["reading_probability"].transpose(..., "reading").to_numpy()
     flat = probs.reshape(-1, probs.shape[-1])
     cumulative = np.cumsum(flat, axis=1)
@@ -324,7 +326,8 @@ def _with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) ->
     shape = probs.shape[:-1]
     dims = ds["capacity_multiplier"].dims
     ratio = ratio.reshape(shape)
-    elasticity = np.log(ds["capacity_multiplier"].to_numpy()) / np.log(ratio)
+    # ln of the floor-area part of the multiplier (the whole of it unless workers enter too)
+    elasticity = np.exp(ds["log_gain_log"].to_numpy()) / np.log(ratio)
     return ds.assign(area_ratio=(dims, ratio), elasticity=(dims, elasticity))
 
 

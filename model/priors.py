@@ -41,7 +41,12 @@ NAMES = (
 )
 # Priors that only a case with evidence of a kind needs; they have no default (no source
 # gives one), so such a case must set them under [priors.<name>].
-CONDITIONAL = {"units_per_shipment": "shipments", "shipment_share": "shipments"}
+CONDITIONAL = {
+    "units_per_shipment": "shipments",
+    "shipment_share": "shipments",
+    "workforce_ratio": "workforce_ratio",
+    "labour_elasticity": "workforce_ratio",
+}
 _META = {"dist", "derive", "unit", "source", "rationale", "evidence"}
 
 
@@ -124,6 +129,7 @@ def resolve_priors(
         "elasticity": derive_elasticity(pd.read_csv(reference_dir / "elasticity.csv")),
         "ramp_months": derive_ramp_months(pd.read_csv(reference_dir / "ramp_up.csv")),
     }
+    derived["labour_elasticity"] = derive_labour_elasticity(derived["elasticity"])
     specs = {}
     kinds = set(case.evidence["kind"])
     needed = [n for n, kind in CONDITIONAL.items() if kind in kinds]
@@ -265,6 +271,17 @@ def derive_elasticity(table: pd.DataFrame) -> tuple[dict[str, float], str]:
     return {"median": round(median, 3)}, (
         f"geometric mean of ln(output ratio)/ln(area ratio) over {len(use)} usable case(s) "
         f"({cases}) = {median:.2f}"
+    )
+
+
+def derive_labour_elasticity(
+    floor_area: tuple[dict[str, float], str],
+) -> tuple[dict[str, float], str]:
+    """Labour elasticity in capacity = area^a x workers^b, from the floor-area elasticity a
+    under constant returns to scale (a + b = 1), an assumption priors.toml states."""
+    a = floor_area[0]["median"]
+    return {"median": round(1.0 - a, 3)}, (
+        f"1 - floor-area elasticity ({a:.2f}) under constant returns to scale = {1 - a:.2f}"
     )
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import load_case
-from tests.conftest import HEADER
+from tests.conftest import HEADER, ROOT
 
 TRUE_RATE, TRUE_BIAS = 10.0, np.log(2.0)  # units a month; the biased source doubles
 
@@ -226,3 +226,108 @@ def test_shipment_counts_recover_the_rate(tmp_path):
     width = np.subtract(*np.quantile(post["rate_before"], [0.9, 0.1]))
     prior_width = np.subtract(*np.quantile(prior["rate_before"], [0.9, 0.1]))
     assert width < 0.25 * prior_width
+
+
+def _workforce_case(tmp_path, rng) -> tuple:
+    """Synthetic plant (invented numbers): 10 a month; the expansion (complete in month 12)
+    added almost no floor area (ratio 1.01-1.03) but doubled the workforce. Capacity after is
+    area^a x workers^b with b the default prior's median, the truth the test recovers."""
+    from model.production import production_rate
+
+    case = tmp_path / "staffing-plant"
+    case.mkdir()
+    (case / "case.toml").write_text(
+        '# SYNTHETIC test case: invented numbers.\nid = "staffing-plant"\n'
+        'title = "Synthetic plant that added workers"\nunit = "units"\n'
+        'evidence = "evidence.csv"\n[window]\nstart = "2022-01"\nend = "2025-12"\n'
+        '[exports]\nstart = "2022-01"\n[area_ratio]\nrationale = "Synthetic."\n'
+        '[area_ratio.weights]\nonly = 1.0\n[priors.completion]\ndist = "Uniform"\n'
+        'lower = "2022-11"\nupper = "2023-02"\nsource = "case"\nrationale = "Synthetic."\n'
+        '[priors.ramp_months]\ndist = "LogNormal"\nmedian = 12.0\nsigma = 0.2\n'
+        'source = "case"\nrationale = "Synthetic."\n'
+    )
+    area, labour = 1.02**0.683, 2.0**0.317
+    months = np.arange(48) + 0.5
+    made = production_rate(months, TRUE_RATE, area * labour, 12.0, 12.0).eval()
+    header = HEADER.split(",")
+    lines = [",".join(header)]
+    lines.append(
+        _row(
+            header,
+            id="area",
+            kind="area_ratio",
+            period_end="2022-06-01",
+            lower="1.01",
+            upper="1.03",
+            bound="between",
+            unit="ratio",
+            reading="only",
+            date_reported="2022-07-01",
+        )
+    )
+    for i, start in enumerate(range(0, 48, 6)):
+        y, m = 2022 + start // 12, start % 12 + 1
+        value = np.expm1(np.log1p(made[start : start + 6].sum()) + rng.normal(0, 0.1))
+        end = f"{y}-{m + 5:02d}-{30 if m + 5 == 6 else 31}"
+        lines.append(
+            _row(
+                header,
+                id=f"made-{i}",
+                kind="production",
+                period_start=f"{y}-{m:02d}-01",
+                period_end=end,
+                value=f"{value:.1f}",
+                date_reported=end,
+            )
+        )
+    for i, grade in enumerate("BC"):  # two housing counts, after / before
+        ratio = np.expm1(np.log1p(2.0) + rng.normal(0, {"B": 0.2, "C": 0.35}[grade]))
+        lines.append(
+            _row(
+                header,
+                id=f"housing-{i}",
+                kind="workforce_ratio",
+                period_end="2023-03-01",
+                value=f"{ratio:.2f}",
+                unit="ratio",
+                reliability=grade,
+                date_reported="2023-04-01",
+            )
+        )
+    (case / "evidence.csv").write_text("\n".join(lines) + "\n")
+    return case, area * labour
+
+
+def test_workforce_rows_bring_their_priors_with_a_derived_labour_elasticity(tmp_path):
+    from model.priors import resolve_priors
+
+    case, _ = _workforce_case(tmp_path, np.random.default_rng(0))
+    priors = resolve_priors(load_case(case))
+    floor = priors["elasticity"].params["median"]
+    assert priors["labour_elasticity"].params["median"] == pytest.approx(1 - floor, abs=1e-3)
+    assert "constant returns" in priors["labour_elasticity"].derivation
+    assert "workforce_ratio" in priors.specs
+    feb11 = resolve_priors(load_case(ROOT / "data" / "cases" / "february-11-plant"))
+    assert "workforce_ratio" not in feb11.specs  # no such rows there: no such prior
+
+
+@pytest.mark.slow
+def test_a_plant_that_added_workers_recovers_its_capacity_multiplier(tmp_path):
+    """Production figures before and after, and two housing counts saying the workforce
+    doubled: the capacity multiplier (mostly from workers, not floor area) and the workforce
+    ratio must both fall inside their 95% intervals."""
+    from model.fit import SamplerSettings, fit
+    from model.priors import resolve_priors
+
+    case, multiplier = _workforce_case(tmp_path, np.random.default_rng(6))
+    loaded = load_case(case)
+    tree = fit(loaded, resolve_priors(loaded), SamplerSettings(), conditional=False, checks=False)
+    post = tree["posterior"]
+    assert int(tree["sample_stats"]["diverging"].sum()) == 0
+    for name, truth in (
+        ("capacity_multiplier", multiplier),
+        ("workforce_ratio", 2.0),
+        ("rate_before", TRUE_RATE),
+    ):
+        lo, hi = np.quantile(post[name], [0.025, 0.975])
+        assert lo < truth < hi, name

@@ -1,7 +1,7 @@
 """capest benchmarks: end to end, samplers, scaling and many cases. Prints tables and writes
 benchmarks/results.json.
 
-    make bench                      (all sections, 3 repetitions: about an hour on 2 cores)
+    make bench                      (all sections: about 90 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --only e2e,scaling --repeats 1
 
 Every figure comes from a fresh process (`capest estimate ...`), timed from outside, with its
@@ -114,11 +114,11 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def bench_e2e(repeats: int, samplers: list[str], tmp: Path) -> dict:
+def bench_e2e(repeats: int, baseline_repeats: int, samplers: list[str], tmp: Path) -> dict:
     results: dict = {"import_s": median([import_floor() for _ in range(repeats)])}
     for name in samplers:
         cold, warm = [], []
-        for r in range(repeats):
+        for r in range(repeats if name == "nutpie" else baseline_repeats):
             caches = tmp / f"caches-{name}-{r}"  # empty: a cold run fills it
             reports = tmp / f"reports-{name}-{r}"
             cold.append(estimate(CASE, reports, caches, "--sampler", name))
@@ -309,7 +309,13 @@ def print_tables(results: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="e2e,scaling,many", help="sections, comma-separated")
-    parser.add_argument("--repeats", type=int, default=3, help="repetitions of each e2e run")
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions of the default's runs")
+    parser.add_argument(
+        "--baseline-repeats",
+        type=int,
+        default=1,
+        help="repetitions of the other samplers' runs (each takes 5-10 minutes)",
+    )
     parser.add_argument("--samplers", default=",".join(SAMPLERS))
     parser.add_argument("--cases", default="1,4,16", help="case counts for the many section")
     args = parser.parse_args()
@@ -323,7 +329,7 @@ def main() -> int:
         tmp = Path(tmp)
         if "e2e" in sections:
             print("end to end ...", flush=True)
-            results["e2e"] = bench_e2e(args.repeats, samplers, tmp)
+            results["e2e"] = bench_e2e(args.repeats, args.baseline_repeats, samplers, tmp)
             results["e2e_table"] = summarise_e2e(results["e2e"], samplers)
         if "scaling" in sections:
             print("scaling ...", flush=True)

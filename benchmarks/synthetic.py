@@ -13,25 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model.evidence import COLUMNS
+
 RATE_BEFORE, RATE_AFTER, USED_SHARE = 10.0, 15.0, 0.7
-HEADER = [
-    "id",
-    "kind",
-    "period_start",
-    "period_end",
-    "value",
-    "lower",
-    "upper",
-    "bound",
-    "unit",
-    "reading",
-    "source",
-    "url",
-    "date_reported",
-    "reliability",
-    "quote",
-    "note",
-]
+HEADER = COLUMNS
 
 
 def write_case(folder: Path, months: int, rows: int, seed: int = 0) -> Path:

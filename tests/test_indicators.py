@@ -12,6 +12,28 @@ from tests.conftest import HEADER, ROOT
 TRUE_RATE, TRUE_BIAS = 10.0, np.log(2.0)  # units a month; the biased source doubles
 
 
+def _new_case(tmp_path, case_id, title, window, exports, completion, extra=""):
+    """A SYNTHETIC case folder with one reading of the area ratio; the test writes the ledger."""
+    case = tmp_path / case_id
+    case.mkdir()
+    (case / "case.toml").write_text(
+        f'# SYNTHETIC test case: invented numbers.\nid = "{case_id}"\ntitle = "{title}"\n'
+        f'unit = "units"\nevidence = "evidence.csv"\n[window]\nstart = "{window[0]}"\n'
+        f'end = "{window[1]}"\n[exports]\nstart = "{exports}"\n[area_ratio]\n'
+        'rationale = "Synthetic."\n[area_ratio.weights]\nonly = 1.0\n[priors.completion]\n'
+        f'dist = "Uniform"\nlower = "{completion[0]}"\nupper = "{completion[1]}"\n'
+        'source = "case"\nrationale = "Synthetic."\n' + extra
+    )
+    return case
+
+
+def _area_row(header, year: str) -> str:
+    """The case's one floor-area reading: 1.01-1.03, i.e. almost no new floor area."""
+    return _row(header, id="area", kind="area_ratio", period_end=f"{year}-06-01",
+                lower="1.01", upper="1.03", bound="between", unit="ratio", reading="only",
+                date_reported=f"{year}-07-01")  # fmt: skip
+
+
 def _row(header, **cells):
     base = dict.fromkeys(header, "") | {
         "bound": "exact",
@@ -34,32 +56,13 @@ def test_a_source_that_doubles_its_figures_is_recovered_as_biased(tmp_path):
     from model.priors import resolve_priors
 
     rng = np.random.default_rng(3)
-    case = tmp_path / "biased-source"
-    case.mkdir()
-    (case / "case.toml").write_text(
-        '# SYNTHETIC test case: invented numbers.\nid = "biased-source"\n'
-        'title = "Synthetic plant with a biased source"\nunit = "units"\n'
-        'evidence = "evidence.csv"\n[window]\nstart = "2023-01"\nend = "2024-12"\n'
-        '[exports]\nstart = "2023-02"\n[area_ratio]\nrationale = "Synthetic."\n'
-        '[area_ratio.weights]\nonly = 1.0\n[priors.completion]\ndist = "Uniform"\n'
-        'lower = "2023-10"\nupper = "2024-02"\nsource = "case"\nrationale = "Synthetic."\n'
-    )
+    case = _new_case(
+        tmp_path, "biased-source", "Synthetic plant with a biased source",
+        ("2023-01", "2024-12"), "2023-02", ("2023-10", "2024-02"),
+    )  # fmt: skip
     header = HEADER.split(",") + ["bias_group"]
     lines = [",".join(header)]
-    lines.append(
-        _row(
-            header,
-            id="area",
-            kind="area_ratio",
-            period_end="2023-06-01",
-            lower="1.01",
-            upper="1.03",
-            bound="between",
-            unit="ratio",
-            reading="only",
-            date_reported="2023-07-01",
-        )
-    )
+    lines.append(_area_row(header, "2023"))
     halves = [
         ("2023-01-01", "2023-06-30"),
         ("2023-07-01", "2023-12-31"),
@@ -127,32 +130,13 @@ def _shipment_case(tmp_path, priors: str, rng) -> tuple:
     cars leaving, each carrying 4 units, half of them carrying the product. The counts are
     drawn with the model's own noise for grade B (sd 0.2 on log(1 + count)), so that the test
     checks the indicator, not the noise model."""
-    case = tmp_path / "shipping-plant"
-    case.mkdir()
-    (case / "case.toml").write_text(
-        '# SYNTHETIC test case: invented numbers.\nid = "shipping-plant"\n'
-        'title = "Synthetic plant with shipments"\nunit = "units"\n'
-        'evidence = "evidence.csv"\n[window]\nstart = "2023-01"\nend = "2024-12"\n'
-        '[exports]\nstart = "2023-01"\n[area_ratio]\nrationale = "Synthetic."\n'
-        '[area_ratio.weights]\nonly = 1.0\n[priors.completion]\ndist = "Uniform"\n'
-        'lower = "2023-10"\nupper = "2024-02"\nsource = "case"\nrationale = "Synthetic."\n' + priors
-    )
+    case = _new_case(
+        tmp_path, "shipping-plant", "Synthetic plant with shipments",
+        ("2023-01", "2024-12"), "2023-01", ("2023-10", "2024-02"), priors,
+    )  # fmt: skip
     header = HEADER.split(",")
     lines = [",".join(header)]
-    lines.append(
-        _row(
-            header,
-            id="area",
-            kind="area_ratio",
-            period_end="2023-06-01",
-            lower="1.01",
-            upper="1.03",
-            bound="between",
-            unit="ratio",
-            reading="only",
-            date_reported="2023-07-01",
-        )
-    )
+    lines.append(_area_row(header, "2023"))
     quarters = [
         (f"{y}-{m:02d}-01", f"{y}-{m + 2:02d}-{30 if m in (4, 7) else 31}")
         for y in (2023, 2024)
@@ -234,37 +218,18 @@ def _workforce_case(tmp_path, rng) -> tuple:
     area^a x workers^b with b the default prior's median, the truth the test recovers."""
     from model.production import production_rate
 
-    case = tmp_path / "staffing-plant"
-    case.mkdir()
-    (case / "case.toml").write_text(
-        '# SYNTHETIC test case: invented numbers.\nid = "staffing-plant"\n'
-        'title = "Synthetic plant that added workers"\nunit = "units"\n'
-        'evidence = "evidence.csv"\n[window]\nstart = "2022-01"\nend = "2025-12"\n'
-        '[exports]\nstart = "2022-01"\n[area_ratio]\nrationale = "Synthetic."\n'
-        '[area_ratio.weights]\nonly = 1.0\n[priors.completion]\ndist = "Uniform"\n'
-        'lower = "2022-11"\nupper = "2023-02"\nsource = "case"\nrationale = "Synthetic."\n'
-        '[priors.ramp_months]\ndist = "LogNormal"\nmedian = 12.0\nsigma = 0.2\n'
-        'source = "case"\nrationale = "Synthetic."\n'
-    )
+    ramp = '[priors.ramp_months]\ndist = "LogNormal"\nmedian = 12.0\nsigma = 0.2\n'
+    ramp += 'source = "case"\nrationale = "Synthetic."\n'
+    case = _new_case(
+        tmp_path, "staffing-plant", "Synthetic plant that added workers",
+        ("2022-01", "2025-12"), "2022-01", ("2022-11", "2023-02"), ramp,
+    )  # fmt: skip
     area, labour = 1.02**0.683, 2.0**0.317
     months = np.arange(48) + 0.5
     made = production_rate(months, TRUE_RATE, area * labour, 12.0, 12.0).eval()
     header = HEADER.split(",")
     lines = [",".join(header)]
-    lines.append(
-        _row(
-            header,
-            id="area",
-            kind="area_ratio",
-            period_end="2022-06-01",
-            lower="1.01",
-            upper="1.03",
-            bound="between",
-            unit="ratio",
-            reading="only",
-            date_reported="2022-07-01",
-        )
-    )
+    lines.append(_area_row(header, "2022"))
     for i, start in enumerate(range(0, 48, 6)):
         y, m = 2022 + start // 12, start % 12 + 1
         value = np.expm1(np.log1p(made[start : start + 6].sum()) + rng.normal(0, 0.1))

@@ -4,7 +4,13 @@
     capacity_multiplier = (floor-area ratio) ^ elasticity
     usage[t]       = export_share x production(t - use_lag)   (after exports began)
     transfers(D)   = export_share x production exported up to date D
-    each evidence row ~ censored, robust normal on log(1 + predicted quantity)
+    production(P)  = production in period P; capacity(D) = 12 x production[D]
+    shipments(P)   = exported production in P / (units_per_shipment x shipment_share)
+    workforce_ratio rows measure the worker ratio W; with them the multiplier is
+                     area ratio ^ elasticity x W ^ labour_elasticity (Cobb-Douglas)
+    each evidence row ~ censored, robust normal on log(1 + predicted quantity), times
+                     exp(source_bias) for rows in a bias_group
+    serial sightings ~ the German-tank likelihood on the production path (model/serials.py)
 
 The floor-area ratio is ambiguous: each reading of the wording gives a range. Rather than a
 discrete reading (which NUTS cannot sample), the model samples the identified quantity

@@ -182,9 +182,11 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
         quantity = (
             pt.dot(obs.launch_weights, use)
             + pt.dot(obs.transfer_weights, exported)
-            + pt.dot(obs.production_weights, production)
             + obs.is_lag * use_lag
         )
+        # Terms of kinds the ledger lacks stay out of the graph: compile time grows with it.
+        if obs.production_weights.any():
+            quantity = quantity + pt.dot(obs.production_weights, production)
         if "workforce_ratio" in obs.kind:
             quantity = quantity + (obs.kind == "workforce_ratio") * workers
         if obs.shipment_weights.any():

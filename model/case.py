@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.errors import InputError, Problem
-from model.evidence import load_evidence
+from model.evidence import CASE_UNIT, KINDS, load_evidence
 from model.timeline import Window, parse_date
 
 CASE_FILE = "case.toml"
@@ -177,7 +177,7 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
     counts in the case's unit."""
     weights = settings["area_ratio"]["weights"]
     problems = []
-    counted = ["launches", "transfers", "production", "capacity"]
+    counted = [kind for kind, unit in KINDS.items() if unit == CASE_UNIT]
     for _, row in evidence[evidence["kind"].isin(counted)].iterrows():
         if row["unit"] != str(settings["unit"]):
             problems.append(

@@ -53,7 +53,7 @@ def _rows(idata: xr.DataTree) -> dict[str, np.ndarray]:
     }
 
 
-def _no_measured_rows(idata: xr.DataTree) -> bool:
+def no_measured_rows(idata: xr.DataTree) -> bool:
     """True when no row is in the measurement model (e.g. a case with serials only): the
     leave-one-out checks then have nothing to leave out."""
     return idata["posterior"].sizes.get("obs", 0) == 0
@@ -82,7 +82,7 @@ def prior_predictive_check(idata: xr.DataTree) -> dict:
 def posterior_predictive_check(idata: xr.DataTree) -> dict:
     """Each row against its leave-one-out predictive distribution: LOO-PIT for exact rows,
     the LOO probability of the stated range for bounds; per evidence stream."""
-    if _no_measured_rows(idata):
+    if no_measured_rows(idata):
         return {
             "name": "posterior predictive",
             "status": PASS,
@@ -194,7 +194,7 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     """How far leaving each row out moves the headline medians, in posterior sds: PSIS-LOO
     weights, or the saved refit without the row where Pareto k > 0.7."""
-    if _no_measured_rows(idata):
+    if no_measured_rows(idata):
         return {
             "name": "influence",
             "status": PASS,

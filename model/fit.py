@@ -21,7 +21,7 @@ import xarray as xr
 from model import MODEL_VERSION, __version__
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
-from model.checks import PARETO_K
+from model.checks import PARETO_K, no_measured_rows
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
 from model.serials import serial_rows
@@ -242,7 +242,7 @@ def _headline(one: xr.DataTree) -> xr.Dataset:
 
 def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
     """Refit without each row whose Pareto k says PSIS-LOO cannot drop it reliably."""
-    if idata["posterior"].sizes.get("obs", 0) == 0:
+    if no_measured_rows(idata):
         return
     k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k
     ids = idata["posterior"]["obs"].to_numpy()

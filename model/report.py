@@ -519,6 +519,7 @@ def _reading_row(r: dict) -> list[str]:
 def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
     ev = idata["evidence"].to_dataset()
     outliers = summary["evidence"]["outlier_probability"]
+    duplicates = summary["evidence"].get("serial_duplicates", {})
     checks = {c["name"]: c for c in summary.get("checks", [])}
     loo_p = checks.get("posterior predictive", {}).get("p", {})
     shift = checks.get("influence", {}).get("shifts", {}).get("rate_after", {})
@@ -533,19 +534,14 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
         }.get(r["bound"], r["value"])
         value = f"{bound} {r['unit']}".strip()
         period = " to ".join(p for p in (r["period_start"], r["period_end"]) if p)
-        by = r.get("superseded_by", "")
-        duplicates = summary["evidence"].get("serial_duplicates", {})
-        p_out = (
-            f"{outliers[row_id]:.0%}"
-            if row_id in outliers
-            else f"superseded by {by}"
-            if by
-            else f"same item as {duplicates[row_id]}"
-            if row_id in duplicates
-            else "serial sighting"
-            if r["kind"] == "serial"
-            else "not modelled"
-        )
+        if row_id in outliers:
+            p_out = f"{outliers[row_id]:.0%}"
+        elif r.get("superseded_by", ""):
+            p_out = f"superseded by {r['superseded_by']}"
+        elif row_id in duplicates:
+            p_out = f"same item as {duplicates[row_id]}"
+        else:
+            p_out = "serial sighting" if r["kind"] == "serial" else "not modelled"
         fit_text = f"{loo_p[row_id]:.2f}" if row_id in loo_p else ""
         shift_text = f"{shift[row_id]:+.2f}" if row_id in shift else ""
         rows.append(

@@ -156,7 +156,6 @@ def serial_rows(case) -> Serials | None:
     seen: dict[tuple[int, float], str] = {}
     order, duplicate_of, weights = [], [], []
     count: dict[int, int] = {}
-    t = np.arange(window.n_months)
     for r in frame.itertuples():
         key = (r.block, r.serial)
         duplicate_of.append(seen.get(key, ""))
@@ -164,12 +163,9 @@ def serial_rows(case) -> Serials | None:
         if key not in seen:
             seen[key] = r.id
             count[r.block] = count.get(r.block, 0) + 1
-        block = blocks[r.block]
-        a = (block.start - window.start).n
-        b = min(
-            window.time_of(pd.Timestamp(r.date), end_of_day=True), (block.end - window.start).n + 1
-        )
-        weights.append(np.clip(np.minimum(b, t + 1) - np.maximum(a, t), 0.0, 1.0))
+        block = blocks[r.block]  # its months up to the sighting's day
+        last_day = min(pd.Timestamp(r.date), block.end.end_time.normalize())
+        weights.append(window.overlap(block.start.start_time, last_day))
     lowest = np.array(
         [
             frame.loc[frame["block"] == i, "serial"].min()

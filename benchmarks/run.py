@@ -327,19 +327,29 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="capest-bench-") as tmp:
         tmp = Path(tmp)
+        # Each section's figures are written as soon as it ends: a run stopped in a later
+        # section keeps them.
         if "e2e" in sections:
             print("end to end ...", flush=True)
             results["e2e"] = bench_e2e(args.repeats, args.baseline_repeats, samplers, tmp)
             results["e2e_table"] = summarise_e2e(results["e2e"], samplers)
+            save(results)
         if "scaling" in sections:
             print("scaling ...", flush=True)
             results["scaling"] = bench_scaling(tmp)
+            save(results)
         if "many" in sections:
             print("many cases ...", flush=True)
             results["many"] = bench_many([int(n) for n in args.cases.split(",")], tmp)
+            save(results)
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    save(results)
     print_tables(results)
-    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def save(results: dict) -> None:
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

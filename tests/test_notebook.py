@@ -1,13 +1,19 @@
-"""The analyst notebook runs top to bottom (with fewer draws), so it never rots."""
+"""The analyst notebook runs top to bottom (with fewer draws), so it never rots.
+
+Slow tier: the notebook compiles and fits the model in its own kernel (about 2.5 minutes on
+2 cores), the longest test; the default tier stays under 5 minutes without it.
+"""
 
 import nbclient
 import nbformat
+import pytest
 
 from tests.conftest import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "february-11-plant.ipynb"
 
 
+@pytest.mark.slow
 def test_notebook_executes_with_few_draws():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

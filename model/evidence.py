@@ -40,6 +40,7 @@ KINDS = {
     "launches": CASE_UNIT,
     "transfers": CASE_UNIT,
     "use_lag": "months",
+    "date_code": "months",  # a made-in mark on an item used on `used`: bounds the use lag
     "production": CASE_UNIT,  # made between period_start and period_end ("produced N in 2024")
     "capacity": CASE_UNIT,  # units a year at the rate of period_end ("can produce N a year")
     "shipments": "shipments",  # containers or rail cars leaving in the period, some with product
@@ -52,11 +53,13 @@ KINDS = {
 # kept in the ledger (history is never edited) but no longer modelled. `block` names the
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
 # `bias_group` names a group of rows (normally one source's) that share one bias term.
-OPTIONAL = ["supersedes", "block", "bias_group"]
+# `used` is the date a `date_code` row's item was used or recovered.
+OPTIONAL = ["supersedes", "block", "bias_group", "used"]
 MODELLED_KINDS = (
     "launches",
     "transfers",
     "use_lag",
+    "date_code",
     "production",
     "capacity",
     "shipments",
@@ -104,6 +107,7 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
             "supersedes": "",
             "block": "",
             "bias_group": "",
+            "used": "",
             **{k: v.strip() for k, v in zip(header, cells, strict=True)},
         }
         record, row_problems = _validate_row(raw, name, line)
@@ -194,8 +198,12 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
         bad("bias_group", f"only modelled rows ({', '.join(MODELLED_KINDS)}) take a bias group")
     elif raw["bias_group"] and not _ID.match(raw["bias_group"]):
         bad("bias_group", "expected lowercase letters, digits and hyphens")
+    if raw["used"] and kind != "date_code":
+        bad("used", "only date_code rows take a `used` date")
     if kind not in KINDS or kind == "context":
         return rec, problems
+    if kind == "date_code":
+        return _date_code(raw, rec, bad), problems
 
     # Modelled kinds and area_ratio: bounds, unit and period must be complete.
     bound = raw["bound"]
@@ -245,6 +253,44 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     elif raw["reading"]:
         bad("reading", "only area_ratio rows take a reading")
     return rec, problems
+
+
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def _date_code(raw: dict[str, str], rec: dict, bad) -> dict:
+    """A date code: the mark puts the item's making between period_start and period_end, and
+    it was used (or recovered) on `used`. So its production-to-use lag lies between
+    used - period_end (at least 0) and used - period_start, in months: the row becomes a
+    censored use_lag measurement, its bounds written into lower/upper (the ledger leaves them
+    empty: capest computes them, so nobody does the date arithmetic by hand)."""
+    for column in ("bound", "value", "lower", "upper"):
+        if raw[column]:
+            bad(column, "a date_code row leaves it empty: capest computes the lag's bounds")
+    for column in ("period_start", "period_end", "used"):
+        if not raw[column]:
+            what = "the date it refers to" if column == "used" else "the window its mark allows"
+            bad(column, f"a date_code row needs {what} ({column})")
+    if raw["unit"] != KINDS["date_code"]:
+        bad("unit", f"kind 'date_code' is counted in 'months', got '{raw['unit']}'")
+    if not raw["used"]:
+        return rec
+    try:
+        earliest, latest = (parse_date(raw["used"], end=e) for e in (False, True))
+    except ValueError as exc:
+        bad("used", str(exc))
+        return rec
+    if pd.isna(rec["period_start"]) or pd.isna(rec["period_end"]):
+        return rec
+    if latest < rec["period_start"]:
+        bad("used", f"the item was used ({raw['used']}) before its mark allows it was made")
+        return rec
+    low = max(0.0, (earliest - rec["period_end"]).days / DAYS_PER_MONTH)
+    high = (latest - rec["period_start"]).days / DAYS_PER_MONTH
+    rec["lower"] = round(low, 2) if low > 0 else np.nan
+    rec["upper"] = round(high, 2)
+    rec["bound"] = "between" if low > 0 else "at_most"
+    return rec
 
 
 def append_row(path: str | Path, row: dict[str, str]) -> None:

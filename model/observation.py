@@ -31,7 +31,7 @@ class Observations:
     kind: np.ndarray  # kind name per row
     launch_weights: np.ndarray  # (obs, month): share of each month inside a launch row's period
     transfer_weights: np.ndarray  # (obs, month): cumulative weights up to a transfer row's date
-    is_lag: np.ndarray  # (obs,) 1.0 for use_lag rows
+    is_lag: np.ndarray  # (obs,) 1.0 for use_lag and date_code rows
     production_weights: np.ndarray  # (obs, month): production rows' share of each month, and
     # capacity rows' 12 x the month of their date (units a year at that month's rate)
     shipment_weights: np.ndarray  # (obs, month): share of each month in a shipment row's period
@@ -78,7 +78,7 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
         kind=rows["kind"].to_numpy(),
         launch_weights=launch_w,
         transfer_weights=transfer_w,
-        is_lag=(rows["kind"] == "use_lag").to_numpy(dtype=float),
+        is_lag=rows["kind"].isin(["use_lag", "date_code"]).to_numpy(dtype=float),
         production_weights=production_w,
         shipment_weights=shipment_w,
         bias_groups=groups,

@@ -534,6 +534,8 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
         }.get(r["bound"], r["value"])
         value = f"{bound} {r['unit']}".strip()
         period = " to ".join(p for p in (r["period_start"], r["period_end"]) if p)
+        if r["kind"] == "date_code":
+            period = f"made {period}; used {r['used']}"
         if row_id in outliers:
             p_out = f"{outliers[row_id]:.0%}"
         elif r.get("superseded_by", ""):

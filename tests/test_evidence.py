@@ -97,3 +97,18 @@ def test_supersedes_must_name_an_existing_row(tmp_path):
     err = error_for(tmp_path, row() + ",launches-nope", header=header)
     assert [(p.row, p.column) for p in err.problems] == [("line 2", "supersedes")]
     assert "no row has this id" in err.problems[0].message
+
+
+def test_every_csv_example_in_the_data_readme_validates(tmp_path):
+    # data/README.md shows how to declare each kind; its examples must load as written.
+    import re
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```csv\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 3
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example-{i}.csv"
+        path.write_text(block, encoding="utf-8")
+        assert len(load_evidence(path)) == block.count("\n") - 1

@@ -113,3 +113,70 @@ def test_a_bias_group_on_an_unmodelled_row_is_refused(tmp_path):
     path.write_text("\n".join([HEADER + ",bias_group", line]) + "\n")
     with pytest.raises(InputError, match="bias_group"):
         load_evidence(path)
+
+
+def date_code_row(**cells) -> str:
+    """A date_code line: the mark says made in 2024, the item was used on 18 Aug 2024."""
+    base = dict(
+        id="mark",
+        kind="date_code",
+        period_start="2024-01-01",
+        period_end="2024-12-31",
+        value="",
+        bound="",
+        unit="months",
+    )
+    used = cells.pop("used", "2024-08-18")
+    return row(**{**base, **cells}) + f",{used}"
+
+
+def test_a_date_code_becomes_a_censored_lag_measurement(tmp_path):
+    lines = [
+        date_code_row(),  # used before the mark's window ends: lag at most 230 days
+        date_code_row(id="old", period_start="2023", period_end="2023", used="2025-03-01"),
+    ]
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER + ",used", *lines]) + "\n")
+    ev = load_evidence(path)
+    days = 365.25 / 12
+    # 1 Jan to 18 Aug 2024 is 230 days; 31 Dec 2023 to 1 Mar 2025 is 426, 1 Jan 2023 to it 790
+    assert ev.loc["mark", "bound"] == "at_most"
+    assert ev.loc["mark", "upper"] == pytest.approx(230 / days, abs=0.005)
+    assert ev.loc["old", "bound"] == "between"
+    assert ev.loc["old", "lower"] == pytest.approx(426 / days, abs=0.005)
+    assert ev.loc["old", "upper"] == pytest.approx(790 / days, abs=0.005)
+    w = Window(pd.Period("2023-01", "M"), pd.Period("2025-03", "M"))
+    obs = observations(ev, w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
+    assert obs.is_lag.tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(obs.upper, np.log1p([230 / days, 790 / days]), atol=1e-3)
+    assert obs.lower[0] == -UNBOUNDED
+    assert obs.lower[1] == pytest.approx(np.log1p(426 / days), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("cells", "column", "message"),
+    [
+        ({"used": ""}, "used", "needs the date"),
+        ({"used": "2023-06-01"}, "used", "before its mark allows"),
+        ({"upper": "7"}, "upper", "capest computes"),
+        ({"unit": "year"}, "unit", "'months'"),
+    ],
+)
+def test_a_bad_date_code_names_its_column(tmp_path, cells, message, column):
+    from model import InputError
+
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER + ",used", date_code_row(**cells)]) + "\n")
+    with pytest.raises(InputError) as info:
+        load_evidence(path)
+    assert [(p.row, p.column) for p in info.value.problems] == [("line 2 (id 'mark')", column)]
+    assert message in info.value.problems[0].message
+
+
+def test_only_date_code_rows_take_a_used_date(tmp_path):
+    from model import InputError
+
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([HEADER + ",used", row() + ",2024-08-18"]) + "\n")
+    with pytest.raises(InputError, match="only date_code rows"):
+        load_evidence(path)

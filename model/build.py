@@ -8,6 +8,8 @@
     shipments(P)   = exported production in P / (units_per_shipment x shipment_share)
     workforce_ratio rows measure the worker ratio W; with them the multiplier is
                      area ratio ^ elasticity x W ^ labour_elasticity (Cobb-Douglas)
+    declared stages ([stages.<s>]): each has a growth g_s (stage_ratio rows measure it) and
+                     the multiplier is the smooth minimum of the assembly floor's and the g_s
     each evidence row ~ censored, robust normal on log(1 + predicted quantity), times
                      exp(source_bias) for rows in a bias_group
     serial sightings ~ the German-tank likelihood on the production path (model/serials.py)
@@ -26,7 +28,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from model.case import Case
+from model.case import ASSEMBLY, Case
 from model.observation import (
     Observations,
     measurement_draw,
@@ -34,8 +36,8 @@ from model.observation import (
     outlier_probability,
     robust_logp,
 )
-from model.priors import Priors, PriorSpec
-from model.production import production_rate, usage
+from model.priors import Priors, PriorSpec, stage_prior
+from model.production import production_rate, smooth_min, usage
 from model.serials import serial_logp, serial_rows
 
 
@@ -127,6 +129,8 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
     serials = serial_rows(case)
     if serials is not None:
         coords["serial"] = serials.ids
+    if case.stages:
+        coords["stage"] = [ASSEMBLY, *case.stages]
 
     with pm.Model(coords=coords) as model:
         # Mutable so that one compiled model serves every reading (conditional fits).
@@ -149,6 +153,14 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
             # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
             workers = prior(priors["workforce_ratio"])
             log_multiplier = log_multiplier + prior(priors["labour_elasticity"]) * pt.log(workers)
+        if case.stages:
+            # Bottleneck: the plant makes no more than its slowest stage. The assembly floor's
+            # growth is the multiplier above; each declared stage has its own (model/priors.py).
+            # Assumption: every stage ran at capacity before the expansion (balanced plant).
+            declared = pt.stack([prior(priors[stage_prior(s)]) for s in case.stages])
+            log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
+            pm.Deterministic("stage_growth", pt.exp(log_growth), dims="stage")
+            log_multiplier = smooth_min(log_growth)
         multiplier = pm.Deterministic("capacity_multiplier", pt.exp(log_multiplier))
         pm.Deterministic("rate_after", rate_before * multiplier)
         component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log)
@@ -189,6 +201,9 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
             quantity = quantity + pt.dot(obs.production_weights, production)
         if "workforce_ratio" in obs.kind:
             quantity = quantity + (obs.kind == "workforce_ratio") * workers
+        if "stage_ratio" in obs.kind:
+            which = np.array([case.stages.index(s) if s else 0 for s in obs.stage])
+            quantity = quantity + (obs.kind == "stage_ratio") * declared[which]
         if obs.shipment_weights.any():
             # Shipments seen = exported units in the period / (units a carrying shipment holds
             # x share of shipments that carry the product); both priors come from the case.

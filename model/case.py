@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.errors import InputError, Problem
-from model.evidence import CASE_UNIT, KINDS, load_evidence
+from model.evidence import CASE_UNIT, KINDS, STAGE, load_evidence
 from model.timeline import Window, parse_date
 
 CASE_FILE = "case.toml"
@@ -31,6 +31,7 @@ _SCHEMA: dict[str, set[str]] = {
         "measurement",
         "scenarios",
         "serials",
+        "stages",
     },
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
@@ -39,6 +40,8 @@ _SCHEMA: dict[str, set[str]] = {
     "measurement.noise": {"A", "B", "C", "D"},
 }
 _SCENARIO_KEYS = {"description", "priors", "weights"}  # in each [scenarios.<name>]
+_STAGE_KEYS = {"description", "rationale", "evidence"}  # in each [stages.<name>]
+ASSEMBLY = "assembly_floor"  # the stage every case has: floor area (and workers)
 _REQUIRED = {
     "": ("id", "title", "unit", "evidence", "window", "exports", "area_ratio"),
     "window": ("start", "end"),
@@ -67,6 +70,12 @@ class Case:
     @property
     def readings(self) -> list[str]:
         return list(self.reading_weights)
+
+    @property
+    def stages(self) -> list[str]:
+        """Production stages declared besides the assembly floor ([stages.<name>]); with any,
+        capacity is the (smooth) minimum over the stages (model/build.py)."""
+        return list(self.settings.get("stages", {}))
 
 
 def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
@@ -110,6 +119,19 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
         problems.append(bad("area_ratio.weights", "weights must be numbers >= 0"))
     elif sum(weights.values()) <= 0:
         problems.append(bad("area_ratio.weights", "at least one weight must be positive"))
+    stages = settings.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        problems.append(bad("stages", "expected one table [stages.<name>] per stage"))
+        stages = {}
+    for stage in stages:
+        if not STAGE.match(stage) or stage == ASSEMBLY:
+            problems.append(
+                bad(
+                    f"stages.{stage}",
+                    "a stage name is lowercase letters, digits and underscores, and not "
+                    f"'{ASSEMBLY}' (the floor-area stage every case has)",
+                )
+            )
     if problems:
         raise InputError(problems)
 
@@ -150,7 +172,12 @@ def input_hash(paths: list[Path] | tuple[Path, ...]) -> str:
 
 def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
     scenarios = settings.get("scenarios", {})
-    schema = {**_SCHEMA, **{f"scenarios.{s}": _SCENARIO_KEYS for s in scenarios}}
+    stages = settings.get("stages", {})
+    schema = {
+        **_SCHEMA,
+        **{f"scenarios.{s}": _SCENARIO_KEYS for s in scenarios},
+        **{f"stages.{s}": _STAGE_KEYS for s in stages if isinstance(stages, dict)},
+    }
     problems = []
     for table, allowed in schema.items():
         node = settings
@@ -208,6 +235,18 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
                 + (f" (using only evidence reported by {as_of})" if as_of else ""),
             )
         )
+    stages = settings.get("stages", {})
+    for _, row in evidence[evidence["kind"] == "stage_ratio"].iterrows():
+        if row["stage"] not in stages:
+            problems.append(
+                Problem(
+                    str(evidence_path),
+                    f"line {row['line']} (id '{row['id']}')",
+                    "stage",
+                    f"no stage '{row['stage']}' is declared: add [stages.{row['stage']}] to "
+                    "the case file",
+                )
+            )
     last = window.end.end_time
     for _, row in evidence[evidence["kind"].isin(counted)].iterrows():
         if row["period_end"] > last:

@@ -45,6 +45,7 @@ KINDS = {
     "capacity": CASE_UNIT,  # units a year at the rate of period_end ("can produce N a year")
     "shipments": "shipments",  # containers or rail cars leaving in the period, some with product
     "workforce_ratio": "ratio",  # workers after / before the expansion (housing, dormitories)
+    "stage_ratio": "ratio",  # capacity after / before of one declared stage ([stages.<name>])
     "area_ratio": "ratio",
     "serial": "serial",  # a serial number seen on an item (model/serials.py)
     "context": None,
@@ -53,8 +54,9 @@ KINDS = {
 # kept in the ledger (history is never edited) but no longer modelled. `block` names the
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
 # `bias_group` names a group of rows (normally one source's) that share one bias term.
-# `used` is the date a `date_code` row's item was used or recovered.
-OPTIONAL = ["supersedes", "block", "bias_group", "used"]
+# `used` is the date a `date_code` row's item was used or recovered. `stage` names the
+# production stage ([stages.<name>] in case.toml) whose capacity a `stage_ratio` row measures.
+OPTIONAL = ["supersedes", "block", "bias_group", "used", "stage"]
 MODELLED_KINDS = (
     "launches",
     "transfers",
@@ -64,10 +66,12 @@ MODELLED_KINDS = (
     "capacity",
     "shipments",
     "workforce_ratio",
+    "stage_ratio",
 )
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+STAGE = re.compile(r"^[a-z][a-z0-9_]*$")  # a stage name is also a TOML key and a prior's name
 
 
 def load_evidence(path: str | Path) -> pd.DataFrame:
@@ -108,6 +112,7 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
             "block": "",
             "bias_group": "",
             "used": "",
+            "stage": "",
             **{k: v.strip() for k, v in zip(header, cells, strict=True)},
         }
         record, row_problems = _validate_row(raw, name, line)
@@ -200,6 +205,10 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
         bad("bias_group", "expected lowercase letters, digits and hyphens")
     if raw["used"] and kind != "date_code":
         bad("used", "only date_code rows take a `used` date")
+    if kind == "stage_ratio" and not STAGE.match(raw["stage"]):
+        bad("stage", "a stage_ratio row names its stage (lowercase letters, digits, underscores)")
+    elif raw["stage"] and kind != "stage_ratio":
+        bad("stage", "only stage_ratio rows take a stage")
     if kind not in KINDS or kind == "context":
         return rec, problems
     if kind == "date_code":

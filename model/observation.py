@@ -35,6 +35,7 @@ class Observations:
     production_weights: np.ndarray  # (obs, month): production rows' share of each month, and
     # capacity rows' 12 x the month of their date (units a year at that month's rate)
     shipment_weights: np.ndarray  # (obs, month): share of each month in a shipment row's period
+    stage: np.ndarray  # (obs,) the stage a stage_ratio row measures, "" for other rows
     bias_groups: list[str]  # names of the bias groups (dimension `bias_group`)
     bias_index: np.ndarray  # (obs,) index into bias_groups, or len(bias_groups) for none
     observed: np.ndarray  # log1p(value) for exact rows, the midpoint of the range otherwise
@@ -81,6 +82,7 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
         is_lag=rows["kind"].isin(["use_lag", "date_code"]).to_numpy(dtype=float),
         production_weights=production_w,
         shipment_weights=shipment_w,
+        stage=rows["stage"].to_numpy(dtype=str) if "stage" in rows else np.full(n, ""),
         bias_groups=groups,
         bias_index=np.array([groups.index(g) if g else len(groups) for g in bias], dtype=int),
         observed=np.where(exact, value, finite_mid),

@@ -47,7 +47,14 @@ CONDITIONAL = {
     "workforce_ratio": "workforce_ratio",
     "labour_elasticity": "workforce_ratio",
 }
+# Each declared stage s ([stages.<s>] in case.toml) has the prior `stage_growth__<s>`: the
+# default [stage_growth] of priors.toml unless the case sets [priors.stage_growth__<s>].
+STAGE_PRIOR = "stage_growth"
 _META = {"dist", "derive", "unit", "source", "rationale", "evidence"}
+
+
+def stage_prior(stage: str) -> str:
+    return f"{STAGE_PRIOR}__{stage}"
 
 
 @dataclass(frozen=True)
@@ -113,15 +120,17 @@ def resolve_priors(
     overrides = dict(case.settings.get("priors", {}))
     if scenario is not None:
         overrides.update(case.settings["scenarios"][scenario].get("priors", {}))
+    staged = [stage_prior(s) for s in case.stages]
+    known = [*NAMES, *CONDITIONAL, *staged]
     problems = [
         Problem(
             case_file,
             "[priors]",
             f"priors.{k}",
-            f"unknown prior (known: {', '.join([*NAMES, *CONDITIONAL])})",
+            f"unknown prior (known: {', '.join(known)}; a stage's prior needs its [stages.<name>])",
         )
         for k in overrides
-        if k not in NAMES and k not in CONDITIONAL
+        if k not in known
     ]
     if problems:
         raise InputError(problems)
@@ -133,8 +142,9 @@ def resolve_priors(
     specs = {}
     kinds = set(case.evidence["kind"])
     needed = [n for n, kind in CONDITIONAL.items() if kind in kinds]
-    for name in [*NAMES, *needed]:
-        entry, origin, where = dict(table.get(name, {})), str(defaults), f"[{name}]"
+    for name in [*NAMES, *needed, *staged]:
+        default = STAGE_PRIOR if name in staged else name
+        entry, origin, where = dict(table.get(default, {})), str(defaults), f"[{default}]"
         if name in overrides:
             entry, origin, where = dict(overrides[name]), case_file, f"[priors.{name}]"
             entry.setdefault("source", "case")
@@ -155,6 +165,8 @@ def resolve_priors(
                 ]
             )
         specs[name] = _spec(name, entry, derived, case, origin, where)
+        if name in staged and specs[name].dist == "Uniform" and specs[name].params["lower"] <= 0:
+            raise InputError([Problem(origin, where, "lower", "a stage's growth is > 0")])
     if specs["elasticity"].dist != "LogNormal":  # the size-ratio mixture is built on it
         raise InputError(
             [

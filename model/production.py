@@ -34,3 +34,14 @@ def usage(
     exported = pt.sigmoid(4.0 * (made - export_start))  # ~0 before exports began, smooth
     rate = production_rate(made, rate_before, multiplier, completion, ramp_months)
     return export_share * rate * exported
+
+
+BOTTLENECK_SHARPNESS = 20.0  # k of the smooth minimum over stages, on the log scale
+
+
+def smooth_min(log_values, k: float = BOTTLENECK_SHARPNESS):
+    """A smooth minimum of log capacities: -log(sum(exp(-k x))) / k. It is never above the
+    minimum and at most ln(n) / k below it (n stages; 3.5% for two, 6.9% for four), and its
+    gradient shares the weight between stages that are close, so NUTS can move across the
+    point where the binding stage changes (a hard min has a kink there)."""
+    return -pt.logsumexp(-k * log_values) / k

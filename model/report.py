@@ -213,6 +213,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             [_reading_row(r) for r in summary["readings"]],
         ),
         ("img", "readings.png", FIGURES["readings.png"]),
+        *_stage_blocks(summary),
         *_scenario_blocks(summary),
         *_history_blocks(summary),
         ("h2", "Priors"),
@@ -432,6 +433,36 @@ def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:
         for n, v in sens["likelihood"].items()
     ]
     return [("table", ["sensitivity to (CJS distance; >= 0.05 is notable)", *quantities], rows)]
+
+
+def _stage_blocks(summary: dict) -> list[tuple]:
+    """Which declared stage limits capacity (only for cases that declare stages)."""
+    rows = summary.get("stages", [])
+    if not rows:
+        return []
+    return [
+        ("h2", "Bottleneck: which stage limits capacity"),
+        (
+            "p",
+            "The case declares production stages besides the assembly floor; capacity after "
+            "the expansion is the (smooth) minimum of their growths, assuming every stage ran "
+            "at capacity before it. A stage binds in a draw when its growth is the smallest.",
+        ),
+        (
+            "table",
+            ["stage", "growth (95%)", "prior growth (95%)", "P(binds)", "prior P(binds)"],
+            [
+                [
+                    r["stage"],
+                    f"{fmt(r['growth']['median'])} ({interval(r['growth'])})",
+                    f"{fmt(r['prior_growth']['median'])} ({interval(r['prior_growth'])})",
+                    f"{r['binding_probability']:.0%}",
+                    f"{r['prior_binding_probability']:.0%}",
+                ]
+                for r in rows
+            ],
+        ),
+    ]
 
 
 def _scenario_blocks(summary: dict) -> list[tuple]:

@@ -177,6 +177,7 @@ def summarize(idata: xr.DataTree) -> dict:
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
         "readings": readings_table(idata),
+        "stages": stages_table(post, prior),
         "scenarios": scenarios_table(idata),
         "priors": priors,
         "borrowed_priors": [n for n, s in priors.items() if s["borrowed"]],
@@ -225,6 +226,33 @@ def readings_table(idata: xr.DataTree) -> list[dict]:
             row["p_capacity_doubled"] = float((cond["capacity_multiplier"] >= DOUBLED).mean())
         rows.append(row)
     return rows
+
+
+def stages_table(post: xr.Dataset, prior: xr.Dataset) -> list[dict]:
+    """Per production stage (only when the case declares stages): its growth, and the
+    probability that it binds (has the smallest growth of all stages in a draw), in the
+    posterior and in the prior."""
+    if "stage_growth" not in post:
+        return []
+
+    def growth_and_binding(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        growth = ds["stage_growth"].transpose(..., "stage").to_numpy()
+        growth = growth.reshape(-1, growth.shape[-1])
+        binds = np.bincount(growth.argmin(axis=1), minlength=growth.shape[1]) / len(growth)
+        return growth, binds
+
+    growth, binds = growth_and_binding(post)
+    prior_growth, prior_binds = growth_and_binding(prior)
+    return [
+        {
+            "stage": str(stage),
+            "growth": interval_summary(growth[:, i], "ratio", "stage capacity after / before"),
+            "binding_probability": float(binds[i]),
+            "prior_growth": interval_summary(prior_growth[:, i], "ratio", ""),
+            "prior_binding_probability": float(prior_binds[i]),
+        }
+        for i, stage in enumerate(post["stage"].to_numpy())
+    ]
 
 
 def _date(window: Window, t: float) -> str:

@@ -39,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthetic import write_case  # noqa: E402
+from synthetic import write_case, write_programme  # noqa: E402
 
 CASE = ROOT / "data" / "cases" / "february-11-plant"
 CAPEST = [sys.executable, "-m", "model.cli"]
@@ -212,6 +212,49 @@ def bench_scaling(tmp: Path) -> dict:
     return {"points": out, "exponents": exponents}
 
 
+def bench_plants(counts: list[int], samplers: list[str], tmp: Path) -> dict:
+    """Synthetic programmes of 1-50 plants x 120 months (12 rows each), one fit each, warm:
+    wall time, sampling time, bulk ESS/s of the slowest programme total, divergences; the
+    baseline samplers at the largest size only (they take far longer)."""
+    import arviz as az
+    import xarray as xr
+
+    out = []
+    for name in samplers:
+        for n in counts if name == "nutpie" else counts[-1:]:
+            case = write_programme(tmp / "plants" / f"programme-{n}", plants=n, months=120, rows=12)
+            caches = tmp / f"caches-plants-{name}"
+            reports = tmp / f"reports-plants-{name}-{n}"
+            r = estimate(case, reports, caches, "--sampler", name)
+            tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="h5netcdf")
+            totals = ["rate_before", "rate_after", "capacity_multiplier"]
+            ess = az.ess(tree["posterior"].to_dataset()[totals], method="bulk")
+            sampling = r["stages"]["fit stages"]["sampling (main fit)"]
+            out.append(
+                {
+                    "sampler": name,
+                    "plants": n,
+                    "wall_s": r["wall_s"],
+                    "compile_s": r["stages"]["fit stages"].get("compile", 0.0),
+                    "sampling_s": sampling,
+                    "ess_per_s": min(float(ess[v]) for v in totals) / sampling,
+                    "divergences": int(tree["sample_stats"]["diverging"].sum()),
+                    "peak_rss_gib": r["peak_rss_gib"],
+                    "posterior_mb": r["posterior_mb"],
+                }
+            )
+            print(f"  {name} {n} plants: {r['wall_s']:.0f} s", flush=True)
+    pts = [p for p in out if p["sampler"] == "nutpie"]
+    exponents = {}
+    if len(pts) > 1:
+        x = np.log([p["plants"] for p in pts])
+        for figure in ("wall_s", "sampling_s", "peak_rss_gib", "posterior_mb"):
+            exponents[f"{figure} vs plants"] = float(
+                np.polyfit(x, np.log([p[figure] for p in pts]), 1)[0]
+            )
+    return {"points": out, "exponents": exponents}
+
+
 def bench_many(counts: list[int], tmp: Path) -> dict:
     few = ["--draws", "300", "--tune", "300", "--chains", "2"]
     out = []
@@ -297,6 +340,20 @@ def print_tables(results: dict) -> None:
             )
         for k, v in results["scaling"]["exponents"].items():
             print(f"  growth exponent, {k}: {v:.2f}")
+    if "plants" in results:
+        print("\nPlants (synthetic programmes x 120 months, one fit each, default draws)")
+        print(
+            f"{'sampler':<8} {'plants':>6} {'wall s':>7} {'compile s':>9} {'sampling s':>10} "
+            f"{'ESS/s':>7} {'div':>4} {'RSS GiB':>8} {'nc MB':>6}"
+        )
+        for p in results["plants"]["points"]:
+            print(
+                f"{p['sampler']:<8} {p['plants']:>6} {p['wall_s']:7.1f} {p['compile_s']:9.1f} "
+                f"{p['sampling_s']:10.1f} {p['ess_per_s']:7.1f} {p['divergences']:4d} "
+                f"{p['peak_rss_gib']:8.2f} {p['posterior_mb']:6.1f}"
+            )
+        for k, v in results["plants"]["exponents"].items():
+            print(f"  growth exponent, {k}: {v:.2f}")
     if "many" in results:
         print("\nMany cases (2 chains x 300 draws each)")
         for p in results["many"]["points"]:
@@ -308,7 +365,9 @@ def print_tables(results: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="e2e,scaling,many", help="sections, comma-separated")
+    parser.add_argument(
+        "--only", default="e2e,scaling,plants,many", help="sections, comma-separated"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of the default's runs")
     parser.add_argument(
         "--baseline-repeats",
@@ -318,6 +377,10 @@ def main() -> int:
     )
     parser.add_argument("--samplers", default=",".join(SAMPLERS))
     parser.add_argument("--cases", default="1,4,16", help="case counts for the many section")
+    parser.add_argument("--plants", default="1,5,10,50", help="plant counts, plants section")
+    parser.add_argument(
+        "--plant-samplers", default="nutpie,pymc-c", help="samplers of the plants section"
+    )
     args = parser.parse_args()
     sections = args.only.split(",")
     samplers = args.samplers.split(",")
@@ -337,6 +400,11 @@ def main() -> int:
         if "scaling" in sections:
             print("scaling ...", flush=True)
             results["scaling"] = bench_scaling(tmp)
+            save(results)
+        if "plants" in sections:
+            print("plants ...", flush=True)
+            counts = [int(n) for n in args.plants.split(",")]
+            results["plants"] = bench_plants(counts, args.plant_samplers.split(","), tmp)
             save(results)
         if "many" in sections:
             print("many cases ...", flush=True)

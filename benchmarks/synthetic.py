@@ -8,6 +8,7 @@ launch rows cycling through the months (several rows per month when rows > month
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,4 +79,18 @@ def write_case(folder: Path, months: int, rows: int, seed: int = 0) -> Path:
         writer = csv.DictWriter(f, HEADER, restval="")
         writer.writeheader()
         writer.writerows(lines)
+    return folder
+
+
+def write_programme(folder: Path, plants: int, months: int, rows: int, seed: int = 0) -> Path:
+    """A SYNTHETIC programme of `plants` plants, each a write_case() plant."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"plant-{i:02d}" for i in range(plants)]
+    for i, name in enumerate(names):
+        write_case(folder / name, months=months, rows=rows, seed=seed + i)
+    (folder / "case.toml").write_text(
+        "# SYNTHETIC benchmark programme: invented numbers.\n"
+        f'id = "{folder.name}"\ntitle = "Synthetic programme ({plants} plants, {months} months)"\n'
+        f'unit = "units"\nplants = {json.dumps(names)}\n'
+    )
     return folder

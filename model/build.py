@@ -52,6 +52,8 @@ class Readings:
     ratio_high: np.ndarray
     mu: np.ndarray  # mixture component means
     sigma: np.ndarray  # mixture component sds
+    log_ln_ratio_mean: np.ndarray  # mean and sd of log(ln ratio), ratio uniform on the range
+    log_ln_ratio_sd: np.ndarray
 
 
 def readings(case: Case, elasticity: PriorSpec) -> Readings:
@@ -61,7 +63,7 @@ def readings(case: Case, elasticity: PriorSpec) -> Readings:
     ev = case.evidence
     rows = ev[(ev["kind"] == "area_ratio") & (ev["superseded_by"] == "")]
     names = case.readings
-    low, high, mu, sd = [], [], [], []
+    low, high, grid_mean, grid_sd = [], [], [], []
     for name in names:
         r = rows[rows["reading"] == name]
         lo = float(np.nanmin(np.concatenate([r["lower"], r["value"]])))
@@ -69,15 +71,17 @@ def readings(case: Case, elasticity: PriorSpec) -> Readings:
         grid = np.log(np.log(np.linspace(lo, hi, 201)))  # log(ln ratio), ratio ~ Uniform(lo, hi)
         low.append(lo)
         high.append(hi)
-        mu.append(np.log(elasticity.params["median"]) + grid.mean())
-        sd.append(np.hypot(elasticity.params["sigma"], grid.std()))
+        grid_mean.append(grid.mean())
+        grid_sd.append(grid.std())
     return Readings(
         names,
         np.array([case.reading_weights[n] for n in names]),
         np.array(low),
         np.array(high),
-        np.array(mu),
-        np.array(sd),
+        np.log(elasticity.params["median"]) + np.array(grid_mean),
+        np.hypot(elasticity.params["sigma"], np.array(grid_sd)),
+        np.array(grid_mean),
+        np.array(grid_sd),
     )
 
 
@@ -114,7 +118,54 @@ def prior(spec: PriorSpec, **kwargs):
     raise ValueError(f"unknown distribution {spec.dist}")
 
 
+@dataclass(frozen=True)
+class Pooled:
+    """Programme-level terms a plant's graph uses instead of its own priors (model/programme.py):
+    the floor-area elasticity's log location and plant-to-plant sd, and the plant's ramp."""
+
+    log_elasticity: pt.TensorVariable
+    elasticity_sd: pt.TensorVariable
+    ramp_months: pt.TensorVariable
+
+
 def build_model(case: Case, priors: Priors) -> pm.Model:
+    with pm.Model(coords=plant_coords(case, priors)) as model:
+        plant_graph(case, priors)
+        add_log_priors(model)
+    return model
+
+
+def add_log_priors(model: pm.Model) -> None:
+    """Each free variable's log prior density per draw (for power-scaling sensitivity)."""
+    with model:
+        for rv in list(model.free_RVs):
+            pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
+
+
+def plant_coords(case: Case, priors: Priors, ns: str = "") -> dict:
+    """The plant's dimensions; `ns` prefixes their names ("<plant>::" in a programme, whose
+    plants have different windows and ledgers)."""
+    obs = observations(case.evidence, case.window, priors.noise)
+    coords = {
+        "month": case.window.labels,
+        "year": case.window.years,
+        "reading": case.readings,
+        "obs": obs.ids,
+    }
+    if obs.bias_groups:
+        coords["bias_group"] = obs.bias_groups
+    serials = serial_rows(case)
+    if serials is not None:
+        coords["serial"] = serials.ids
+    if case.stages:
+        coords["stage"] = [ASSEMBLY, *case.stages]
+    return {f"{ns}{k}": v for k, v in coords.items()}
+
+
+def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None = None) -> None:
+    """One plant's variables and likelihood, in the current model context. Alone (`ns` ""),
+    this is the whole model; in a programme each plant is a named sub-model whose dims are
+    prefixed with `ns` and whose elasticity and ramp come from `pooled`."""
     obs: Observations = observations(case.evidence, case.window, priors.noise)
     mix = readings(case, priors["elasticity"])
     window = case.window
@@ -123,147 +174,144 @@ def build_model(case: Case, priors: Priors) -> pm.Model:
     exported_share_of_month = np.clip(np.arange(window.n_months) + 1 - export_start, 0, 1)
     years = window.years
     year_of_month = np.array([[m.year == y for m in window.months] for y in years], dtype=float)
-    coords = {"month": window.labels, "year": years, "reading": mix.names, "obs": obs.ids}
-    if obs.bias_groups:
-        coords["bias_group"] = obs.bias_groups
     serials = serial_rows(case)
-    if serials is not None:
-        coords["serial"] = serials.ids
-    if case.stages:
-        coords["stage"] = [ASSEMBLY, *case.stages]
+    # Mutable so that one compiled model serves every reading (conditional fits).
+    reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 
-    with pm.Model(coords=coords) as model:
-        # Mutable so that one compiled model serves every reading (conditional fits).
-        reading_weight = pm.Data("reading_weight", mix.weights, dims="reading")
-
-        rate_before = prior(priors["rate_before"])
-        mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims="reading")
-        mix_sigma = pm.Data("prior__log_gain_log__sigma", mix.sigma, dims="reading")
-        log_gain_log = pm.NormalMixture(
-            "log_gain_log", w=reading_weight, mu=mix_mu, sigma=mix_sigma
-        )  # log(elasticity x ln ratio) = log(ln capacity_multiplier)
-        completion = prior(priors["completion"])
+    rate_before = prior(priors["rate_before"])
+    if pooled is None:
+        mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims=f"{ns}reading")
+        mix_sigma = pm.Data("prior__log_gain_log__sigma", mix.sigma, dims=f"{ns}reading")
+    else:
+        # The plant's elasticity ~ LogNormal(log_elasticity, elasticity_sd), integrated out
+        # as in the single-plant mixture (see readings()).
+        mix_mu = pooled.log_elasticity + mix.log_ln_ratio_mean
+        mix_sigma = pt.sqrt(pooled.elasticity_sd**2 + mix.log_ln_ratio_sd**2)
+    log_gain_log = pm.NormalMixture(
+        "log_gain_log", w=reading_weight, mu=mix_mu, sigma=mix_sigma
+    )  # log(elasticity x ln ratio) = log(ln capacity_multiplier)
+    completion = prior(priors["completion"])
+    if pooled is None:
         ramp_months = prior(priors["ramp_months"])
-        export_share = prior(priors["export_share"])
-        use_lag = prior(priors["use_lag"])
-        burst_sd = prior(priors["burst_sd"])
+    else:
+        ramp_months = pm.Deterministic("ramp_months", pooled.ramp_months)
+    export_share = prior(priors["export_share"])
+    use_lag = prior(priors["use_lag"])
+    burst_sd = prior(priors["burst_sd"])
 
-        log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)
-        if "workforce_ratio" in obs.kind:
-            # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
-            workers = prior(priors["workforce_ratio"])
-            log_multiplier = log_multiplier + prior(priors["labour_elasticity"]) * pt.log(workers)
-        if case.stages:
-            # Bottleneck: the plant makes no more than its slowest stage. The assembly floor's
-            # growth is the multiplier above; each declared stage has its own (model/priors.py).
-            # Assumption: every stage ran at capacity before the expansion (balanced plant).
-            declared = pt.stack([prior(priors[stage_prior(s)]) for s in case.stages])
-            log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
-            pm.Deterministic("stage_growth", pt.exp(log_growth), dims="stage")
-            log_multiplier = smooth_min(log_growth)
-        multiplier = pm.Deterministic("capacity_multiplier", pt.exp(log_multiplier))
-        pm.Deterministic("rate_after", rate_before * multiplier)
-        component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log)
-        pm.Deterministic(
-            "reading_probability",
-            pt.special.softmax(pt.log(reading_weight) + component),
-            dims="reading",
-        )
+    log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)
+    if "workforce_ratio" in obs.kind:
+        # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
+        workers = prior(priors["workforce_ratio"])
+        log_multiplier = log_multiplier + prior(priors["labour_elasticity"]) * pt.log(workers)
+    if case.stages:
+        # Bottleneck: the plant makes no more than its slowest stage. The assembly floor's
+        # growth is the multiplier above; each declared stage has its own (model/priors.py).
+        # Assumption: every stage ran at capacity before the expansion (balanced plant).
+        declared = pt.stack([prior(priors[stage_prior(s)]) for s in case.stages])
+        log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
+        pm.Deterministic("stage_growth", pt.exp(log_growth), dims=f"{ns}stage")
+        log_multiplier = smooth_min(log_growth)
+    multiplier = pm.Deterministic("capacity_multiplier", pt.exp(log_multiplier))
+    pm.Deterministic("rate_after", rate_before * multiplier)
+    component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log)
+    pm.Deterministic(
+        "reading_probability",
+        pt.special.softmax(pt.log(reading_weight) + component),
+        dims=f"{ns}reading",
+    )
 
-        production = pm.Deterministic(
-            "production",
-            production_rate(t_mid, rate_before, multiplier, completion, ramp_months),
-            dims="month",
-        )
-        pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
-        use = pm.Deterministic(
-            "usage",
-            usage(
-                t_mid,
-                rate_before,
-                multiplier,
-                completion,
-                ramp_months,
-                export_share,
-                use_lag,
-                export_start,
-            ),
-            dims="month",
-        )
-        exported = export_share * production * exported_share_of_month
-        quantity = (
-            pt.dot(obs.launch_weights, use)
-            + pt.dot(obs.transfer_weights, exported)
-            + obs.is_lag * use_lag
-        )
-        # Terms of kinds the ledger lacks stay out of the graph: compile time grows with it.
-        if obs.production_weights.any():
-            quantity = quantity + pt.dot(obs.production_weights, production)
-        if "workforce_ratio" in obs.kind:
-            quantity = quantity + (obs.kind == "workforce_ratio") * workers
-        if "stage_ratio" in obs.kind:
-            which = np.array([case.stages.index(s) if s else 0 for s in obs.stage])
-            quantity = quantity + (obs.kind == "stage_ratio") * declared[which]
-        if obs.shipment_weights.any():
-            # Shipments seen = exported units in the period / (units a carrying shipment holds
-            # x share of shipments that carry the product); both priors come from the case.
-            per_shipment = prior(priors["units_per_shipment"]) * prior(priors["shipment_share"])
-            quantity = quantity + pt.dot(obs.shipment_weights, exported) / per_shipment
-        if obs.bias_groups:
-            # A source's figures may share one multiplicative bias (rows in a bias_group).
-            bias_sd = pm.Data("prior__source_bias__sigma", priors.bias_sd)
-            bias = pm.Normal("source_bias", 0.0, bias_sd, dims="bias_group")
-            factor = pt.exp(pt.concatenate([bias, pt.zeros(1)]))[obs.bias_index]
-            quantity = quantity * factor
-        predicted = pm.Deterministic("predicted", quantity, dims="obs")
+    production = pm.Deterministic(
+        "production",
+        production_rate(t_mid, rate_before, multiplier, completion, ramp_months),
+        dims=f"{ns}month",
+    )
+    pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims=f"{ns}year")
+    use = pm.Deterministic(
+        "usage",
+        usage(
+            t_mid,
+            rate_before,
+            multiplier,
+            completion,
+            ramp_months,
+            export_share,
+            use_lag,
+            export_start,
+        ),
+        dims=f"{ns}month",
+    )
+    exported = export_share * production * exported_share_of_month
+    quantity = (
+        pt.dot(obs.launch_weights, use)
+        + pt.dot(obs.transfer_weights, exported)
+        + obs.is_lag * use_lag
+    )
+    # Terms of kinds the ledger lacks stay out of the graph: compile time grows with it.
+    if obs.production_weights.any():
+        quantity = quantity + pt.dot(obs.production_weights, production)
+    if "workforce_ratio" in obs.kind:
+        quantity = quantity + (obs.kind == "workforce_ratio") * workers
+    if "stage_ratio" in obs.kind:
+        which = np.array([case.stages.index(s) if s else 0 for s in obs.stage])
+        quantity = quantity + (obs.kind == "stage_ratio") * declared[which]
+    if obs.shipment_weights.any():
+        # Shipments seen = exported units in the period / (units a carrying shipment holds
+        # x share of shipments that carry the product); both priors come from the case.
+        per_shipment = prior(priors["units_per_shipment"]) * prior(priors["shipment_share"])
+        quantity = quantity + pt.dot(obs.shipment_weights, exported) / per_shipment
+    if obs.bias_groups:
+        # A source's figures may share one multiplicative bias (rows in a bias_group).
+        bias_sd = pm.Data("prior__source_bias__sigma", priors.bias_sd)
+        bias = pm.Normal("source_bias", 0.0, bias_sd, dims=f"{ns}bias_group")
+        factor = pt.exp(pt.concatenate([bias, pt.zeros(1)]))[obs.bias_index]
+        quantity = quantity * factor
+    predicted = pm.Deterministic("predicted", quantity, dims=f"{ns}obs")
 
-        # Use comes in salvos: each month's use is the expected use times an independent
-        # mean-one log-normal factor with sd burst_sd. The log of a sum over n months then has
-        # variance log(1 + (exp(burst_sd^2) - 1) / n), added to the row's reporting noise: short
-        # periods (one day, one month) say less about the underlying rate than long ones.
-        months = obs.launch_weights.sum(axis=1)
-        burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
-        sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
+    # Use comes in salvos: each month's use is the expected use times an independent
+    # mean-one log-normal factor with sd burst_sd. The log of a sum over n months then has
+    # variance log(1 + (exp(burst_sd^2) - 1) / n), added to the row's reporting noise: short
+    # periods (one day, one month) say less about the underlying rate than long ones.
+    months = obs.launch_weights.sum(axis=1)
+    burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
+    sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
 
-        # The observed values and their forms are data, so that checks can refit one compiled
-        # model without a row (row_weight 0) or with simulated evidence (calibration).
-        observed = pm.Data("evidence_observed", obs.observed, dims="obs")
-        lower = pm.Data("evidence_lower", obs.lower, dims="obs")
-        upper = pm.Data("evidence_upper", obs.upper, dims="obs")
-        exact = pm.Data("evidence_exact", obs.exact, dims="obs")
-        row_weight = pm.Data("row_weight", np.ones(len(obs.ids)), dims="obs")
-        mu = pt.log1p(predicted)
-        pm.Deterministic("measurement_sd", sigma, dims="obs")
-        measured = (mu, sigma, lower, upper, exact, priors.outlier_share, priors.outlier_sd)
-        pm.Deterministic(
-            "outlier_probability", outlier_probability(observed, *measured), dims="obs"
-        )
-        # Pointwise log-likelihood and log-prior densities, computed with every draw (cheap),
-        # for LOO and power-scaling sensitivity; fit() moves them to their own groups.
-        pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims="obs")
+    # The observed values and their forms are data, so that checks can refit one compiled
+    # model without a row (row_weight 0) or with simulated evidence (calibration).
+    observed = pm.Data("evidence_observed", obs.observed, dims=f"{ns}obs")
+    lower = pm.Data("evidence_lower", obs.lower, dims=f"{ns}obs")
+    upper = pm.Data("evidence_upper", obs.upper, dims=f"{ns}obs")
+    exact = pm.Data("evidence_exact", obs.exact, dims=f"{ns}obs")
+    row_weight = pm.Data("row_weight", np.ones(len(obs.ids)), dims=f"{ns}obs")
+    mu = pt.log1p(predicted)
+    pm.Deterministic("measurement_sd", sigma, dims=f"{ns}obs")
+    measured = (mu, sigma, lower, upper, exact, priors.outlier_share, priors.outlier_sd)
+    pm.Deterministic(
+        "outlier_probability", outlier_probability(observed, *measured), dims=f"{ns}obs"
+    )
+    # Pointwise log-likelihood and log-prior densities, computed with every draw (cheap),
+    # for LOO and power-scaling sensitivity; fit() moves them to their own groups.
+    pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims=f"{ns}obs")
 
-        if serials is not None:
-            _serial_likelihood(serials, production)
+    if serials is not None:
+        _serial_likelihood(serials, production, ns)
 
-        pm.CustomDist(
-            "evidence",
-            *measured,
-            row_weight,
-            logp=lambda value, mu, sd, lo, hi, ex, share, wide, w: (
-                w * robust_logp(value, mu, sd, lo, hi, ex, share, wide)
-            ),
-            random=lambda mu, sd, lo, hi, ex, share, wide, w, rng=None, size=None: measurement_draw(
-                mu, sd, lo, hi, ex, share, wide, rng=rng, size=size
-            ),
-            observed=observed,
-            dims="obs",
-        )
-        for rv in list(model.free_RVs):
-            pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
-    return model
+    pm.CustomDist(
+        "evidence",
+        *measured,
+        row_weight,
+        logp=lambda value, mu, sd, lo, hi, ex, share, wide, w: (
+            w * robust_logp(value, mu, sd, lo, hi, ex, share, wide)
+        ),
+        random=lambda mu, sd, lo, hi, ex, share, wide, w, rng=None, size=None: measurement_draw(
+            mu, sd, lo, hi, ex, share, wide, rng=rng, size=size
+        ),
+        observed=observed,
+        dims=f"{ns}obs",
+    )
 
 
-def _serial_likelihood(serials, production) -> None:
+def _serial_likelihood(serials, production, ns: str = "") -> None:
     """Serial sightings (model/serials.py): a first serial per block (known, or uniform
     between its lower bound and the lowest serial seen), the block's production by each
     sighting's date, and the sightings' log-likelihood as a Potential plus a deterministic
@@ -281,6 +329,6 @@ def _serial_likelihood(serials, production) -> None:
     first = pt.stack(firsts)[serials.block_of]
     produced = pt.dot(serials.produced_weights, production)
     ll = serial_logp(produced, serials.order, serials.serial - first + 1)
-    weight = pm.Data("serial_weight", serials.weight, dims="serial")
-    pm.Deterministic("log_likelihood__serials", ll, dims="serial")
+    weight = pm.Data("serial_weight", serials.weight, dims=f"{ns}serial")
+    pm.Deterministic("log_likelihood__serials", ll, dims=f"{ns}serial")
     pm.Potential("serials", pt.sum(weight * ll))

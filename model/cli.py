@@ -161,15 +161,37 @@ def estimate(args: argparse.Namespace) -> int:
     from model.compare import diff, history, history_entry, previous_summary
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
+    from model.programme import (
+        fit_programme,
+        is_programme,
+        load_programme,
+        resolve_programme_priors,
+    )
     from model.report import write_report
     from model.runs import Busy, case_lock
-    from model.summary import summarize
+    from model.summary import summarize, summarize_programme
 
     start = time.perf_counter()
     watch.mark("import")
     try:
-        case = load_case(args.case, as_of=args.as_of)
-        priors = resolve_priors(case)
+        if is_programme(args.case):  # several plants in one model
+            case = load_programme(args.case, as_of=args.as_of)
+            programme_priors, hyper = resolve_programme_priors(case)
+            evidence_rows = sum(len(p.evidence) for p in case.plants)
+
+            def run_fit(settings):
+                return fit_programme(case, programme_priors, hyper, settings)
+
+            summarise = summarize_programme
+        else:
+            case = load_case(args.case, as_of=args.as_of)
+            priors = resolve_priors(case)
+            evidence_rows = len(case.evidence)
+
+            def run_fit(settings):
+                return fit(case, priors, settings, conditional=not args.no_conditional)
+
+            summarise = summarize
     except InputError as exc:
         log.error("%s", exc)
         return 2
@@ -179,12 +201,12 @@ def estimate(args: argparse.Namespace) -> int:
     )
     if args.seed is not None:
         settings = SamplerSettings(**{**settings.__dict__, "seed": args.seed})
-    log.info("case %s: %d evidence rows", case.id, len(case.evidence))
+    log.info("case %s: %d evidence rows", case.id, evidence_rows)
     try:
         with case_lock(args.reports_dir, case.id):
-            idata = fit(case, priors, settings, conditional=not args.no_conditional)
+            idata = run_fit(settings)
             watch.mark("fit")
-            summary = summarize(idata)
+            summary = summarise(idata)
             previous, previous_run = previous_summary(args.reports_dir, case.id)
             if previous is not None:
                 summary["diff"] = diff(previous, summary, previous_run)

@@ -24,9 +24,11 @@ CHECKED = [
 ]
 
 
-def check(posterior: xr.Dataset, diverging: xr.DataArray, label: str) -> dict:
-    """R-hat, ESS and divergences of one fit, and whether they pass."""
-    names = [v for v in CHECKED if v in posterior]
+def check(
+    posterior: xr.Dataset, diverging: xr.DataArray, label: str, names: list[str] = CHECKED
+) -> dict:
+    """R-hat, ESS and divergences of one fit (of `names`), and whether they pass."""
+    names = [v for v in names if v in posterior]
     ds = posterior[names]
     rhat = az.rhat(ds)
     ess_bulk = az.ess(ds, method="bulk")
@@ -65,6 +67,11 @@ def diagnose(idata: xr.DataTree) -> dict:
             for name, node in idata[group].children.items():
                 ds = node.to_dataset()
                 fits.append(check(ds.drop_vars("diverging"), ds["diverging"], f"{label}: {name}"))
+    return combine(fits)
+
+
+def combine(fits: list[dict]) -> dict:
+    """The checks of several fits (or parts of one) as one verdict: the worst of each."""
     worst = {
         "max_rhat": max(f["max_rhat"] for f in fits),
         "min_ess_bulk": min(f["min_ess_bulk"] for f in fits),

@@ -46,6 +46,10 @@ PRIOR_VARS = [
     "production_by_year",
     "predicted",
     "evidence",
+    # only in cases with the evidence or settings that add them
+    "stage_growth",
+    "workforce_ratio",
+    "source_bias",
 ]
 PACKAGES = [
     "capest",
@@ -102,7 +106,7 @@ class Sampler:
         self.watch.mark("compile")
 
     def sample(
-        self, weights: np.ndarray, seed: int, stage: str = "sampling", **data: np.ndarray
+        self, weights: np.ndarray | None, seed: int, stage: str = "sampling", **data: np.ndarray
     ) -> xr.DataTree:
         """Sample with these reading weights and any other pm.Data values (by name)."""
         self.watch.mark("other")
@@ -112,9 +116,11 @@ class Sampler:
             # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
             self.watch.mark(stage)
 
-    def _sample(self, weights: np.ndarray, seed: int, data: dict) -> xr.DataTree:
+    def _sample(self, weights: np.ndarray | None, seed: int, data: dict) -> xr.DataTree:
         s = self.settings
-        data = {**self.defaults, "reading_weight": weights, **data}
+        if weights is not None:  # None: a programme (each plant has its own weights)
+            data["reading_weight"] = weights
+        data = {**self.defaults, **data}
         if self.compiled is not None:
             import nutpie
 
@@ -166,7 +172,7 @@ def fit(
     rng = np.random.default_rng(settings.seed)
     obs = observations(case.evidence, case.window, priors.noise)
     _split_log_densities(idata, obs)
-    idata["posterior"] = _with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+    idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
     idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
 
     with model, warnings.catch_warnings():
@@ -179,12 +185,12 @@ def fit(
         # The C backend (FAST_RUN) compiles this forward pass in seconds, numba in ~20 s.
         prior = pm.sample_prior_predictive(
             draws=settings.prior_draws,
-            var_names=PRIOR_VARS,
+            var_names=[v for v in PRIOR_VARS if v in model.named_vars],
             random_seed=settings.seed,
             compile_kwargs={"mode": "FAST_RUN"},
         )
     watch.mark("prior predictive")
-    idata["prior"] = _with_elasticity(prior["prior"].to_dataset(), mix, rng)
+    idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
     idata["observed_data"] = prior["observed_data"]
     idata["constant_data"] = xr.Dataset(
@@ -311,7 +317,7 @@ def _predictive(post: xr.Dataset, priors: Priors, rng: np.random.Generator) -> x
     )
 
 
-def _with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> xr.Dataset:
+def with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> xr.Dataset:
     """Add the elasticity and the floor-area ratio to draws of the identified quantities.
 
     Per draw: a reading from its probability given the draw, a ratio uniform on that reading's

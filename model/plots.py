@@ -39,9 +39,10 @@ def fan_chart(idata: xr.DataTree) -> plt.Figure:
         lo, hi = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2], axis=1)
         ax.fill_between(x, lo, hi, color="tab:blue", alpha=alpha, lw=0, label=f"{p:.0%} interval")
     ax.plot(x, np.median(draws, axis=1), color="tab:blue", lw=2, label="median")
-    completion = idata["posterior"]["completion"].to_numpy().ravel()
-    c_lo, c_hi = np.quantile(completion, [0.1, 0.9])
-    ax.axvspan(c_lo, c_hi, color="tab:orange", alpha=0.12, label="new building complete (80%)")
+    if "completion" in idata["posterior"]:  # a programme's plants each have their own
+        completion = idata["posterior"]["completion"].to_numpy().ravel()
+        c_lo, c_hi = np.quantile(completion, [0.1, 0.9])
+        ax.axvspan(c_lo, c_hi, color="tab:orange", alpha=0.12, label="new building complete (80%)")
     ticks = [i for i, m in enumerate(window.months) if m.month in (1, 7)]
     ax.set_xticks(ticks, [str(window.months[i]) for i in ticks])
     ax.set_ylabel(f"{idata.attrs['unit']} per month")
@@ -90,6 +91,31 @@ def readings_chart(summary: dict) -> plt.Figure:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_xlabel(f"rate after the expansion, {summary['unit']} per month (50% and 95% intervals)")
+    return fig
+
+
+def plants_chart(summary: dict) -> plt.Figure:
+    """A programme's plants: rate after the expansion, posterior against the outside view
+    (the plant's prior), 50% and 95% intervals."""
+    plants = summary["plants"]
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(plants) + 1.4), layout="constrained")
+    y = np.arange(len(plants))[::-1]
+    for group, colour, shift in (
+        ("prior_quantities", "tab:grey", 0.15),
+        ("quantities", "tab:blue", -0.15),
+    ):
+        for yi, plant in zip(y, plants, strict=True):
+            q = plant[group]["rate_after"]
+            for p, lw in (("0.95", 1.2), ("0.5", 4.0)):
+                ax.hlines(yi + shift, *q["intervals"][p], color=colour, lw=lw)
+            ax.plot(q["median"], yi + shift, "o", color="white", mec=colour)
+    ax.plot([], [], color="tab:grey", lw=4, label="outside view (prior)")
+    ax.plot([], [], color="tab:blue", lw=4, label="posterior")
+    ax.set_yticks(y, [p["plant"] for p in plants])
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel(f"rate after the expansion, {summary['unit']} per month (50% and 95%)")
+    ax.legend(frameon=False, loc="lower right")
     return fig
 
 

@@ -321,3 +321,24 @@ def derive_ramp_months(table: pd.DataFrame) -> tuple[dict[str, float], str]:
 
 def _fmt(v: float) -> str:
     return f"{v:.3g}"
+
+
+def pooled_hyperpriors(elasticity: PriorSpec, ramp_months: PriorSpec) -> dict[str, float]:
+    """Hyperpriors of a programme's pooled parameters, from their single-plant LogNormal priors
+    (median m, sigma s): log location ~ Normal(ln m, s / sqrt 2), plant-to-plant sd ~
+    HalfNormal(s / sqrt 2). So a plant's log parameter has, a priori, the single-plant prior's
+    mean and variance (s^2 / 2 + E[sd^2] = s^2), split evenly between not knowing the
+    programme's typical value and plants differing from it. The even split is an assumption:
+    the reference class has one usable elasticity case and five ramp-ups, too few to
+    separate the two."""
+    out = {}
+    for key, spec in (("elasticity", elasticity), ("ramp", ramp_months)):
+        if spec.dist != "LogNormal":
+            raise ValueError(f"pooling needs a LogNormal prior for {spec.name}, got {spec.dist}")
+        half = spec.params["sigma"] / np.sqrt(2)
+        out |= {
+            f"{key}_mu": float(np.log(spec.params["median"])),
+            f"{key}_mu_sd": float(half),
+            f"{key}_plant_sd": float(half),
+        }
+    return out

@@ -50,18 +50,19 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
     tmp = case_dir / f".incomplete-{stamp}-{os.getpid()}"
     tmp.mkdir()
     try:
-        figures = {
-            "fan_chart.png": plots.png(plots.fan_chart(idata)),
-            "prior_posterior.png": plots.png(plots.prior_posterior(idata)),
-            "readings.png": plots.png(plots.readings_chart(summary)),
-        }
+        figures = {"fan_chart.png": plots.png(plots.fan_chart(idata))}
+        if summary.get("programme"):
+            figures["plants.png"] = plots.png(plots.plants_chart(summary))
+        else:
+            figures["prior_posterior.png"] = plots.png(plots.prior_posterior(idata))
+            figures["readings.png"] = plots.png(plots.readings_chart(summary))
         if len(summary.get("history", [])) >= 2:
             figures["history.png"] = plots.png(plots.history_chart(summary))
         for name, data in figures.items():
             (tmp / name).write_bytes(data)
         idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        blocks = report_blocks(summary, idata)
+        blocks = (programme_blocks if summary.get("programme") else report_blocks)(summary, idata)
         (tmp / "report.md").write_text(to_markdown(blocks))
         (tmp / "report.html").write_text(to_html(blocks, figures, summary["case_title"]))
         final = _free_name(case_dir, stamp)
@@ -297,6 +298,125 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                 ["capest", prov["capest_version"]],
                 ["sampler", f"{prov['sampler']} {json.dumps(prov['sampler_settings'])}"],
                 ["packages", ", ".join(f"{k} {v}" for k, v in prov["packages"].items())],
+                ["inputs", ", ".join(prov["input_files"])],
+            ],
+        ),
+    ]
+    return blocks
+
+
+def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
+    """The report of a programme (several plants, model/programme.py)."""
+    q, unit, prov = summary["quantities"], summary["unit"], summary["provenance"]
+    plants = summary["plants"]
+    header = ["quantity", "unit", "median", "50%", "80%", "95%", "outside view: prior median (95%)"]
+    header.append("width vs prior")
+    blocks: list[tuple] = [("h1", summary["case_title"]), _status(summary)]
+    blocks += [
+        ("h2", "Health"),
+        (
+            "table",
+            ["check", "status", "finding", "rule"],
+            [[c["name"], c["status"].upper(), c["finding"], c["rule"]] for c in summary["checks"]],
+        ),
+        (
+            "p",
+            "A programme is fitted once, with its plants' elasticities and ramp-up times pooled; "
+            "the predictive, sensitivity and influence checks and the per-reading and scenario "
+            "fits are those of each plant's own estimate (`capest estimate <plant folder>`).",
+        ),
+        (
+            "p",
+            f"Run {summary['created']} · programme `{summary['case_id']}` · {len(plants)} plants "
+            f"· window {summary['window']} · {prov['chains']} chains × {prov['draws']} draws "
+            f"({prov['sampler']}), seed {prov['seed']}.",
+        ),
+        ("h2", "Programme total"),
+        (
+            "p",
+            f"Before the expansions the plants together made about "
+            f"**{fmt(q['rate_before']['median'])} {unit} a month** (95% interval "
+            f"{interval(q['rate_before'])}); at full rate after them about "
+            f"**{fmt(q['rate_after']['median'])} a month** ({interval(q['rate_after'])}). "
+            "Intervals are equal-tailed posterior intervals; years partly outside a plant's "
+            "window count only its months inside it.",
+        ),
+        (
+            "table",
+            header,
+            [_quantity_row(n, v, summary["prior_quantities"].get(n)) for n, v in q.items()],
+        ),
+        ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
+        ("h2", "Plants"),
+        (
+            "p",
+            "Each plant's estimate next to its outside view: the prior, built from the "
+            "reference class of other plants' expansions (data/reference-class/) and the "
+            "plant's own case file.",
+        ),
+        ("img", "plants.png", "Rate after the expansion per plant: outside view and posterior."),
+    ]
+    for plant in plants:
+        pq, prior_q = plant["quantities"], plant["prior_quantities"]
+        blocks += [
+            ("h2", f"{plant['title']} (`{plant['plant']}`)"),
+            ("p", f"Window {plant['window']}; {plant['evidence']['rows']} ledger rows."),
+            ("table", header, [_quantity_row(n, v, prior_q.get(n)) for n, v in pq.items()]),
+            *_stage_blocks({"stages": plant["stages"]}),
+        ]
+    pool = summary["pooling"]
+    blocks += [
+        ("h2", "Pooling across plants"),
+        (
+            "p",
+            "The plants share the distribution of the floor-area elasticity and of the "
+            "ramp-up time; how far they differ is estimated from all of them. Hyperpriors: "
+            + ", ".join(f"{k} = {v:.3g}" for k, v in summary["hyperpriors"].items())
+            + " (model/priors.py, pooled_hyperpriors: the single-plant priors, half of their "
+            "log variance to the typical value and half to the plant-to-plant spread; an "
+            "assumption).",
+        ),
+        (
+            "table",
+            ["quantity", "unit", "posterior median (95%)", "prior median (95%)", "meaning"],
+            [
+                [
+                    name,
+                    v["posterior"]["unit"],
+                    f"{fmt(v['posterior']['median'])} ({interval(v['posterior'])})",
+                    f"{fmt(v['prior']['median'])} ({interval(v['prior'])})",
+                    v["posterior"]["description"],
+                ]
+                for name, v in pool.items()
+            ],
+        ),
+        *_diff_blocks(summary),
+        *_history_blocks(summary),
+        ("h2", "Diagnostics"),
+        (
+            "table",
+            ["part", "status", "max R-hat", "min bulk ESS", "min tail ESS"],
+            [
+                [
+                    f["fit"],
+                    "passed" if f["passed"] else "FAILED: " + "; ".join(f["failures"]),
+                    f"{f['max_rhat']:.3f}",
+                    f"{f['min_ess_bulk']:.0f}",
+                    f"{f['min_ess_tail']:.0f}",
+                ]
+                for f in summary["diagnostics"]["fits"]
+            ],
+        ),
+        ("p", f"Divergences in the fit: {summary['diagnostics']['divergences']}."),
+        ("h2", "Provenance"),
+        (
+            "table",
+            ["item", "value"],
+            [
+                ["input hash (sha256)", prov["input_hash"]],
+                ["git commit", prov["git_commit"]],
+                ["model version", prov["model_version"]],
+                ["sampler", f"{prov['sampler']} {json.dumps(prov['sampler_settings'])}"],
                 ["inputs", ", ".join(prov["input_files"])],
             ],
         ),

@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from model.checks import run_checks
-from model.diagnostics import diagnose
+from model.diagnostics import check, combine, diagnose
 from model.timeline import Window
 
 SCHEMA_VERSION = 1
@@ -143,7 +143,6 @@ def summarize(idata: xr.DataTree) -> dict:
     window = window_of(idata)
     post = idata["posterior"].to_dataset()
     prior = idata["prior"].to_dataset()
-    settings = json.loads(attrs["sampler_settings"])
     ledger = idata["evidence"].to_dataset()
     outliers = post["outlier_probability"].mean(("chain", "draw"))
     priors = json.loads(attrs["priors"])
@@ -156,21 +155,7 @@ def summarize(idata: xr.DataTree) -> dict:
         "created": attrs["created"],
         "unit": unit,
         "window": attrs["window"],
-        "provenance": {
-            "input_hash": attrs["input_hash"],
-            "input_files": json.loads(attrs["input_files"]),
-            "git_commit": attrs["git_commit"],
-            "model_version": attrs["model_version"],
-            "capest_version": attrs["capest_version"],
-            "packages": json.loads(attrs["packages"]),
-            "sampler": attrs["sampler"],
-            "draws": settings["draws"],
-            "tune": settings["tune"],
-            "chains": settings["chains"],
-            "seed": int(attrs["seed"]),
-            "sampler_settings": settings,
-            "evidence_as_of": attrs.get("evidence_as_of", ""),
-        },
+        "provenance": provenance(attrs),
         "passed": all(c["status"] != "fail" for c in checks),
         "diagnostics": diagnostics,
         "checks": checks,
@@ -199,6 +184,97 @@ def summarize(idata: xr.DataTree) -> dict:
                 for k, v in zip(outliers["obs"].to_numpy(), outliers.to_numpy(), strict=True)
             },
         },
+    }
+
+
+def provenance(attrs: dict) -> dict:
+    settings = json.loads(attrs["sampler_settings"])
+    return {
+        "input_hash": attrs["input_hash"],
+        "input_files": json.loads(attrs["input_files"]),
+        "git_commit": attrs["git_commit"],
+        "model_version": attrs["model_version"],
+        "capest_version": attrs["capest_version"],
+        "packages": json.loads(attrs["packages"]),
+        "sampler": attrs["sampler"],
+        "draws": settings["draws"],
+        "tune": settings["tune"],
+        "chains": settings["chains"],
+        "seed": int(attrs["seed"]),
+        "sampler_settings": settings,
+        "evidence_as_of": attrs.get("evidence_as_of", ""),
+    }
+
+
+POOLED_QUANTITIES = {
+    "elasticity_typical": ("-", "the programme's typical floor-area elasticity (median plant)"),
+    "elasticity_plant_sd": ("log scale", "plant-to-plant sd of the log elasticity"),
+    "ramp_months_typical": ("months", "the programme's typical ramp-up time (median plant)"),
+    "ramp_plant_sd": ("log scale", "plant-to-plant sd of the log ramp-up time"),
+}
+
+
+def summarize_programme(idata: xr.DataTree) -> dict:
+    """The summary of a programme fit (model/programme.py): programme totals in `quantities`
+    (the same keys as a single plant's, so the index, history and diff work unchanged), each
+    plant's estimate next to its outside view (its prior), and the pooled parameters."""
+    from model.programme import plant_dataset, plant_windows
+
+    attrs = idata.attrs
+    unit = attrs["unit"]
+    post = idata["posterior"].to_dataset()
+    prior = idata["prior"].to_dataset()
+    diverging = idata["sample_stats"]["diverging"]
+    windows = plant_windows(idata)
+    plants, fits = [], [check(post, diverging, "programme", names=list(POOLED_QUANTITIES))]
+    for plant, title in json.loads(attrs["plants"]).items():
+        part, part_prior = plant_dataset(post, plant), plant_dataset(prior, plant)
+        fits.append(check(part, diverging, f"plant: {plant}"))
+        ledger = idata[f"evidence/{plant}"].to_dataset()
+        plants.append(
+            {
+                "plant": plant,
+                "title": title,
+                "window": f"{windows[plant].start}/{windows[plant].end}",
+                "quantities": quantities(part, unit, windows[plant]),
+                "prior_quantities": quantities(part_prior, unit, windows[plant]),
+                "stages": stages_table(part, part_prior),
+                "evidence": {
+                    "rows": int(ledger.sizes["row"]),
+                    "by_kind": pd.Series(ledger["kind"].to_numpy()).value_counts().to_dict(),
+                },
+            }
+        )
+    diagnostics = combine(fits)
+    diagnostics["divergences"] = int(diverging.sum())  # one fit: count its divergences once
+    checks = [diagnostics_check(diagnostics)]
+    priors = json.loads(attrs["priors"])
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "programme": True,
+        "case_id": attrs["case_id"],
+        "case_title": attrs["case_title"],
+        "created": attrs["created"],
+        "unit": unit,
+        "window": attrs["window"],
+        "provenance": provenance(attrs),
+        "passed": all(c["status"] != "fail" for c in checks),
+        "diagnostics": diagnostics,
+        "checks": checks,
+        "quantities": quantities(post, unit, window_of(idata)),
+        "prior_quantities": quantities(prior, unit, window_of(idata)),
+        "plants": plants,
+        "pooling": {
+            name: {
+                "posterior": interval_summary(post[name], u, description),
+                "prior": interval_summary(prior[name], u, description),
+            }
+            for name, (u, description) in POOLED_QUANTITIES.items()
+        },
+        "hyperpriors": json.loads(attrs["hyperpriors"]),
+        "priors": priors,
+        "borrowed_priors": ["elasticity", "ramp_months"],
+        "evidence": {"rows": sum(p["evidence"]["rows"] for p in plants)},
     }
 
 

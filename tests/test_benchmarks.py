@@ -17,3 +17,13 @@ def test_synthetic_cases_load_with_the_requested_size(tmp_path, months, rows):
     assert case.window.n_months == months
     assert len(case.evidence) == rows
     assert (case.evidence["kind"] == "launches").sum() == rows - 1
+
+
+def test_synthetic_programmes_load_with_the_requested_plants(tmp_path):
+    from model.programme import load_programme
+    from synthetic import write_programme
+
+    programme = load_programme(write_programme(tmp_path / "p", plants=5, months=120, rows=12))
+    assert [p.id for p in programme.plants] == [f"plant-{i:02d}" for i in range(5)]
+    assert {p.window.n_months for p in programme.plants} == {120}
+    assert {len(p.evidence) for p in programme.plants} == {12}

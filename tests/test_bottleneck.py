@@ -44,24 +44,48 @@ def _stage_case(tmp_path, rng, stage_rows=True, extra=""):
     header = [*HEADER.split(","), "stage"]
     lines = [",".join(header)]
     lines.append(
-        _row(header, id="area", kind="area_ratio", period_end="2022-06-01", lower="1.8",
-             upper="2.0", bound="between", unit="ratio", reading="only",
-             date_reported="2022-07-01")  # fmt: skip
+        _row(
+            header,
+            id="area",
+            kind="area_ratio",
+            period_end="2022-06-01",
+            lower="1.8",
+            upper="2.0",
+            bound="between",
+            unit="ratio",
+            reading="only",
+            date_reported="2022-07-01",
+        )  # fmt: skip
     )
     for i, start in enumerate(range(0, 48, 6)):
         y, m = 2022 + start // 12, start % 12 + 1
         value = np.expm1(np.log1p(made[start : start + 6].sum()) + rng.normal(0, 0.1))
         end = f"{y}-{m + 5:02d}-{30 if m + 5 == 6 else 31}"
         lines.append(
-            _row(header, id=f"made-{i}", kind="production", period_start=f"{y}-{m:02d}-01",
-                 period_end=end, value=f"{value:.1f}", date_reported=end)  # fmt: skip
+            _row(
+                header,
+                id=f"made-{i}",
+                kind="production",
+                period_start=f"{y}-{m:02d}-01",
+                period_end=end,
+                value=f"{value:.1f}",
+                date_reported=end,
+            )  # fmt: skip
         )
     for i, grade in enumerate("AB" if stage_rows else ""):  # two counts of casting pits
         ratio = np.expm1(np.log1p(MOTOR) + rng.normal(0, {"A": 0.1, "B": 0.2}[grade]))
         lines.append(
-            _row(header, id=f"pits-{i}", kind="stage_ratio", period_end="2023-03-01",
-                 value=f"{ratio:.2f}", unit="ratio", reliability=grade,
-                 date_reported="2023-04-01", stage="motor_casting")  # fmt: skip
+            _row(
+                header,
+                id=f"pits-{i}",
+                kind="stage_ratio",
+                period_end="2023-03-01",
+                value=f"{ratio:.2f}",
+                unit="ratio",
+                reliability=grade,
+                date_reported="2023-04-01",
+                stage="motor_casting",
+            )  # fmt: skip
         )
     (case / "evidence.csv").write_text("\n".join(lines) + "\n")
     return case, truth

@@ -1,0 +1,324 @@
+"""Several plants of one programme in one model, with partial pooling.
+
+A programme's case.toml names its plants: folders beside it, each a complete single-plant case
+(case.toml + ledger) that can also be estimated alone. In the programme model each plant keeps
+its own evidence, priors and indicators (model/build.py: plant_graph, as a named sub-model
+`<plant>::`), and the plants share two distributions, learnt from all of them at once:
+
+    log elasticity_p ~ Normal(elasticity_log_mean, elasticity_plant_sd)
+                       (integrated out in each plant's floor-area mixture, as for one plant)
+    log ramp_months_p = ramp_log_mean + ramp_plant_sd x z_p,   z_p ~ Normal(0, 1)
+
+with hyperpriors from the single-plant priors (model/priors.py: pooled_hyperpriors). The
+programme's rates, monthly and yearly production are the plants' sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from model import MODEL_VERSION, __version__
+from model.build import Pooled, add_log_priors, plant_coords, plant_graph, readings
+from model.case import CASE_FILE, Case, input_hash, load_case
+from model.errors import InputError, Problem
+from model.fit import (
+    PRIOR_VARS,
+    Sampler,
+    SamplerSettings,
+    git_commit,
+    ledger_dataset,
+    package_versions,
+    with_elasticity,
+)
+from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
+from model.timeline import Window
+from model.timing import Stopwatch
+
+_KEYS = {"id", "title", "product", "unit", "plants", "pooling"}
+_POOLING_KEYS = {"rationale"}
+POOLED = ("elasticity", "ramp_months")  # a plant may not override these: they are shared
+SEP = "::"  # PyMC's separator between a sub-model's name and its variables
+
+
+def is_programme(path: str | Path) -> bool:
+    """True when the case.toml at `path` names plants (a programme), not one plant."""
+    path = Path(path)
+    case_file = path / CASE_FILE if path.is_dir() else path
+    try:
+        return "plants" in tomllib.loads(case_file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False  # load_case reports the problem
+
+
+@dataclass(frozen=True)
+class Programme:
+    path: Path
+    id: str
+    title: str
+    product: str
+    unit: str
+    plants: tuple[Case, ...]
+    settings: dict
+    as_of: str | None = None
+
+    @property
+    def input_files(self) -> tuple[Path, ...]:
+        return (self.path / CASE_FILE, *(f for p in self.plants for f in p.input_files))
+
+    @property
+    def window(self) -> Window:
+        """From the earliest plant's first month to the latest plant's last."""
+        return Window(
+            min(p.window.start for p in self.plants), max(p.window.end for p in self.plants)
+        )
+
+
+def load_programme(path: str | Path, *, as_of: str | None = None) -> Programme:
+    path = Path(path)
+    case_file = path / CASE_FILE if path.is_dir() else path
+    name = str(case_file)
+    settings = tomllib.loads(case_file.read_text(encoding="utf-8"))
+    problems = [
+        Problem(name, "-", k, f"unknown key (allowed here: {', '.join(sorted(_KEYS))})")
+        for k in settings
+        if k not in _KEYS
+    ]
+    problems += [
+        Problem(
+            name, "-", f"pooling.{k}", f"unknown key (allowed here: {', '.join(_POOLING_KEYS)})"
+        )
+        for k in settings.get("pooling", {})
+        if k not in _POOLING_KEYS
+    ]
+    problems += [
+        Problem(name, "-", k, "required key is missing")
+        for k in ("id", "title", "unit", "plants")
+        if k not in settings
+    ]
+    plants = settings.get("plants", [])
+    if not isinstance(plants, list) or not plants or not all(isinstance(p, str) for p in plants):
+        problems.append(Problem(name, "-", "plants", "expected a list of plant case folders"))
+    elif len(set(plants)) != len(plants):
+        problems.append(Problem(name, "-", "plants", "a plant is listed twice"))
+    if problems:
+        raise InputError(problems)
+    cases = tuple(load_case(case_file.parent / p, as_of=as_of) for p in plants)
+    for plant in cases:
+        plant_file = str(plant.path / CASE_FILE)
+        if plant.unit != settings["unit"]:
+            problems.append(
+                Problem(plant_file, "-", "unit", f"the programme counts '{settings['unit']}'")
+            )
+        for prior in POOLED:
+            if prior in plant.settings.get("priors", {}):
+                problems.append(
+                    Problem(
+                        plant_file,
+                        f"[priors.{prior}]",
+                        f"priors.{prior}",
+                        f"in programme {settings['id']} this prior is pooled across plants; "
+                        "remove the plant's own (it applies when the plant is estimated alone)",
+                    )
+                )
+    if len({p.id for p in cases}) != len(cases):
+        problems.append(Problem(name, "-", "plants", "two plants have the same id"))
+    if problems:
+        raise InputError(problems)
+    return Programme(
+        path=case_file.parent,
+        id=str(settings["id"]),
+        title=str(settings["title"]),
+        product=str(settings.get("product", "")),
+        unit=str(settings["unit"]),
+        plants=cases,
+        settings=settings,
+        as_of=as_of,
+    )
+
+
+def resolve_programme_priors(programme: Programme) -> tuple[dict[str, Priors], dict]:
+    """Each plant's own priors, and the pooled hyperpriors (from the first plant's defaults:
+    elasticity and ramp_months cannot be overridden per plant, so they are the same for all)."""
+    priors = {p.id: resolve_priors(p) for p in programme.plants}
+    first = priors[programme.plants[0].id]
+    return priors, pooled_hyperpriors(first["elasticity"], first["ramp_months"])
+
+
+def build_programme_model(programme: Programme, priors: dict[str, Priors], hyper: dict) -> pm.Model:
+    window = programme.window
+    coords = {"plant": [p.id for p in programme.plants], "month": window.labels}
+    coords["year"] = window.years
+    for plant in programme.plants:
+        coords |= plant_coords(plant, priors[plant.id], ns=f"{plant.id}{SEP}")
+    with pm.Model(coords=coords) as model:
+        h = {k: pm.Data(f"prior__{k}", v) for k, v in hyper.items()}
+        log_e = pm.Normal("elasticity_log_mean", h["elasticity_mu"], h["elasticity_mu_sd"])
+        sd_e = pm.HalfNormal("elasticity_plant_sd", h["elasticity_plant_sd"])
+        log_r = pm.Normal("ramp_log_mean", h["ramp_mu"], h["ramp_mu_sd"])
+        sd_r = pm.HalfNormal("ramp_plant_sd", h["ramp_plant_sd"])
+        z_r = pm.Normal("ramp_z", 0.0, 1.0, dims="plant")  # non-centred: no funnel in sd_r
+        pm.Deterministic("elasticity_typical", pt.exp(log_e))
+        pm.Deterministic("ramp_months_typical", pt.exp(log_r))
+        before, after, monthly = [], [], []
+        for i, plant in enumerate(programme.plants):
+            with pm.Model(name=plant.id):
+                pooled = Pooled(log_e, sd_e, pt.exp(log_r + sd_r * z_r[i]))
+                plant_graph(plant, priors[plant.id], ns=f"{plant.id}{SEP}", pooled=pooled)
+            before.append(model[f"{plant.id}{SEP}rate_before"])
+            after.append(model[f"{plant.id}{SEP}rate_after"])
+            # the plant's months placed in the programme's window (zero outside its own)
+            offset = plant.window.start.ordinal - window.start.ordinal
+            place = np.zeros((window.n_months, plant.window.n_months))
+            place[offset + np.arange(plant.window.n_months), np.arange(plant.window.n_months)] = 1
+            monthly.append(pt.dot(place, model[f"{plant.id}{SEP}production"]))
+        rate_before = pm.Deterministic("rate_before", pt.sum(pt.stack(before)))
+        rate_after = pm.Deterministic("rate_after", pt.sum(pt.stack(after)))
+        pm.Deterministic("capacity_multiplier", rate_after / rate_before)
+        production = pm.Deterministic("production", pt.sum(pt.stack(monthly), axis=0), dims="month")
+        year_of_month = np.array(
+            [[m.year == y for m in window.months] for y in window.years], dtype=float
+        )
+        pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
+    add_log_priors(model)
+    return model
+
+
+def plant_dataset(ds: xr.Dataset, plant: str) -> xr.Dataset:
+    """One plant's variables with the `<plant>::` prefix taken off names and dims, so that the
+    single-plant functions (quantities, with_elasticity, diagnostics) apply to it."""
+    prefix = f"{plant}{SEP}"
+    names = [v for v in ds.data_vars if str(v).startswith(prefix)]
+    part = ds[names]
+    part = part.rename({v: str(v).removeprefix(prefix) for v in names})
+    dims = {d: str(d).removeprefix(prefix) for d in part.dims if str(d).startswith(prefix)}
+    return part.rename(dims)
+
+
+def _prefixed(ds: xr.Dataset, plant: str) -> xr.Dataset:
+    prefix = f"{plant}{SEP}"
+    renamed = ds.rename({v: f"{prefix}{v}" for v in ds.data_vars})
+    return renamed.rename({d: f"{prefix}{d}" for d in ds.dims if d not in ("chain", "draw")})
+
+
+# The programme's own variables kept in the prior group (the plants' come from fit.PRIOR_VARS).
+PROGRAMME_VARS = [
+    "rate_before",
+    "rate_after",
+    "capacity_multiplier",
+    "production",
+    "production_by_year",
+    "elasticity_typical",
+    "elasticity_plant_sd",
+    "ramp_months_typical",
+    "ramp_plant_sd",
+]
+
+
+def fit_programme(
+    programme: Programme, priors: dict[str, Priors], hyper: dict, settings: SamplerSettings
+) -> xr.DataTree:
+    """Sample the programme model once (no per-reading, scenario or leave-one-out refits: each
+    plant's own estimate has those) and its prior; return one DataTree with provenance."""
+    watch = Stopwatch()
+    model = build_programme_model(programme, priors, hyper)
+    watch.mark("build model")
+    sampler = Sampler(model, settings, watch)
+    idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
+    post = idata["posterior"].to_dataset()
+    ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]
+    idata["log_likelihood"] = post[ll]
+    post = post.drop_vars([*ll, *(v for v in post.data_vars if "log_prior__" in str(v))])
+
+    plant_vars = [
+        f"{p.id}{SEP}{v}"
+        for p in programme.plants
+        for v in PRIOR_VARS
+        if f"{p.id}{SEP}{v}" in model.named_vars
+    ]
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Numba will use object mode")
+        warnings.filterwarnings("ignore", message=".*Potential.*")  # as in fit()
+        prior = pm.sample_prior_predictive(
+            draws=settings.prior_draws,
+            var_names=PROGRAMME_VARS + plant_vars,
+            random_seed=settings.seed,
+            compile_kwargs={"mode": "FAST_RUN"},
+        )
+    watch.mark("prior predictive")
+    rng = np.random.default_rng(settings.seed)
+    groups = {"posterior": post, "prior": prior["prior"].to_dataset()}
+    for plant in programme.plants:  # each plant's elasticity and area ratio, as for one plant
+        mix = readings(plant, priors[plant.id]["elasticity"])
+        for group, ds in groups.items():
+            part = with_elasticity(plant_dataset(ds, plant.id), mix, rng)
+            groups[group] = ds.assign(_prefixed(part[["area_ratio", "elasticity"]], plant.id))
+    idata["posterior"], idata["prior"] = groups["posterior"], groups["prior"]
+    idata["prior_predictive"] = prior["prior_predictive"]
+    idata["observed_data"] = prior["observed_data"]
+    for plant in programme.plants:
+        idata[f"evidence/{plant.id}"] = ledger_dataset(plant)
+    idata.attrs.update(_provenance(programme, priors, hyper, settings, sampler.name))
+    watch.mark("other")
+    idata.attrs["timings"] = json.dumps({k: round(v, 3) for k, v in watch.seconds.items()})
+    return idata
+
+
+def _provenance(programme, priors, hyper, settings, sampler: str) -> dict:
+    files = [*programme.input_files, DEFAULT_PRIORS, *sorted(REFERENCE_DIR.glob("*.csv"))]
+    window = programme.window
+    newest = max(p.evidence["date_reported"].max() for p in programme.plants)
+    return {
+        "programme": 1,
+        "case_id": programme.id,
+        "case_title": programme.title,
+        "unit": programme.unit,
+        "plants": json.dumps({p.id: p.title for p in programme.plants}),
+        "plant_windows": json.dumps(
+            {p.id: f"{p.window.start}/{p.window.end}" for p in programme.plants}
+        ),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input_hash": input_hash(files),
+        "input_files": json.dumps([str(p) for p in files]),
+        "git_commit": git_commit(),
+        "model_version": MODEL_VERSION,
+        "capest_version": __version__,
+        "packages": json.dumps(package_versions()),
+        "sampler": sampler,
+        "sampler_settings": json.dumps({**dataclasses.asdict(settings), "sampler": sampler}),
+        "seed": settings.seed,
+        "priors": json.dumps(
+            {
+                f"{pid}{SEP}{n}": {
+                    **dataclasses.asdict(s),
+                    "description": s.describe(),
+                    "borrowed": s.borrowed,
+                }  # fmt: skip
+                for pid, pr in priors.items()
+                for n, s in pr.specs.items()
+                if n not in POOLED
+            }
+        ),
+        "hyperpriors": json.dumps(hyper),
+        "window": f"{window.start}/{window.end}",
+        "evidence_as_of": programme.as_of or newest.strftime("%Y-%m-%d"),
+    }
+
+
+def plant_windows(idata: xr.DataTree) -> dict[str, Window]:
+    out = {}
+    for plant, text in json.loads(idata.attrs["plant_windows"]).items():
+        start, end = text.split("/")
+        out[plant] = Window(pd.Period(start, "M"), pd.Period(end, "M"))
+    return out

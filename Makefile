@@ -52,7 +52,7 @@ lint: $(VENV)/.dev
 
 # Simulation-based calibration, 200 simulations; figures and table into reports/calibration/
 calibrate: $(VENV)/.runtime
-	$(BIN)/python -m model.calibration --sims 200 --out reports/calibration
+	$(BIN)/python -m model.calibration --case $(CASE) --sims 200 --out reports/calibration
 
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/run.py

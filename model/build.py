@@ -187,9 +187,15 @@ def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None 
         # as in the single-plant mixture (see readings()).
         mix_mu = pooled.log_elasticity + mix.log_ln_ratio_mean
         mix_sigma = pt.sqrt(pooled.elasticity_sd**2 + mix.log_ln_ratio_sd**2)
-    log_gain_log = pm.NormalMixture(
-        "log_gain_log", w=reading_weight, mu=mix_mu, sigma=mix_sigma
-    )  # log(elasticity x ln ratio) = log(ln capacity_multiplier)
+    if pooled is not None and len(mix.names) == 1:
+        # One reading in a programme: non-centred, so that a small plant-to-plant sd does not
+        # make a funnel (a mixture of several readings cannot be written this way).
+        z = pm.Normal("log_gain_log_z", 0.0, 1.0)
+        log_gain_log = pm.Deterministic("log_gain_log", mix_mu[0] + mix_sigma[0] * z)
+    else:
+        log_gain_log = pm.NormalMixture(
+            "log_gain_log", w=reading_weight, mu=mix_mu, sigma=mix_sigma
+        )  # log(elasticity x ln ratio) = log(ln capacity_multiplier)
     completion = prior(priors["completion"])
     if pooled is None:
         ramp_months = prior(priors["ramp_months"])

@@ -196,12 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.priors import resolve_priors
 
     parser = argparse.ArgumentParser(description="simulation-based calibration of the model")
-    parser.add_argument(
-        "--case",
-        default=str(
-            Path(__file__).resolve().parent.parent / "data" / "cases" / "february-11-plant"
-        ),
-    )
+    parser.add_argument("--case", required=True, help="case folder whose shape is simulated")
     parser.add_argument("--sims", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="reports/calibration")

@@ -194,11 +194,11 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ("h2", "The size of the new building: estimate under each reading"),
         (
             "p",
-            'Copies of the same story disagree on the new assembly building: "60-70% larger" '
-            'than the old one, or "60-70% the size of" it (and two rarer renderings). The '
-            "model carries every reading with the case's weights; the posterior probability "
-            "says how far the evidence favours one. Each row's estimates assume that reading "
-            "alone.",
+            "The sources' wording of the floor-area change can be read in more than one way "
+            "(the case file's [area_ratio] says why, and each reading's ledger rows give its "
+            "range). The model carries every reading with the case's weights; the posterior "
+            "probability says how far the evidence favours one. Each row's estimates assume "
+            "that reading alone.",
         ),
         (
             "table",

@@ -26,7 +26,7 @@ from scipy import stats
 
 from model.build import build_model, readings
 from model.case import Case
-from model.fit import Sampler, SamplerSettings, _with_elasticity
+from model.fit import Sampler, SamplerSettings, with_elasticity
 from model.priors import Priors
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def calibrate(
             random_seed=seed,
             compile_kwargs={"mode": "FAST_RUN"},
         )
-    truth = _with_elasticity(prior["prior"].to_dataset(), mix, rng)
+    truth = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     simulated = prior["prior_predictive"]["evidence"].to_numpy()[0]  # (sims, obs)
     sampler = Sampler(build_model(case, fit_priors or priors), settings)
     ones = np.ones(simulated.shape[1])
@@ -98,7 +98,7 @@ def calibrate(
             evidence_lower=y - 1.0,
             evidence_upper=y + 1.0,
         )
-        post = _with_elasticity(one["posterior"].to_dataset(), mix, rng)
+        post = with_elasticity(one["posterior"].to_dataset(), mix, rng)
         worst["divergences"] += int(one["sample_stats"]["diverging"].sum())
         for q in QUANTITIES:
             draws = post[q].to_numpy()  # (chain, draw)

@@ -8,7 +8,7 @@ from model import load_case
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthetic import write_case  # noqa: E402
+from synthetic import write_case, write_programme  # noqa: E402
 
 
 @pytest.mark.parametrize(("months", "rows"), [(24, 10), (240, 100), (60, 1000)])
@@ -21,7 +21,6 @@ def test_synthetic_cases_load_with_the_requested_size(tmp_path, months, rows):
 
 def test_synthetic_programmes_load_with_the_requested_plants(tmp_path):
     from model.programme import load_programme
-    from synthetic import write_programme
 
     programme = load_programme(write_programme(tmp_path / "p", plants=5, months=120, rows=12))
     assert [p.id for p in programme.plants] == [f"plant-{i:02d}" for i in range(5)]

@@ -48,7 +48,7 @@ def test_sensitivity_covers_every_prior_and_stream(small_fit):
     assert s["flat_priors"] == ["completion"]  # uniform: power-scaling leaves it unchanged
     assert set(s["priors"]) == {"rate_before", "log_gain_log", "ramp_months", "export_share",
                                 "use_lag", "burst_sd"}  # fmt: skip
-    assert set(s["likelihood"]) == {"evidence", "launches", "transfers", "use_lag"}
+    assert set(s["likelihood"]) == {"evidence", "launches", "transfers", "date_code"}
     for values in [*s["priors"].values(), *s["likelihood"].values()]:
         assert all(v >= 0 for v in values.values())
 

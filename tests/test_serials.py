@@ -122,7 +122,8 @@ def _case_with_serials(case_copy, rows: list[str], blocks: str = "") -> None:
 
 
 def _serial_row(id_, serial, date, block=""):
-    header = HEADER.split(",") + ["supersedes", "block"]
+    # the columns of the February 11 ledger, plus `block` (added by _case_with_serials)
+    header = HEADER.split(",") + ["supersedes", "used", "block"]
     cells = dict.fromkeys(header, "")
     cells |= {
         "id": id_, "kind": "serial", "period_end": date, "value": str(serial), "bound": "exact",

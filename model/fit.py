@@ -356,16 +356,7 @@ def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: s
         "case_id": case.id,
         "case_title": case.title,
         "unit": case.unit,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "input_hash": input_hash(files),
-        "input_files": json.dumps([str(p) for p in files]),
-        "git_commit": git_commit(),
-        "model_version": MODEL_VERSION,
-        "capest_version": __version__,
-        "packages": json.dumps(package_versions()),
-        "sampler": sampler,
-        "sampler_settings": json.dumps({**dataclasses.asdict(settings), "sampler": sampler}),
-        "seed": settings.seed,
+        **run_provenance(files, settings, sampler),
         "priors": json.dumps(
             {
                 n: {**dataclasses.asdict(s), "description": s.describe(), "borrowed": s.borrowed}
@@ -384,6 +375,22 @@ def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: s
         "export_start": case.export_start.strftime("%Y-%m-%d"),
         # The evidence cut-off: --as-of if given, else the last date a used row was reported.
         "evidence_as_of": case.as_of or case.evidence["date_reported"].max().strftime("%Y-%m-%d"),
+    }
+
+
+def run_provenance(files: list[Path], settings: SamplerSettings, sampler: str) -> dict:
+    """What every saved fit records about its run: when, from which inputs and code, how."""
+    return {
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input_hash": input_hash(files),
+        "input_files": json.dumps([str(p) for p in files]),
+        "git_commit": git_commit(),
+        "model_version": MODEL_VERSION,
+        "capest_version": __version__,
+        "packages": json.dumps(package_versions()),
+        "sampler": sampler,
+        "sampler_settings": json.dumps({**dataclasses.asdict(settings), "sampler": sampler}),
+        "seed": settings.seed,
     }
 
 

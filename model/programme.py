@@ -20,7 +20,6 @@ import json
 import tomllib
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +28,15 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from model import MODEL_VERSION, __version__
 from model.build import Pooled, add_log_priors, plant_coords, plant_graph, readings
-from model.case import CASE_FILE, Case, input_hash, load_case
+from model.case import CASE_FILE, Case, load_case
 from model.errors import InputError, Problem
 from model.fit import (
     PRIOR_VARS,
     Sampler,
     SamplerSettings,
-    git_commit,
     ledger_dataset,
-    package_versions,
+    run_provenance,
     with_elasticity,
 )
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
@@ -288,16 +285,7 @@ def _provenance(programme, priors, hyper, settings, sampler: str) -> dict:
         "plant_windows": json.dumps(
             {p.id: f"{p.window.start}/{p.window.end}" for p in programme.plants}
         ),
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "input_hash": input_hash(files),
-        "input_files": json.dumps([str(p) for p in files]),
-        "git_commit": git_commit(),
-        "model_version": MODEL_VERSION,
-        "capest_version": __version__,
-        "packages": json.dumps(package_versions()),
-        "sampler": sampler,
-        "sampler_settings": json.dumps({**dataclasses.asdict(settings), "sampler": sampler}),
-        "seed": settings.seed,
+        **run_provenance(files, settings, sampler),
         "priors": json.dumps(
             {
                 f"{pid}{SEP}{n}": {

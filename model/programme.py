@@ -28,7 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from model.build import Pooled, add_log_priors, plant_coords, plant_graph, readings
+from model.build import Pooled, plant_coords, plant_graph, readings
 from model.case import CASE_FILE, Case, load_case
 from model.errors import InputError, Problem
 from model.fit import (
@@ -188,8 +188,7 @@ def build_programme_model(programme: Programme, priors: dict[str, Priors], hyper
             [[m.year == y for m in window.months] for y in window.years], dtype=float
         )
         pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
-    add_log_priors(model)
-    return model
+    return model  # no log-prior deterministics: the programme runs no sensitivity check
 
 
 def plant_dataset(ds: xr.Dataset, plant: str) -> xr.Dataset:
@@ -236,7 +235,7 @@ def fit_programme(
     post = idata["posterior"].to_dataset()
     ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]
     idata["log_likelihood"] = post[ll]
-    post = post.drop_vars([*ll, *(v for v in post.data_vars if "log_prior__" in str(v))])
+    post = post.drop_vars(ll)
 
     plant_vars = [
         f"{p.id}{SEP}{v}"

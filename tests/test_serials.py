@@ -188,7 +188,7 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
         '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
         'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
     )
-    header = HEADER.split(",") + ["supersedes", "block"]
+    header = HEADER.split(",") + ["supersedes", "used", "block"]  # as _serial_row writes
     area = dict.fromkeys(header, "") | {
         "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
         "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",

@@ -67,9 +67,11 @@ def test_influence_refits_rows_where_psis_is_unreliable(monkeypatch):
 
 @pytest.mark.slow
 def test_rerun_with_a_new_row_names_it_in_what_changed(tmp_path):
+    import csv
     import shutil
 
-    from tests.conftest import row
+    from model.evidence import append_row
+    from tests.conftest import HEADER, row
 
     case = tmp_path / "case"
     shutil.copytree(CASE, case)
@@ -77,17 +79,15 @@ def test_rerun_with_a_new_row_names_it_in_what_changed(tmp_path):
     few = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-conditional"]
     first = capest("estimate", str(case), "--reports-dir", str(reports), *few)
     assert first.returncode in (0, 1), first.stderr
-    with (case / "evidence.csv").open("a") as f:  # a new report: 30 launches in March 2025
-        f.write(
-            row(
-                id="launches-new-2025-03",
-                period_start="2025-03-01",
-                period_end="2025-03-31",
-                value="30",
-                date_reported="2025-04-02",
-            )
-            + ",\n"  # the ledger's last column, supersedes, left empty
-        )
+    new = dict(zip(HEADER.split(","), next(csv.reader([row()])), strict=True))
+    new |= {  # a new report: 30 launches in March 2025, in the ledger's own column order
+        "id": "launches-new-2025-03",
+        "period_start": "2025-03-01",
+        "period_end": "2025-03-31",
+        "value": "30",
+        "date_reported": "2025-04-02",
+    }
+    append_row(case / "evidence.csv", new)
     second = capest("estimate", str(case), "--reports-dir", str(reports), *few)
     assert second.returncode in (0, 1), second.stderr
     summary = json.loads((reports / "february-11-plant" / "latest" / "summary.json").read_text())

@@ -346,7 +346,12 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             header,
             [_quantity_row(n, v, summary["prior_quantities"].get(n)) for n, v in q.items()],
         ),
-        ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
+        (
+            "img",
+            "fan_chart.png",
+            "Monthly production of the programme (the plants' sum): posterior median with 50%, "
+            "80% and 95% equal-tailed intervals.",
+        ),
         ("h2", "Plants"),
         (
             "p",

@@ -117,8 +117,9 @@ def scenarios_table(idata: xr.DataTree) -> list[dict]:
     return rows
 
 
-def diagnostics_check(diagnostics: dict) -> dict:
-    """The sampler diagnostics as a check like the others (a failure fails the run)."""
+def diagnostics_check(diagnostics: dict, parts: str = "fits") -> dict:
+    """The sampler diagnostics as a check like the others (a failure fails the run).
+    `parts` names what each entry of diagnostics["fits"] is (a programme: parts of one fit)."""
     failures = [
         f"{f['fit']}: {', '.join(f['failures'])}" for f in diagnostics["fits"] if f["failures"]
     ]
@@ -131,8 +132,9 @@ def diagnostics_check(diagnostics: dict) -> dict:
         "finding": "; ".join(failures)
         if failures
         else (
-            f"{len(diagnostics['fits'])} fits: max R-hat {diagnostics['max_rhat']:.3f}, min bulk "
-            f"ESS {diagnostics['min_ess_bulk']:.0f}, {diagnostics['divergences']} divergences"
+            f"{len(diagnostics['fits'])} {parts}: max R-hat {diagnostics['max_rhat']:.3f}, "
+            f"min bulk ESS {diagnostics['min_ess_bulk']:.0f}, "
+            f"{diagnostics['divergences']} divergences"
         ),
     }
 
@@ -247,7 +249,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         )
     diagnostics = combine(fits)
     diagnostics["divergences"] = int(diverging.sum())  # one fit: count its divergences once
-    checks = [diagnostics_check(diagnostics)]
+    checks = [diagnostics_check(diagnostics, "parts of one fit (the pooled terms, each plant)")]
     priors = json.loads(attrs["priors"])
     return {
         "schema_version": SCHEMA_VERSION,

@@ -6,7 +6,8 @@ and record where the true value falls among the posterior draws. If the model an
 are right, the ranks are uniform and central p-intervals contain the truth in a share p of
 the simulations, up to binomial noise.
 
-    make calibrate   (or: python -m model.calibration --sims 200 --out reports/calibration)
+    make calibrate   (or: python -m model.calibration --case data/cases/february-11-plant
+                     --sims 200 --out reports/calibration)
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class Pooled:
 
 
 def build_model(case: Case, priors: Priors) -> pm.Model:
-    with pm.Model(coords=plant_coords(case, priors)) as model:
+    with pm.Model() as model:
         plant_graph(case, priors)
         add_log_priors(model)
     return model
@@ -140,26 +140,6 @@ def add_log_priors(model: pm.Model) -> None:
     with model:
         for rv in list(model.free_RVs):
             pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
-
-
-def plant_coords(case: Case, priors: Priors, ns: str = "") -> dict:
-    """The plant's dimensions; `ns` prefixes their names ("<plant>::" in a programme, whose
-    plants have different windows and ledgers)."""
-    obs = observations(case.evidence, case.window, priors.noise)
-    coords = {
-        "month": case.window.labels,
-        "year": case.window.years,
-        "reading": case.readings,
-        "obs": obs.ids,
-    }
-    if obs.bias_groups:
-        coords["bias_group"] = obs.bias_groups
-    serials = serial_rows(case)
-    if serials is not None:
-        coords["serial"] = serials.ids
-    if case.stages:
-        coords["stage"] = [ASSEMBLY, *case.stages]
-    return {f"{ns}{k}": v for k, v in coords.items()}
 
 
 def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None = None) -> None:
@@ -175,6 +155,16 @@ def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None 
     years = window.years
     year_of_month = np.array([[m.year == y for m in window.months] for y in years], dtype=float)
     serials = serial_rows(case)
+    # The plant's dimensions; `ns` prefixes their names ("<plant>::" in a programme, whose
+    # plants have different windows and ledgers; PyMC keeps all coords in the root model).
+    coords = {"month": window.labels, "year": years, "reading": mix.names, "obs": obs.ids}
+    if obs.bias_groups:
+        coords["bias_group"] = obs.bias_groups
+    if serials is not None:
+        coords["serial"] = serials.ids
+    if case.stages:
+        coords["stage"] = [ASSEMBLY, *case.stages]
+    pm.modelcontext(None).add_coords({f"{ns}{k}": v for k, v in coords.items()})
     # Mutable so that one compiled model serves every reading (conditional fits).
     reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 

@@ -28,7 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from model.build import Pooled, plant_coords, plant_graph, readings
+from model.build import Pooled, plant_graph, readings
 from model.case import CASE_FILE, Case, load_case
 from model.errors import InputError, Problem
 from model.fit import (
@@ -157,9 +157,7 @@ def build_programme_model(programme: Programme, priors: dict[str, Priors], hyper
     window = programme.window
     coords = {"plant": [p.id for p in programme.plants], "month": window.labels}
     coords["year"] = window.years
-    for plant in programme.plants:
-        coords |= plant_coords(plant, priors[plant.id], ns=f"{plant.id}{SEP}")
-    with pm.Model(coords=coords) as model:
+    with pm.Model(coords=coords) as model:  # each plant_graph adds its own, prefixed
         h = {k: pm.Data(f"prior__{k}", v) for k, v in hyper.items()}
         log_e = pm.Normal("elasticity_log_mean", h["elasticity_mu"], h["elasticity_mu_sd"])
         sd_e = pm.HalfNormal("elasticity_plant_sd", h["elasticity_plant_sd"])

@@ -151,16 +151,7 @@ def summarize(idata: xr.DataTree) -> dict:
     diagnostics = diagnose(idata)
     checks = [diagnostics_check(diagnostics), *run_checks(idata)]
     return {
-        "schema_version": SCHEMA_VERSION,
-        "case_id": attrs["case_id"],
-        "case_title": attrs["case_title"],
-        "created": attrs["created"],
-        "unit": unit,
-        "window": attrs["window"],
-        "provenance": provenance(attrs),
-        "passed": all(c["status"] != "fail" for c in checks),
-        "diagnostics": diagnostics,
-        "checks": checks,
+        **_header(attrs, diagnostics, checks),
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
         "readings": readings_table(idata),
@@ -186,6 +177,22 @@ def summarize(idata: xr.DataTree) -> dict:
                 for k, v in zip(outliers["obs"].to_numpy(), outliers.to_numpy(), strict=True)
             },
         },
+    }
+
+
+def _header(attrs: dict, diagnostics: dict, checks: list[dict]) -> dict:
+    """What every summary opens with: the case, the run's provenance and its verdict."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "case_id": attrs["case_id"],
+        "case_title": attrs["case_title"],
+        "created": attrs["created"],
+        "unit": attrs["unit"],
+        "window": attrs["window"],
+        "provenance": provenance(attrs),
+        "passed": all(c["status"] != "fail" for c in checks),
+        "diagnostics": diagnostics,
+        "checks": checks,
     }
 
 
@@ -252,17 +259,8 @@ def summarize_programme(idata: xr.DataTree) -> dict:
     checks = [diagnostics_check(diagnostics, "parts of one fit (the pooled terms, each plant)")]
     priors = json.loads(attrs["priors"])
     return {
-        "schema_version": SCHEMA_VERSION,
+        **_header(attrs, diagnostics, checks),
         "programme": True,
-        "case_id": attrs["case_id"],
-        "case_title": attrs["case_title"],
-        "created": attrs["created"],
-        "unit": unit,
-        "window": attrs["window"],
-        "provenance": provenance(attrs),
-        "passed": all(c["status"] != "fail" for c in checks),
-        "diagnostics": diagnostics,
-        "checks": checks,
         "quantities": quantities(post, unit, window_of(idata)),
         "prior_quantities": quantities(prior, unit, window_of(idata)),
         "plants": plants,

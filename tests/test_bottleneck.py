@@ -8,7 +8,7 @@ import pytest
 from model import InputError, load_case
 from model.production import BOTTLENECK_SHARPNESS, smooth_min
 from tests.conftest import HEADER
-from tests.test_indicators import TRUE_RATE, _new_case, _row
+from tests.test_indicators import TRUE_RATE, _half_year_production_rows, _new_case, _row
 
 MOTOR = 1.2  # the motor-casting stage grew 20%; the floor area would allow about 55%
 AREA_GROWTH = 1.9**0.683  # floor area x1.8-2.0 at the default elasticity median
@@ -57,21 +57,7 @@ def _stage_case(tmp_path, rng, stage_rows=True, extra=""):
             date_reported="2022-07-01",
         )  # fmt: skip
     )
-    for i, start in enumerate(range(0, 48, 6)):
-        y, m = 2022 + start // 12, start % 12 + 1
-        value = np.expm1(np.log1p(made[start : start + 6].sum()) + rng.normal(0, 0.1))
-        end = f"{y}-{m + 5:02d}-{30 if m + 5 == 6 else 31}"
-        lines.append(
-            _row(
-                header,
-                id=f"made-{i}",
-                kind="production",
-                period_start=f"{y}-{m:02d}-01",
-                period_end=end,
-                value=f"{value:.1f}",
-                date_reported=end,
-            )  # fmt: skip
-        )
+    lines += _half_year_production_rows(header, made, rng)
     for i, grade in enumerate("AB" if stage_rows else ""):  # two counts of casting pits
         ratio = np.expm1(np.log1p(MOTOR) + rng.normal(0, {"A": 0.1, "B": 0.2}[grade]))
         lines.append(

@@ -212,6 +212,28 @@ def test_shipment_counts_recover_the_rate(tmp_path):
     assert width < 0.25 * prior_width
 
 
+def _half_year_production_rows(header, made, rng) -> list[str]:
+    """Grade-A `production` rows for each half year of 2022-2025: the made units with their
+    grade's noise (sd 0.1 on log(1 + value))."""
+    lines = []
+    for i, start in enumerate(range(0, 48, 6)):
+        y, m = 2022 + start // 12, start % 12 + 1
+        value = np.expm1(np.log1p(made[start : start + 6].sum()) + rng.normal(0, 0.1))
+        end = f"{y}-{m + 5:02d}-{30 if m + 5 == 6 else 31}"
+        lines.append(
+            _row(
+                header,
+                id=f"made-{i}",
+                kind="production",
+                period_start=f"{y}-{m:02d}-01",
+                period_end=end,
+                value=f"{value:.1f}",
+                date_reported=end,
+            )
+        )
+    return lines
+
+
 def _workforce_case(tmp_path, rng) -> tuple:
     """Synthetic plant (invented numbers): 10 a month; the expansion (complete in month 12)
     added almost no floor area (ratio 1.01-1.03) but doubled the workforce. Capacity after is
@@ -230,21 +252,7 @@ def _workforce_case(tmp_path, rng) -> tuple:
     header = HEADER.split(",")
     lines = [",".join(header)]
     lines.append(_area_row(header, "2022"))
-    for i, start in enumerate(range(0, 48, 6)):
-        y, m = 2022 + start // 12, start % 12 + 1
-        value = np.expm1(np.log1p(made[start : start + 6].sum()) + rng.normal(0, 0.1))
-        end = f"{y}-{m + 5:02d}-{30 if m + 5 == 6 else 31}"
-        lines.append(
-            _row(
-                header,
-                id=f"made-{i}",
-                kind="production",
-                period_start=f"{y}-{m:02d}-01",
-                period_end=end,
-                value=f"{value:.1f}",
-                date_reported=end,
-            )
-        )
+    lines += _half_year_production_rows(header, made, rng)
     for i, grade in enumerate("BC"):  # two housing counts, after / before
         ratio = np.expm1(np.log1p(2.0) + rng.normal(0, {"B": 0.2, "C": 0.35}[grade]))
         lines.append(

@@ -96,6 +96,9 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
 
 def row_logp(value, mu, sigma, lower, upper, exact):
     """Log-likelihood of each row without the outlier component (all on the log1p scale)."""
+    # PyTensor makes a Python float that float32 holds exactly (outlier_sd 1.5) a float32
+    # constant, and log() of it would then be float32 (an error of 1e-8 per row).
+    sigma = pt.cast(sigma, "float64")
     density = -0.5 * ((value - mu) / sigma) ** 2 - pt.log(sigma) - 0.5 * np.log(2 * np.pi)
     interval = log_diff_normal_cdf(mu, sigma, upper, lower)
     return pt.switch(pt.gt(exact, 0.5), density, interval)

@@ -40,13 +40,13 @@ from model.fit import (
     with_elasticity,
 )
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
+from model.stacked import SEP, STACK, Plan, stacked_graph, unstack, why_not_stacked
 from model.timeline import Window
 from model.timing import Stopwatch
 
 _KEYS = {"id", "title", "product", "unit", "plants", "pooling"}
 _POOLING_KEYS = {"rationale"}
 POOLED = ("elasticity", "ramp_months")  # a plant may not override these: they are shared
-SEP = "::"  # PyMC's separator between a sub-model's name and its variables
 
 
 def is_programme(path: str | Path) -> bool:
@@ -153,11 +153,21 @@ def resolve_programme_priors(programme: Programme) -> tuple[dict[str, Priors], d
     return priors, pooled_hyperpriors(first["elasticity"], first["ramp_months"])
 
 
-def build_programme_model(programme: Programme, priors: dict[str, Priors], hyper: dict) -> pm.Model:
+def build_programme_model(
+    programme: Programme, priors: dict[str, Priors], hyper: dict, *, stacked: bool | None = None
+) -> tuple[pm.Model, Plan | None]:
+    """The programme model and, when its plants are stacked on a `plant` dimension (one graph,
+    model/stacked.py), the layout that `unstack` needs; None when each plant is its own
+    sub-model. `stacked` None: stacked whenever the plants allow it (why_not_stacked)."""
+    if stacked is None:
+        stacked = not why_not_stacked(programme, priors)
+    elif stacked and (reasons := why_not_stacked(programme, priors)):
+        raise ValueError(f"these plants cannot be stacked: {'; '.join(reasons)}")
     window = programme.window
     coords = {"plant": [p.id for p in programme.plants], "month": window.labels}
     coords["year"] = window.years
-    with pm.Model(coords=coords) as model:  # each plant_graph adds its own, prefixed
+    layout = None
+    with pm.Model(coords=coords) as model:  # plant graphs add their own (prefixed) coords
         h = {k: pm.Data(f"prior__{k}", v) for k, v in hyper.items()}
         log_e = pm.Normal("elasticity_log_mean", h["elasticity_mu"], h["elasticity_mu_sd"])
         sd_e = pm.HalfNormal("elasticity_plant_sd", h["elasticity_plant_sd"])
@@ -166,27 +176,43 @@ def build_programme_model(programme: Programme, priors: dict[str, Priors], hyper
         z_r = pm.Normal("ramp_z", 0.0, 1.0, dims="plant")  # non-centred: no funnel in sd_r
         pm.Deterministic("elasticity_typical", pt.exp(log_e))
         pm.Deterministic("ramp_months_typical", pt.exp(log_r))
-        before, after, monthly = [], [], []
-        for i, plant in enumerate(programme.plants):
-            with pm.Model(name=plant.id):
-                pooled = Pooled(log_e, sd_e, pt.exp(log_r + sd_r * z_r[i]))
-                plant_graph(plant, priors[plant.id], ns=f"{plant.id}{SEP}", pooled=pooled)
-            before.append(model[f"{plant.id}{SEP}rate_before"])
-            after.append(model[f"{plant.id}{SEP}rate_after"])
-            # the plant's months placed in the programme's window (zero outside its own)
-            offset = plant.window.start.ordinal - window.start.ordinal
-            place = np.zeros((window.n_months, plant.window.n_months))
-            place[offset + np.arange(plant.window.n_months), np.arange(plant.window.n_months)] = 1
-            monthly.append(pt.dot(place, model[f"{plant.id}{SEP}production"]))
-        rate_before = pm.Deterministic("rate_before", pt.sum(pt.stack(before)))
-        rate_after = pm.Deterministic("rate_after", pt.sum(pt.stack(after)))
+        ramp = pt.exp(log_r + sd_r * z_r)
+        if stacked:
+            with pm.Model(name=STACK):
+                layout = stacked_graph(programme, priors, log_e, sd_e, ramp)
+            before = model[f"{STACK}{SEP}rate_before"]
+            after = model[f"{STACK}{SEP}rate_after"]
+            monthly = pt.sum(model[f"{STACK}{SEP}production"], axis=0)
+        else:
+            before, after, monthly = _nested_plants(programme, priors, log_e, sd_e, ramp, model)
+        rate_before = pm.Deterministic("rate_before", pt.sum(before))
+        rate_after = pm.Deterministic("rate_after", pt.sum(after))
         pm.Deterministic("capacity_multiplier", rate_after / rate_before)
-        production = pm.Deterministic("production", pt.sum(pt.stack(monthly), axis=0), dims="month")
+        production = pm.Deterministic("production", monthly, dims="month")
         year_of_month = np.array(
             [[m.year == y for m in window.months] for y in window.years], dtype=float
         )
         pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
-    return model  # no log-prior deterministics: the programme runs no sensitivity check
+    return model, layout  # no log-prior deterministics: the programme runs no sensitivity check
+
+
+def _nested_plants(programme, priors, log_e, sd_e, ramp, model):
+    """Each plant's graph as a sub-model `<plant>::`; returns the plants' rates before and
+    after, and their summed production on the programme's months."""
+    window = programme.window
+    before, after, monthly = [], [], []
+    for i, plant in enumerate(programme.plants):
+        with pm.Model(name=plant.id):
+            pooled = Pooled(log_e, sd_e, ramp[i])
+            plant_graph(plant, priors[plant.id], ns=f"{plant.id}{SEP}", pooled=pooled)
+        before.append(model[f"{plant.id}{SEP}rate_before"])
+        after.append(model[f"{plant.id}{SEP}rate_after"])
+        # the plant's months placed in the programme's window (zero outside its own)
+        offset = plant.window.start.ordinal - window.start.ordinal
+        place = np.zeros((window.n_months, plant.window.n_months))
+        place[offset + np.arange(plant.window.n_months), np.arange(plant.window.n_months)] = 1
+        monthly.append(pt.dot(place, model[f"{plant.id}{SEP}production"]))
+    return pt.stack(before), pt.stack(after), pt.sum(pt.stack(monthly), axis=0)
 
 
 def plant_dataset(ds: xr.Dataset, plant: str) -> xr.Dataset:
@@ -226,20 +252,22 @@ def fit_programme(
     """Sample the programme model once (no per-reading, scenario or leave-one-out refits: each
     plant's own estimate has those) and its prior; return one DataTree with provenance."""
     watch = Stopwatch()
-    model = build_programme_model(programme, priors, hyper)
+    model, layout = build_programme_model(programme, priors, hyper)
+
+    def plant_layout(ds: xr.Dataset) -> xr.Dataset:  # the same layout from either model
+        return ds if layout is None else unstack(ds, layout)
+
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
     idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
-    post = idata["posterior"].to_dataset()
+    post = plant_layout(idata["posterior"].to_dataset())
     ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]
     idata["log_likelihood"] = post[ll]
     post = post.drop_vars(ll)
 
+    owners = [STACK] if layout else [p.id for p in programme.plants]
     plant_vars = [
-        f"{p.id}{SEP}{v}"
-        for p in programme.plants
-        for v in PRIOR_VARS
-        if f"{p.id}{SEP}{v}" in model.named_vars
+        f"{o}{SEP}{v}" for o in owners for v in PRIOR_VARS if f"{o}{SEP}{v}" in model.named_vars
     ]
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Numba will use object mode")
@@ -252,18 +280,21 @@ def fit_programme(
         )
     watch.mark("prior predictive")
     rng = np.random.default_rng(settings.seed)
-    groups = {"posterior": post, "prior": prior["prior"].to_dataset()}
+    groups = {"posterior": post, "prior": plant_layout(prior["prior"].to_dataset())}
     for plant in programme.plants:  # each plant's elasticity and area ratio, as for one plant
         mix = readings(plant, priors[plant.id]["elasticity"])
         for group, ds in groups.items():
             part = with_elasticity(plant_dataset(ds, plant.id), mix, rng)
             groups[group] = ds.assign(_prefixed(part[["area_ratio", "elasticity"]], plant.id))
     idata["posterior"], idata["prior"] = groups["posterior"], groups["prior"]
-    idata["prior_predictive"] = prior["prior_predictive"]
-    idata["observed_data"] = prior["observed_data"]
+    idata["prior_predictive"] = plant_layout(prior["prior_predictive"].to_dataset())
+    idata["observed_data"] = plant_layout(prior["observed_data"].to_dataset())
     for plant in programme.plants:
         idata[f"evidence/{plant.id}"] = ledger_dataset(plant)
     idata.attrs.update(_provenance(programme, priors, hyper, settings, sampler.name))
+    # which of the two equivalent programme models ran (model/stacked.py), and why
+    idata.attrs["programme_model"] = "stacked" if layout else "nested"
+    idata.attrs["programme_model_reasons"] = json.dumps(why_not_stacked(programme, priors))
     watch.mark("other")
     idata.attrs["timings"] = json.dumps({k: round(v, 3) for k, v in watch.seconds.items()})
     return idata

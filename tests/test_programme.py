@@ -165,7 +165,7 @@ def test_the_programme_model_sums_its_plants(tmp_path):
 
     programme = load_programme(write_programme(tmp_path / "programme"))
     priors, hyper = resolve_programme_priors(programme)
-    model = build_programme_model(programme, priors, hyper)
+    model, _ = build_programme_model(programme, priors, hyper)
     names = ["rate_before", "production_by_year"]
     names += [f"{p.id}::{v}" for p in programme.plants for v in names]
     draw = pm.draw([model[n] for n in names], random_seed=1)

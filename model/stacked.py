@@ -1,0 +1,262 @@
+"""A programme's plants stacked on a `plant` dimension: one graph, whatever the plant count.
+
+The nested programme model (model/programme.py) builds one sub-graph per plant, so its compile
+time grows with the plants (about 50 s a plant with nutpie, benchmarks/). When every plant uses
+only the core indicators (launches, transfers, production and capacity figures, use lags and
+date codes) and the same prior families, the same model can be written once with a `plant`
+dimension: each evidence row carries its plant's index, the monthly paths are (plant, month)
+arrays on the programme's window (zero outside a plant's own), and each prior's parameters
+are vectors over plants. It is the same joint density as the nested model (tests/
+test_stacked.py checks the log-density and every variable at a point), and `unstack` turns its
+draws into the nested layout (`<plant>::<variable>`, the plant's own dims), so the summary,
+report and saved file do not depend on which of the two built the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from model.build import Readings, prior, readings
+from model.observation import (
+    Observations,
+    measurement_draw,
+    observations,
+    outlier_probability,
+    robust_logp,
+)
+from model.priors import Priors, PriorSpec
+from model.production import production_rate, usage
+
+SEP = "::"
+STACK = "plants"  # the sub-model holding the stacked variables: `plants::rate_before` (plant)
+CORE_KINDS = {"launches", "transfers", "production", "capacity", "use_lag", "date_code"}
+PLANT_PRIORS = ("rate_before", "completion", "export_share", "use_lag", "burst_sd")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where each plant's months, years, readings and rows sit in the stacked arrays."""
+
+    plants: list[str]
+    months: list[slice]  # each plant's months in the programme window
+    month_labels: list[list[str]]
+    years: list[list[int]]
+    year_index: list[list[int]]  # each plant's years among the programme's
+    readings: list[list[str]]
+    rows: list[slice]  # each plant's rows in the stacked `obs` dimension
+    row_ids: list[list[str]]
+
+
+def why_not_stacked(programme, priors: dict[str, Priors]) -> list[str]:
+    """Why the plants cannot share one stacked graph (empty: they can)."""
+    reasons = []
+    for plant in programme.plants:
+        ev = plant.evidence
+        modelled = ev[(ev["superseded_by"] == "") & ~ev["kind"].isin(["area_ratio", "context"])]
+        other = sorted(set(modelled["kind"]) - CORE_KINDS)
+        if other:
+            reasons.append(f"{plant.id} has {', '.join(other)} rows")
+        if "bias_group" in ev and (ev["bias_group"].fillna("") != "").any():
+            reasons.append(f"{plant.id} has bias groups")
+        if plant.stages:
+            reasons.append(f"{plant.id} declares stages")
+    if len({len(p.readings) for p in programme.plants}) > 1:
+        reasons.append("plants differ in their number of floor-area readings")
+    for name in PLANT_PRIORS:
+        if len({priors[p.id][name].dist for p in programme.plants}) > 1:
+            reasons.append(f"plants' {name} priors are of different families")
+    return reasons
+
+
+def plan(programme, obs: list[Observations]) -> Plan:
+    start = programme.window.start.ordinal
+    months, row_slices, at = [], [], 0
+    for plant, o in zip(programme.plants, obs, strict=True):
+        offset = plant.window.start.ordinal - start
+        months.append(slice(offset, offset + plant.window.n_months))
+        row_slices.append(slice(at, at + len(o.ids)))
+        at += len(o.ids)
+    return Plan(
+        plants=[p.id for p in programme.plants],
+        months=months,
+        month_labels=[p.window.labels for p in programme.plants],
+        years=[p.window.years for p in programme.plants],
+        year_index=[
+            [programme.window.years.index(y) for y in p.window.years] for p in programme.plants
+        ],
+        readings=[list(p.readings) for p in programme.plants],
+        rows=row_slices,
+        row_ids=[o.ids for o in obs],
+    )
+
+
+def _stacked_prior(specs: list[PriorSpec]):
+    """One random variable over plants whose parameters are the plants' own, as vectors."""
+    params = {k: np.array([s.params[k] for s in specs]) for k in specs[0].params}
+    return prior(dataclasses.replace(specs[0], params=params), dims="plant")
+
+
+def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months) -> Plan:
+    """The plants' variables and likelihood, in the current model context (a sub-model named
+    STACK), given the pooled terms of build_programme_model. Returns the layout for unstack."""
+    plants, window = programme.plants, programme.window
+    obs = [observations(p.evidence, p.window, priors[p.id].noise) for p in plants]
+    mixes: list[Readings] = [readings(p, priors[p.id]["elasticity"]) for p in plants]
+    layout = plan(programme, obs)
+    n_months = window.n_months
+    pm.modelcontext(None).add_coords(
+        {
+            "reading": [str(i) for i in range(len(mixes[0].names))],
+            "obs": [
+                f"{p}{SEP}{i}"
+                for p, ids in zip(layout.plants, layout.row_ids, strict=True)
+                for i in ids
+            ],
+        }
+    )
+
+    def spread(matrices: list[np.ndarray]) -> np.ndarray:
+        """Each plant's (rows, own months) weights on the programme's months, rows stacked."""
+        out = np.zeros((sum(m.shape[0] for m in matrices), n_months))
+        for m, months, rows in zip(matrices, layout.months, layout.rows, strict=True):
+            out[rows, months] = m
+        return out
+
+    def joined(field: str) -> np.ndarray:
+        return np.concatenate([getattr(o, field) for o in obs])
+
+    plant_of = np.concatenate([np.full(len(o.ids), i) for i, o in enumerate(obs)])
+    local = np.arange(n_months)[None, :] - np.array([m.start for m in layout.months])[:, None]
+    inside = np.zeros((len(plants), n_months))
+    for i, months in enumerate(layout.months):
+        inside[i, months] = 1.0
+    t_mid = local + 0.5  # each plant's own time (months since its window's start)
+    export_start = np.array([p.window.time_of(p.export_start) for p in plants])[:, None]
+    exported_share_of_month = np.clip(local + 1 - export_start, 0, 1) * inside
+    year_of_month = np.array(
+        [[m.year == y for m in window.months] for y in window.years], dtype=float
+    )
+
+    reading_weight = pm.Data(
+        "reading_weight", np.stack([m.weights for m in mixes]), dims=("plant", "reading")
+    )
+    rate_before = _stacked_prior([priors[p.id]["rate_before"] for p in plants])
+    mix_mu = log_e + np.stack([m.log_ln_ratio_mean for m in mixes])
+    mix_sigma = pt.sqrt(sd_e**2 + np.stack([m.log_ln_ratio_sd for m in mixes]) ** 2)
+    if len(mixes[0].names) == 1:  # as in plant_graph: non-centred
+        z = pm.Normal("log_gain_log_z", 0.0, 1.0, dims="plant")
+        log_gain_log = pm.Deterministic(
+            "log_gain_log", mix_mu[:, 0] + mix_sigma[:, 0] * z, dims="plant"
+        )
+    else:
+        log_gain_log = pm.NormalMixture(
+            "log_gain_log", w=reading_weight, mu=mix_mu, sigma=mix_sigma, dims="plant"
+        )
+    completion = _stacked_prior([priors[p.id]["completion"] for p in plants])
+    ramp_months = pm.Deterministic("ramp_months", ramp_months, dims="plant")
+    export_share = _stacked_prior([priors[p.id]["export_share"] for p in plants])
+    use_lag = _stacked_prior([priors[p.id]["use_lag"] for p in plants])
+    burst_sd = _stacked_prior([priors[p.id]["burst_sd"] for p in plants])
+
+    multiplier = pm.Deterministic("capacity_multiplier", pt.exp(pt.exp(log_gain_log)), dims="plant")
+    pm.Deterministic("rate_after", rate_before * multiplier, dims="plant")
+    component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log[:, None])
+    pm.Deterministic(
+        "reading_probability",
+        pt.special.softmax(pt.log(reading_weight) + component, axis=-1),
+        dims=("plant", "reading"),
+    )
+
+    def column(x):
+        return x[:, None]
+
+    args = (column(rate_before), column(multiplier), column(completion), column(ramp_months))
+    production = pm.Deterministic(
+        "production", production_rate(t_mid, *args) * inside, dims=("plant", "month")
+    )
+    pm.Deterministic(
+        "production_by_year", pt.dot(production, year_of_month.T), dims=("plant", "year")
+    )
+    use = pm.Deterministic(
+        "usage",
+        usage(t_mid, *args, column(export_share), column(use_lag), export_start) * inside,
+        dims=("plant", "month"),
+    )
+    exported = column(export_share) * production * exported_share_of_month
+
+    # Row r sees its own plant's months only: sum over months of weight x path[plant of r].
+    def seen(weights: list[np.ndarray], path):
+        return pt.sum(spread(weights) * path[plant_of], axis=1)
+
+    quantity = (
+        seen([o.launch_weights for o in obs], use)
+        + seen([o.transfer_weights for o in obs], exported)
+        + joined("is_lag") * use_lag[plant_of]
+    )
+    if any(o.production_weights.any() for o in obs):  # as in plant_graph: only if used
+        quantity = quantity + seen([o.production_weights for o in obs], production)
+    predicted = pm.Deterministic("predicted", quantity, dims="obs")
+
+    kind = joined("kind")
+    months = spread([o.launch_weights for o in obs]).sum(axis=1)
+    burst_var = pt.log1p(pt.expm1(burst_sd[plant_of] ** 2) / np.maximum(months, 1e-3))
+    sigma = pt.sqrt(joined("sigma") ** 2 + burst_var * (kind == "launches"))
+
+    observed = pm.Data("evidence_observed", joined("observed"), dims="obs")
+    lower = pm.Data("evidence_lower", joined("lower"), dims="obs")
+    upper = pm.Data("evidence_upper", joined("upper"), dims="obs")
+    exact = pm.Data("evidence_exact", joined("exact"), dims="obs")
+    row_weight = pm.Data("row_weight", np.ones(len(plant_of)), dims="obs")
+    share = np.array([priors[p.id].outlier_share for p in plants])[plant_of]
+    wide = np.array([priors[p.id].outlier_sd for p in plants])[plant_of]
+    mu = pt.log1p(predicted)
+    pm.Deterministic("measurement_sd", sigma, dims="obs")
+    measured = (mu, sigma, lower, upper, exact, share, wide)
+    pm.Deterministic("outlier_probability", outlier_probability(observed, *measured), dims="obs")
+    pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims="obs")
+    pm.CustomDist(
+        "evidence",
+        *measured,
+        row_weight,
+        logp=lambda value, mu, sd, lo, hi, ex, share, wide, w: (
+            w * robust_logp(value, mu, sd, lo, hi, ex, share, wide)
+        ),
+        random=lambda mu, sd, lo, hi, ex, share, wide, w, rng=None, size=None: measurement_draw(
+            mu, sd, lo, hi, ex, share, wide, rng=rng, size=size
+        ),
+        observed=observed,
+        dims="obs",
+    )
+    return layout
+
+
+def unstack(ds: xr.Dataset, layout: Plan) -> xr.Dataset:
+    """The stacked variables (`plants::<v>`) as each plant's own (`<plant>::<v>`, on the plant's
+    months, years, readings and rows), as the nested model names them; others kept as they are."""
+    prefix = f"{STACK}{SEP}"
+    out = {str(k): v for k, v in ds.data_vars.items() if not str(k).startswith(prefix)}
+    for name, var in ds.data_vars.items():
+        if not str(name).startswith(prefix):
+            continue
+        base = str(name).removeprefix(prefix)
+        for i, plant in enumerate(layout.plants):
+            part = var.isel(plant=i, drop=True) if "plant" in var.dims else var
+            picks = {
+                "month": (layout.months[i], layout.month_labels[i]),
+                "year": (layout.year_index[i], layout.years[i]),
+                "reading": (slice(None), layout.readings[i]),
+                "obs": (layout.rows[i], layout.row_ids[i]),
+            }
+            for dim in [d for d in part.dims if d in picks]:
+                where, labels = picks[dim]
+                part = part.isel({dim: where}).drop_vars(dim, errors="ignore")
+                part = part.rename({dim: f"{plant}{SEP}{dim}"})
+                part = part.assign_coords({f"{plant}{SEP}{dim}": labels})
+            out[f"{plant}{SEP}{base}"] = part
+    return xr.Dataset(out, attrs=ds.attrs)

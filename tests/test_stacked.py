@@ -1,0 +1,160 @@
+"""The stacked programme model (model/stacked.py) against the nested one (model/programme.py):
+the same joint density, and the same variables once unstacked. SYNTHETIC plants with invented
+numbers, of different windows, priors and row kinds, so that every index in the stacking is
+exercised: a plant's months, years and rows in the programme's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytest
+import xarray as xr
+
+from model.programme import build_programme_model, load_programme, resolve_programme_priors
+from model.stacked import STACK, unstack, why_not_stacked
+from tests.conftest import HEADER
+
+COLUMNS = [*HEADER.split(","), "used"]
+COMMON = {"source": "Synthetic", "url": "https://example.org/s", "reliability": "B",
+          "quote": "synthetic", "bound": "exact", "unit": "units"}  # fmt: skip
+# (id, window, rate-before prior median or None for the default): invented
+PLANTS = [("north", "2021-03", "2024-12", None), ("south", "2022-07", "2025-06", 20.0),
+          ("east", "2020-01", "2023-09", 5.0)]  # fmt: skip
+
+
+def _line(**cells) -> str:
+    row = dict.fromkeys(COLUMNS, "") | COMMON | cells
+    return ",".join(str(row[c]) for c in COLUMNS)
+
+
+def write_programme(folder, readings: int):
+    folder.mkdir(parents=True)
+    names = [p[0] for p in PLANTS]
+    (folder / "case.toml").write_text(
+        '# SYNTHETIC test programme: invented numbers.\nid = "stackable"\ntitle = "Synthetic"\n'
+        f'unit = "units"\nplants = {names!r}\n'.replace("'", '"')
+    )
+    for i, (plant, start, end, rate) in enumerate(PLANTS):
+        (folder / plant).mkdir()
+        year = int(start[:4])
+        weights = {"narrow": 0.7, "wide": 0.3} if readings == 2 else {"narrow": 1.0}
+        toml = (
+            f'# SYNTHETIC.\nid = "{plant}"\ntitle = "Synthetic {plant}"\nunit = "units"\n'
+            f'evidence = "evidence.csv"\n[window]\nstart = "{start}"\nend = "{end}"\n'
+            f'[exports]\nstart = "{start}"\n[area_ratio]\nrationale = "Synthetic."\n'
+            "[area_ratio.weights]\n"
+            + "".join(f"{k} = {v}\n" for k, v in weights.items())
+            + f'[priors.completion]\ndist = "Uniform"\nlower = "{year + 1}-01"\n'
+            f'upper = "{year + 1}-12"\nsource = "case"\nrationale = "Synthetic."\n'
+        )
+        if rate is not None:  # a plant's own prior: its parameters differ from the others'
+            toml += (
+                f'[priors.rate_before]\ndist = "LogNormal"\nmedian = {rate}\nsigma = 0.8\n'
+                'source = "case"\nrationale = "Synthetic."\n'
+            )
+        (folder / plant / "case.toml").write_text(toml)
+        lines = [",".join(COLUMNS)]
+        for j, (name, low, high) in enumerate([("narrow", 1.5, 1.6), ("wide", 1.2, 2.0)]):
+            if name in weights:
+                lines.append(_line(id=f"area-{j}", kind="area_ratio", reading=name,
+                                   period_end=f"{year + 1}-06-01", lower=low + 0.02 * i,
+                                   upper=high + 0.1 * i, bound="between", unit="ratio",
+                                   date_reported=f"{year + 1}-07-01"))  # fmt: skip
+        lines += [
+            _line(id="launches-month", kind="launches", period_start=f"{year + 1}-03-01",
+                  period_end=f"{year + 1}-03-31", value=4 + i, date_reported=f"{year + 1}-04-01"),
+            _line(id="launches-year", kind="launches", period_start=f"{year + 2}-01-01",
+                  period_end=f"{year + 2}-12-31", bound="at_least",
+                  lower=60, date_reported=f"{year + 3}-01-05", reliability="C"),
+            _line(id="transfers", kind="transfers", period_end=f"{year + 2}-06-30",
+                  value=40 + 5 * i, date_reported=f"{year + 2}-08-01"),
+            _line(id="made", kind="production", period_start=f"{year + 1}-01-01",
+                  period_end=f"{year + 1}-12-31", bound="between", lower=80, upper=150,
+                  date_reported=f"{year + 2}-02-01", reliability="D"),
+            _line(id="capacity", kind="capacity", period_end=f"{year + 2}-09-30",
+                  bound="at_most", upper=200, date_reported=f"{year + 2}-10-01"),
+            _line(id="lag", kind="use_lag", period_end=f"{year + 2}-01-01", value=3,
+                  unit="months", date_reported=f"{year + 2}-01-02"),
+            _line(id="datecode", kind="date_code", period_start=f"{year + 1}-01-01",
+                  period_end=f"{year + 1}-06-30", used=f"{year + 2}-02-01", unit="months",
+                  bound="", date_reported=f"{year + 2}-03-01"),
+        ]  # fmt: skip
+        (folder / plant / "evidence.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _values(model: pm.Model, point: dict) -> xr.Dataset:
+    """Every free variable and deterministic of `model` at `point`, as one draw."""
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    outputs = model.replace_rvs_by_values([model[n] for n in names])
+    fn = pytensor.function(model.value_vars, outputs, mode="FAST_RUN")
+    values = fn(**{v.name: point[v.name] for v in model.value_vars})
+    data = {}
+    for name, value in zip(names, values, strict=True):
+        dims = model.named_vars_to_dims.get(name, ())
+        coords = {d: list(model.coords[d]) for d in dims}
+        data[name] = xr.DataArray(value, dims=dims, coords=coords).expand_dims(["chain", "draw"])
+    return xr.Dataset(data)
+
+
+def _logp(model: pm.Model, point: dict) -> float:
+    fn = pytensor.function(model.value_vars, model.logp(), mode="FAST_RUN")
+    return float(fn(**{v.name: point[v.name] for v in model.value_vars}))
+
+
+@pytest.mark.parametrize("readings", [1, 2], ids=["one reading (non-centred)", "two (mixture)"])
+def test_the_stacked_model_is_the_nested_model(tmp_path, readings):
+    """At a random point, the two builders give the same log-density and, once unstacked,
+    the same variables with the same dims, coords and values (to rounding: the stacked model
+    sums the same terms in another order)."""
+    programme = load_programme(write_programme(tmp_path / "programme", readings))
+    priors, hyper = resolve_programme_priors(programme)
+    assert why_not_stacked(programme, priors) == []
+    nested, _ = build_programme_model(programme, priors, hyper, stacked=False)
+    stacked, layout = build_programme_model(programme, priors, hyper, stacked=True)
+
+    rng = np.random.default_rng(7)
+    point = {
+        name: value + rng.normal(0, 0.3, size=np.shape(value))
+        for name, value in nested.initial_point().items()
+    }
+    plants = [p.id for p in programme.plants]
+    stacked_point = {}
+    for v in stacked.value_vars:
+        if v.name.startswith(f"{STACK}::"):
+            base = v.name.removeprefix(f"{STACK}::")
+            stacked_point[v.name] = np.stack([point[f"{p}::{base}"] for p in plants])
+        else:
+            stacked_point[v.name] = point[v.name]
+    covered = {n for n in stacked_point if not n.startswith(f"{STACK}::")} | {
+        f"{p}::{n.removeprefix(f'{STACK}::')}" for n in stacked_point for p in plants
+        if n.startswith(f"{STACK}::")
+    }  # fmt: skip
+    assert covered == set(point)  # every free variable of the nested model has its stacked one
+
+    assert _logp(stacked, stacked_point) == pytest.approx(_logp(nested, point), rel=1e-12)
+    expected = _values(nested, point)
+    got = unstack(_values(stacked, stacked_point), layout)
+    assert sorted(got.data_vars) == sorted(expected.data_vars)
+    for name in expected.data_vars:
+        assert got[name].dims == expected[name].dims, name
+        xr.testing.assert_allclose(got[name], expected[name], rtol=1e-10, atol=1e-12)
+
+
+def test_plants_with_other_indicators_are_nested_and_say_why(tmp_path):
+    from tests.test_programme import write_programme as write_mixed
+
+    programme = load_programme(write_mixed(tmp_path / "mixed"))
+    priors, hyper = resolve_programme_priors(programme)
+    reasons = why_not_stacked(programme, priors)
+    assert reasons == [
+        "serial-plant has serial rows",
+        "staffing-plant has workforce_ratio rows",
+        "casting-plant has stage_ratio rows",
+        "casting-plant declares stages",
+    ]
+    model, layout = build_programme_model(programme, priors, hyper)
+    assert layout is None and "serial-plant::rate_before" in model.named_vars
+    with pytest.raises(ValueError, match="cannot be stacked: serial-plant has serial rows"):
+        build_programme_model(programme, priors, hyper, stacked=True)

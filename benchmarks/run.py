@@ -234,6 +234,7 @@ def bench_plants(counts: list[int], samplers: list[str], tmp: Path) -> dict:
                 {
                     "sampler": name,
                     "plants": n,
+                    "model": tree.attrs.get("programme_model", "nested"),
                     "wall_s": r["wall_s"],
                     "compile_s": r["stages"]["fit stages"].get("compile", 0.0),
                     "sampling_s": sampling,
@@ -343,17 +344,23 @@ def print_tables(results: dict) -> None:
     if "plants" in results:
         print("\nPlants (synthetic programmes x 120 months, one fit each, default draws)")
         print(
-            f"{'sampler':<8} {'plants':>6} {'wall s':>7} {'compile s':>9} {'sampling s':>10} "
-            f"{'ESS/s':>7} {'div':>4} {'RSS GiB':>8} {'nc MB':>6}"
+            f"{'sampler':<8} {'plants':>6} {'model':>7} {'wall s':>7} {'compile s':>9} "
+            f"{'sampling s':>10} {'ESS/s':>7} {'div':>4} {'RSS GiB':>8} {'nc MB':>6}"
         )
         for p in results["plants"]["points"]:
             print(
-                f"{p['sampler']:<8} {p['plants']:>6} {p['wall_s']:7.1f} {p['compile_s']:9.1f} "
+                f"{p['sampler']:<8} {p['plants']:>6} {p.get('model', 'nested'):>7} "
+                f"{p['wall_s']:7.1f} {p['compile_s']:9.1f} "
                 f"{p['sampling_s']:10.1f} {p['ess_per_s']:7.1f} {p['divergences']:4d} "
                 f"{p['peak_rss_gib']:8.2f} {p['posterior_mb']:6.1f}"
             )
         for k, v in results["plants"]["exponents"].items():
             print(f"  growth exponent, {k}: {v:.2f}")
+        largest = max(p["plants"] for p in results["plants"]["points"])
+        at = {p["sampler"]: p for p in results["plants"]["points"] if p["plants"] == largest}
+        if "nutpie" in at and "pymc-c" in at:
+            ratio = at["nutpie"]["ess_per_s"] / at["pymc-c"]["ess_per_s"]
+            print(f"  ESS/s at {largest} plants, nutpie / PyMC NUTS C: {ratio:.1f}x (target >= 3x)")
     if "many" in results:
         print("\nMany cases (2 chains x 300 draws each)")
         for p in results["many"]["points"]:

@@ -305,6 +305,16 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     return blocks
 
 
+def _programme_model_text(summary: dict) -> str:
+    if summary.get("programme_model") == "stacked":
+        return (
+            "Model: the plants stacked on one `plant` dimension (model/stacked.py), one graph "
+            "for all plants."
+        )
+    reasons = "; ".join(summary.get("programme_model_reasons", [])) or "not recorded"
+    return f"Model: one sub-graph per plant (model/programme.py), because {reasons}."
+
+
 def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     """The report of a programme (several plants, model/programme.py)."""
     q, unit, prov = summary["quantities"], summary["unit"], summary["provenance"]
@@ -381,6 +391,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             "log variance to the typical value and half to the plant-to-plant spread; an "
             "assumption).",
         ),
+        ("p", _programme_model_text(summary)),
         (
             "table",
             ["quantity", "unit", "posterior median (95%)", "prior median (95%)", "meaning"],

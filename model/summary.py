@@ -272,6 +272,9 @@ def summarize_programme(idata: xr.DataTree) -> dict:
             for name, (u, description) in POOLED_QUANTITIES.items()
         },
         "hyperpriors": json.loads(attrs["hyperpriors"]),
+        # one graph with a plant dimension, or one sub-graph per plant (same model; why)
+        "programme_model": attrs.get("programme_model", "nested"),
+        "programme_model_reasons": json.loads(attrs.get("programme_model_reasons", "[]")),
         "priors": priors,
         "borrowed_priors": ["elasticity", "ramp_months"],
         "evidence": {"rows": sum(p["evidence"]["rows"] for p in plants)},

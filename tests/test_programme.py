@@ -220,3 +220,6 @@ def test_a_synthetic_programme_recovers_each_plant_and_the_total(tmp_path):
     assert "## Programme total" in page and "outside view" in page
     assert all(f"`{plant}`" in page for plant in TRUTH)
     assert "Bottleneck: which stage limits capacity" in page
+    # serials, workforce and stages keep each plant its own sub-graph (model/stacked.py)
+    assert summary["programme_model"] == "nested"
+    assert "one sub-graph per plant (model/programme.py), because serial-plant has" in page

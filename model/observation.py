@@ -106,6 +106,7 @@ def row_logp(value, mu, sigma, lower, upper, exact):
 
 def robust_logp(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd):
     """Row log-likelihood, marginalised over 'this row is an outlier'."""
+    outlier_share = pt.cast(outlier_share, "float64")  # 0.25 or 0.5 would be float32 (row_logp)
     good = row_logp(value, mu, sigma, lower, upper, exact)
     wild = row_logp(value, mu, outlier_sd, lower, upper, exact)
     return pt.logaddexp(pt.log1p(-outlier_share) + good, pt.log(outlier_share) + wild)
@@ -113,6 +114,7 @@ def robust_logp(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd
 
 def outlier_probability(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd):
     """Probability that each row is an outlier, given the parameters."""
+    outlier_share = pt.cast(outlier_share, "float64")  # as in robust_logp
     wild = pt.log(outlier_share) + row_logp(value, mu, outlier_sd, lower, upper, exact)
     return pt.exp(
         wild - robust_logp(value, mu, sigma, lower, upper, exact, outlier_share, outlier_sd)

@@ -39,13 +39,16 @@ def test_far_tail_stays_finite():
     assert np.isfinite(logp(0.0, MU + 20 * SD, UNBOUNDED, 0.0))
 
 
-def test_robust_mixture_is_the_weighted_sum_of_two_normals():
-    share, wide = 0.1, 1.5
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_robust_mixture_is_the_weighted_sum_of_two_normals(share):
+    """To double precision: Python floats that float32 holds exactly (0.5, and the wide sd
+    1.5) once became float32 constants, and their log an error of 1e-8."""
+    wide = 1.5
     got = robust_logp(2.9, MU, SD, 1.9, 3.9, 1.0, share, wide).eval()
     expected = np.log(
         (1 - share) * stats.norm.pdf(2.9, MU, SD) + share * stats.norm.pdf(2.9, MU, wide)
     )
-    assert got == pytest.approx(expected)
+    assert got == pytest.approx(expected, rel=1e-13)
 
 
 def test_rows_become_log1p_bounds_and_weights(tmp_path):

@@ -153,7 +153,6 @@ def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None 
     export_start = window.time_of(case.export_start)
     exported_share_of_month = np.clip(np.arange(window.n_months) + 1 - export_start, 0, 1)
     years = window.years
-    year_of_month = np.array([[m.year == y for m in window.months] for y in years], dtype=float)
     serials = serial_rows(case)
     # The plant's dimensions; `ns` prefixes their names ("<plant>::" in a programme, whose
     # plants have different windows and ledgers; PyMC keeps all coords in the root model).
@@ -222,7 +221,9 @@ def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None 
         production_rate(t_mid, rate_before, multiplier, completion, ramp_months),
         dims=f"{ns}month",
     )
-    pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims=f"{ns}year")
+    pm.Deterministic(
+        "production_by_year", pt.dot(window.year_of_month, production), dims=f"{ns}year"
+    )
     use = pm.Deterministic(
         "usage",
         usage(

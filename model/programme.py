@@ -189,10 +189,8 @@ def build_programme_model(
         rate_after = pm.Deterministic("rate_after", pt.sum(after))
         pm.Deterministic("capacity_multiplier", rate_after / rate_before)
         production = pm.Deterministic("production", monthly, dims="month")
-        year_of_month = np.array(
-            [[m.year == y for m in window.months] for y in window.years], dtype=float
-        )
-        pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims="year")
+        by_year = pt.dot(window.year_of_month, production)
+        pm.Deterministic("production_by_year", by_year, dims="year")
     return model, layout  # no log-prior deterministics: the programme runs no sensitivity check
 
 

@@ -139,9 +139,6 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
     t_mid = local + 0.5  # each plant's own time (months since its window's start)
     export_start = np.array([p.window.time_of(p.export_start) for p in plants])[:, None]
     exported_share_of_month = np.clip(local + 1 - export_start, 0, 1) * inside
-    year_of_month = np.array(
-        [[m.year == y for m in window.months] for y in window.years], dtype=float
-    )
 
     reading_weight = pm.Data(
         "reading_weight", np.stack([m.weights for m in mixes]), dims=("plant", "reading")
@@ -181,7 +178,7 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
         "production", production_rate(t_mid, *args) * inside, dims=("plant", "month")
     )
     pm.Deterministic(
-        "production_by_year", pt.dot(production, year_of_month.T), dims=("plant", "year")
+        "production_by_year", pt.dot(production, window.year_of_month.T), dims=("plant", "year")
     )
     pm.Deterministic(
         "usage",

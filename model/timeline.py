@@ -50,6 +50,11 @@ class Window:
     def years(self) -> list[int]:
         return sorted({m.year for m in self.months})
 
+    @property
+    def year_of_month(self) -> np.ndarray:
+        """(year, month) 0/1 weights: a monthly path times its transpose sums it by year."""
+        return np.array([[m.year == y for m in self.months] for y in self.years], dtype=float)
+
     def time_of(self, date: pd.Timestamp, *, end_of_day: bool = False) -> float:
         """Continuous model time of a date (end of that day if `end_of_day`)."""
         month = pd.Period(date, freq="M")

@@ -78,8 +78,12 @@ class Case:
         return list(self.settings.get("stages", {}))
 
 
-def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
-    """Load case.toml and its ledger from a case folder (or the case.toml itself)."""
+def load_case(
+    path: str | Path, *, as_of: str | None = None, evidence: str | Path | None = None
+) -> Case:
+    """Load case.toml and its ledger from a case folder (or the case.toml itself).
+    `evidence` checks another ledger against the case instead of the one case.toml names
+    (add-evidence checks the ledger-to-be this way before it replaces the file)."""
     path = Path(path)
     case_file = path / CASE_FILE if path.is_dir() else path
     name = str(case_file)
@@ -138,7 +142,7 @@ def load_case(path: str | Path, *, as_of: str | None = None) -> Case:
     window = Window(pd.Period(dates["window.start"], "M"), pd.Period(dates["window.end"], "M"))
     if window.end < window.start:
         raise InputError([bad("window.end", "the window ends before it starts")])
-    evidence_path = case_file.parent / str(settings["evidence"])
+    evidence_path = Path(evidence) if evidence else case_file.parent / str(settings["evidence"])
     evidence = load_evidence(evidence_path)
     if as_of is not None:
         cutoff = parse_date(as_of, end=True)

@@ -112,14 +112,16 @@ def report_all(args: argparse.Namespace) -> int:
 
 
 def add_evidence(args: argparse.Namespace) -> int:
-    """Append one row after validating the whole ledger with it; refuse duplicates."""
+    """Append one row after validating the whole ledger with it, on its own and against
+    case.toml (units, window, readings, stages); refuse duplicates."""
     from model import InputError, load_case
     from model.evidence import append_row
 
     try:
         case = load_case(args.case)
         ledger = case.input_files[1]
-        append_row(ledger, {c: getattr(args, c) for c in COLUMNS + OPTIONAL})
+        row = {c: getattr(args, c) for c in COLUMNS + OPTIONAL}
+        append_row(ledger, row, check=lambda candidate: load_case(args.case, evidence=candidate))
     except InputError as exc:
         log.error("%s", exc)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -302,9 +303,12 @@ def _date_code(raw: dict[str, str], rec: dict, bad) -> dict:
     return rec
 
 
-def append_row(path: str | Path, row: dict[str, str]) -> None:
-    """Add one row to a ledger: validate the ledger as it would be, then replace the file
-    atomically. On any problem nothing is written and InputError names the new row."""
+def append_row(
+    path: str | Path, row: dict[str, str], check: Callable[[Path], object] | None = None
+) -> None:
+    """Add one row to a ledger: validate the ledger as it would be (and `check` it, e.g.
+    against its case file), then replace the file atomically. On any problem nothing is
+    written and InputError names the new row."""
     import os
     import tempfile
 
@@ -330,13 +334,16 @@ def append_row(path: str | Path, row: dict[str, str]) -> None:
         candidate = Path(f.name)
     try:
         load_evidence(candidate)
+        if check is not None:
+            check(candidate)
     except InputError as exc:
         candidate.unlink()
         new_line = f"line {len(text.splitlines()) + 1}"
         raise InputError(
             [
+                # Problems in the candidate are the ledger's; others (case.toml) keep their file.
                 Problem(
-                    str(path),
+                    str(path) if p.file == str(candidate) else p.file,
                     "new row" if p.row.startswith(new_line) else p.row,
                     p.column,
                     p.message,

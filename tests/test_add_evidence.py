@@ -63,3 +63,23 @@ def test_a_correction_supersedes_without_editing_history(case_copy):
     assert ledger.read_text().startswith(before)
     ev = load_evidence(ledger)
     assert ev.loc["launches-yomiuri-2024-h1", "superseded_by"] == "launches-new-2025-03"
+
+
+def test_refuses_a_row_the_case_file_rules_out_and_writes_nothing(case_copy, caplog):
+    """The ledger's own rules are not enough: a count must be in the case's unit and inside
+    its window (case.toml), or the next estimate would stop on the ledger add-evidence wrote."""
+    ledger = case_copy / "evidence.csv"
+    before = ledger.read_bytes()
+    wrong_unit = [*ROW]
+    wrong_unit[wrong_unit.index("missiles")] = "launchers"
+    assert main(["add-evidence", str(case_copy), *wrong_unit]) == 2
+    assert f"{ledger}, new row, column 'unit'" in caplog.text
+    late = [*ROW]
+    late[late.index("2025-03-01")] = "2026-03-01"
+    late[late.index("2025-03-31")] = "2026-03-31"
+    late[late.index("2025-04-02")] = "2026-04-02"
+    assert main(["add-evidence", str(case_copy), *late]) == 2
+    assert f"{ledger}, new row, column 'period_end'" in caplog.text
+    assert "widen [window] in the case file" in caplog.text
+    assert ledger.read_bytes() == before
+    assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]

@@ -1,24 +1,26 @@
-"""capest benchmarks: end to end, samplers, scaling and many cases. Prints tables and writes
-benchmarks/results.json.
+"""capest benchmarks: end to end, samplers, scaling, plants and many cases. Prints tables and
+writes benchmarks/results.json.
 
-    make bench                      (all sections: an estimated 90 minutes on 2 cores)
+    make bench                      (all sections: about 100 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --only e2e,scaling --repeats 1
 
 Every figure comes from a fresh process (`capest estimate ...`), timed from outside, with its
 peak memory from os.wait4. The machine is shared and noisy, so the tables report medians over
 repetitions and ratios of figures measured in the same run; never compare across runs.
 
-Sections
+Sections (--only)
   e2e       `capest estimate` on the February 11 case at default settings, cold (empty
             PyTensor and numba caches) and warm (the caches of the cold run), per sampler:
             nutpie (the default), PyMC's NUTS on numba, PyMC's NUTS on C (PyMC 5's default).
             Split into the stages the CLI records (--timings); floor = Python with the
-            libraries imported + the fastest sampler's pure sampling time.
-  samplers  from the same runs: bulk ESS per second of the main fit's sampling for the
-            slowest headline parameter, and divergences.
+            libraries imported + the fastest sampler's pure sampling time. The sampler
+            comparison comes from the same runs: bulk ESS per second of the main fit's
+            sampling for the slowest headline parameter, and divergences.
   scaling   synthetic cases (benchmarks/synthetic.py) of 24-240 months and 10-1,000 evidence
-            rows: wall time, sampling time per gradient evaluation, peak memory, and the
-            growth exponent b of a fit figure ~ size^b.
+            rows, `--no-conditional`: wall time, sampling time per gradient evaluation, peak
+            memory, posterior.nc size, and the growth exponent b of a figure ~ size^b.
+  plants    synthetic programmes of 1-50 plants x 120 months (--plants): the same figures,
+            nutpie at every size and PyMC's C NUTS at the largest (--plant-samplers).
   many      `capest report --all` on 1, 4 and 16 synthetic cases against the same cases
             estimated one after another (few draws: this measures the orchestration).
 """

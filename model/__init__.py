@@ -8,7 +8,7 @@ The pipeline is a chain of plain functions, each callable from a notebook:
     build_model(case, priors) -> pymc.Model
     fit(case, priors, settings) -> DataTree      (posterior, diagnostics, provenance)
     summarize(idata) -> dict                     (the summary.json contract)
-    write_report(idata, summary, case) -> Path   (reports/<case>/<UTC timestamp>/)
+    write_report(idata, summary, reports_dir) -> Path  (reports/<case>/<UTC timestamp>/)
 """
 
 import os

@@ -39,8 +39,9 @@ NAMES = (
     "use_lag",
     "burst_sd",
 )
-# Priors that only a case with evidence of a kind needs; they have no default (no source
-# gives one), so such a case must set them under [priors.<name>].
+# Priors that only a case with evidence of a kind needs; priors.toml gives weak defaults for
+# the workforce pair, none for the shipment pair (no source gives one), so a case with
+# shipments must set them under [priors.<name>].
 CONDITIONAL = {
     "units_per_shipment": "shipments",
     "shipment_share": "shipments",

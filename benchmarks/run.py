@@ -1,7 +1,7 @@
 """capest benchmarks: end to end, samplers, scaling, plants and many cases. Prints tables and
 writes benchmarks/results.json.
 
-    make bench                      (all sections: about 100 minutes on 2 cores)
+    make bench                      (all sections: about 2 hours on 2 cores)
     .venv/bin/python benchmarks/run.py --only e2e,scaling --repeats 1
 
 Every figure comes from a fresh process (`capest estimate ...`), timed from outside, with its

@@ -306,8 +306,9 @@ def _date_code(raw: dict[str, str], rec: dict, bad) -> dict:
 def append_row(
     path: str | Path, row: dict[str, str], check: Callable[[Path], object] | None = None
 ) -> None:
-    """Add one row to a ledger: validate the ledger as it would be (and `check` it, e.g.
-    against its case file), then replace the file atomically. On any problem nothing is
+    """Add one row to a ledger: validate the ledger as it would be with `check` (default
+    `load_evidence`; add-evidence passes one that also checks it against case.toml, which
+    loads the ledger itself), then replace the file atomically. On any problem nothing is
     written and InputError names the new row."""
     import os
     import tempfile
@@ -333,9 +334,7 @@ def append_row(
         csv.writer(f, lineterminator="\n").writerow([row.get(c, "") for c in header])
         candidate = Path(f.name)
     try:
-        load_evidence(candidate)
-        if check is not None:
-            check(candidate)
+        (check or load_evidence)(candidate)
     except InputError as exc:
         candidate.unlink()
         new_line = f"line {len(text.splitlines()) + 1}"

@@ -49,6 +49,21 @@ def headline_names(summary: dict) -> list[str]:
     return ["rate_before", "rate_after", "capacity_multiplier", *years, "p_capacity_doubled"]
 
 
+def other_changes(old: dict, new: dict) -> list[str]:
+    """What changed besides the inputs: model and capest versions, sampler, sampler settings
+    and package versions ("-" where the older run did not record it)."""
+    changes = []
+    for key in ("model_version", "capest_version", "sampler"):
+        if old.get(key, "-") != new.get(key, "-"):
+            changes.append(f"{key} {old.get(key, '-')} -> {new.get(key, '-')}")
+    for group in ("sampler_settings", "packages"):
+        before, after = old.get(group, {}), new.get(group, {})
+        for key in sorted(set(before) | set(after)):
+            if before.get(key, "-") != after.get(key, "-"):
+                changes.append(f"{key} {before.get(key, '-')} -> {after.get(key, '-')}")
+    return changes
+
+
 def diff(previous: dict, current: dict, previous_run: str | None = None) -> dict:
     """Old and new headline quantities, the shift in units of the old posterior sd, and the
     evidence rows added or removed since, ranked by how far each moves rate_after now."""
@@ -82,6 +97,7 @@ def diff(previous: dict, current: dict, previous_run: str | None = None) -> dict
     moved = sorted((i for i in added if i in shifts), key=lambda i: -abs(shifts[i]))
     return {
         "previous_run": previous_run,
+        "other_changes": other_changes(previous["provenance"], current["provenance"]),
         "previous_created": previous.get("created"),
         "previous_input_hash": previous["provenance"]["input_hash"],
         "same_inputs": previous["provenance"]["input_hash"] == current["provenance"]["input_hash"],

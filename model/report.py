@@ -494,10 +494,15 @@ def _diff_blocks(summary: dict) -> list[tuple]:
                 shift,
             ]
         )
+    # Older summaries have no "other_changes".
+    changed = ", ".join(d.get("other_changes", []))
     if d["same_inputs"]:
-        text = (
-            "The inputs are unchanged (same input hash): any difference comes from the "
-            "code, the settings or Monte Carlo error."
+        text = "The inputs are unchanged (same input hash). " + (
+            f"Changed since: {changed}. Any difference comes from these, the code or Monte "
+            "Carlo error."
+            if changed
+            else "Model version, sampler settings and packages are too: any difference comes "
+            "from the code or Monte Carlo error."
         )
     else:
         added = ", ".join(d["evidence_added"]) or "none"
@@ -511,6 +516,8 @@ def _diff_blocks(summary: dict) -> list[tuple]:
             )
             text += f" Of the added rows, leaving each out would move rate_after by: {moved}."
         text += " Changes to priors or the case file also change the input hash."
+        if changed:
+            text += f" Also changed: {changed}."
     return [
         ("h2", "What changed"),
         (

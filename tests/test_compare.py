@@ -41,3 +41,24 @@ def test_added_and_removed_rows_ranked_by_influence():
     d = diff(old, new)
     assert d["evidence_added"] == ["x", "y"] and d["evidence_removed"] == ["c"]
     assert [r["id"] for r in d["added_rows_by_influence"]] == ["y", "x"]
+
+
+def test_changes_besides_the_inputs_are_named_and_reported():
+    from model.report import _diff_blocks, to_markdown
+
+    old, new = summary(), summary()
+    # a run saved before the adaptation setting existed, then one after an upgrade
+    old["provenance"] |= {"model_version": "5", "sampler_settings": {"draws": 1000},
+                          "packages": {"pymc": "6.4.0", "numpy": "2.3.0"}}  # fmt: skip
+    new["provenance"] |= {"model_version": "5",
+                          "sampler_settings": {"draws": 1000, "adaptation": "draw_diag"},
+                          "packages": {"pymc": "6.4.1", "numpy": "2.3.0"}}  # fmt: skip
+    d = diff(old, new, "run-1")
+    assert d["same_inputs"]
+    assert d["other_changes"] == ["adaptation - -> draw_diag", "pymc 6.4.0 -> 6.4.1"]
+    md = to_markdown(_diff_blocks({"diff": d}))
+    assert "Changed since: adaptation - -> draw_diag, pymc 6.4.0 -> 6.4.1." in md
+
+    assert diff(new, new)["other_changes"] == []
+    md = to_markdown(_diff_blocks({"diff": diff(new, new)}))
+    assert "Model version, sampler settings and packages are too" in md

@@ -50,10 +50,10 @@ def headline_names(summary: dict) -> list[str]:
 
 
 def other_changes(old: dict, new: dict) -> list[str]:
-    """What changed besides the inputs: model and capest versions, sampler, sampler settings
-    and package versions ("-" where the older run did not record it)."""
+    """What changed besides the inputs: model and capest versions, sampler settings (the
+    sampler among them) and package versions ("-" where the older run did not record it)."""
     changes = []
-    for key in ("model_version", "capest_version", "sampler"):
+    for key in ("model_version", "capest_version"):
         if old.get(key, "-") != new.get(key, "-"):
             changes.append(f"{key} {old.get(key, '-')} -> {new.get(key, '-')}")
     for group in ("sampler_settings", "packages"):

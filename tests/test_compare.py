@@ -59,6 +59,13 @@ def test_changes_besides_the_inputs_are_named_and_reported():
     md = to_markdown(_diff_blocks({"diff": d}))
     assert "Changed since: adaptation - -> draw_diag, pymc 6.4.0 -> 6.4.1." in md
 
+    # the provenance records the sampler at the top and among the settings: named once
+    fallback = copy.deepcopy(new)
+    fallback["provenance"]["sampler"] = "pymc"
+    fallback["provenance"]["sampler_settings"]["sampler"] = "pymc"
+    new["provenance"]["sampler"] = new["provenance"]["sampler_settings"]["sampler"] = "nutpie"
+    assert diff(new, fallback)["other_changes"] == ["sampler nutpie -> pymc"]
+
     assert diff(new, new)["other_changes"] == []
     md = to_markdown(_diff_blocks({"diff": diff(new, new)}))
     assert "Model version, sampler settings and packages are too" in md

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthetic import write_programme  # noqa: E402
+from synthetic import PROGRAMME_TOTALS, write_programme  # noqa: E402
 
 
 def main() -> int:
@@ -79,8 +79,7 @@ def main() -> int:
     settings = SamplerSettings()
     args.adaptation = args.adaptation or settings.adaptation
     free = [v.name for v in model.free_RVs]
-    totals = ["rate_before", "rate_after", "capacity_multiplier"]
-    compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=free + totals)
+    compiled = nutpie.compile_pymc_model(model, backend="numba", var_names=free + PROGRAMME_TOTALS)
     start = time.perf_counter()
     trace = nutpie.sample(
         compiled,
@@ -104,7 +103,7 @@ def main() -> int:
     )
     post = trace["posterior"].to_dataset()
     ess = az.ess(post, method="bulk")
-    least = min(float(ess[v]) for v in totals)
+    least = min(float(ess[v]) for v in PROGRAMME_TOTALS)
     print(
         f"  programme totals: lowest bulk ESS {least:.0f}, "
         f"{1e3 * least / steps:.1f} per 1k gradients"

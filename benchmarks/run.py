@@ -41,7 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthetic import write_case, write_programme  # noqa: E402
+from synthetic import PROGRAMME_TOTALS, write_case, write_programme  # noqa: E402
 
 CASE = ROOT / "data" / "cases" / "february-11-plant"
 CAPEST = [sys.executable, "-m", "model.cli"]
@@ -229,13 +229,12 @@ def bench_plants(counts: list[int], samplers: list[str], tmp: Path) -> dict:
             reports = tmp / f"reports-plants-{name}-{n}"
             r = estimate(case, reports, caches, "--sampler", name)
             tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="h5netcdf")
-            totals = ["rate_before", "rate_after", "capacity_multiplier"]
-            ess = az.ess(tree["posterior"].to_dataset()[totals], method="bulk")
+            ess = az.ess(tree["posterior"].to_dataset()[PROGRAMME_TOTALS], method="bulk")
             sampling = r["stages"]["fit stages"]["sampling (main fit)"]
             # ESS/s = ESS per gradient x gradients per second: how well the sampler moves
             # against what each log-density + gradient evaluation costs (all chains).
             steps = int(tree["sample_stats"]["n_steps"].sum())
-            least = min(float(ess[v]) for v in totals)
+            least = min(float(ess[v]) for v in PROGRAMME_TOTALS)
             out.append(
                 {
                     "sampler": name,

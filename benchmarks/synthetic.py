@@ -18,6 +18,8 @@ from model.evidence import COLUMNS
 
 RATE_BEFORE, RATE_AFTER, USED_SHARE = 10.0, 15.0, 0.7
 HEADER = COLUMNS
+# A synthetic programme's totals over plants: the benchmarks rate a sampler by their lowest ESS.
+PROGRAMME_TOTALS = ["rate_before", "rate_after", "capacity_multiplier"]
 
 
 def write_case(folder: Path, months: int, rows: int, seed: int = 0) -> Path:

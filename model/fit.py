@@ -15,6 +15,7 @@ from pathlib import Path
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pymc as pm
 import xarray as xr
 
@@ -344,16 +345,28 @@ def with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> 
 
 
 def ledger_dataset(case: Case) -> xr.Dataset:
-    """The whole ledger (context rows too) as strings, so reports need nothing but the file."""
-    ev = case.evidence.drop(columns=["line"]).copy()
-    for column in ("period_start", "period_end", "date_reported"):
-        ev[column] = ev[column].dt.strftime("%Y-%m-%d").fillna("")
+    """The whole ledger (context rows too) as strings, so reports need nothing but the file.
+    Each cell is turned into text one by one: a column cast as a whole (`astype(str)` then
+    `to_numpy(dtype=str)`) is cut to one character under pandas 3 when it holds a missing value."""
+    ev = case.evidence.drop(columns=["line"])
     data = {
-        c: ("row", ev[c].astype(str).replace("nan", "").to_numpy(dtype=str))
+        c: ("row", np.array([cell_text(v) for v in ev[c]], dtype=object))
         for c in ev.columns
         if c != "id"
     }
-    return xr.Dataset(data, coords={"row": ev["id"].to_numpy(dtype=str)})
+    return xr.Dataset(data, coords={"row": np.array([str(i) for i in ev["id"]], dtype=object)})
+
+
+def cell_text(value) -> str:
+    """A validated ledger cell as the analyst wrote it: dates as YYYY-MM-DD, numbers as plain
+    decimals without a trailing .0 (74, 2.6), missing values as empty text."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, float | np.floating):
+        return np.format_float_positional(value, trim="-")
+    return str(value)
 
 
 def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: str) -> dict:

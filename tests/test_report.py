@@ -236,8 +236,8 @@ def test_every_ledger_cell_reaches_the_saved_evidence_and_the_report(small_fit, 
     string cast once cut every value to its first character: "74" showed as "7")."""
     import csv
 
-    from tests.conftest import CASE
     from model.timeline import parse_date
+    from tests.conftest import CASE
 
     ledger = list(csv.DictReader((CASE / "evidence.csv").open(encoding="utf-8")))
     folder = write_report(small_fit, summary, tmp_path)

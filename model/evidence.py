@@ -55,9 +55,11 @@ KINDS = {
 # kept in the ledger (history is never edited) but no longer modelled. `block` names the
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
 # `bias_group` names a group of rows (normally one source's) that share one bias term.
+# `same_as` names the row that first reported the figure this row relays (another outlet's
+# copy, a quote of the same official count): the group enters the likelihood once (`relays`).
 # `used` is the date a `date_code` row's item was used or recovered. `stage` names the
 # production stage ([stages.<name>] in case.toml) whose capacity a `stage_ratio` row measures.
-OPTIONAL = ["supersedes", "block", "bias_group", "used", "stage"]
+OPTIONAL = ["supersedes", "same_as", "block", "bias_group", "used", "stage"]
 MODELLED_KINDS = (
     "launches",
     "transfers",
@@ -110,6 +112,7 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
             continue
         raw = {
             "supersedes": "",
+            "same_as": "",
             "block": "",
             "bias_group": "",
             "used": "",
@@ -142,12 +145,71 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
         superseded_by[target] = r["id"]
     for r in records:
         r["superseded_by"] = superseded_by.get(r["id"], "")
+    problems += _relays(records, name)
     if problems:
         raise InputError(problems)
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         raise InputError([Problem(name, "header", "-", "the ledger has no rows")])
     return frame.set_index("id", drop=False)
+
+
+GRADE_ORDER = {g: i for i, g in enumerate(GRADES)}
+
+
+def _relays(records: list[dict], name: str) -> list[Problem]:
+    """Group rows that relay one figure (`same_as`) and pick the one row that counts.
+
+    A group is a row and every row whose `same_as` names it (directly or through another
+    relay). It enters the likelihood once, as its best-graded row that is not superseded (the
+    earliest in the ledger among equals): the copies add no information about the figure, only
+    about who repeated it, and the best grade is the most faithful rendering available. Every
+    other member stays in the ledger and the report, marked with `counted_as` (the row that
+    counts for it); the others' wording differences are the outlets', not the source's."""
+    by_id = {r["id"]: r for r in records if r["id"]}
+    problems = []
+    for r in records:
+        r["counted_as"] = ""
+        target = r["same_as"]
+        if not target:
+            continue
+        where = f"line {r['line']} (id '{r['id']}')"
+        if target == r["id"] or target not in by_id:
+            why = "a row cannot relay itself" if target == r["id"] else "no row has this id"
+            problems.append(Problem(name, where, "same_as", f"'{target}': {why}"))
+        elif by_id[target]["kind"] != r["kind"]:
+            message = f"'{target}' is a {by_id[target]['kind']} row; a relay has its kind"
+            problems.append(Problem(name, where, "same_as", message))
+        elif r["kind"] not in MODELLED_KINDS:
+            message = f"only modelled rows ({', '.join(MODELLED_KINDS)}) are counted once"
+            problems.append(Problem(name, where, "same_as", message))
+    if problems:
+        return problems
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        root, seen = r, {r["id"]}
+        while root["same_as"]:
+            root = by_id[root["same_as"]]
+            if root["id"] in seen:
+                where = f"line {r['line']} (id '{r['id']}')"
+                return [Problem(name, where, "same_as", "rows relay each other in a circle")]
+            seen.add(root["id"])
+        groups.setdefault(root["id"], []).append(r)
+    for members in groups.values():
+        live = [r for r in members if not r["superseded_by"]]
+        if len(members) < 2 or not live:
+            continue
+        counted = min(live, key=lambda r: (GRADE_ORDER.get(r["reliability"], 9), r["line"]))
+        for r in members:
+            r["counted_as"] = "" if r is counted else counted["id"]
+    return problems
+
+
+def modelled(evidence: pd.DataFrame) -> pd.DataFrame:
+    """The rows the likelihood sees: neither superseded nor relaying a figure another row
+    counts (`same_as`). Every consumer of the evidence filters through here."""
+    keep = (evidence["superseded_by"] == "") & (evidence["counted_as"] == "")
+    return evidence[keep]
 
 
 def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list[Problem]]:

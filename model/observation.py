@@ -17,8 +17,8 @@ import pandas as pd
 import pytensor.tensor as pt
 from pymc.distributions.dist_math import log_diff_normal_cdf
 
-from model.evidence import MODELLED_KINDS
-from model.timeline import Window
+from model.evidence import MODELLED_KINDS, modelled
+from model.timeline import Window, parse_date
 
 UNBOUNDED = 1e3  # stands for +-infinity on the log(1 + S) scale; Phi(+-1e3 / sd) is exactly 1 / 0
 
@@ -32,6 +32,7 @@ class Observations:
     launch_weights: np.ndarray  # (obs, month): share of each month inside a launch row's period
     transfer_weights: np.ndarray  # (obs, month): cumulative weights up to a transfer row's date
     is_lag: np.ndarray  # (obs,) 1.0 for use_lag and date_code rows
+    lag_weights: np.ndarray  # (obs, month): 1 at the month a lag row's item was used
     production_weights: np.ndarray  # (obs, month): production rows' share of each month, and
     # capacity rows' 12 x the month of their date (units a year at that month's rate)
     shipment_weights: np.ndarray  # (obs, month): share of each month in a shipment row's period
@@ -47,9 +48,14 @@ class Observations:
 
 
 def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]) -> Observations:
-    rows = evidence[evidence["kind"].isin(MODELLED_KINDS) & (evidence["superseded_by"] == "")]
+    rows = modelled(evidence)
+    rows = rows[rows["kind"].isin(MODELLED_KINDS)]
     n, t = len(rows), window.n_months
-    launch_w, transfer_w, production_w, shipment_w = (np.zeros((n, t)) for _ in range(4))
+    launch_w, transfer_w, production_w, shipment_w, lag_w = (np.zeros((n, t)) for _ in range(5))
+
+    def month_of(date) -> int:
+        return min(max(int(np.floor(window.time_of(date))), 0), t - 1)
+
     for i, (_, row) in enumerate(rows.iterrows()):
         if row["kind"] == "launches":
             launch_w[i] = window.overlap(row["period_start"], row["period_end"])
@@ -60,8 +66,11 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
         elif row["kind"] == "shipments":
             shipment_w[i] = window.overlap(row["period_start"], row["period_end"])
         elif row["kind"] == "capacity":
-            month = int(np.floor(window.time_of(row["period_end"])))
-            production_w[i, min(max(month, 0), t - 1)] = 12.0
+            production_w[i, month_of(row["period_end"])] = 12.0
+        elif row["kind"] == "use_lag":  # the item was used on period_end
+            lag_w[i, month_of(row["period_end"])] = 1.0
+        elif row["kind"] == "date_code":
+            lag_w[i, month_of(parse_date(row["used"], end=True))] = 1.0
     bias = rows["bias_group"].fillna("").astype(str).tolist() if "bias_group" in rows else [""] * n
     groups = sorted({g for g in bias if g})
     bound = rows["bound"].to_numpy()
@@ -80,6 +89,7 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
         launch_weights=launch_w,
         transfer_weights=transfer_w,
         is_lag=rows["kind"].isin(["use_lag", "date_code"]).to_numpy(dtype=float),
+        lag_weights=lag_w,
         production_weights=production_w,
         shipment_weights=shipment_w,
         stage=rows["stage"].to_numpy(dtype=str) if "stage" in rows else np.full(n, ""),

@@ -32,6 +32,7 @@ import pandas as pd
 import pytensor.tensor as pt
 
 from model.errors import InputError, Problem
+from model.evidence import modelled
 from model.timeline import Window
 
 WALL = 0.5  # items: width of the soft wall beyond the largest serial a date allows
@@ -79,7 +80,8 @@ def serial_logp(produced, order, needed, wall: float = WALL):
 def serial_rows(case) -> Serials | None:
     """The case's serial sightings and blocks, validated against case.toml; None if none."""
     ev = case.evidence
-    rows = ev[(ev["kind"] == "serial") & (ev["superseded_by"] == "")]
+    rows = modelled(ev)
+    rows = rows[rows["kind"] == "serial"]
     if rows.empty:
         return None
     window: Window = case.window

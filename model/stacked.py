@@ -23,6 +23,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from model.build import Readings, prior, readings
+from model.evidence import modelled
 from model.observation import (
     Observations,
     measurement_draw,
@@ -58,8 +59,9 @@ def why_not_stacked(programme, priors: dict[str, Priors]) -> list[str]:
     reasons = []
     for plant in programme.plants:
         ev = plant.evidence
-        modelled = ev[(ev["superseded_by"] == "") & ~ev["kind"].isin(["area_ratio", "context"])]
-        other = sorted(set(modelled["kind"]) - CORE_KINDS)
+        live = modelled(ev)
+        live = live[~live["kind"].isin(["area_ratio", "context"])]
+        other = sorted(set(live["kind"]) - CORE_KINDS)
         if other:
             reasons.append(f"{plant.id} has {', '.join(other)} rows")
         if "bias_group" in ev and (ev["bias_group"].fillna("") != "").any():

@@ -2,8 +2,16 @@
 
     production[t]  = rate_before x (1 + (capacity_multiplier - 1) x ramp(t))
     capacity_multiplier = (floor-area ratio) ^ elasticity
-    usage[t]       = export_share x production(t - use_lag)   (after exports began)
-    transfers(D)   = export_share x production exported up to date D
+    exported[t]    = export_share x production[t]   (after exports began)
+    stock          the user's stock between delivery and use (model/production.py stock_flow):
+                   exported units arrive as they are made; each month the user uses a share
+                   1 - exp(-hazard[t]) of what it holds, hazard[t] = exp(burst_sd x z[t] -
+                   burst_sd^2 / 2) / use_lag, z[t] ~ Normal(0, 1): use_lag is the mean months
+                   an item is held, burst_sd how much the pace of use changes month to month
+    usage[t]       = units used in month t (latent, one per month, shared by every row)
+    launches(P)    = the sum of usage over the months of P (a share of a partial month)
+    transfers(D)   = exported production up to date D
+    use_lag / date_code rows = the mean age of the items used in the row's month
     production(P)  = production in period P; capacity(D) = 12 x production[D]
     shipments(P)   = exported production in P / (units_per_shipment x shipment_share)
     workforce_ratio rows measure the worker ratio W; with them the multiplier is
@@ -11,13 +19,18 @@
     declared stages ([stages.<s>]): each has a growth g_s (stage_ratio rows measure it) and
                      the multiplier is the smooth minimum of the assembly floor's and the g_s
     each evidence row ~ censored, robust normal on log(1 + predicted quantity), times
-                     exp(source_bias) for rows in a bias_group
+                     exp(source_bias) for rows in a bias_group; rows that relay one figure
+                     (`same_as`) enter once (model/evidence.py)
     serial sightings ~ the German-tank likelihood on the production path (model/serials.py)
 
 The floor-area ratio is ambiguous: each reading of the wording gives a range. Rather than a
 discrete reading (which NUTS cannot sample), the model samples the identified quantity
 log(elasticity x ln ratio) from the mixture that the elasticity prior and the readings imply,
 and records each reading's posterior probability. See ARCHITECTURE.md for dimension names.
+
+`dynamics="flow"` builds the model as it was before the stock (use = export_share x
+production lagged by use_lag, with independent salvo noise per row); it is kept only so that
+benchmarks/compare_models.py can compare the two by PSIS-LOO.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from model.case import ASSEMBLY, Case
+from model.evidence import modelled
 from model.observation import (
     Observations,
     measurement_draw,
@@ -37,7 +51,7 @@ from model.observation import (
     robust_logp,
 )
 from model.priors import Priors, PriorSpec, stage_prior
-from model.production import production_rate, smooth_min, usage
+from model.production import production_rate, smooth_min, stock_flow, usage
 from model.serials import serial_logp, serial_rows
 
 
@@ -61,7 +75,8 @@ def readings(case: Case, elasticity: PriorSpec) -> Readings:
     log-normal elasticity prior times ln(ratio) with ratio uniform on the range, matched in
     the first two moments of the log (the range is narrow, so the match is close)."""
     ev = case.evidence
-    rows = ev[(ev["kind"] == "area_ratio") & (ev["superseded_by"] == "")]
+    rows = modelled(ev)
+    rows = rows[rows["kind"] == "area_ratio"]
     names = case.readings
     low, high, grid_mean, grid_sd = [], [], [], []
     for name in names:
@@ -128,9 +143,12 @@ class Pooled:
     ramp_months: pt.TensorVariable
 
 
-def build_model(case: Case, priors: Priors) -> pm.Model:
+DYNAMICS = ("stock", "flow")
+
+
+def build_model(case: Case, priors: Priors, dynamics: str = "stock") -> pm.Model:
     with pm.Model() as model:
-        plant_graph(case, priors)
+        plant_graph(case, priors, dynamics=dynamics)
         add_log_priors(model)
     return model
 
@@ -142,7 +160,13 @@ def add_log_priors(model: pm.Model) -> None:
             pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
 
 
-def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None = None) -> None:
+def plant_graph(
+    case: Case,
+    priors: Priors,
+    ns: str = "",
+    pooled: Pooled | None = None,
+    dynamics: str = "stock",
+) -> None:
     """One plant's variables and likelihood, in the current model context. Alone (`ns` ""),
     this is the whole model; in a programme each plant is a named sub-model whose dims are
     prefixed with `ns` and whose elasticity and ramp come from `pooled`."""
@@ -224,25 +248,40 @@ def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None 
     pm.Deterministic(
         "production_by_year", pt.dot(window.year_of_month, production), dims=f"{ns}year"
     )
-    use = pm.Deterministic(
-        "usage",
-        usage(
-            t_mid,
-            rate_before,
-            multiplier,
-            completion,
-            ramp_months,
-            export_share,
-            use_lag,
-            export_start,
-        ),
-        dims=f"{ns}month",
-    )
     exported = export_share * production * exported_share_of_month
+    if dynamics == "stock":
+        # Latent monthly use, shared by every row that covers the month: nested and
+        # overlapping counts agree or conflict through the same months (non-centred z).
+        z = pm.Normal("use_z", 0.0, 1.0, dims=f"{ns}month")
+        hazard = pt.exp(burst_sd * z - burst_sd**2 / 2) / use_lag
+        initial = None
+        if export_start <= 0:
+            # Exports began before the window: the user then holds the steady-state stock of
+            # the exported flow at the pre-expansion rate (an assumption, data/README.md).
+            mean_hazard = 1.0 / use_lag
+            initial = export_share * rate_before * pt.exp(-mean_hazard) / -pt.expm1(-mean_hazard)
+        used, held, mean_age = stock_flow(exported, hazard, initial)
+        use = pm.Deterministic("usage", used, dims=f"{ns}month")
+        pm.Deterministic("stock", held - used, dims=f"{ns}month")  # held at each month's end
+        lag_quantity = pt.dot(obs.lag_weights, mean_age)
+    else:
+        use = pm.Deterministic(
+            "usage",
+            usage(
+                t_mid,
+                rate_before,
+                multiplier,
+                completion,
+                ramp_months,
+                export_share,
+                use_lag,
+                export_start,
+            ),
+            dims=f"{ns}month",
+        )
+        lag_quantity = obs.is_lag * use_lag
     quantity = (
-        pt.dot(obs.launch_weights, use)
-        + pt.dot(obs.transfer_weights, exported)
-        + obs.is_lag * use_lag
+        pt.dot(obs.launch_weights, use) + pt.dot(obs.transfer_weights, exported) + lag_quantity
     )
     # Terms of kinds the ledger lacks stay out of the graph: compile time grows with it.
     if obs.production_weights.any():
@@ -265,12 +304,17 @@ def plant_graph(case: Case, priors: Priors, ns: str = "", pooled: Pooled | None 
         quantity = quantity * factor
     predicted = pm.Deterministic("predicted", quantity, dims=f"{ns}obs")
 
-    # Use comes in salvos: each month's use is the expected use times an independent
-    # mean-one log-normal factor with sd burst_sd. The log of a sum over n months then has
-    # variance log(1 + (exp(burst_sd^2) - 1) / n), added to the row's reporting noise: short
-    # periods (one day, one month) say less about the underlying rate than long ones.
     months = obs.launch_weights.sum(axis=1)
-    burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
+    if dynamics == "stock":
+        # Salvos inside a month are not shared between rows: a row shorter than a month sees
+        # its share of the month's use times day-to-day clustering, taken as independent with
+        # the month-to-month sd (an assumption): variance log(1 + (e^sd^2 - 1)(1/n - 1)) for
+        # a row covering n < 1 months, none for a row of whole months.
+        short = np.maximum(1.0 / np.maximum(months, 1e-3) - 1.0, 0.0)
+        burst_var = pt.log1p(pt.expm1(burst_sd**2) * short)
+    else:
+        # The flow model: each row's own salvo noise, as if its months were independent.
+        burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
     sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
 
     # The observed values and their forms are data, so that checks can refit one compiled

@@ -45,3 +45,38 @@ def smooth_min(log_values, k: float = BOTTLENECK_SHARPNESS):
     gradient shares the weight between stages that are close, so NUTS can move across the
     point where the binding stage changes (a hard min has a kink there)."""
     return -pt.logsumexp(-k * log_values) / k
+
+
+def stock_flow(arrivals, hazard, initial=0.0):
+    """The user's stock between delivery and use, month by month (last axis: months).
+
+    Each month m the user holds what was left at the end of month m - 1 plus what arrived in m,
+    and uses a share 1 - exp(-hazard[m]) of it, drawn at random from what it holds (so every
+    item held is equally likely to be used, whatever its age). Use can never exceed what was
+    delivered, and a month of heavy use empties the stock that later months would have drawn
+    on: surges and pauses are what the stock does, not noise.
+
+    The recursion S[m] = (S[m - 1] + arrivals[m]) exp(-hazard[m]) is written in closed form, so
+    the graph has no scan: with L the cumulative hazard before month m, an item that arrived in
+    month k <= m is still held at the start of month m with probability exp(-(L[m] - L[k])).
+    That is a (months x months) triangle, cheap for windows of a few years (34 months: 1,156
+    terms). `initial` is stock held before the first month (age: counted from month 0).
+
+    Returns (use, held, mean_age): units used per month; units available to use in each month
+    (stock at its start plus its arrivals); and the mean age in months, since arrival, of the
+    items used in each month (0 where nothing is held)."""
+    hazard = pt.as_tensor(hazard)
+    n = hazard.shape[-1]
+    before = pt.cumsum(hazard, axis=-1) - hazard  # L[m]: hazard of the months before m
+    lower = pt.tril(pt.ones((n, n)))  # [m, k]: k <= m
+    gap = (before[..., :, None] - before[..., None, :]) * lower  # >= 0 on the triangle
+    survive = pt.exp(-gap) * lower
+    arrivals = pt.as_tensor(arrivals)
+    months = pt.arange(n)
+    age = (months[:, None] - months[None, :]) * lower
+    from_initial = initial * pt.exp(-before) if initial is not None else 0.0
+    held = pt.sum(survive * arrivals[..., None, :], axis=-1) + from_initial
+    aged = pt.sum(survive * age * arrivals[..., None, :], axis=-1) + from_initial * months
+    use = -pt.expm1(-hazard) * held
+    mean_age = aged / pt.maximum(held, 1e-9)
+    return use, held, mean_age

@@ -47,24 +47,25 @@ def smooth_min(log_values, k: float = BOTTLENECK_SHARPNESS):
     return -pt.logsumexp(-k * log_values) / k
 
 
-def stock_flow(arrivals, hazard, initial=0.0):
+def stock_flow(arrivals, hazard, initial=None, first=0):
     """The user's stock between delivery and use, month by month (last axis: months).
 
-    Each month m the user holds what was left at the end of month m - 1 plus what arrived in m,
-    and uses a share 1 - exp(-hazard[m]) of it, drawn at random from what it holds (so every
-    item held is equally likely to be used, whatever its age). Use can never exceed what was
-    delivered, and a month of heavy use empties the stock that later months would have drawn
-    on: surges and pauses are what the stock does, not noise.
+        Each month m the user holds what was left at the end of month m - 1 plus what arrived in m,
+        and uses a share 1 - exp(-hazard[m]) of it, drawn at random from what it holds (so every
+        item held is equally likely to be used, whatever its age). Use can never exceed what was
+        delivered, and a month of heavy use empties the stock that later months would have drawn
+        on: surges and pauses are what the stock does, not noise.
 
-    The recursion S[m] = (S[m - 1] + arrivals[m]) exp(-hazard[m]) is written in closed form, so
-    the graph has no scan: with L the cumulative hazard before month m, an item that arrived in
-    month k <= m is still held at the start of month m with probability exp(-(L[m] - L[k])).
-    That is a (months x months) triangle, cheap for windows of a few years (34 months: 1,156
-    terms). `initial` is stock held before the first month (age: counted from month 0).
+        The recursion S[m] = (S[m - 1] + arrivals[m]) exp(-hazard[m]) is written in closed form, so
+        the graph has no scan: with L the cumulative hazard before month m, an item that arrived in
+        month k <= m is still held at the start of month m with probability exp(-(L[m] - L[k])).
+        That is a (months x months) triangle, cheap for windows of a few years (34 months: 1,156
+        terms). `initial` is stock held before month `first` (its age counted from then; before
+    `first` the hazard must be 0, as it is outside a plant's window in a stacked programme).
 
-    Returns (use, held, mean_age): units used per month; units available to use in each month
-    (stock at its start plus its arrivals); and the mean age in months, since arrival, of the
-    items used in each month (0 where nothing is held)."""
+        Returns (use, held, mean_age): units used per month; units available to use in each month
+        (stock at its start plus its arrivals); and the mean age in months, since arrival, of the
+        items used in each month (0 where nothing is held)."""
     hazard = pt.as_tensor(hazard)
     n = hazard.shape[-1]
     before = pt.cumsum(hazard, axis=-1) - hazard  # L[m]: hazard of the months before m
@@ -76,7 +77,7 @@ def stock_flow(arrivals, hazard, initial=0.0):
     age = (months[:, None] - months[None, :]) * lower
     from_initial = initial * pt.exp(-before) if initial is not None else 0.0
     held = pt.sum(survive * arrivals[..., None, :], axis=-1) + from_initial
-    aged = pt.sum(survive * age * arrivals[..., None, :], axis=-1) + from_initial * months
+    aged = pt.sum(survive * age * arrivals[..., None, :], axis=-1) + from_initial * (months - first)
     use = -pt.expm1(-hazard) * held
     mean_age = aged / pt.maximum(held, 1e-9)
     return use, held, mean_age

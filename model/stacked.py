@@ -32,7 +32,7 @@ from model.observation import (
     robust_logp,
 )
 from model.priors import Priors, PriorSpec
-from model.production import production_rate, usage
+from model.production import production_rate, stock_flow
 
 SEP = "::"
 STACK = "plants"  # the sub-model holding the stacked variables: `plants::rate_before` (plant)
@@ -51,6 +51,7 @@ class Plan:
     year_index: list[list[int]]  # each plant's years among the programme's
     readings: list[list[str]]
     rows: list[slice]  # each plant's rows in the stacked `obs` dimension
+    flat_months: list[slice]  # each plant's months in the stacked `plant_month` dimension
     row_ids: list[list[str]]
 
 
@@ -78,12 +79,14 @@ def why_not_stacked(programme, priors: dict[str, Priors]) -> list[str]:
 
 def plan(programme, obs: list[Observations]) -> Plan:
     start = programme.window.start.ordinal
-    months, row_slices, at = [], [], 0
+    months, row_slices, flat, at, flat_at = [], [], [], 0, 0
     for plant, o in zip(programme.plants, obs, strict=True):
         offset = plant.window.start.ordinal - start
         months.append(slice(offset, offset + plant.window.n_months))
         row_slices.append(slice(at, at + len(o.ids)))
+        flat.append(slice(flat_at, flat_at + plant.window.n_months))
         at += len(o.ids)
+        flat_at += plant.window.n_months
     return Plan(
         plants=[p.id for p in programme.plants],
         months=months,
@@ -95,6 +98,7 @@ def plan(programme, obs: list[Observations]) -> Plan:
         readings=[list(p.readings) for p in programme.plants],
         rows=row_slices,
         row_ids=[o.ids for o in obs],
+        flat_months=flat,
     )
 
 
@@ -119,6 +123,12 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
                 f"{p}{SEP}{i}"
                 for p, ids in zip(layout.plants, layout.row_ids, strict=True)
                 for i in ids
+            ],
+            # each plant's own months, one after another: the latent use of each (use_z)
+            "plant_month": [
+                f"{p}{SEP}{m}"
+                for p, labels in zip(layout.plants, layout.month_labels, strict=True)
+                for m in labels
             ],
         }
     )
@@ -182,47 +192,46 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
     pm.Deterministic(
         "production_by_year", pt.dot(production, window.year_of_month.T), dims=("plant", "year")
     )
-    pm.Deterministic(
-        "usage",
-        usage(t_mid, *args, column(export_share), column(use_lag), export_start) * inside,
-        dims=("plant", "month"),
-    )
+    exported = column(export_share) * production * exported_share_of_month
+    # The stock as in plant_graph, on the programme's months: each plant's latent use lives on
+    # its own months only (the same free variables as the nested model), the hazard is 0
+    # outside them, so a plant's initial stock waits for its first month.
+    flat_plant = np.concatenate([np.full(m.stop - m.start, i) for i, m in enumerate(layout.months)])
+    flat_month = np.concatenate([np.arange(m.start, m.stop) for m in layout.months])
+    z_flat = pm.Normal("use_z", 0.0, 1.0, dims="plant_month")
+    z = pt.set_subtensor(pt.zeros((len(plants), n_months))[flat_plant, flat_month], z_flat)
+    sd = column(burst_sd)
+    hazard = pt.exp(sd * z - sd**2 / 2) / column(use_lag) * inside
+    mean_hazard = 1.0 / column(use_lag)
+    steady = column(export_share * rate_before) * pt.exp(-mean_hazard) / -pt.expm1(-mean_hazard)
+    initial = steady * (export_start <= 0)  # as in plant_graph: exports began before the window
+    first = np.array([m.start for m in layout.months])[:, None]
+    used, held, mean_age = stock_flow(exported, hazard, initial, first)
+    use = pm.Deterministic("usage", used * inside, dims=("plant", "month"))
+    pm.Deterministic("stock", (held - used) * inside, dims=("plant", "month"))
 
-    # What each row sees, evaluated at only the (plant, month) pairs its weights touch (a
-    # launch row spans a month or a year, not the window): the log-density's cost grows with
-    # those pairs, not with plants x months. The full paths above are deterministics,
-    # computed once per draw, outside the gradient.
-    def production_at(p, m):
-        return production_rate(
-            t_mid[p, m], rate_before[p], multiplier[p], completion[p], ramp_months[p]
-        )
-
-    def usage_at(p, m):
-        params = (rate_before[p], multiplier[p], completion[p], ramp_months[p])
-        return usage(t_mid[p, m], *params, export_share[p], use_lag[p], export_start[p, 0])
-
-    def exported_at(p, m):
-        return export_share[p] * production_at(p, m) * exported_share_of_month[p, m]
-
-    def seen(weights: list[np.ndarray], path_at):
-        """Per row: the sum over its plant's months of weight x path."""
+    def seen(weights: list[np.ndarray], path):
+        """Per row: the sum over its plant's months of weight x path (only the (plant, month)
+        pairs the row's weights touch enter the sum)."""
         w = spread(weights)
         rows, months = np.nonzero(w)
-        terms = w[rows, months] * path_at(plant_of[rows], months)
+        terms = w[rows, months] * path[plant_of[rows], months]
         return pt.inc_subtensor(pt.zeros(len(plant_of))[rows], terms)
 
-    quantity = joined("is_lag") * use_lag[plant_of]
-    quantity = quantity + seen([o.launch_weights for o in obs], usage_at)
+    quantity = seen([o.launch_weights for o in obs], use)
+    if any(o.lag_weights.any() for o in obs):
+        quantity = quantity + seen([o.lag_weights for o in obs], mean_age)
     # as in plant_graph: terms of kinds no plant's ledger has stay out of the graph
     if any(o.transfer_weights.any() for o in obs):
-        quantity = quantity + seen([o.transfer_weights for o in obs], exported_at)
+        quantity = quantity + seen([o.transfer_weights for o in obs], exported)
     if any(o.production_weights.any() for o in obs):
-        quantity = quantity + seen([o.production_weights for o in obs], production_at)
+        quantity = quantity + seen([o.production_weights for o in obs], production)
     predicted = pm.Deterministic("predicted", quantity, dims="obs")
 
     kind = joined("kind")
     months = spread([o.launch_weights for o in obs]).sum(axis=1)
-    burst_var = pt.log1p(pt.expm1(burst_sd[plant_of] ** 2) / np.maximum(months, 1e-3))
+    short = np.maximum(1.0 / np.maximum(months, 1e-3) - 1.0, 0.0)  # as in plant_graph
+    burst_var = pt.log1p(pt.expm1(burst_sd[plant_of] ** 2) * short)
     sigma = pt.sqrt(joined("sigma") ** 2 + burst_var * (kind == "launches"))
 
     observed = pm.Data("evidence_observed", joined("observed"), dims="obs")
@@ -282,11 +291,12 @@ def unstack(ds: xr.Dataset, layout: Plan) -> xr.Dataset:
                 "year": (layout.year_index[i], layout.years[i]),
                 "reading": (slice(None), layout.readings[i]),
                 "obs": (layout.rows[i], layout.row_ids[i]),
+                "plant_month": (layout.flat_months[i], layout.month_labels[i]),
             }
             for dim in [d for d in part.dims if d in picks]:
                 where, labels = picks[dim]
+                own = f"{plant}{SEP}{'month' if dim == 'plant_month' else dim}"
                 part = part.isel({dim: where}).drop_vars(dim, errors="ignore")
-                part = part.rename({dim: f"{plant}{SEP}{dim}"})
-                part = part.assign_coords({f"{plant}{SEP}{dim}": labels})
+                part = part.rename({dim: own}).assign_coords({own: labels})
             out[f"{plant}{SEP}{base}"] = part
     return xr.Dataset(out, attrs=ds.attrs)

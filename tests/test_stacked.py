@@ -134,7 +134,10 @@ def test_the_stacked_model_is_the_nested_model(tmp_path, readings):
     for v in stacked.value_vars:
         if v.name.startswith(f"{STACK}::"):
             base = v.name.removeprefix(f"{STACK}::")
-            stacked_point[v.name] = np.stack([point[f"{p}::{base}"] for p in plants])
+            values = [point[f"{p}::{base}"] for p in plants]
+            # the latent monthly use lies on each plant's own months, one plant after another
+            join = np.concatenate if base == "use_z" else np.stack
+            stacked_point[v.name] = join(values)
         else:
             stacked_point[v.name] = point[v.name]
     covered = {n for n in stacked_point if not n.startswith(f"{STACK}::")} | {

@@ -154,11 +154,19 @@ def resolve_programme_priors(programme: Programme) -> tuple[dict[str, Priors], d
 
 
 def build_programme_model(
-    programme: Programme, priors: dict[str, Priors], hyper: dict, *, stacked: bool | None = None
+    programme: Programme,
+    priors: dict[str, Priors],
+    hyper: dict,
+    *,
+    stacked: bool | None = None,
+    dynamics: str = "stock",
 ) -> tuple[pm.Model, Plan | None]:
     """The programme model and, when its plants are stacked on a `plant` dimension (one graph,
     model/stacked.py), the layout that `unstack` needs; None when each plant is its own
-    sub-model. `stacked` None: stacked whenever the plants allow it (why_not_stacked)."""
+    sub-model. `stacked` None: stacked whenever the plants allow it (why_not_stacked).
+    `dynamics` "flow" (model/build.py) exists only for the model comparison, nested."""
+    if dynamics != "stock":
+        stacked = False
     if stacked is None:
         stacked = not why_not_stacked(programme, priors)
     elif stacked and (reasons := why_not_stacked(programme, priors)):
@@ -184,7 +192,9 @@ def build_programme_model(
             after = model[f"{STACK}{SEP}rate_after"]
             monthly = pt.sum(model[f"{STACK}{SEP}production"], axis=0)
         else:
-            before, after, monthly = _nested_plants(programme, priors, log_e, sd_e, ramp, model)
+            before, after, monthly = _nested_plants(
+                programme, priors, log_e, sd_e, ramp, model, dynamics
+            )
         rate_before = pm.Deterministic("rate_before", pt.sum(before))
         rate_after = pm.Deterministic("rate_after", pt.sum(after))
         pm.Deterministic("capacity_multiplier", rate_after / rate_before)
@@ -194,7 +204,7 @@ def build_programme_model(
     return model, layout  # no log-prior deterministics: the programme runs no sensitivity check
 
 
-def _nested_plants(programme, priors, log_e, sd_e, ramp, model):
+def _nested_plants(programme, priors, log_e, sd_e, ramp, model, dynamics="stock"):
     """Each plant's graph as a sub-model `<plant>::`; returns the plants' rates before and
     after, and their summed production on the programme's months."""
     window = programme.window
@@ -202,7 +212,8 @@ def _nested_plants(programme, priors, log_e, sd_e, ramp, model):
     for i, plant in enumerate(programme.plants):
         with pm.Model(name=plant.id):
             pooled = Pooled(log_e, sd_e, ramp[i])
-            plant_graph(plant, priors[plant.id], ns=f"{plant.id}{SEP}", pooled=pooled)
+            ns = f"{plant.id}{SEP}"
+            plant_graph(plant, priors[plant.id], ns=ns, pooled=pooled, dynamics=dynamics)
         before.append(model[f"{plant.id}{SEP}rate_before"])
         after.append(model[f"{plant.id}{SEP}rate_after"])
         # the plant's months placed in the programme's window (zero outside its own)

@@ -3,7 +3,7 @@
 import pytest
 
 from model.errors import InputError
-from model.evidence import load_evidence
+from model.evidence import load_evidence, modelled
 from tests.conftest import CASE, HEADER, row
 
 
@@ -112,3 +112,50 @@ def test_every_csv_example_in_the_data_readme_validates(tmp_path):
         path = tmp_path / f"example-{i}.csv"
         path.write_text(block, encoding="utf-8")
         assert len(load_evidence(path)) == block.count("\n") - 1
+
+
+def test_rows_that_relay_one_figure_count_once_as_their_best_graded_row(tmp_path):
+    path = write(
+        tmp_path,
+        row(id="launches-first", reliability="C", value="60", same_as=""),
+        row(id="launches-copy", reliability="B", value="60", same_as="launches-first"),
+        row(id="launches-copy-of-copy", reliability="B", same_as="launches-copy"),
+        row(id="launches-other", reliability="A", same_as=""),
+        header=HEADER + ",same_as",
+    )
+    ev = load_evidence(path)
+    # one group of three: the first B row counts for all; the others stay in the ledger
+    assert ev.loc["launches-first", "counted_as"] == "launches-copy"
+    assert ev.loc["launches-copy-of-copy", "counted_as"] == "launches-copy"
+    assert ev.loc["launches-copy", "counted_as"] == ""
+    assert list(modelled(ev)["id"]) == ["launches-copy", "launches-other"]
+
+
+@pytest.mark.parametrize(
+    ("same_as", "message"),
+    [
+        ("launches-x", "cannot relay itself"),
+        ("launches-nowhere", "no row has this id"),
+        ("transfers-y", "a relay has its kind"),
+    ],
+)
+def test_a_bad_same_as_names_line_id_and_column(tmp_path, same_as, message):
+    err = error_for(
+        tmp_path,
+        row(id="transfers-y", kind="transfers", period_start="", same_as=""),
+        row(id="launches-x", same_as=same_as),
+        header=HEADER + ",same_as",
+    )
+    (p,) = err.problems
+    assert (p.row, p.column) == ("line 3 (id 'launches-x')", "same_as")
+    assert message in p.message
+
+
+def test_rows_relaying_each_other_in_a_circle_are_refused(tmp_path):
+    err = error_for(
+        tmp_path,
+        row(id="launches-a", same_as="launches-b"),
+        row(id="launches-b", same_as="launches-a"),
+        header=HEADER + ",same_as",
+    )
+    assert "circle" in str(err)

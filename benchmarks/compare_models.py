@@ -1,0 +1,118 @@
+"""Compare the stock model with the flow model it replaced, by PSIS-LOO (issue: evidence
+counted once, a stockpile, serials on the right clock).
+
+    .venv/bin/python benchmarks/compare_models.py [--out benchmarks/model_comparison.json]
+
+Both models see the same modelled rows (relays counted once) of: the February 11 case, the
+synthetic case in data/cases/, and a synthetic three-plant programme (benchmarks/synthetic.py).
+Each is sampled with capest's default settings; the pointwise log-likelihood of the evidence
+rows goes to arviz-stats' `compare` (elpd difference, its standard error, Pareto k). A positive
+`elpd_diff` for the flow model means the stock model predicts left-out rows better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import arviz_stats
+import numpy as np
+import xarray as xr
+
+from benchmarks.synthetic import write_programme
+from model import load_case
+from model.build import build_model
+from model.fit import Sampler, SamplerSettings
+from model.priors import resolve_priors
+from model.programme import build_programme_model, load_programme, resolve_programme_priors
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {
+    "february-11-plant": ROOT / "data" / "cases" / "february-11-plant",
+    "synthetic-plant": ROOT / "data" / "cases" / "synthetic-plant",
+}
+
+
+def loglik(tree: xr.DataTree) -> xr.DataTree:
+    """The evidence rows' pointwise log-likelihood (every plant's, for a programme) as one
+    `log_likelihood` variable over one `row` dimension, as arviz-stats expects."""
+    post = tree["posterior"].to_dataset()
+    parts = [
+        post[name].rename({post[name].dims[-1]: "row"})
+        for name in post.data_vars
+        if str(name).endswith("log_likelihood__evidence")
+    ]
+    ll = xr.concat(parts, dim="row") if len(parts) > 1 else parts[0]
+    ll = ll.drop_vars("row", errors="ignore")
+    return xr.DataTree.from_dict(
+        {"posterior": post[["rate_before"]], "log_likelihood": xr.Dataset({"evidence": ll})}
+    )
+
+
+def sample(model, settings) -> tuple[xr.DataTree, dict]:
+    start = time.perf_counter()
+    sampler = Sampler(model, settings)
+    weights = model["reading_weight"].get_value() if "reading_weight" in model.named_vars else None
+    tree = sampler.sample(weights, settings.seed)
+    stats = tree["sample_stats"]
+    return tree, {
+        "seconds": round(time.perf_counter() - start, 1),
+        "divergences": int(stats["diverging"].sum()),
+    }
+
+
+def compare(name: str, build, settings: SamplerSettings) -> dict:
+    trees, runs = {}, {}
+    for dynamics in ("stock", "flow"):
+        tree, runs[dynamics] = sample(build(dynamics), settings)
+        trees[dynamics] = loglik(tree)
+    table = arviz_stats.compare(trees, method="stacking", round_to="none")
+    out = {"case": name, "runs": runs, "models": {}}
+    for model_name, row in table.iterrows():
+        out["models"][str(model_name)] = {
+            "rank": int(row["rank"]),
+            "elpd": round(float(row["elpd"]), 2),
+            "se": round(float(row["se"]), 2),
+            "elpd_diff": round(float(row["elpd_diff"]), 2),
+            "dse": round(float(row["dse"]), 2),
+            "weight": round(float(row["weight"]), 3),
+            "p": round(float(row["p"]), 2),
+        }
+    for dynamics, tree in trees.items():
+        k = arviz_stats.loo(tree, pointwise=True).pareto_k
+        out["models"][dynamics]["max_pareto_k"] = round(float(np.max(k)), 2)
+        out["models"][dynamics]["rows_k_above_0.7"] = int((np.asarray(k) > 0.7).sum())
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "model_comparison.json"))
+    args = parser.parse_args(argv)
+    settings = SamplerSettings()
+    results = []
+    for name, folder in CASES.items():
+        case = load_case(folder)
+        priors = resolve_priors(case)
+        results.append(compare(name, lambda d, c=case, p=priors: build_model(c, p, d), settings))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_programme(Path(tmp) / "programme", plants=3, months=36, rows=36)
+        programme = load_programme(folder)
+        priors, hyper = resolve_programme_priors(programme)
+
+        def programme_model(dynamics):
+            return build_programme_model(programme, priors, hyper, dynamics=dynamics)[0]
+
+        results.append(
+            compare("synthetic programme (3 plants x 36 months)", programme_model, settings)
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

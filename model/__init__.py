@@ -21,7 +21,7 @@ if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
     )
 
 __version__ = "0.1.0"
-MODEL_VERSION = "1"  # bump when the generative model changes meaning
+MODEL_VERSION = "2"  # 2: stock between delivery and use, same_as. Bump when the generative model changes meaning
 
 from model.case import Case, load_case  # noqa: E402
 from model.errors import InputError  # noqa: E402

@@ -714,6 +714,8 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
             p_out = f"{outliers[row_id]:.0%}"
         elif r.get("superseded_by", ""):
             p_out = f"superseded by {r['superseded_by']}"
+        elif r.get("counted_as", ""):
+            p_out = f"counted as {r['counted_as']} (same figure)"
         elif row_id in duplicates:
             p_out = f"same item as {duplicates[row_id]}"
         else:

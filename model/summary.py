@@ -168,6 +168,14 @@ def summarize(idata: xr.DataTree) -> dict:
                 )
                 if b
             },
+            # rows that relay a figure another row counts (same_as): id -> the counted row
+            "counted_as": {
+                str(i): str(c)
+                for i, c in zip(
+                    ledger["row"].to_numpy(), ledger["counted_as"].to_numpy(), strict=True
+                )
+                if c
+            },
             "serial_duplicates": serial_duplicates(idata),
             "rows": int(ledger.sizes["row"]),
             "modelled": int(post.sizes["obs"]),

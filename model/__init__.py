@@ -21,7 +21,8 @@ if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
     )
 
 __version__ = "0.1.0"
-MODEL_VERSION = "2"  # 2: stock between delivery and use, same_as. Bump when the generative model changes meaning
+# Bump when the generative model changes meaning (2: the stock between delivery and use, same_as).
+MODEL_VERSION = "2"
 
 from model.case import Case, load_case  # noqa: E402
 from model.errors import InputError  # noqa: E402

@@ -231,6 +231,9 @@ def plant_graph(
         log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
         pm.Deterministic("stage_growth", pt.exp(log_growth), dims=f"{ns}stage")
         log_multiplier = smooth_min(log_growth)
+    # The one rate the launch and transfer evidence sees directly (rate_before alone also
+    # needs the export share, which only its prior sets unless a row measures it).
+    pm.Deterministic("exported_flow", rate_before * export_share)
     multiplier = pm.Deterministic("capacity_multiplier", pt.exp(log_multiplier))
     pm.Deterministic("rate_after", rate_before * multiplier)
     component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log)

@@ -20,6 +20,7 @@ from pathlib import Path
 import xarray as xr
 
 from model import plots
+from model.summary import DECIDED, INFORMED, MOVED
 
 FIGURES = {
     "fan_chart.png": "Monthly production: posterior median with 50%, 80% and 95% equal-tailed "
@@ -127,6 +128,15 @@ def _status(summary: dict) -> tuple:
     text = "every check passed"
     if warned:
         text += f", with warnings from {', '.join(warned)} (see Health)"
+    after = summary.get("evidence_effect", {}).get("rate_after")
+    if after and after["decided_by"] != "evidence":
+        assumed = ", ".join(after["assumptions"]) or "the priors"
+        text += (
+            f"; the rate after the expansion is decided mostly by assumptions ({assumed}), "
+            "not by the evidence"
+        )
+    elif after:
+        text += "; the rate after the expansion is decided by the evidence"
     return ("status", True, text + ".")
 
 
@@ -170,7 +180,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             f"{fmt(q['ramp_months']['median'])} months later ({interval(q['ramp_months'])}). "
             "Intervals are equal-tailed posterior intervals.",
         ),
-        ("p", _what_the_evidence_moved(q, summary["prior_quantities"])),
+        ("p", _what_the_evidence_decided(summary)),
         *_diff_blocks(summary),
         ("h2", "Estimates"),
         (
@@ -183,10 +193,15 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                 "80%",
                 "95%",
                 "prior median (95%)",
-                "width vs prior",
+                "decided by (contraction, z)",
             ],
             [
-                _quantity_row(name, v, summary["prior_quantities"].get(name))
+                _quantity_row(
+                    name,
+                    v,
+                    summary["prior_quantities"].get(name),
+                    summary.get("evidence_effect", {}).get(name),
+                )
                 for name, v in q.items()
             ],
         ),
@@ -220,8 +235,8 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ("h2", "Priors"),
         (
             "p",
-            "Borrowed priors come from plants elsewhere (US and European munitions and missile "
-            "plants, none in North Korea): "
+            "Borrowed priors come from the reference class of other plants' expansions "
+            "(data/reference-class/; each prior's derivation names the plants used): "
             + (", ".join(summary["borrowed_priors"]) or "none")
             + ". Assumptions are judgements; change them in data/priors.toml or the case file.",
         ),
@@ -320,7 +335,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     q, unit, prov = summary["quantities"], summary["unit"], summary["provenance"]
     plants = summary["plants"]
     header = ["quantity", "unit", "median", "50%", "80%", "95%", "outside view: prior median (95%)"]
-    header.append("width vs prior")
+    header.append("decided by (contraction, z)")
     blocks: list[tuple] = [("h1", summary["case_title"]), _status(summary)]
     blocks += [
         ("h2", "Health"),
@@ -354,7 +369,12 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         (
             "table",
             header,
-            [_quantity_row(n, v, summary["prior_quantities"].get(n)) for n, v in q.items()],
+            [
+                _quantity_row(
+                    n, v, summary["prior_quantities"].get(n), summary["evidence_effect"].get(n)
+                )
+                for n, v in q.items()
+            ],
         ),
         (
             "img",
@@ -376,7 +396,14 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         blocks += [
             ("h2", f"{plant['title']} (`{plant['plant']}`)"),
             ("p", f"Window {plant['window']}; {plant['evidence']['rows']} ledger rows."),
-            ("table", header, [_quantity_row(n, v, prior_q.get(n)) for n, v in pq.items()]),
+            (
+                "table",
+                header,
+                [
+                    _quantity_row(n, v, prior_q.get(n), plant["evidence_effect"].get(n))
+                    for n, v in pq.items()
+                ],
+            ),
             *_stage_blocks({"stages": plant["stages"]}),
         ]
     pool = summary["pooling"]
@@ -440,37 +467,48 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     return blocks
 
 
-# A posterior 80% interval at least this wide, relative to the prior's, means the evidence
-# barely moved the quantity: the prior decides it, and the report says so.
-PRIOR_DOMINATED = 0.7
+DECIDED_BY = {
+    "evidence": "the evidence",
+    "partly": "partly the evidence",
+    "priors": "the priors",
+}
 
 
-def width_ratio(q: dict, prior: dict | None) -> float | None:
-    """Width of the posterior 80% interval over the prior's."""
-    if prior is None or "intervals" not in q:
-        return None
-    (a, b), (c, d) = q["intervals"]["0.8"], prior["intervals"]["0.8"]
-    return (b - a) / (d - c) if d > c else None
-
-
-def _what_the_evidence_moved(q: dict, prior_q: dict) -> str:
-    ratios = {n: width_ratio(v, prior_q.get(n)) for n, v in q.items()}
-    ratios = {n: r for n, r in ratios.items() if r is not None}
-    weak = [n for n, r in ratios.items() if r >= PRIOR_DOMINATED]
-    strong = [n for n, r in ratios.items() if r < PRIOR_DOMINATED]
-    text = (
-        "What the evidence moved: the column 'width vs prior' compares each posterior 80% "
-        "interval with the prior's. "
-    )
-    if strong:
-        text += f"The evidence narrowed {', '.join(strong)}. "
-    if weak:
-        text += (
-            f"It barely moved {', '.join(weak)} (width at least {PRIOR_DOMINATED:.0%} of the "
-            "prior's): there the priors decide, and the numbers are only as good as the "
-            "assumptions listed under Priors."
+def _what_the_evidence_decided(summary: dict) -> str:
+    """The sentence that says what the evidence decided and what the assumptions decided, from
+    contraction and z-scores (summary.evidence_effect), never from interval width alone."""
+    effect, q = summary.get("evidence_effect", {}), summary["quantities"]
+    if not effect:
+        return "What the evidence decided is not computed for this fit."
+    decided = [n for n, e in effect.items() if e["decided_by"] == "evidence"]
+    priors = [n for n, e in effect.items() if e["decided_by"] == "priors"]
+    text = "What the evidence decided: "
+    if decided:
+        text += ", ".join(
+            f"{n} ({fmt(q[n]['median'])} {q[n]['unit']}, 95% {interval(q[n])}; contraction "
+            f"{effect[n]['contraction']:.0%})"
+            if n in q and "median" in q[n]
+            else n
+            for n in decided
         )
-    return text
+        text += ". "
+    else:
+        text += "no quantity (no posterior is at least half as variable as its prior). "
+    if priors:
+        text += f"Decided by the priors (listed under Priors): {', '.join(priors)}. "
+    for name in ("rate_before", "rate_after"):
+        e = effect.get(name)
+        if e and e["decided_by"] != "evidence" and e["assumptions"]:
+            text += (
+                f"{name} rests on {', '.join(e['assumptions'])}, which the evidence does not "
+                f"inform: its interval is only as good as those assumptions. "
+            )
+    return text + (
+        f"Rule: decided by the evidence when the posterior variance is at most "
+        f"{1 - DECIDED:.0%} of the prior's (contraction ≥ {DECIDED:.0%}); by the priors when "
+        f"contraction < {INFORMED:.0%} and the median moved less than {MOVED:g} posterior sd "
+        "(Betancourt's z-score); partly otherwise."
+    )
 
 
 def _diff_blocks(summary: dict) -> list[tuple]:
@@ -655,20 +693,24 @@ def _scenario_blocks(summary: dict) -> list[tuple]:
     ]
 
 
-def _quantity_row(name: str, q: dict, prior: dict | None) -> list[str]:
+def _quantity_row(name: str, q: dict, prior: dict | None, effect: dict | None) -> list[str]:
     if q["unit"] == "probability":
         prior_text = f"{prior['value']:.0%}" if prior else ""
         value = f"{q['value']:.0%} (±{q['mcse']:.1%})"
         return [name, "probability", value, "", "", "", prior_text, ""]
-    ratio = width_ratio(q, prior)
-    ratio_text = "" if ratio is None else f"{ratio:.0%}"
+    decided = (
+        f"{DECIDED_BY[effect['decided_by']]} ({effect['contraction']:.0%}, "
+        f"{effect['z_score']:+.1f})"
+        if effect
+        else ""
+    )
     dates = q.get("dates")
     if dates:  # a time: show it as dates
         spans = [" to ".join(dates[p]) for p in ("0.5", "0.8", "0.95")]
-        return [name, "date", dates["median"], *spans, "", ratio_text]
+        return [name, "date", dates["median"], *spans, "", decided]
     prior_text = f"{fmt(prior['median'])} ({interval(prior)})" if prior else ""
     spans = [interval(q, "0.5"), interval(q, "0.8"), interval(q)]
-    return [name, q["unit"], fmt(q["median"]), *spans, prior_text, ratio_text]
+    return [name, q["unit"], fmt(q["median"]), *spans, prior_text, decided]
 
 
 def _reading_row(r: dict) -> list[str]:

@@ -173,6 +173,7 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
     use_lag = _stacked_prior([priors[p.id]["use_lag"] for p in plants])
     burst_sd = _stacked_prior([priors[p.id]["burst_sd"] for p in plants])
 
+    pm.Deterministic("exported_flow", rate_before * export_share, dims="plant")  # as plant_graph
     multiplier = pm.Deterministic("capacity_multiplier", pt.exp(pt.exp(log_gain_log)), dims="plant")
     pm.Deterministic("rate_after", rate_before * multiplier, dims="plant")
     component = pm.logprob.logp(pm.Normal.dist(mix_mu, mix_sigma), log_gain_log[:, None])

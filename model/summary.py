@@ -78,6 +78,7 @@ def quantities(ds: xr.Dataset, unit: str, window: Window | None = None) -> dict:
         ds["capacity_multiplier"] >= DOUBLED, "probability that capacity at least doubled"
     )
     extra = {
+        "exported_flow": (per_month, "exported units a month before the expansion"),
         "elasticity": ("-", "floor-area elasticity of output"),
         "export_share": ("share", "share of production exported"),
         "use_lag": ("months", "mean months from production to use"),
@@ -94,6 +95,62 @@ def quantities(ds: xr.Dataset, unit: str, window: Window | None = None) -> dict:
             **{p: [_date(window, v) for v in iv] for p, iv in c["intervals"].items()},
         }
     return q
+
+
+# What the evidence decided, quantity by quantity (Betancourt 2018, "Calibrating model-based
+# inferences"): posterior contraction 1 - var(posterior) / var(prior) says how much narrower
+# the evidence made a quantity, the posterior z-score (posterior mean - prior mean) / posterior
+# sd how far it moved it. Interval width alone cannot tell a quantity the priors decide from
+# one the evidence moved without narrowing.
+DECIDED = 0.5  # contraction at or above: decided by the evidence
+INFORMED = 0.2  # contraction at or above (or |z| >= MOVED): partly decided by the evidence
+MOVED = 1.0
+# quantity -> the scale prior and posterior are compared on (log for positive quantities
+# whose uncertainty is multiplicative), and the inputs it is made of (for naming the priors
+# that decide it).
+EFFECT = {
+    "exported_flow": ("log", ()),
+    "rate_before": ("log", ("exported_flow", "export_share")),
+    "capacity_multiplier": ("log", ("elasticity",)),
+    "rate_after": ("log", ("exported_flow", "export_share", "elasticity")),
+    "export_share": ("linear", ()),
+    "elasticity": ("log", ()),
+    "use_lag": ("log", ()),
+    "ramp_months": ("log", ()),
+    "completion": ("linear", ()),
+}
+
+
+def evidence_effect(post: xr.Dataset, prior: xr.Dataset) -> dict:
+    """Per quantity: contraction, z-score, and `decided_by` ("evidence", "partly", "priors");
+    for a derived quantity, `assumptions`: its inputs the priors decide."""
+    out = {}
+    for name, (scale, _) in EFFECT.items():
+        if name not in post or name not in prior:
+            continue
+        a, b = (np.asarray(ds[name], dtype=float).ravel() for ds in (post, prior))
+        if scale == "log":
+            a, b = np.log(a), np.log(b)
+        contraction = 1.0 - a.var() / b.var()
+        z = (a.mean() - b.mean()) / a.std()
+        if contraction >= DECIDED:
+            by = "evidence"
+        elif contraction >= INFORMED or abs(z) >= MOVED:
+            by = "partly"
+        else:
+            by = "priors"
+        out[name] = {
+            "scale": scale,
+            "contraction": round(float(contraction), 3),
+            "z_score": round(float(z), 2),
+            "decided_by": by,
+        }
+    for name, (_, inputs) in EFFECT.items():
+        if name in out:
+            out[name]["assumptions"] = [
+                i for i in inputs if i in out and out[i]["decided_by"] == "priors"
+            ]
+    return out
 
 
 def scenarios_table(idata: xr.DataTree) -> list[dict]:
@@ -154,6 +211,7 @@ def summarize(idata: xr.DataTree) -> dict:
         **_header(attrs, diagnostics, checks),
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
+        "evidence_effect": evidence_effect(post, prior),
         "readings": readings_table(idata),
         "stages": stages_table(post, prior),
         "scenarios": scenarios_table(idata),
@@ -255,6 +313,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
                 "window": f"{windows[plant].start}/{windows[plant].end}",
                 "quantities": quantities(part, unit, windows[plant]),
                 "prior_quantities": quantities(part_prior, unit, windows[plant]),
+                "evidence_effect": evidence_effect(part, part_prior),
                 "stages": stages_table(part, part_prior),
                 "evidence": {
                     "rows": int(ledger.sizes["row"]),
@@ -271,6 +330,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         "programme": True,
         "quantities": quantities(post, unit, window_of(idata)),
         "prior_quantities": quantities(prior, unit, window_of(idata)),
+        "evidence_effect": evidence_effect(post, prior),
         "plants": plants,
         "pooling": {
             name: {

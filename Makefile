@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
 
-.PHONY: report test test-slow lint calibrate bench lock clean-venv
+.PHONY: report test test-slow lint calibrate bench lock clean-venv readme-table
 
 # Stamps: an environment is (re)built only when its lock file changes.
 $(BIN)/python:
@@ -65,3 +65,7 @@ lock: $(BIN)/python
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The README's estimate table, from the latest saved run of the case (see README)
+readme-table: $(VENV)/.runtime
+	@$(BIN)/python -c "import json, sys; from model.report import readme_table; print(readme_table(json.load(open(sys.argv[1]))))" reports/$(notdir $(CASE))/latest/summary.json

@@ -117,6 +117,31 @@ def interval(q: dict, p: str = "0.95") -> str:
     return f"{fmt(lo)}–{fmt(hi)}"
 
 
+def readme_table(summary: dict) -> str:
+    """The README's table of the current estimate, from a run's summary (`make readme-table`
+    prints it; a slow test checks that the README holds the table of a default run)."""
+    q, unit = summary["quantities"], summary["unit"]
+    year = next((n for n in q if n.startswith("production_2024")), None)
+    rows = [
+        ("exported flow before the expansion (what the evidence decides)", "exported_flow"),
+        ("rate before the expansion", "rate_before"),
+        ("rate at full capacity after it", "rate_after"),
+        ("capacity multiplier", "capacity_multiplier"),
+    ]
+    lines = ["| quantity | median | 95% interval |", "|---|---|---|"]
+    for label, name in rows:
+        if name in q:
+            u = q[name]["unit"].replace("ratio", "").strip()
+            median = f"{fmt(q[name]['median'])} {u}".strip()
+            lines.append(f"| {label} | {median} | {interval(q[name])} |")
+    if year:
+        lines.append(
+            f"| production in 2024 | {fmt(q[year]['median'])} {unit} | {interval(q[year])} |"
+        )
+    lines.append(f"| P(capacity at least doubled) | {q['p_capacity_doubled']['value']:.0%} | |")
+    return "\n".join(lines)
+
+
 def _status(summary: dict) -> tuple:
     """The line at the top: FAILED if any check failed, with what failed; else PASSED."""
     checks = summary["checks"]

@@ -17,6 +17,10 @@ def test_default_estimate_of_the_real_case_passes(tmp_path):
     d = summary["diagnostics"]
     assert d["passed"] and d["divergences"] == 0 and d["max_rhat"] <= 1.01
     assert summary["provenance"]["draws"] == 1000 and summary["provenance"]["chains"] == 4
+    # the README's estimate is this run's (make readme-table prints it after make report)
+    from model.report import readme_table
+
+    assert readme_table(summary) in (CASE.parents[2] / "README.md").read_text()
 
 
 @pytest.mark.slow

@@ -160,7 +160,7 @@ def estimate(args: argparse.Namespace) -> int:
 
     watch = Stopwatch()
     from model import InputError, load_case
-    from model.compare import diff, history, history_entry, previous_summary
+    from model.compare import by_evidence, diff, history, history_entry, previous_summary
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
     from model.programme import (
@@ -212,10 +212,10 @@ def estimate(args: argparse.Namespace) -> int:
             previous, previous_run = previous_summary(args.reports_dir, case.id)
             if previous is not None:
                 summary["diff"] = diff(previous, summary, previous_run)
-            summary["history"] = [
-                *history(args.reports_dir, case.id),
-                history_entry(summary, "this run"),
-            ]
+            summary["history"] = sorted(
+                [*history(args.reports_dir, case.id), history_entry(summary, "this run")],
+                key=by_evidence,
+            )
             watch.mark("checks and summary")
             folder = write_report(idata, summary, args.reports_dir)
             watch.mark("write report")

@@ -24,7 +24,14 @@ def history(reports_dir: str | Path, case_id: str) -> list[dict]:
     """One entry per complete past run of the case, oldest first: when, on which evidence,
     and the headline medians and 95% intervals (from each run's summary.json)."""
     runs = sorted((Path(reports_dir) / case_id).glob("2*/summary.json"))
-    return [history_entry(json.loads(p.read_text()), p.parent.name) for p in runs]
+    entries = [history_entry(json.loads(p.read_text()), p.parent.name) for p in runs]
+    return sorted(entries, key=by_evidence)
+
+
+def by_evidence(entry: dict) -> tuple[str, str]:
+    """Order runs by the evidence they used, then by when they ran: replays (--as-of) of
+    older evidence come before later runs, whenever they were made."""
+    return entry["evidence_as_of"], entry["created"]
 
 
 def history_entry(summary: dict, run: str) -> dict:
@@ -34,6 +41,7 @@ def history_entry(summary: dict, run: str) -> dict:
         "created": summary["created"],
         "input_hash": summary["provenance"]["input_hash"],
         "evidence_as_of": summary["provenance"].get("evidence_as_of", ""),
+        "replay": bool(summary["provenance"].get("replay", False)),
         "passed": bool(summary.get("passed", summary["diagnostics"]["passed"])),
         "quantities": {
             n: {"median": q[n]["median"], "interval_95": q[n]["intervals"]["0.95"]}
@@ -100,7 +108,11 @@ def diff(previous: dict, current: dict, previous_run: str | None = None) -> dict
         "other_changes": other_changes(previous["provenance"], current["provenance"]),
         "previous_created": previous.get("created"),
         "previous_input_hash": previous["provenance"]["input_hash"],
-        "same_inputs": previous["provenance"]["input_hash"] == current["provenance"]["input_hash"],
+        # The same files do not mean the same evidence: a replay (--as-of) leaves rows out.
+        "same_inputs": previous["provenance"]["input_hash"] == current["provenance"]["input_hash"]
+        and old_ids == new_ids
+        and previous["provenance"].get("evidence_as_of")
+        == current["provenance"].get("evidence_as_of"),
         "quantities": quantities,
         "evidence_added": added,
         "evidence_removed": removed,

@@ -394,6 +394,8 @@ def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: s
         "export_start": case.export_start.strftime("%Y-%m-%d"),
         # The evidence cut-off: --as-of if given, else the last date a used row was reported.
         "evidence_as_of": case.as_of or case.evidence["date_reported"].max().strftime("%Y-%m-%d"),
+        # A replay (--as-of) estimates from old evidence: it never becomes `latest`.
+        "replay": int(case.as_of is not None),
     }
 
 

@@ -71,6 +71,8 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if summary["provenance"].get("replay"):
+        return final  # a replay of old evidence (--as-of) never becomes `latest`
     link = case_dir / "latest"
     staging = case_dir / f".latest-{os.getpid()}"
     staging.unlink(missing_ok=True)
@@ -560,7 +562,7 @@ def _diff_blocks(summary: dict) -> list[tuple]:
     # Older summaries have no "other_changes".
     changed = ", ".join(d.get("other_changes", []))
     if d["same_inputs"]:
-        text = "The inputs are unchanged (same input hash). " + (
+        text = "The inputs are unchanged (same input files and the same evidence rows). " + (
             f"Changed since: {changed}. Any difference comes from these, the code or Monte "
             "Carlo error."
             if changed
@@ -572,6 +574,11 @@ def _diff_blocks(summary: dict) -> list[tuple]:
         removed = ", ".join(d["evidence_removed"]) or "none"
         superseded = ", ".join(d.get("evidence_superseded", [])) or "none"
         text = f"Evidence rows added: {added}. Removed: {removed}. Newly superseded: {superseded}."
+        if summary.get("provenance", {}).get("replay"):
+            text = (
+                f"This is a replay with the evidence reported by "
+                f"{summary['provenance']['evidence_as_of']}, compared with the latest run. " + text
+            )
         if d["added_rows_by_influence"]:
             moved = ", ".join(
                 f"{r['id']} ({r['rate_after_shift_sd']:+.2f} sd)"

@@ -278,6 +278,7 @@ def provenance(attrs: dict) -> dict:
         "seed": int(attrs["seed"]),
         "sampler_settings": settings,
         "evidence_as_of": attrs.get("evidence_as_of", ""),
+        "replay": bool(int(attrs.get("replay", 0))),
     }
 
 

@@ -69,3 +69,40 @@ def test_changes_besides_the_inputs_are_named_and_reported():
     assert diff(new, new)["other_changes"] == []
     md = to_markdown(_diff_blocks({"diff": diff(new, new)}))
     assert "Model version, sampler settings and packages are too" in md
+
+
+def test_a_replay_with_fewer_rows_is_not_called_unchanged():
+    """--as-of leaves rows out of the same files: the input hash is the same, the evidence
+    is not, and the diff says which rows it did not use."""
+    from model.report import _diff_blocks, to_markdown
+
+    latest = summary(ids=("a", "b", "c"))
+    latest["provenance"]["evidence_as_of"] = "2025-04-30"
+    replay = summary(ids=("a",))
+    replay["provenance"] |= {"evidence_as_of": "2024-06-30", "replay": True}
+    d = diff(latest, replay, "run-1")
+    assert not d["same_inputs"] and d["evidence_removed"] == ["b", "c"]
+    md = to_markdown(_diff_blocks({"diff": d, "provenance": replay["provenance"]}))
+    assert "unchanged" not in md
+    assert "a replay with the evidence reported by 2024-06-30" in md
+
+
+def test_history_is_ordered_by_the_evidence_each_run_used(tmp_path):
+    import json
+
+    from model.compare import history
+
+    runs = {  # folder (when it ran) -> the evidence cut-off it used
+        "20260101T000000Z": "2025-04-30",  # a normal run
+        "20260102T000000Z": "2024-02-28",  # replays made later, of older evidence
+        "20260103T000000Z": "2024-12-31",
+    }
+    for run, as_of in runs.items():
+        s = summary()
+        s["created"] = run
+        s["provenance"]["evidence_as_of"] = as_of
+        s["diagnostics"] = {"passed": True}
+        (tmp_path / "case" / run).mkdir(parents=True)
+        (tmp_path / "case" / run / "summary.json").write_text(json.dumps(s))
+    got = [r["evidence_as_of"] for r in history(tmp_path, "case")]
+    assert got == ["2024-02-28", "2024-12-31", "2025-04-30"]

@@ -319,3 +319,14 @@ def test_the_report_says_what_the_evidence_decided_and_what_the_priors_did(small
     assert "decided mostly by assumptions (export_share" in status
     assert "What the evidence decided: exported_flow" in page
     assert "barely moved" not in page
+
+
+def test_a_replay_is_written_but_never_becomes_latest(small_fit, summary, tmp_path):
+    import copy
+
+    normal = write_report(small_fit, summary, tmp_path)
+    replay = copy.deepcopy(summary)
+    replay["provenance"] |= {"replay": True, "evidence_as_of": "2024-06-30"}
+    old = write_report(small_fit, replay, tmp_path)
+    latest = tmp_path / summary["case_id"] / "latest"
+    assert old.exists() and latest.resolve() == normal.resolve()

@@ -114,15 +114,24 @@ def report_all(args: argparse.Namespace) -> int:
 def add_evidence(args: argparse.Namespace) -> int:
     """Append one row after validating the whole ledger with it, on its own and against
     case.toml (units, window, readings, stages); refuse duplicates."""
+    import signal
+
     from model import InputError, load_case
+    from model.errors import Busy
     from model.evidence import append_row
 
+    # SIGTERM (a timeout, a stopped service) unwinds like Ctrl-C, so append_row's cleanup
+    # removes its candidate file; only SIGKILL leaves one, and the next append removes it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         case = load_case(args.case)
-        ledger = case.input_files[1]
         row = {c: getattr(args, c) for c in COLUMNS + OPTIONAL}
-        append_row(ledger, row, check=lambda candidate: load_case(args.case, evidence=candidate))
-    except InputError as exc:
+        ledger = append_row(
+            case.input_files[1],
+            row,
+            check=lambda candidate: load_case(args.case, evidence=candidate),
+        )
+    except (InputError, Busy) as exc:
         log.error("%s", exc)
         return 2
     print(f"added {args.id} to {ledger}")

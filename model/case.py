@@ -15,7 +15,7 @@ from model.evidence import CASE_UNIT, KINDS, STAGE, load_evidence
 from model.timeline import Window, parse_date
 
 CASE_FILE = "case.toml"
-_CASE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+CASE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # Allowed keys, per table. Anything else is a typo and is refused, never ignored.
 _SCHEMA: dict[str, set[str]] = {
     "": {
@@ -102,7 +102,7 @@ def load_case(
         return Problem(name, _line_of(text, key), key, message)
 
     case_id = str(settings["id"])
-    if not _CASE_ID.match(case_id):
+    if not CASE_ID.match(case_id):
         problems.append(
             bad("id", f"expected lowercase letters, digits and hyphens, got '{case_id}'")
         )

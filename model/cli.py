@@ -228,7 +228,7 @@ def estimate(args: argparse.Namespace) -> int:
             watch.mark("checks and summary")
             folder = write_report(idata, summary, args.reports_dir)
             watch.mark("write report")
-    except Busy as exc:
+    except (Busy, InputError) as exc:
         log.error("%s", exc)
         return 2
     if args.timings:

@@ -21,9 +21,36 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from model.errors import Busy
+from model.errors import Busy, InputError, Problem
 
 log = logging.getLogger("capest")
+
+
+def report_folder(reports_dir: str | Path, case_id: str) -> Path:
+    """reports/<case>, created and checked before anything is fitted: the id is a plain
+    name (no path), the reports folder is a folder, and the case's folder is a real folder
+    directly in it, not a symlink that would put the lock and the report somewhere else."""
+    from model.case import CASE_ID
+
+    where = str(Path(reports_dir) / case_id)
+    if not CASE_ID.match(case_id):
+        message = f"case id {case_id!r} is not lowercase letters, digits and hyphens"
+        raise InputError([Problem(where, "-", "id", message)])
+    reports = Path(reports_dir)
+    folder = reports / case_id
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink():
+            raise InputError(
+                [Problem(where, "-", "-", "is a symlink; a case's report folder must be a folder")]
+            )
+        folder.mkdir(exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        message = f"cannot make the report folder: {exc.strerror} ({exc.filename})"
+        raise InputError([Problem(where, "-", "--reports-dir", message)]) from None
+    if folder.resolve().parent != reports.resolve():
+        raise InputError([Problem(where, "-", "-", "resolves outside the reports folder")])
+    return folder
 
 
 @contextlib.contextmanager
@@ -32,13 +59,20 @@ def case_lock(reports_dir: str | Path, case_id: str):
     Whoever holds the lock owns the folder, so it also clears what a killed run left."""
     from model.report import remove_incomplete
 
-    folder = Path(reports_dir) / case_id
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("w") as handle:
+    folder = report_folder(reports_dir, case_id)
+    try:
+        # O_NOFOLLOW: a .lock planted as a symlink is refused, not followed (its target would
+        # get our pid). No O_TRUNC: the holder's pid stays until the lock is ours.
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        message = f"cannot open the lock file (a symlink is refused): {exc.strerror}"
+        raise InputError([Problem(str(folder / ".lock"), "-", "-", message)]) from None
+    with os.fdopen(fd, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Busy(f"another run of {case_id} is writing to {folder}") from None
+        handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
         for name in remove_incomplete(folder):

@@ -160,3 +160,78 @@ def test_spreadsheet_formula_prefixes_are_refused(case_copy, caplog, prefix):
     assert f"{ledger}, new row, column 'quote': starts with '{prefix}'" in caplog.text
     assert "spreadsheet would run as a formula" in caplog.text
     assert ledger.read_bytes() == before
+
+
+# --- locks and report folders ---------------------------------------------------------------
+
+
+def test_a_planted_lock_symlink_is_refused_not_followed(tmp_path):
+    from model.errors import InputError
+    from model.runs import case_lock
+
+    target = tmp_path / "precious.txt"
+    target.write_text("precious")
+    (tmp_path / "reports" / "x").mkdir(parents=True)
+    (tmp_path / "reports" / "x" / ".lock").symlink_to(target)
+    with pytest.raises(InputError, match="symlink is refused"):
+        with case_lock(tmp_path / "reports", "x"):
+            pass
+    assert target.read_text() == "precious"
+
+
+def test_a_refused_second_run_leaves_the_holders_pid(tmp_path):
+    from model.errors import Busy
+    from model.runs import case_lock
+
+    with case_lock(tmp_path, "x"):
+        with pytest.raises(Busy):
+            with case_lock(tmp_path, "x"):
+                pass
+        assert (tmp_path / "x" / ".lock").read_text() == str(os.getpid())
+
+
+@pytest.mark.parametrize("case_id", ["../../escape", "/tmp/absolute", "UPPER", "a/b"])
+def test_a_case_id_that_is_a_path_is_refused_before_any_folder_is_made(tmp_path, case_id):
+    from model.errors import InputError
+    from model.runs import case_lock
+
+    reports = tmp_path / "deep" / "reports"
+    with pytest.raises(InputError, match="lowercase letters, digits and hyphens"):
+        with case_lock(reports, case_id):
+            pass
+    assert not (tmp_path / "escape").exists() and not Path("/tmp/absolute").exists()
+    assert not reports.exists()
+
+
+def test_a_symlinked_report_folder_is_refused_before_the_fit(tmp_path, caplog):
+    """reports/<case> linked elsewhere: refused when the lock is taken, before any sampling
+    (the lock went into the link's target and the fit ran, to be refused at writing)."""
+    from .conftest import CASE
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "february-11-plant").symlink_to(elsewhere)
+    assert main(["estimate", str(CASE), "--reports-dir", str(reports)]) == 2
+    assert "is a symlink" in caplog.text
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_reports_dir_that_is_a_file_is_a_clear_error(tmp_path, caplog):
+    from .conftest import CASE
+
+    (tmp_path / "file").write_text("")
+    assert main(["estimate", str(CASE), "--reports-dir", str(tmp_path / "file")]) == 2
+    assert "column '--reports-dir': cannot make the report folder" in caplog.text
+
+
+def test_a_programme_id_that_is_a_path_is_refused(tmp_path):
+    from model.errors import InputError
+    from model.programme import load_programme
+
+    (tmp_path / "case.toml").write_text(
+        'id = "../../escape"\ntitle = "t"\nunit = "missiles"\nplants = ["a"]\n'
+    )
+    with pytest.raises(InputError, match="column 'id': expected lowercase letters"):
+        load_programme(tmp_path)

@@ -1,7 +1,9 @@
 """Command line: a thin layer over load_case -> resolve_priors -> fit -> summarize -> write_report.
 
-Exit codes: 0 the report is written and its checks passed; 1 the report is written but a
-check failed (it says which at its top); 2 bad input or another error (no report written).
+Exit codes (README, "Exit codes"): 0 the report is written and its checks passed; 1 the report
+is written but a check failed (it says which at its top); 2 bad input, or refused (another run
+holds the lock): nothing written; 3 an internal error or an OS error such as a full disk: the
+log says which (with the traceback of an internal error), nothing written.
 """
 
 from __future__ import annotations
@@ -97,7 +99,25 @@ def main(argv: list[str] | None = None) -> int:
         "estimate": estimate,
         "report": report_all,
     }
-    return run[args.command](args)
+    from model.errors import Busy, InputError
+
+    try:
+        return run[args.command](args)
+    except (InputError, Busy) as exc:  # found late (e.g. a scenario's prior): still refused
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:  # disk full, permissions: the OS's words, no traceback needed
+        log.error(
+            "capest %s %s: %s (nothing was written)", args.command, getattr(args, "case", ""), exc
+        )
+        return 3
+    except Exception:  # a bug, not the input: the traceback goes to the log for the report
+        log.exception(
+            "internal error in capest %s %s (nothing was written)",
+            args.command,
+            getattr(args, "case", ""),
+        )
+        return 3
 
 
 def report_all(args: argparse.Namespace) -> int:

@@ -236,3 +236,119 @@ def test_a_programme_id_that_is_a_path_is_refused(tmp_path):
     )
     with pytest.raises(InputError, match="column 'id': expected lowercase letters"):
         load_programme(tmp_path)
+
+
+# --- exit codes -----------------------------------------------------------------------------
+
+
+def test_an_internal_error_exits_3_with_its_traceback_names_the_case_and_frees_the_lock(
+    tmp_path, caplog, monkeypatch
+):
+    """A bug after validation (here: in the fit) is not a failed check (exit 1): exit 3, the
+    traceback in the log, the case named, nothing written and the lock released."""
+    import model.fit
+    from model.runs import case_lock
+
+    from .conftest import CASE
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the fit")
+
+    monkeypatch.setattr(model.fit, "fit", broken)
+    assert main(["estimate", str(CASE), "--reports-dir", str(tmp_path)]) == 3
+    assert f"internal error in capest estimate {CASE}" in caplog.text
+    assert "Traceback" in caplog.text and "RuntimeError: a bug in the fit" in caplog.text
+    assert [p.name for p in (tmp_path / "february-11-plant").iterdir()] == [".lock"]
+    with case_lock(tmp_path, "february-11-plant"):  # free again
+        pass
+
+
+def test_disk_full_while_writing_exits_3_with_a_clear_error(tmp_path, caplog, monkeypatch):
+    import errno
+
+    import model.fit
+
+    from .conftest import CASE
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model.fit, "fit", full)
+    assert main(["estimate", str(CASE), "--reports-dir", str(tmp_path)]) == 3
+    assert "No space left on device (nothing was written)" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_add_evidence_on_a_file_size_limit_exits_3_and_changes_nothing(case_copy):
+    """A real write failure (the process may not write files beyond 1 kB, as a full disk
+    refuses them): exit 3, a clear message, the ledger as it was, no candidate left."""
+    ledger = case_copy / "evidence.csv"
+    before = ledger.read_bytes()
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"  # EFBIG instead of a kill
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))\n"
+        "from model.cli import main; sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, "add-evidence", str(case_copy), *ROW],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 3, out.stderr
+    assert "File too large (nothing was written)" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert ledger.read_bytes() == before
+    assert sorted(p.name for p in case_copy.iterdir()) == ["case.toml", "evidence.csv"]
+
+
+def test_report_all_shows_each_error_lists_every_case_and_survives_a_corrupt_summary(
+    tmp_path, capsys
+):
+    """One case with bad input (exit 2) whose older report passed, one case whose latest
+    summary is corrupt: report --all shows the child's error, exits 2, and the index lists
+    both, the first as an input error (not its old "passed")."""
+    import json
+    import shutil
+
+    from model.runs import run_all
+
+    from .conftest import CASE
+
+    cases, reports = tmp_path / "cases", tmp_path / "reports"
+    shutil.copytree(CASE, cases / "february-11-plant")
+    ledger = cases / "february-11-plant" / "evidence.csv"
+    ledger.write_text(ledger.read_text().replace(",between,", ",sometimes,", 1))
+    old = reports / "february-11-plant" / "20250101T000000Z"
+    old.mkdir(parents=True)
+    q = {"median": 3.0}
+    summary = {
+        "case_title": "February 11",
+        "created": "2025-01-01T00:00:00Z",
+        "unit": "missiles",
+        "passed": True,
+        "checks": [],
+        "quantities": {"rate_before": q, "rate_after": q},
+    }
+    (old / "summary.json").write_text(json.dumps(summary))
+    (reports / "february-11-plant" / "latest").symlink_to(old.name)
+    corrupt = reports / "other" / "run"
+    corrupt.mkdir(parents=True)
+    (corrupt / "summary.json").write_text("{not json")
+    (reports / "other" / "latest").symlink_to("run")
+
+    assert run_all(cases, reports, 1, []) == 2
+    err = capsys.readouterr().err
+    assert "--- february-11-plant (exit 2):" in err and "column 'bound'" in err
+    page = (reports / "index.html").read_text()
+    rows = page.split("<tr")[2:]
+    assert len(rows) == 2
+    assert "input error (nothing written); the latest report below is an older run" in rows[0]
+    assert "passed" not in rows[0].replace("older run", "")
+    assert "other" in rows[1] and "summary.json unreadable" in rows[1]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (reports / "index.html").stat().st_mode & 0o777 == 0o666 & ~umask

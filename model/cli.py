@@ -19,6 +19,41 @@ from model.evidence import COLUMNS, OPTIONAL
 log = logging.getLogger("capest")
 
 
+def _bounded(low: int, high: int):
+    """An argparse type: a whole number in [low, high], or argparse's own error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _date(text: str) -> str:
+    from model.timeline import parse_date
+
+    try:
+        parse_date(text, end=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+# Bounds of the sampler settings (README, "Exit codes"): beyond them a run is a typo, or
+# one the machine cannot hold; nutpie and PyMC take seeds below 2**32.
+DRAWS, TUNE, CHAINS, SEED = (
+    _bounded(1, 100_000),
+    _bounded(0, 100_000),
+    _bounded(1, 64),
+    _bounded(0, 2**32 - 1),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="capest", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         "--reports-dir", default="reports", help="where report folders go (default: reports)"
     )
     est.add_argument(
-        "--draws", type=int, default=1000, help="posterior draws per chain (default 1000)"
+        "--draws", type=DRAWS, default=1000, help="posterior draws per chain (default 1000)"
     )
     est.add_argument(
-        "--tune", type=int, default=1000, help="warm-up draws per chain (default 1000)"
+        "--tune", type=TUNE, default=1000, help="warm-up draws per chain (default 1000)"
     )
-    est.add_argument("--chains", type=int, default=4, help="chains (default 4)")
+    est.add_argument("--chains", type=CHAINS, default=4, help="chains (default 4)")
     est.add_argument(
-        "--seed", type=int, default=None, help="random seed (default: fixed, see fit.py)"
+        "--seed", type=SEED, default=None, help="random seed (default: fixed, see fit.py)"
     )
     est.add_argument(
         "--sampler",
@@ -48,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     est.add_argument(
         "--as-of",
+        type=_date,
         default=None,
         metavar="DATE",
         help="use only evidence reported by DATE (YYYY-MM-DD)",
@@ -75,12 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--reports-dir", default="reports", help="default: reports")
     rep.add_argument(
         "--jobs",
-        type=int,
+        type=_bounded(1, 256),
         default=os.cpu_count() or 1,
         help="cases estimated at once (default: the number of cores)",
     )
-    for flag in ("--draws", "--tune", "--chains", "--seed"):
-        rep.add_argument(flag, type=int, default=None, help="passed to each estimate")
+    for flag, kind in (
+        ("--draws", DRAWS),
+        ("--tune", TUNE),
+        ("--chains", CHAINS),
+        ("--seed", SEED),
+    ):
+        rep.add_argument(flag, type=kind, default=None, help="passed to each estimate")
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
     hist.add_argument("--reports-dir", default="reports", help="where report folders are")
@@ -200,6 +241,7 @@ def estimate(args: argparse.Namespace) -> int:
     )
     from model.report import write_report
     from model.runs import Busy, case_lock
+    from model.serials import serial_rows
     from model.summary import summarize, summarize_programme
 
     start = time.perf_counter()
@@ -209,6 +251,8 @@ def estimate(args: argparse.Namespace) -> int:
             case = load_programme(args.case, as_of=args.as_of)
             programme_priors, hyper = resolve_programme_priors(case)
             evidence_rows = sum(len(p.evidence) for p in case.plants)
+            for plant in case.plants:  # as for one case, below
+                serial_rows(plant)
 
             def run_fit(settings):
                 return fit_programme(case, programme_priors, hyper, settings)
@@ -218,6 +262,12 @@ def estimate(args: argparse.Namespace) -> int:
             case = load_case(args.case, as_of=args.as_of)
             priors = resolve_priors(case)
             evidence_rows = len(case.evidence)
+            # What the fit would otherwise find after minutes of sampling: each scenario's
+            # priors, and the serial rows against their blocks.
+            for name, table in case.settings.get("scenarios", {}).items():
+                if "priors" in table:
+                    resolve_priors(case, scenario=name)
+            serial_rows(case)
 
             def run_fit(settings):
                 return fit(case, priors, settings, conditional=not args.no_conditional)

@@ -76,6 +76,8 @@ MODELLED_KINDS = (
     "stage_ratio",
 )
 FORMULA_PREFIXES = ("=", "+", "-", "@")
+NUMBER = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,12})?\Z", re.ASCII)  # no sign, exponent, '_'
+MAX_NUMBER = 1e9  # no count, ratio, lag or serial comes near it; documented in data/README.md
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -248,13 +250,16 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     for column in ("value", "lower", "upper"):
         rec[column] = np.nan
         if raw[column]:
-            try:
-                rec[column] = float(raw[column])
-            except ValueError:
-                bad(column, f"expected a number, got '{raw[column]}'")
+            # One syntax: float() would also take '1_000', '1e308', 'nan' and other scripts'
+            # digits, which no analyst means and the model cannot use.
+            if not NUMBER.match(raw[column]) or float(raw[column]) > MAX_NUMBER:
+                bad(
+                    column,
+                    f"expected a plain decimal number >= 0 and <= {MAX_NUMBER:,.0f} "
+                    f"(e.g. 24 or 7.6), got '{raw[column]}'",
+                )
                 continue
-            if not np.isfinite(rec[column]) or rec[column] < 0:
-                bad(column, f"expected a finite number >= 0, got '{raw[column]}'")
+            rec[column] = float(raw[column])
 
     if raw["bias_group"] and kind not in MODELLED_KINDS:
         bad("bias_group", f"only modelled rows ({', '.join(MODELLED_KINDS)}) take a bias group")

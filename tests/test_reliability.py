@@ -4,6 +4,7 @@ each kind of failure its own exit code. Every test here runs in seconds: none co
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -352,3 +353,41 @@ def test_report_all_shows_each_error_lists_every_case_and_survives_a_corrupt_sum
     umask = os.umask(0)
     os.umask(umask)
     assert (reports / "index.html").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# --- report.md ------------------------------------------------------------------------------
+
+
+def test_report_md_escapes_input_text_and_links_only_http():
+    """Ledger text and the title are text in report.md: no raw HTML, no javascript: link, no
+    remote image, no heading or table injection (only '|' and newlines were escaped)."""
+    from model.report import Link, to_markdown
+
+    hostile = [
+        "<script>alert(1)</script>",
+        "[click](javascript:alert(1))",
+        "![](https://tracker.example/pixel.png)",
+        "line one\n# Injected heading",
+        "a | b",
+        "**bold** and `code` and _em_",
+    ]
+    md = to_markdown(
+        [
+            ("h1", "<img src=x onerror=alert(1)>"),
+            (
+                "table",
+                ["source", "quote"],
+                [[Link("Outlet", "javascript:alert(1)"), q] for q in hostile],
+            ),
+            ("table", ["source"], [[Link("Outlet ]", "https://example.org/a_(b)")]]),
+        ]
+    )
+    assert md.splitlines()[0] == r"# \<img src=x onerror=alert(1)\>"
+    assert not re.search(r"(?<!\\)<(script|img|/script)", md)  # every tag's '<' escaped
+    assert not re.search(r"(?<!\\)\]\((javascript|https://tracker)", md)  # no live link
+    assert r"\[click\](javascript:alert(1))" in md
+    assert "Outlet (javascript:alert(1))" in md  # shown, not linked
+    assert "\n# Injected" not in md and "line one # Injected heading" in md
+    assert r"a \| b" in md
+    assert r"\*\*bold\*\* and \`code\` and \_em\_" in md
+    assert r"[Outlet \]](<https://example.org/a_(b)>)" in md

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from model.errors import InputError, Problem
-from model.evidence import CASE_UNIT, KINDS, STAGE, load_evidence
+from model.evidence import (
+    CASE_UNIT,
+    KINDS,
+    MAX_NUMBER,
+    STAGE,
+    load_evidence,
+    read_text,
+)
 from model.timeline import Window, parse_date
 
 CASE_FILE = "case.toml"
-_CASE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+CASE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # Allowed keys, per table. Anything else is a typo and is refused, never ignored.
 _SCHEMA: dict[str, set[str]] = {
     "": {
@@ -87,13 +95,14 @@ def load_case(
     path = Path(path)
     case_file = path / CASE_FILE if path.is_dir() else path
     name = str(case_file)
+    text = read_text(case_file, "case file", MAX_CASE_BYTES)
     try:
-        text = case_file.read_text(encoding="utf-8")
         settings = tomllib.loads(text)
-    except OSError as exc:
-        raise InputError([Problem(name, "file", "-", f"cannot read the case file: {exc}")]) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise InputError([Problem(name, "file", "-", f"not valid TOML: {exc}")]) from exc
+    problems = _check_types(settings, text, name)
+    if problems:  # the key and value checks below rely on the tables being tables
+        raise InputError(problems)
     problems = _check_keys(settings, text, name)
     if problems:
         raise InputError(problems)
@@ -102,7 +111,7 @@ def load_case(
         return Problem(name, _line_of(text, key), key, message)
 
     case_id = str(settings["id"])
-    if not _CASE_ID.match(case_id):
+    if not CASE_ID.match(case_id):
         problems.append(
             bad("id", f"expected lowercase letters, digits and hyphens, got '{case_id}'")
         )
@@ -117,12 +126,27 @@ def load_case(
         except ValueError as exc:
             problems.append(bad(key, str(exc)))
     weights = settings["area_ratio"]["weights"]
-    if not isinstance(weights, dict) or not weights:
-        problems.append(bad("area_ratio.weights", "expected a table of reading = weight"))
-    elif any(not isinstance(w, int | float) or w < 0 for w in weights.values()):
-        problems.append(bad("area_ratio.weights", "weights must be numbers >= 0"))
-    elif sum(weights.values()) <= 0:
-        problems.append(bad("area_ratio.weights", "at least one weight must be positive"))
+    problems += _check_weights(weights, "area_ratio.weights", bad)
+    for scenario, table in settings.get("scenarios", {}).items():
+        key = f"scenarios.{scenario}.weights"
+        if "weights" in table:
+            problems += _check_weights(table["weights"], key, bad)
+    problems += _check_measurement(settings.get("measurement", {}), bad)
+    ledger_name = PurePosixPath(settings["evidence"])
+    if not settings["evidence"] or ledger_name.is_absolute() or ".." in ledger_name.parts:
+        problems.append(
+            bad("evidence", "expected a file name inside the case folder (no '..', not absolute)")
+        )
+    for block, table in settings.get("serials", {}).items():
+        for key in ("start", "end"):
+            if key in table:
+                try:
+                    parse_date(str(table[key]))
+                except ValueError as exc:
+                    problems.append(bad(f"serials.{block}.{key}", str(exc)))
+        for key in ("first", "first_lower"):
+            if key in table and not (_number(table[key]) and 0 <= table[key] <= MAX_NUMBER):
+                problems.append(bad(f"serials.{block}.{key}", "expected a number >= 0"))
     stages = settings.get("stages", {})
     if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
         problems.append(bad("stages", "expected one table [stages.<name>] per stage"))
@@ -145,7 +169,10 @@ def load_case(
     evidence_path = Path(evidence) if evidence else case_file.parent / str(settings["evidence"])
     evidence = load_evidence(evidence_path)
     if as_of is not None:
-        cutoff = parse_date(as_of, end=True)
+        try:
+            cutoff = parse_date(as_of, end=True)
+        except ValueError as exc:
+            raise InputError([Problem("command line", "-", "--as-of", str(exc))]) from None
         evidence = evidence[evidence["date_reported"] <= cutoff]
     _check_against_case(evidence, settings, window, evidence_path, name, text, as_of)
 
@@ -172,6 +199,115 @@ def input_hash(paths: list[Path] | tuple[Path, ...]) -> str:
     for p in paths:
         digest.update(Path(p).name.encode() + b"\0" + Path(p).read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+# What each entry of case.toml must be, by its dotted key; "*" is any name (a prior, a
+# scenario, a block, a stage). Checked before the keys and values, so that `priors = 5` is
+# an error naming the key, not a crash three functions later.
+_TABLES = (
+    "window",
+    "exports",
+    "area_ratio",
+    "area_ratio.weights",
+    "priors",
+    "priors.*",
+    "measurement",
+    "measurement.noise",
+    "scenarios",
+    "scenarios.*",
+    "scenarios.*.priors",
+    "scenarios.*.priors.*",
+    "scenarios.*.weights",
+    "serials",
+    "serials.*",
+    "stages",
+    "stages.*",
+)
+_STRINGS = (
+    "id",
+    "title",
+    "product",
+    "unit",
+    "evidence",
+    "exports.rationale",
+    "area_ratio.rationale",
+    "measurement.rationale",
+    "scenarios.*.description",
+    "serials.*.description",
+    "stages.*.description",
+    "stages.*.rationale",
+)
+MAX_CASE_BYTES = 1_000_000
+
+
+def _entries(settings: dict, pattern: str):
+    """(dotted key, value) of every entry matching a pattern of _TABLES / _STRINGS."""
+    found = [("", settings)]
+    for part in pattern.split("."):
+        found = [
+            (f"{key}.{k}" if key else k, v)
+            for key, node in found
+            if isinstance(node, dict)
+            for k, v in node.items()
+            if part in ("*", k)
+        ]
+    return found
+
+
+def _check_types(settings: dict, text: str, name: str) -> list[Problem]:
+    problems = []
+    for pattern in _TABLES:
+        for key, value in _entries(settings, pattern):
+            if not isinstance(value, dict):
+                message = f"expected a table ([{key}]), got {type(value).__name__} {value!r}"
+                problems.append(Problem(name, _line_of(text, key), key, message))
+    for pattern in _STRINGS:
+        for key, value in _entries(settings, pattern):
+            if not isinstance(value, str):
+                message = f"expected a quoted string, got {type(value).__name__} {value!r}"
+                problems.append(Problem(name, _line_of(text, key), key, message))
+    return problems
+
+
+def _number(value) -> bool:
+    """A finite TOML number (a boolean is not one, though Python counts it as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_weights(weights: dict, key: str, bad) -> list[Problem]:
+    if not weights:
+        return [bad(key, "expected a table of reading = weight")]
+    if any(not _number(w) or not 0 <= w <= MAX_NUMBER for w in weights.values()):
+        return [bad(key, f"weights must be finite numbers between 0 and {MAX_NUMBER:g}")]
+    if sum(weights.values()) <= 0:
+        return [bad(key, "at least one weight must be positive")]
+    return []
+
+
+def _check_measurement(measurement: dict, bad) -> list[Problem]:
+    """A case's [measurement] overrides, checked here so that an error names the case file
+    (resolve_priors checks the merged table, and names data/priors.toml)."""
+    problems = []
+    rules = {
+        "outlier_share": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "outlier_sd": (lambda v: v > 0, "a number > 0"),
+        "bias_sd": (lambda v: v > 0, "a number > 0"),
+    }
+    for key, (ok, expected) in rules.items():
+        if key in measurement and not (_number(measurement[key]) and ok(measurement[key])):
+            problems.append(bad(f"measurement.{key}", f"expected {expected}"))
+    if "noise" in measurement:
+        noise = measurement["noise"]
+        for grade in "ABCD":
+            if not (_number(noise.get(grade)) and noise[grade] > 0):
+                problems.append(
+                    bad(
+                        f"measurement.noise.{grade}",
+                        "[measurement.noise] replaces the whole table: give A, B, C and D, "
+                        "each a number > 0",
+                    )
+                )
+    return problems
 
 
 def _check_keys(settings: dict, text: str, name: str) -> list[Problem]:
@@ -239,6 +375,12 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
                 + (f" (using only evidence reported by {as_of})" if as_of else ""),
             )
         )
+    for scenario, table in settings.get("scenarios", {}).items():
+        for reading in table.get("weights", {}):
+            if reading not in weights:
+                key = f"scenarios.{scenario}.weights.{reading}"
+                message = "no such reading in [area_ratio.weights]"
+                problems.append(Problem(name, _line_of(text, key), key, message))
     stages = settings.get("stages", {})
     for _, row in evidence[evidence["kind"] == "stage_ratio"].iterrows():
         if row["stage"] not in stages:
@@ -249,6 +391,43 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
                     "stage",
                     f"no stage '{row['stage']}' is declared: add [stages.{row['stage']}] to "
                     "the case file",
+                )
+            )
+    first_day = window.start.start_time
+    in_time = [*counted, "serial"]  # rows the model places on its monthly grid
+    for _, row in evidence[evidence["kind"].isin(in_time)].iterrows():
+        if row["period_end"] < first_day:
+            problems.append(
+                Problem(
+                    str(evidence_path),
+                    f"line {row['line']} (id '{row['id']}')",
+                    "period_end",
+                    f"ends before the case window starts ({window.start}): the model has no "
+                    "month for it; widen [window] or make it a context row",
+                )
+            )
+    declared = settings.get("serials", {})
+    for _, row in evidence[evidence["kind"] == "serial"].iterrows():
+        name = row["block"] or next(iter(declared), "")
+        table = declared.get(name, {})
+        where = f"line {row['line']} (id '{row['id']}')"
+        if "start" in table and row["period_end"] < parse_date(str(table["start"])):
+            problems.append(
+                Problem(
+                    str(evidence_path),
+                    where,
+                    "period_end",
+                    f"seen before block '{name}' starts ({table['start']}): none of its items "
+                    "was made yet",
+                )
+            )
+        if "first" in table and row["value"] < table["first"]:
+            problems.append(
+                Problem(
+                    str(evidence_path),
+                    where,
+                    "value",
+                    f"below the first serial of block '{name}' ({table['first']})",
                 )
             )
     last = window.end.end_time

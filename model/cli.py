@@ -1,7 +1,9 @@
 """Command line: a thin layer over load_case -> resolve_priors -> fit -> summarize -> write_report.
 
-Exit codes: 0 the report is written and its checks passed; 1 the report is written but a
-check failed (it says which at its top); 2 bad input or another error (no report written).
+Exit codes (README, "Exit codes"): 0 the report is written and its checks passed; 1 the report
+is written but a check failed (it says which at its top); 2 bad input, or refused (another run
+holds the lock): nothing written; 3 an internal error or an OS error such as a full disk: the
+log says which (with the traceback of an internal error), nothing written.
 """
 
 from __future__ import annotations
@@ -17,6 +19,41 @@ from model.evidence import COLUMNS, OPTIONAL
 log = logging.getLogger("capest")
 
 
+def _bounded(low: int, high: int):
+    """An argparse type: a whole number in [low, high], or argparse's own error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _date(text: str) -> str:
+    from model.timeline import parse_date
+
+    try:
+        parse_date(text, end=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+# Bounds of the sampler settings (README, "Exit codes"): beyond them a run is a typo, or
+# one the machine cannot hold; nutpie and PyMC take seeds below 2**32.
+DRAWS, TUNE, CHAINS, SEED = (
+    _bounded(1, 100_000),
+    _bounded(0, 100_000),
+    _bounded(1, 64),
+    _bounded(0, 2**32 - 1),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="capest", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -28,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         "--reports-dir", default="reports", help="where report folders go (default: reports)"
     )
     est.add_argument(
-        "--draws", type=int, default=1000, help="posterior draws per chain (default 1000)"
+        "--draws", type=DRAWS, default=1000, help="posterior draws per chain (default 1000)"
     )
     est.add_argument(
-        "--tune", type=int, default=1000, help="warm-up draws per chain (default 1000)"
+        "--tune", type=TUNE, default=1000, help="warm-up draws per chain (default 1000)"
     )
-    est.add_argument("--chains", type=int, default=4, help="chains (default 4)")
+    est.add_argument("--chains", type=CHAINS, default=4, help="chains (default 4)")
     est.add_argument(
-        "--seed", type=int, default=None, help="random seed (default: fixed, see fit.py)"
+        "--seed", type=SEED, default=None, help="random seed (default: fixed, see fit.py)"
     )
     est.add_argument(
         "--sampler",
@@ -46,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     est.add_argument(
         "--as-of",
+        type=_date,
         default=None,
         metavar="DATE",
         help="use only evidence reported by DATE (YYYY-MM-DD)",
@@ -73,12 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--reports-dir", default="reports", help="default: reports")
     rep.add_argument(
         "--jobs",
-        type=int,
+        type=_bounded(1, 256),
         default=os.cpu_count() or 1,
         help="cases estimated at once (default: the number of cores)",
     )
-    for flag in ("--draws", "--tune", "--chains", "--seed"):
-        rep.add_argument(flag, type=int, default=None, help="passed to each estimate")
+    for flag, kind in (
+        ("--draws", DRAWS),
+        ("--tune", TUNE),
+        ("--chains", CHAINS),
+        ("--seed", SEED),
+    ):
+        rep.add_argument(flag, type=kind, default=None, help="passed to each estimate")
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
     hist.add_argument("--reports-dir", default="reports", help="where report folders are")
@@ -97,7 +140,25 @@ def main(argv: list[str] | None = None) -> int:
         "estimate": estimate,
         "report": report_all,
     }
-    return run[args.command](args)
+    from model.errors import Busy, InputError
+
+    try:
+        return run[args.command](args)
+    except (InputError, Busy) as exc:  # found late (e.g. a scenario's prior): still refused
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:  # disk full, permissions: the OS's words, no traceback needed
+        log.error(
+            "capest %s %s: %s (nothing was written)", args.command, getattr(args, "case", ""), exc
+        )
+        return 3
+    except Exception:  # a bug, not the input: the traceback goes to the log for the report
+        log.exception(
+            "internal error in capest %s %s (nothing was written)",
+            args.command,
+            getattr(args, "case", ""),
+        )
+        return 3
 
 
 def report_all(args: argparse.Namespace) -> int:
@@ -114,15 +175,24 @@ def report_all(args: argparse.Namespace) -> int:
 def add_evidence(args: argparse.Namespace) -> int:
     """Append one row after validating the whole ledger with it, on its own and against
     case.toml (units, window, readings, stages); refuse duplicates."""
+    import signal
+
     from model import InputError, load_case
+    from model.errors import Busy
     from model.evidence import append_row
 
+    # SIGTERM (a timeout, a stopped service) unwinds like Ctrl-C, so append_row's cleanup
+    # removes its candidate file; only SIGKILL leaves one, and the next append removes it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         case = load_case(args.case)
-        ledger = case.input_files[1]
         row = {c: getattr(args, c) for c in COLUMNS + OPTIONAL}
-        append_row(ledger, row, check=lambda candidate: load_case(args.case, evidence=candidate))
-    except InputError as exc:
+        ledger = append_row(
+            case.input_files[1],
+            row,
+            check=lambda candidate: load_case(args.case, evidence=candidate),
+        )
+    except (InputError, Busy) as exc:
         log.error("%s", exc)
         return 2
     print(f"added {args.id} to {ledger}")
@@ -171,6 +241,7 @@ def estimate(args: argparse.Namespace) -> int:
     )
     from model.report import write_report
     from model.runs import Busy, case_lock
+    from model.serials import serial_rows
     from model.summary import summarize, summarize_programme
 
     start = time.perf_counter()
@@ -180,6 +251,8 @@ def estimate(args: argparse.Namespace) -> int:
             case = load_programme(args.case, as_of=args.as_of)
             programme_priors, hyper = resolve_programme_priors(case)
             evidence_rows = sum(len(p.evidence) for p in case.plants)
+            for plant in case.plants:  # as for one case, below
+                serial_rows(plant)
 
             def run_fit(settings):
                 return fit_programme(case, programme_priors, hyper, settings)
@@ -189,6 +262,12 @@ def estimate(args: argparse.Namespace) -> int:
             case = load_case(args.case, as_of=args.as_of)
             priors = resolve_priors(case)
             evidence_rows = len(case.evidence)
+            # What the fit would otherwise find after minutes of sampling: each scenario's
+            # priors, and the serial rows against their blocks.
+            for name, table in case.settings.get("scenarios", {}).items():
+                if "priors" in table:
+                    resolve_priors(case, scenario=name)
+            serial_rows(case)
 
             def run_fit(settings):
                 return fit(case, priors, settings, conditional=not args.no_conditional)
@@ -219,7 +298,7 @@ def estimate(args: argparse.Namespace) -> int:
             watch.mark("checks and summary")
             folder = write_report(idata, summary, args.reports_dir)
             watch.mark("write report")
-    except Busy as exc:
+    except (Busy, InputError) as exc:
         log.error("%s", exc)
         return 2
     if args.timings:

@@ -24,3 +24,8 @@ class InputError(ValueError):
         lines = [str(p) for p in self.problems]
         head = f"{len(lines)} problem(s) in the input:" if len(lines) > 1 else "invalid input:"
         super().__init__("\n  ".join([head, *lines]))
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock on what this one would write (a case's report folder,
+    a ledger): the command is refused, like bad input, and writes nothing."""

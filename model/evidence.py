@@ -6,15 +6,21 @@ disagree stay as separate rows; the model weighs them by reliability (see data/R
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import io
+import os
 import re
+import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from model.errors import InputError, Problem
+from model.errors import Busy, InputError, Problem
 from model.timeline import parse_date
 
 COLUMNS = [
@@ -71,24 +77,67 @@ MODELLED_KINDS = (
     "workforce_ratio",
     "stage_ratio",
 )
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+NUMBER = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,12})?\Z", re.ASCII)  # no sign, exponent, '_'
+MAX_NUMBER = 1e9  # no count, ratio, lag or serial comes near it; documented in data/README.md
 BOUNDS = ("exact", "at_least", "at_most", "between")
 GRADES = ("A", "B", "C", "D")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 STAGE = re.compile(r"^[a-z][a-z0-9_]*$")  # a stage name is also a TOML key and a prior's name
 
 
+MAX_LEDGER_BYTES = 10_000_000  # documented in data/README.md 3: a ledger is hand-curated
+MAX_LEDGER_ROWS = 10_000  # ... and the report tables and the fit grow with every row
+
+
+def read_text(path: Path, what: str, limit: int) -> str:
+    """A whole input file as text, or InputError naming the line of what is wrong with it.
+    UTF-8 with or without a byte-order mark (Excel writes one); no NUL; at most `limit`
+    bytes, checked before the file is read."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise InputError(
+                [Problem(name, "file", "-", f"{size:,} bytes: a {what} holds at most {limit:,}")]
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise InputError([Problem(name, "file", "-", f"cannot read the {what}: {reason}")]) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        raise InputError([Problem(name, f"line {line}", "-", message)]) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise InputError([Problem(name, f"line {line}", "-", "contains a NUL character")])
+    return text
+
+
 def load_evidence(path: str | Path) -> pd.DataFrame:
     """Read and validate a ledger. Raises InputError listing every bad cell."""
     path = Path(path)
     name = str(path)
+    text = read_text(path, "ledger", MAX_LEDGER_BYTES)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str], int]] = []  # (first line, cells, last line)
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, strict=True))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError([Problem(name, "file", "-", f"cannot read the ledger: {exc}")]) from exc
+        for cells in reader:
+            # A quoted cell may span lines: count physical lines, as an editor shows them.
+            start = rows[-1][2] + 1 if rows else 1
+            rows.append((start, cells, reader.line_num))
+    except csv.Error as exc:
+        message = f"not valid CSV: {exc}"
+        raise InputError([Problem(name, f"line {reader.line_num}", "-", message)]) from None
     if not rows:
         raise InputError([Problem(name, "header", "-", "the ledger is empty")])
-    header, body = rows[0], rows[1:]
+    if len(rows) - 1 > MAX_LEDGER_ROWS:
+        message = f"{len(rows) - 1:,} rows: a ledger holds at most {MAX_LEDGER_ROWS:,}"
+        raise InputError([Problem(name, "file", "-", message)])
+    header, body = rows[0][1], rows[1:]
     problems = [
         Problem(name, "header", c, "required column is missing") for c in COLUMNS if c not in header
     ] + [
@@ -99,8 +148,7 @@ def load_evidence(path: str | Path) -> pd.DataFrame:
     if problems:
         raise InputError(problems)
     records = []
-    for i, cells in enumerate(body):
-        line = i + 2  # 1-based, after the header
+    for line, cells, _ in body:
         if not any(c.strip() for c in cells):
             continue
         if len(cells) != len(header):
@@ -228,6 +276,16 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     for column in ("source", "quote"):
         if not raw[column]:
             bad(column, "must not be empty: every row keeps its source and verbatim quote")
+    for column, cell in raw.items():
+        # A spreadsheet runs a cell starting with one of these as a formula when an analyst
+        # opens the ledger (=HYPERLINK(...) can leak data). Numbers have their own syntax,
+        # which already refuses a sign.
+        if cell[:1] in FORMULA_PREFIXES and column not in ("value", "lower", "upper"):
+            bad(
+                column,
+                f"starts with '{cell[0]}', which a spreadsheet would run as a formula; "
+                "reword it to start with another character",
+            )
     if not re.match(r"^https?://\S+$", raw["url"]):
         bad("url", f"expected an http(s) address, got '{raw['url']}'")
     if raw["reliability"] not in GRADES:
@@ -254,13 +312,16 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     for column in ("value", "lower", "upper"):
         rec[column] = np.nan
         if raw[column]:
-            try:
-                rec[column] = float(raw[column])
-            except ValueError:
-                bad(column, f"expected a number, got '{raw[column]}'")
+            # One syntax: float() would also take '1_000', '1e308', 'nan' and other scripts'
+            # digits, which no analyst means and the model cannot use.
+            if not NUMBER.match(raw[column]) or float(raw[column]) > MAX_NUMBER:
+                bad(
+                    column,
+                    f"expected a plain decimal number >= 0 and <= {MAX_NUMBER:,.0f} "
+                    f"(e.g. 24 or 7.6), got '{raw[column]}'",
+                )
                 continue
-            if not np.isfinite(rec[column]) or rec[column] < 0:
-                bad(column, f"expected a finite number >= 0, got '{raw[column]}'")
+            rec[column] = float(raw[column])
 
     if raw["bias_group"] and kind not in MODELLED_KINDS:
         bad("bias_group", f"only modelled rows ({', '.join(MODELLED_KINDS)}) take a bias group")
@@ -365,56 +426,112 @@ def _date_code(raw: dict[str, str], rec: dict, bad) -> dict:
     return rec
 
 
+LOCK_WAIT = 60.0  # seconds an add-evidence waits for another one on the same ledger
+
+
+@contextlib.contextmanager
+def ledger_lock(ledger: Path, wait: float = LOCK_WAIT):
+    """Hold an exclusive lock on the folder that holds `ledger` for read-validate-replace, so
+    concurrent appends land one after the other instead of the last writer dropping the
+    others' rows. The lock is on the folder, not the file: os.replace puts a new file in the
+    ledger's place, and a lock on the old one would not exclude the next writer. The kernel
+    drops it when the process ends, even by SIGKILL, so no stale lock is left behind."""
+    fd = os.open(ledger.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Busy(
+                        f"another add-evidence has been writing to {ledger} for {wait:.0f} s; "
+                        "nothing was written, try again"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _candidate_glob(ledger: Path) -> str:
+    return f".{ledger.name}.add-*.tmp"
+
+
 def append_row(
     path: str | Path, row: dict[str, str], check: Callable[[Path], object] | None = None
-) -> None:
+) -> Path:
     """Add one row to a ledger: validate the ledger as it would be with `check` (default
     `load_evidence`; add-evidence passes one that also checks it against case.toml, which
     loads the ledger itself), then replace the file atomically. On any problem nothing is
-    written and InputError names the new row."""
-    import os
-    import tempfile
+    written and InputError names the new row. Returns the file written.
 
+    A symlinked ledger is written through: the real file gets the row and the link stays.
+    The file keeps its mode, its line endings and any byte-order mark; only the new row's
+    bytes are added."""
     path = Path(path)
     unknown = set(row) - set(COLUMNS + OPTIONAL)
     if unknown:
         raise InputError(
             [Problem(str(path), "new row", c, "unknown column") for c in sorted(unknown)]
         )
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text += "\n"
-    header = header_of(text)
-    missing = [c for c in OPTIONAL if row.get(c) and c not in header]
-    if missing:
-        message = "add this column to the ledger's header to use it"
-        raise InputError([Problem(str(path), "header", c, message) for c in missing])
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".csv", delete=False, encoding="utf-8", newline=""
-    ) as f:
-        f.write(text)
-        csv.writer(f, lineterminator="\n").writerow([row.get(c, "") for c in header])
-        candidate = Path(f.name)
-    try:
-        (check or load_evidence)(candidate)
-    except InputError as exc:
-        candidate.unlink()
-        new_line = f"line {len(text.splitlines()) + 1}"
-        raise InputError(
-            [
-                # Problems in the candidate are the ledger's; others (case.toml) keep their file.
-                Problem(
-                    str(path) if p.file == str(candidate) else p.file,
-                    "new row" if p.row.startswith(new_line) else p.row,
-                    p.column,
-                    p.message,
-                )
-                for p in exc.problems
-            ]
-        ) from None
-    os.replace(candidate, path)
+    real = Path(os.path.realpath(path))
+    with ledger_lock(real):
+        # Candidates left by an add-evidence killed before it could clean up (SIGKILL): the
+        # lock holder owns the folder's candidates, as the case lock owns .incomplete-*.
+        for stale in real.parent.glob(_candidate_glob(real)):
+            stale.unlink(missing_ok=True)
+        try:
+            text = real.read_bytes().decode("utf-8")  # bytes: "\r\n" stays "\r\n"
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(
+                [Problem(str(path), "file", "-", f"cannot read the ledger: {exc}")]
+            ) from exc
+        eol = "\r\n" if text.split("\n", 1)[0].endswith("\r") else "\n"
+        if text and not text.endswith("\n"):
+            text += eol
+        header = header_of(text)
+        missing = [c for c in OPTIONAL if row.get(c) and c not in header]
+        if missing:
+            message = "add this column to the ledger's header to use it"
+            raise InputError([Problem(str(path), "header", c, message) for c in missing])
+        out = io.StringIO()
+        csv.writer(out, lineterminator=eol).writerow([row.get(c, "") for c in header])
+        candidate = real.parent / f".{real.name}.add-{os.getpid()}.tmp"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), stat.S_IMODE(real.stat().st_mode))
+                f.write((text + out.getvalue()).encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                (check or load_evidence)(candidate)
+            except InputError as exc:
+                new_line = f"line {text.count(chr(10)) + 1}"
+                raise InputError(
+                    [
+                        # Problems in the candidate are the ledger's; others (case.toml) keep
+                        # their file.
+                        Problem(
+                            str(path) if p.file == str(candidate) else p.file,
+                            "new row"
+                            if p.row == new_line or p.row.startswith(new_line + " ")
+                            else p.row,
+                            p.column,
+                            p.message,
+                        )
+                        for p in exc.problems
+                    ]
+                ) from None
+            os.replace(candidate, real)
+        finally:
+            candidate.unlink(missing_ok=True)  # on every exit but SIGKILL (see above)
+    return real
 
 
 def header_of(text: str) -> list[str]:
     """The ledger's own column order (its header), so an appended row lines up with it."""
-    return next(csv.reader([text.splitlines()[0]])) if text else COLUMNS
+    first = text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+    return next(csv.reader([first])) if text else COLUMNS

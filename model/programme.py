@@ -29,7 +29,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from model.build import Pooled, plant_graph, readings
-from model.case import CASE_FILE, Case, load_case
+from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
 from model.fit import (
     PRIOR_VARS,
@@ -104,6 +104,12 @@ def load_programme(path: str | Path, *, as_of: str | None = None) -> Programme:
         for k in ("id", "title", "unit", "plants")
         if k not in settings
     ]
+    if "id" in settings and not CASE_ID.match(str(settings["id"])):
+        # The id names the report folder: a path here would put the lock and the report
+        # outside reports/ (the same rule as a case's id).
+        problems.append(
+            Problem(name, "-", "id", "expected lowercase letters, digits and hyphens (a name)")
+        )
     plants = settings.get("plants", [])
     if not isinstance(plants, list) or not plants or not all(isinstance(p, str) for p in plants):
         problems.append(Problem(name, "-", "plants", "expected a list of plant case folders"))

@@ -820,18 +820,34 @@ _CODE = re.compile(r"`(.+?)`")
 _SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
 
 
+# Characters that Markdown (CommonMark and GitHub's tables) or the HTML it passes through
+# would read as markup. Ledger text and titles come from sources and analysts: in report.md
+# they must stay text (no raw <script>, no [link](javascript:...), no ![tracking image]).
+_MD_SPECIAL = re.compile(
+    r"[\\`*\[\]<>|~&]"  # always markup (links, images, raw HTML, code, emphasis, tables)
+    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"  # emphasis; inside a word (date_code) it is text
+)
+
+
+def md_text(text) -> str:
+    """Input text as literal Markdown text on one line: every mark backslash-escaped."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), " ".join(str(text).splitlines()))
+
+
 def _md_cell(cell) -> str:
     if isinstance(cell, Link):
-        text = cell.text.replace("|", "\\|").replace("\n", " ")
-        return f"[{text}]({cell.url})" if _SAFE_URL.match(cell.url) else f"{text} ({cell.url})"
-    return str(cell).replace("|", "\\|").replace("\n", " ")
+        text = md_text(cell.text)
+        if _SAFE_URL.match(cell.url):  # http(s) only; <...> so a ')' cannot end the address
+            return f"[{text}](<{cell.url}>)"
+        return f"{text} ({md_text(cell.url)})"
+    return md_text(cell)
 
 
 def to_markdown(blocks: list[tuple]) -> str:
     out = []
     for kind, *rest in blocks:
-        if kind == "h1":
-            out.append(f"# {rest[0]}")
+        if kind == "h1":  # the case's title: input
+            out.append(f"# {md_text(rest[0])}")
         elif kind == "h2":
             out.append(f"## {rest[0]}")
         elif kind == "p":

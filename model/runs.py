@@ -21,11 +21,36 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from model.errors import Busy, InputError, Problem
+
 log = logging.getLogger("capest")
 
 
-class Busy(RuntimeError):
-    """Another run holds the case's lock."""
+def report_folder(reports_dir: str | Path, case_id: str) -> Path:
+    """reports/<case>, created and checked before anything is fitted: the id is a plain
+    name (no path), the reports folder is a folder, and the case's folder is a real folder
+    directly in it, not a symlink that would put the lock and the report somewhere else."""
+    from model.case import CASE_ID
+
+    where = str(Path(reports_dir) / case_id)
+    if not CASE_ID.match(case_id):
+        message = f"case id {case_id!r} is not lowercase letters, digits and hyphens"
+        raise InputError([Problem(where, "-", "id", message)])
+    reports = Path(reports_dir)
+    folder = reports / case_id
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink():
+            raise InputError(
+                [Problem(where, "-", "-", "is a symlink; a case's report folder must be a folder")]
+            )
+        folder.mkdir(exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        message = f"cannot make the report folder: {exc.strerror} ({exc.filename})"
+        raise InputError([Problem(where, "-", "--reports-dir", message)]) from None
+    if folder.resolve().parent != reports.resolve():
+        raise InputError([Problem(where, "-", "-", "resolves outside the reports folder")])
+    return folder
 
 
 @contextlib.contextmanager
@@ -34,13 +59,20 @@ def case_lock(reports_dir: str | Path, case_id: str):
     Whoever holds the lock owns the folder, so it also clears what a killed run left."""
     from model.report import remove_incomplete
 
-    folder = Path(reports_dir) / case_id
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("w") as handle:
+    folder = report_folder(reports_dir, case_id)
+    try:
+        # O_NOFOLLOW: a .lock planted as a symlink is refused, not followed (its target would
+        # get our pid). No O_TRUNC: the holder's pid stays until the lock is ours.
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        message = f"cannot open the lock file (a symlink is refused): {exc.strerror}"
+        raise InputError([Problem(str(folder / ".lock"), "-", "-", message)]) from None
+    with os.fdopen(fd, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Busy(f"another run of {case_id} is writing to {folder}") from None
+        handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
         for name in remove_incomplete(folder):
@@ -52,8 +84,29 @@ def case_folders(cases_dir: str | Path) -> list[Path]:
     return sorted(p.parent for p in Path(cases_dir).glob("*/case.toml"))
 
 
+# What each exit code of `capest estimate` means (README, "Exit codes"); the index and the log
+# of `report --all` say it in these words.
+OUTCOMES = {
+    0: "passed",
+    1: "report written, a check FAILED",
+    2: "input error (nothing written)",
+    3: "error (nothing written)",
+}
+
+
+def outcome(code: int) -> str:
+    if code < 0:
+        return f"error: killed by signal {-code} (nothing written)"
+    return OUTCOMES.get(code, f"error (exit {code})")
+
+
+def worst(codes: list[int]) -> int:
+    """report --all exits with its worst case: 3 (or a killed case) > 2 > 1 > 0."""
+    return max((3 if c < 0 or c > 3 else c for c in codes), default=0)
+
+
 def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: list[str]) -> int:
-    """Estimate every case in its own process; write the index; 0 only if all passed."""
+    """Estimate every case in its own process; write the index; the worst exit code."""
     cases = case_folders(cases_dir)
     if not cases:
         log.error("no case.toml under %s", cases_dir)
@@ -77,62 +130,90 @@ def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: li
             *extra,
         ]
         out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode not in (0, 1):
-            sys.stderr.write(out.stderr)
         seconds = time.perf_counter() - start
         with progress:
             done += 1
+            if out.returncode != 0:  # whatever went wrong, in the case's own words
+                sys.stderr.write(f"--- {case.name} (exit {out.returncode}):\n{out.stderr}")
             log.info(
                 "[%d/%d] finished %s: %s in %.0f s",
                 done,
                 len(cases),
                 case.name,
-                {0: "passed", 1: "report written, a check FAILED"}.get(
-                    out.returncode, f"error (exit {out.returncode})"
-                ),
+                outcome(out.returncode),
                 seconds,
             )
         return case, out.returncode, seconds
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(one, cases))
-    index = write_index(reports_dir)
+    index = write_index(reports_dir, {c.name: code for c, code, _ in results})
     failed = [c.name for c, code, _ in results if code != 0]
     log.info(
-        "index written to %s; %d of %d case(s) failed%s",
+        "index written to %s; %d of %d case(s) did not pass%s",
         index,
         len(failed),
         len(results),
         f": {', '.join(failed)}" if failed else "",
     )
-    return 1 if failed else 0
+    return worst([code for _, code, _ in results])
 
 
-def write_index(reports_dir: str | Path) -> Path:
-    """reports/index.html: the latest run of each case, its status and headline numbers."""
-    reports_dir = Path(reports_dir)
-    rows = []
-    for summary_path in sorted(reports_dir.glob("*/latest/summary.json")):
-        s = json.loads(summary_path.read_text())
-        q = s["quantities"]
-        status = "passed" if s.get("passed") else "FAILED"
-        warned = [c["name"] for c in s.get("checks", []) if c["status"] == "warn"]
-        link = html.escape(f"{summary_path.parent.parent.name}/latest/report.html", quote=True)
+def _index_row(reports_dir: Path, name: str, code: int | None) -> str:
+    """One case in the index: this run's outcome (when `code` is given) and the headline of
+    its latest report, if one is readable. A broken summary is shown, never fatal."""
+    link, title, created, before, after, unit = None, name, "", "", "", ""
+    summary_path = reports_dir / name / "latest" / "summary.json"
+    problem = ""
+    if summary_path.exists():
+        try:
+            s = json.loads(summary_path.read_text(encoding="utf-8"))
+            q = s["quantities"]
+            title, created, unit = str(s["case_title"]), str(s["created"]), f"{s['unit']}/month"
+            before = f"{float(q['rate_before']['median']):.3g}"
+            after = f"{float(q['rate_after']['median']):.3g}"
+            passed = bool(s.get("passed"))
+            warned = [str(c["name"]) for c in s.get("checks", []) if c["status"] == "warn"]
+            link = f"{name}/latest/report.html"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"error: latest/summary.json unreadable ({type(exc).__name__}: {exc})"
+    if code not in (None, 0, 1):  # this run wrote nothing: say so, above any older report
+        status, css = outcome(code), "error"
+        if link:
+            status += f"; the latest report below is an older run ({created})"
+    elif problem:
+        status, css = problem, "error"
+    elif link:
+        status, css = ("passed" if passed else "FAILED"), ("passed" if passed else "failed")
         if warned:
             status += f" (warnings: {', '.join(warned)})"
-        rows.append(
-            f'<tr class="{"passed" if s.get("passed") else "failed"}"><td><a href="{link}">'
-            f"{html.escape(s['case_title'])}</a></td><td>{html.escape(status)}</td>"
-            f"<td>{html.escape(s['created'])}</td>"
-            f"<td>{q['rate_before']['median']:.3g}</td><td>{q['rate_after']['median']:.3g}</td>"
-            f"<td>{html.escape(s['unit'])}/month</td></tr>"
-        )
+    else:
+        status, css = "no report yet", "error"
+    shown = html.escape(title)
+    if link:
+        shown = f'<a href="{html.escape(link, quote=True)}">{shown}</a>'
+    return (
+        f'<tr class="{css}"><td>{shown}</td><td>{html.escape(status)}</td>'
+        f"<td>{html.escape(created)}</td><td>{before}</td><td>{after}</td>"
+        f"<td>{html.escape(unit)}</td></tr>"
+    )
+
+
+def write_index(reports_dir: str | Path, outcomes: dict[str, int] | None = None) -> Path:
+    """reports/index.html: every case, the latest run of each, its status and headline
+    numbers; `outcomes` (case folder -> exit code of this run) adds the cases whose run
+    wrote nothing, with what went wrong."""
+    reports_dir = Path(reports_dir)
+    outcomes = outcomes or {}
+    names = {p.parent.parent.name for p in reports_dir.glob("*/latest/summary.json")}
+    rows = [_index_row(reports_dir, n, outcomes.get(n)) for n in sorted(names | set(outcomes))]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'\"><title>capest reports</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em}td,th{border:1px solid #ccc;"
         "padding:.3em .6em}table{border-collapse:collapse}.failed td{background:#fce8e6}"
+        ".error td{background:#fde2c8}"
         "</style></head><body><h1>capest reports</h1><table><thead><tr><th>case</th>"
         "<th>status</th><th>run (UTC)</th><th>rate before (median)</th>"
         "<th>rate after (median)</th><th>unit</th></tr></thead><tbody>"
@@ -140,7 +221,18 @@ def write_index(reports_dir: str | Path) -> Path:
         + "</tbody></table></body></html>\n"
     )
     reports_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=reports_dir, suffix=".html", delete=False) as f:
-        f.write(page)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=reports_dir, prefix=".index-", suffix=".html", delete=False, encoding="utf-8"
+    ) as f:
+        try:
+            f.write(page)
+            f.flush()
+            # NamedTemporaryFile makes the file 0600; the index is for whoever reads reports/.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)
+        except BaseException:
+            os.unlink(f.name)  # disk full: the old index stays, no half-written one beside it
+            raise
     os.replace(f.name, reports_dir / "index.html")
     return reports_dir / "index.html"

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$", re.ASCII)  # \d alone takes any script's digits
+FIRST_YEAR, LAST_YEAR = 1900, 2100
 
 
 def parse_date(text: str, *, end: bool = False) -> pd.Timestamp:
@@ -18,6 +19,8 @@ def parse_date(text: str, *, end: bool = False) -> pd.Timestamp:
     a report dated only '2025' is certainly out by 2025-12-31)."""
     if not _DATE.match(text):
         raise ValueError(f"expected a date as YYYY-MM-DD, YYYY-MM or YYYY, got '{text}'")
+    if not FIRST_YEAR <= int(text[:4]) <= LAST_YEAR:  # year 0000 is a typo, not a date
+        raise ValueError(f"expected a year from {FIRST_YEAR} to {LAST_YEAR}, got '{text}'")
     if len(text) < 10:
         period = pd.Period(text, freq="M" if len(text) == 7 else "Y")
         return period.end_time.normalize() if end else period.start_time

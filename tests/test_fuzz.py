@@ -116,3 +116,72 @@ def test_one_line_of_the_case_file_changed(tmp_path_factory, line, edit):
         lines[line] = edit
     (case / "case.toml").write_text("\n".join(lines) + "\n")
     assert_loads_or_explains(lambda: resolve_priors(load_case(case)))
+
+
+TOML_VALUES = st.sampled_from(
+    ["5", '"x"', "[1]", "true", "nan", "inf", "-1", "{}", '"../../etc/passwd"', '"2024-13"']
+)
+
+
+@FUZZ
+@given(
+    key=st.sampled_from(
+        ["priors", "measurement", "scenarios", "stages", "serials", "title", "id", "evidence"]
+    ),
+    value=TOML_VALUES,
+    table=st.sampled_from(
+        [
+            "",
+            "[measurement]",
+            "[measurement.noise]",
+            "[scenarios.s]",
+            "[scenarios.s.weights]",
+            "[serials.main]",
+            "[stages.casting]",
+            "[priors.rate_before]",
+            "[area_ratio.weights]",
+        ]
+    ),  # fmt: skip
+)
+def test_a_key_of_any_type_in_any_table_of_the_case_file(tmp_path_factory, key, value, table):
+    """A value of the wrong type anywhere in case.toml is an InputError naming it, found
+    before the lock (load_case, the priors of the case and of each scenario, serial blocks:
+    what `capest estimate` checks before it locks), never a crash (priors = 5 was one)."""
+    from model.serials import serial_rows
+
+    case = tmp_path_factory.mktemp("fuzz") / "case"
+    shutil.copytree(CASE, case)
+    text = (case / "case.toml").read_text()
+    if table:  # a new table at the end (TOML refuses a table defined twice: also an error)
+        text += f"\n{table}\n{key} = {value}\n"
+    else:  # a top-level key goes before the first table
+        text = f"{key} = {value}\n" + text
+
+    def everything():
+        loaded = load_case(case)
+        resolve_priors(loaded)
+        for name, t in loaded.settings.get("scenarios", {}).items():
+            if "priors" in t:
+                resolve_priors(loaded, scenario=name)
+        serial_rows(loaded)
+
+    (case / "case.toml").write_text(text)
+    assert_loads_or_explains(everything)
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=12), st.integers(-(2**40), 2**40).map(str)))
+def test_command_line_values_are_in_bounds_or_refused(text):
+    import argparse
+
+    from model.cli import _bounded, _date
+
+    for low, high in ((1, 100_000), (0, 100_000), (1, 64), (0, 2**32 - 1)):
+        try:
+            assert low <= _bounded(low, high)(text) <= high
+        except argparse.ArgumentTypeError as exc:
+            assert str(exc).startswith("expected")
+    try:
+        _date(text)
+    except argparse.ArgumentTypeError as exc:
+        assert str(exc).startswith(("expected", "not a calendar date"))

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from model.checks import run_checks
-from model.report import report_blocks, to_html, to_markdown, write_report
+from model.report import md_text, report_blocks, to_html, to_markdown, write_report
 from model.summary import INTERVALS, diagnostics_check, summarize
 
 
@@ -281,7 +281,7 @@ def test_every_ledger_cell_reaches_the_saved_evidence_and_the_report(small_fit, 
             assert [float(x) for x in re.findall(NUMBER, seen)] == [
                 float(x) for x in re.findall(NUMBER, want)
             ], raw["id"]
-        assert shown[-1] == raw["quote"].replace("|", "\\|").replace("\n", " "), raw["id"]
+        assert shown[-1] == md_text(raw["quote"]), raw["id"]  # escaped, else the same
 
 
 def test_evidence_effect_tells_narrowed_moved_and_untouched_quantities_apart():

@@ -157,6 +157,9 @@ def add_log_priors(model: pm.Model) -> None:
     """Each free variable's log prior density per draw (for power-scaling sensitivity)."""
     with model:
         for rv in list(model.free_RVs):
+            if rv.name.endswith("use_z"):
+                # the latent monthly use's N(0, 1) is structure: its scale, burst_sd, is the prior
+                continue
             pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 HEADLINE = ["rate_before", "rate_after", "capacity_multiplier", "production_by_year"]
 PRIOR_VARS = [
     "rate_before",
+    "exported_flow",
     "rate_after",
     "capacity_multiplier",
     "completion",

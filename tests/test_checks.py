@@ -38,7 +38,7 @@ def test_an_impossible_observation_is_flagged_before_and_after_fitting(small_fit
 
 def test_a_stream_the_model_cannot_explain_fails(small_fit):
     rows = ["launches-yomiuri-2024-08", "launches-yomiuri-2024-09", "launches-yomiuri-2024-h1",
-            "launches-yomiuri-2024-h2", "launches-cnn-2024-11-23"]  # fmt: skip
+            "launches-yomiuri-2024-h2", "launches-hur-2024-12-05"]  # fmt: skip
     post = posterior_predictive_check(with_observed(small_fit, rows, np.log1p(1e6)))
     assert post["streams"]["launches"]["status"] == "fail" and post["status"] == "fail"
 
@@ -47,7 +47,7 @@ def test_sensitivity_covers_every_prior_and_stream(small_fit):
     s = sensitivity_check(small_fit)
     assert s["flat_priors"] == ["completion"]  # uniform: power-scaling leaves it unchanged
     assert set(s["priors"]) == {"rate_before", "log_gain_log", "ramp_months", "export_share",
-                                "use_lag", "burst_sd"}  # fmt: skip
+                                "use_lag", "burst_sd", "source_bias"}  # fmt: skip
     assert set(s["likelihood"]) == {"evidence", "launches", "transfers", "date_code"}
     for values in [*s["priors"].values(), *s["likelihood"].values()]:
         assert all(v >= 0 for v in values.values())

@@ -123,7 +123,7 @@ def _case_with_serials(case_copy, rows: list[str], blocks: str = "") -> None:
 
 def _serial_row(id_, serial, date, block=""):
     # the columns of the February 11 ledger, plus `block` (added by _case_with_serials)
-    header = HEADER.split(",") + ["supersedes", "used", "block"]
+    header = HEADER.split(",") + ["supersedes", "used", "same_as", "bias_group", "block"]
     cells = dict.fromkeys(header, "")
     cells |= {
         "id": id_, "kind": "serial", "period_end": date, "value": str(serial), "bound": "exact",

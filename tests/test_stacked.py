@@ -62,8 +62,8 @@ def write_programme(folder, readings: int):
         for j, (name, low, high) in enumerate([("narrow", 1.5, 1.6), ("wide", 1.2, 2.0)]):
             if name in weights:
                 lines.append(_line(id=f"area-{j}", kind="area_ratio", reading=name,
-                                   period_end=f"{year + 1}-06-01", lower=low + 0.02 * i,
-                                   upper=high + 0.1 * i, bound="between", unit="ratio",
+                                   period_end=f"{year + 1}-06-01", lower=round(low + 0.02 * i, 6),
+                                   upper=round(high + 0.1 * i, 6), bound="between", unit="ratio",
                                    date_reported=f"{year + 1}-07-01"))  # fmt: skip
         lines += [
             _line(id="launches-month", kind="launches", period_start=f"{year + 1}-03-01",

@@ -1,5 +1,5 @@
 """Parameter recovery: evidence simulated from the model with known values is fitted, and
-the known values must fall inside the 95% posterior intervals.
+the known values must fall inside the 99% posterior intervals.
 
 The synthetic case has the real case's window and size-ratio rows, with monthly launch
 counts and four transfer totals, all grade A. The export share is not identified by such
@@ -16,7 +16,6 @@ from model import load_case
 from model.build import build_model
 from model.fit import SamplerSettings, fit
 from model.priors import resolve_priors
-from model.summary import quantities
 from tests.conftest import CASE
 
 TRUTH = {
@@ -78,12 +77,12 @@ def synthetic_case(case_dir):
     return load_case(case_dir)
 
 
-def test_known_values_fall_inside_95_percent_intervals(case_copy):
+def test_known_values_fall_inside_99_percent_intervals(case_copy):
     case = synthetic_case(case_copy)
     priors = resolve_priors(case)
     settings = SamplerSettings(draws=500, tune=500, chains=2, seed=3, prior_draws=100)
     idata = fit(case, priors, settings, conditional=False, checks=False)
-    q = quantities(idata["posterior"].to_dataset(), "missiles")
+    post = idata["posterior"]
     truth = {
         "rate_before": TRUTH["rate_before"],
         "capacity_multiplier": 2.0,
@@ -91,13 +90,15 @@ def test_known_values_fall_inside_95_percent_intervals(case_copy):
         "export_share": TRUTH["export_share"],
         "use_lag": TRUTH["use_lag"],
     }
+    truth["exported_flow"] = TRUTH["rate_before"] * TRUTH["export_share"]
+    # One simulated data set and six known values: with 99% intervals a correct model fails
+    # this check about 6% of the time (95% intervals: 26%). Coverage itself is what the
+    # calibration (model/calibration.py) tests, over many data sets.
     for name, value in truth.items():
-        lo, hi = q[name]["intervals"]["0.95"]
-        assert lo <= value <= hi, f"{name}: truth {value} outside 95% interval [{lo:.3g}, {hi:.3g}]"
-    # the evidence identifies the exported flow tightly: its interval is narrow
-    flow = (idata["posterior"]["export_share"] * idata["posterior"]["rate_before"]).to_numpy()
-    lo, hi = np.quantile(flow, [0.025, 0.975])
-    assert lo <= 7.0 <= hi
+        lo, hi = np.quantile(post[name].to_numpy(), [0.005, 0.995])
+        assert lo <= value <= hi, f"{name}: truth {value} outside 99% interval [{lo:.3g}, {hi:.3g}]"
+    # the evidence identifies the exported flow tightly: its 95% interval is narrow
+    lo, hi = np.quantile(post["exported_flow"].to_numpy(), [0.025, 0.975])
     assert hi / lo < 1.6
     assert int(idata["sample_stats"]["diverging"].sum()) == 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import xarray as xr
 
 from model import plots
-from model.summary import DECIDED, INFORMED, MOVED
+from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
     "fan_chart.png": "Monthly production: posterior median with 50%, 80% and 95% equal-tailed "
@@ -525,16 +525,17 @@ def _what_the_evidence_decided(summary: dict) -> str:
         text += f"Decided by the priors (listed under Priors): {', '.join(priors)}. "
     for name in ("rate_before", "rate_after"):
         e = effect.get(name)
-        if e and e["decided_by"] != "evidence" and e["assumptions"]:
+        if e and e.get("assumptions"):
             text += (
-                f"{name} rests on {', '.join(e['assumptions'])}, which the evidence does not "
-                f"inform: its interval is only as good as those assumptions. "
+                f"{e['assumed_share']:.0%} of the posterior variance of {name} comes from "
+                f"{', '.join(e['assumptions'])}, which the evidence does not inform. "
             )
     return text + (
         f"Rule: decided by the evidence when the posterior variance is at most "
         f"{1 - DECIDED:.0%} of the prior's (contraction ≥ {DECIDED:.0%}); by the priors when "
         f"contraction < {INFORMED:.0%} and the median moved less than {MOVED:g} posterior sd "
-        "(Betancourt's z-score); partly otherwise."
+        "(Betancourt's z-score), or when inputs the priors decide explain at least "
+        f"{ASSUMED_SHARE:.0%} of a derived quantity's posterior variance; partly otherwise."
     )
 
 

@@ -39,7 +39,8 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["diagnostics"]["passed"] is False
     assert summary["provenance"]["draws"] == 50 and summary["provenance"]["chains"] == 2
-    assert "FAILED" in (latest / "report.md").read_text().splitlines()[2]
+    status = (latest / "report.md").read_text().splitlines()[4]  # under "## Key judgments"
+    assert status.startswith("> **FAILED**")
     assert "ERROR capest: sampler diagnostics FAIL" in out.stderr
 
 

@@ -8,7 +8,17 @@ import pytest
 import xarray as xr
 
 from model.checks import run_checks
-from model.report import md_text, report_blocks, to_html, to_markdown, write_report
+from model.report import (
+    estimative,
+    fmt,
+    interval,
+    label,
+    md_text,
+    report_blocks,
+    to_html,
+    to_markdown,
+    write_report,
+)
 from model.summary import INTERVALS, diagnostics_check, summarize
 
 
@@ -109,9 +119,13 @@ def test_failed_diagnostics_show_at_the_top(small_fit, summary):
         "checks": [diagnostics_check(diagnostics), *summary["checks"][1:]],
     }
     md = to_markdown(report_blocks(failed, small_fit))
-    assert md.splitlines()[2].startswith("> **FAILED**")
-    assert "mixture: R-hat 1.2 > 1.01" in md.splitlines()[2]
+    lines = md.splitlines()
+    assert lines[2] == "## Key judgments"  # the first thing after the title
+    assert lines[4].startswith("> **FAILED**")
+    assert "mixture: R-hat 1.2 > 1.01" in lines[4]
     assert "| sampler diagnostics | FAIL |" in md
+    page = to_html(report_blocks(failed, small_fit), {k: b"" for k in _figures()}, "t")
+    assert '<div class="status failed" id="status"><strong>FAILED</strong>: ' in page
 
 
 def test_a_check_that_cannot_compute_fails_visibly(small_fit):
@@ -316,8 +330,9 @@ def test_the_report_says_what_the_evidence_decided_and_what_the_priors_did(small
     assert "export_share" in effect["rate_after"]["assumptions"]
     page = to_markdown(report_blocks(summary, small_fit))
     status = next(line for line in page.splitlines() if line.startswith("> **"))
-    assert "decided mostly by assumptions (export_share" in status
-    assert "What the evidence decided: exported_flow" in page
+    if effect["rate_after"]["decided_by"] != "evidence":
+        assert f"decided mostly by assumptions ({label(summary, 'export_share')}" in status
+    assert f"What the evidence decided: {label(summary, 'exported_flow')}" in page
     assert "barely moved" not in page
 
 
@@ -330,3 +345,56 @@ def test_a_replay_is_written_but_never_becomes_latest(small_fit, summary, tmp_pa
     old = write_report(small_fit, replay, tmp_path)
     latest = tmp_path / summary["case_id"] / "latest"
     assert old.exists() and latest.resolve() == normal.resolve()
+
+
+def test_estimative_words_follow_the_icd_203_bands():
+    assert estimative(0.03) == ("almost no chance", "1-5%")
+    assert estimative(0.27) == ("unlikely", "20-45%")
+    assert estimative(0.5) == ("roughly even chance", "45-55%")
+    assert estimative(0.55)[0] == "likely"  # a band's edge goes to the higher band
+    assert estimative(0.9)[0] == "very likely"
+    assert estimative(1.0)[0] == "almost certain"
+
+
+def _section(md: str, heading: str) -> str:
+    start = md.index(f"## {heading}\n")
+    end = md.find("\n## ", start + 1)
+    return md[start : end if end > 0 else None]
+
+
+def test_key_judgments_come_first_and_carry_the_summarys_numbers(small_fit, summary):
+    md = to_markdown(report_blocks(summary, small_fit))
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Key judgments"
+    # the analyst's sections, then the machinery as an appendix, in this order
+    order = ["Scenarios", "The size of the new building", "Monthly production", "Appendix"]
+    where = [next(i for i, h in enumerate(headings) if h[3:].startswith(o)) for o in order]
+    assert where == sorted(where)
+    appendix = md[md.index("## Appendix") :]
+    for part in ("### Health", "### Diagnostics", "### Priors", "### Evidence ledger"):
+        assert part in appendix
+    box = _section(md, "Key judgments")
+    q = summary["quantities"]
+    for name in ("exported_flow", "rate_before", "rate_after", "capacity_multiplier"):
+        row = f"| {label(summary, name)} | {fmt(q[name]['median'])} "
+        assert row in box and f"| {interval(q[name], '0.8')} | {interval(q[name])} |" in box
+    p = q["p_capacity_doubled"]["value"]
+    assert f"It is **{estimative(p)[0]}** that capacity at least doubled: probability " in box
+    assert f"**{p:.0%}**" in box and "ICD 203" in box
+    assert "What decides it:" in box
+    medians = [r["rate_after"]["median"] for r in summary["scenarios"]]
+    medians.append(q["rate_after"]["median"])
+    assert f"from **{fmt(min(medians))}**" in box and f"to **{fmt(max(medians))}**" in box
+    # the table of contents links every section
+    for heading in headings[1:]:
+        assert f"[{heading[3:]}](#" in md
+
+
+def test_labels_not_variable_names_in_the_report(small_fit, summary):
+    md = to_markdown(report_blocks(summary, small_fit))
+    for name in ("rate_before", "rate_after", "log_gain_log", "p_capacity_doubled"):
+        assert name not in md, name
+    # a label from the variables registry, when the summary carries one, is what is shown
+    named = {**summary, "quantities": {**summary["quantities"]}}
+    named["quantities"]["rate_after"] = {**named["quantities"]["rate_after"], "label": "Full rate"}
+    assert "| Full rate | " in to_markdown(report_blocks(named, small_fit))

@@ -398,3 +398,54 @@ def test_labels_not_variable_names_in_the_report(small_fit, summary):
     named = {**summary, "quantities": {**summary["quantities"]}}
     named["quantities"]["rate_after"] = {**named["quantities"]["rate_after"], "label": "Full rate"}
     assert "| Full rate | " in to_markdown(report_blocks(named, small_fit))
+
+
+def test_a_partial_year_says_which_months_it_covers():
+    """The window starts in March: its first year is Mar-Dec, never '2023' alone."""
+    import pandas as pd
+
+    from model.summary import quantities, year_span
+    from model.timeline import Window
+
+    window = Window(pd.Period("2023-03", "M"), pd.Period("2024-12", "M"))
+    assert year_span(window, 2023) == "Mar-Dec, 10 months"
+    assert year_span(window, 2024) == ""
+    assert year_span(Window(pd.Period("2024-01", "M"), pd.Period("2024-01", "M")), 2024) == (
+        "Jan, 1 month"
+    )
+    rng = np.random.default_rng(1)
+    ds = xr.Dataset(
+        {
+            n: (("chain", "draw"), rng.lognormal(2, 0.3, (1, 50)))
+            for n in ("rate_before", "rate_after", "capacity_multiplier")
+        }
+    )
+    by_year = rng.lognormal(5, 0.3, (1, 50, 2))
+    ds["production_by_year"] = (("chain", "draw", "year"), by_year)
+    ds = ds.assign_coords(year=[2023, 2024])
+    q = quantities(ds, "units", window)
+    assert q["production_2023"]["description"] == "production in 2023 (Mar-Dec, 10 months)"
+    assert q["production_2023"]["span"] == "Mar-Dec, 10 months"
+    assert "span" not in q["production_2024"]
+    # a registry label without the months still gets them in the report
+    summary = {"quantities": {"production_2023": {**q["production_2023"], "label": "output 2023"}}}
+    assert label(summary, "production_2023") == "output 2023 (Mar-Dec, 10 months)"
+
+
+def test_the_real_cases_first_year_is_labelled_partial_in_the_report(small_fit, summary):
+    md = to_markdown(report_blocks(summary, small_fit))
+    assert "| production in 2023 (Mar-Dec, 10 months) | missiles |" in md
+    assert "| production in 2024 | missiles |" in md
+
+
+def test_provenance_shows_paths_relative_to_the_repository(small_fit, summary):
+    from tests.conftest import ROOT
+
+    files = summary["provenance"]["input_files"]
+    assert files[:2] == [
+        "data/cases/february-11-plant/case.toml",
+        "data/cases/february-11-plant/evidence.csv",
+    ]
+    assert all(not f.startswith("/") for f in files)
+    md = to_markdown(report_blocks(summary, small_fit))
+    assert str(ROOT) not in md and "data/priors.toml" in md

@@ -64,6 +64,8 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
             (tmp / name).write_bytes(data)
         idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if "monthly_production" in summary:  # summaries saved before it have none
+            (tmp / "monthly_production.csv").write_text(monthly_csv(summary))
         blocks = (programme_blocks if summary.get("programme") else report_blocks)(summary, idata)
         (tmp / "report.md").write_text(to_markdown(blocks))
         (tmp / "report.html").write_text(to_html(blocks, figures, summary["case_title"]))
@@ -80,6 +82,19 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
     staging.symlink_to(final.name)
     os.replace(staging, link)  # atomic: `latest` always points at a complete run
     return final
+
+
+def monthly_csv(summary: dict) -> str:
+    """monthly_production.csv: one line per month, the median and the 50/80/95% equal-tailed
+    bounds of production (summary["monthly_production"]), at full precision for reuse."""
+    ps = ("0.5", "0.8", "0.95")
+    head = ["month", "unit", "median"]
+    head += [f"{side}_{float(p):.0%}".replace("%", "") for p in ps for side in ("lower", "upper")]
+    lines = [",".join(head)]
+    for row in summary["monthly_production"]:
+        bounds = [repr(v) for p in ps for v in row["intervals"][p]]
+        lines.append(",".join([row["month"], row["unit"], repr(row["median"]), *bounds]))
+    return "\n".join(lines) + "\n"
 
 
 def remove_incomplete(case_dir: str | Path) -> list[str]:
@@ -419,6 +434,12 @@ def _estimates_blocks(summary: dict) -> list[tuple]:
     return [
         ("h2", "Monthly production and every estimate"),
         ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
+        (
+            "p",
+            "Monthly production in numbers (median and 50/80/95% intervals per month) is in "
+            "monthly_production.csv beside this report and under monthly_production in "
+            "summary.json.",
+        ),
         (
             "table",
             [

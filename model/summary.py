@@ -186,6 +186,17 @@ def scenarios_table(idata: xr.DataTree) -> list[dict]:
     return rows
 
 
+def monthly_production(post: xr.Dataset, unit: str) -> list[dict]:
+    """Production in each month of the window, median and equal-tailed intervals, so that
+    "output in June 2025" is read from summary.json (or monthly_production.csv), not
+    computed from posterior.nc."""
+    production = post["production"]
+    return [
+        {"month": str(month), **interval_summary(production.sel(month=month), f"{unit}/month", "")}
+        for month in production["month"].to_numpy()
+    ]
+
+
 def diagnostics_check(diagnostics: dict, parts: str = "fits") -> dict:
     """The sampler diagnostics as a check like the others (a failure fails the run).
     `parts` names what each entry of diagnostics["fits"] is (a programme: parts of one fit)."""
@@ -224,6 +235,7 @@ def summarize(idata: xr.DataTree) -> dict:
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
         "evidence_effect": evidence_effect(post, prior),
+        "monthly_production": monthly_production(post, unit),
         "readings": readings_table(idata),
         "stages": stages_table(post, prior),
         "scenarios": scenarios_table(idata),
@@ -358,6 +370,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         "quantities": quantities(post, unit, window_of(idata)),
         "prior_quantities": quantities(prior, unit, window_of(idata)),
         "evidence_effect": evidence_effect(post, prior),
+        "monthly_production": monthly_production(post, unit),
         "plants": plants,
         "pooling": {
             name: {

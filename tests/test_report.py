@@ -449,3 +449,29 @@ def test_provenance_shows_paths_relative_to_the_repository(small_fit, summary):
     assert all(not f.startswith("/") for f in files)
     md = to_markdown(report_blocks(summary, small_fit))
     assert str(ROOT) not in md and "data/priors.toml" in md
+
+
+def test_monthly_production_csv_equals_the_posteriors_quantiles(small_fit, summary, tmp_path):
+    """What the analyst reads for a month (the CSV, summary.json) is the posterior's own
+    median and equal-tailed quantiles of that month's production."""
+    import csv
+
+    folder = write_report(small_fit, summary, tmp_path)
+    rows = list(csv.DictReader((folder / "monthly_production.csv").open()))
+    saved = json.loads((folder / "summary.json").read_text())["monthly_production"]
+    production = small_fit["posterior"]["production"]
+    months = [str(m) for m in production["month"].to_numpy()]
+    assert [r["month"] for r in rows] == [m["month"] for m in saved] == months
+    draws = production.stack(sample=("chain", "draw")).transpose("month", "sample").to_numpy()
+    for i, row in enumerate(rows):
+        assert row["unit"] == f"{summary['unit']}/month"
+        assert float(row["median"]) == pytest.approx(np.median(draws[i]), rel=1e-12)
+        for p in (0.5, 0.8, 0.95):
+            lo, hi = np.quantile(draws[i], [(1 - p) / 2, (1 + p) / 2])
+            name = f"{p:.0%}".replace("%", "")
+            assert float(row[f"lower_{name}"]) == pytest.approx(lo, rel=1e-12)
+            assert float(row[f"upper_{name}"]) == pytest.approx(hi, rel=1e-12)
+            assert saved[i]["intervals"][str(p)] == [
+                float(row[f"lower_{name}"]),
+                float(row[f"upper_{name}"]),
+            ]

@@ -25,7 +25,13 @@ from model.summary import DECIDED, INFORMED, MOVED
 
 FIGURES = {
     "fan_chart.png": "Monthly production: posterior median with 50%, 80% and 95% equal-tailed "
-    "intervals. The shaded band is the 80% interval of the month the new building is complete.",
+    "intervals; the units used (orange, median and 80%) and exported (purple, median) that the "
+    "model predicts, against the launch rows (black) and transfer rows (purple) as the monthly "
+    "values they imply: the stated value or range over the months each covers (a triangle: "
+    "at least or at most; rows under two weeks are not drawn, a day's salvo is not a monthly "
+    "rate; superseded and relayed rows are left out). The red bar: the 80% interval of the "
+    "new building's completion, its median marked; a dashed line at the right edge: the full "
+    "rate, when it is reached after the window.",
     "prior_posterior.png": "Prior (grey) against posterior (blue) for the key parameters. Where "
     "the two coincide, the evidence says nothing about that parameter and the prior decides.",
     "history.png": "The headline rates in every run of this case, oldest first, with the date "

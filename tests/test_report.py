@@ -475,3 +475,76 @@ def test_monthly_production_csv_equals_the_posteriors_quantiles(small_fit, summa
                 float(row[f"lower_{name}"]),
                 float(row[f"upper_{name}"]),
             ]
+
+
+def test_fan_chart_shows_the_evidence_rows_at_their_implied_monthly_values(small_fit):
+    """Each launch and transfer row the model counts (two weeks or longer) is drawn over its
+    period at its value per month; the completion is a marker, not a band over the fan; the
+    full rate is drawn when the ramp ends after the window."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from model import plots
+    from model.summary import window_of
+
+    fig = plots.fan_chart(small_fit)
+    ax = fig.axes[0]
+    segments = [
+        tuple(np.round(seg, 6).ravel())
+        for c in ax.collections
+        for seg in getattr(c, "get_segments", lambda: [])()
+    ]
+    window = window_of(small_fit)
+    ev = small_fit["evidence"].to_dataset()
+    col = {k: ev[k].to_numpy().astype(str) for k in ev.data_vars}
+    drawn = 0
+    for i, row in enumerate(ev["row"].to_numpy().astype(str)):
+        if col["kind"][i] not in ("launches", "transfers") or col["bound"][i] != "exact":
+            continue
+        if col["superseded_by"][i] or col["counted_as"][i]:
+            continue
+        start, end = pd.Timestamp(col["period_start"][i]), pd.Timestamp(col["period_end"][i])
+        days = (end - start).days + 1
+        if days < plots.MIN_DAYS:
+            continue
+        y = float(col["value"][i]) / (days / (365.25 / 12))
+        a, b = window.time_of(start), window.time_of(end, end_of_day=True)
+        assert tuple(np.round([a, y, b, y], 6)) in segments, row
+        drawn += 1
+    assert drawn >= 3  # the half-year and monthly counts of the real case
+    assert len(ax.patches) == 0  # no shaded span across the bands
+    labels = [t.get_label() for t in ax.get_lines()]
+    assert "new building complete (median, 80%)" in labels
+    post = small_fit["posterior"]
+    full = np.median(post["completion"].to_numpy().ravel() + post["ramp_months"].to_numpy().ravel())
+    notes = [t.get_text() for t in ax.texts]
+    if full > window.n_months:
+        level = float(np.median(post["rate_after"]))
+        assert any(f"full rate {level:.2g}/month" in n and "after the window" in n for n in notes)
+    plt.close(fig)
+
+
+def test_history_chart_ticks_stay_readable_with_many_runs():
+    import matplotlib.pyplot as plt
+
+    from model import plots
+
+    runs = [
+        {
+            "run": f"2026112{i % 10}T0{i % 10}3458Z",
+            "created": f"2026-11-2{i % 10}T0{i % 10}:34:58Z",
+            "evidence_as_of": f"2024-{1 + i % 12:02d}-15",
+            "quantities": {
+                n: {"median": 10.0 + i, "interval_95": [5.0, 20.0 + i]}
+                for n in ("rate_before", "rate_after")
+            },
+        }
+        for i in range(30)
+    ]
+    fig = plots.history_chart({"history": runs, "unit": "units"})
+    ax = fig.axes[0]
+    shown = [t.label1 for t in ax.xaxis.get_major_ticks() if t.label1.get_visible()]
+    assert len(ax.get_xticks()) == 30 and len(shown) <= 13  # a point per run, fewer names
+    assert all("T0" not in t.get_text() for t in shown)  # dates, not folder stamps
+    assert shown[-1].get_text().startswith("evidence to 2024-06-15")
+    plt.close(fig)

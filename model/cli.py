@@ -122,6 +122,18 @@ def main(argv: list[str] | None = None) -> int:
         ("--seed", SEED),
     ):
         rep.add_argument(flag, type=kind, default=None, help="passed to each estimate")
+    val = commands.add_parser(
+        "validate",
+        help="check a case's inputs as estimate does, without sampling (exit 0 valid, 2 not)",
+    )
+    val.add_argument("case", help="case folder (holding case.toml)")
+    val.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        metavar="DATE",
+        help="check only the evidence reported by DATE (YYYY-MM-DD), as estimate --as-of would",
+    )
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
     hist.add_argument("--reports-dir", default="reports", help="where report folders are")
@@ -139,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "add-evidence": add_evidence,
         "estimate": estimate,
         "report": report_all,
+        "validate": validate,
     }
     from model.errors import Busy, InputError
 
@@ -196,6 +209,17 @@ def add_evidence(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     print(f"added {args.id} to {ledger}")
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Every input check of `estimate`, nothing sampled: exit 0 valid, 2 invalid (the same
+    InputError message as estimate, through main's handler)."""
+    from model.validate import validate as check
+
+    result = check(args.case, as_of=args.as_of)
+    what = f"{result.plants} plants, " if result.kind == "programme" else ""
+    print(f"{args.case}: valid ({result.kind} {result.case_id}, {what}{result.evidence_rows} rows)")
     return 0
 
 

@@ -40,6 +40,9 @@ PRIOR_VARS = [
     "completion",
     "ramp_months",
     "export_share",
+    # the quantity the launch and transfer rows identify: its prior is what evidence_effect
+    # compares the posterior with (without it the report cannot say the evidence decides it)
+    "exported_flow",
     "use_lag",
     "burst_sd",
     "reading_probability",

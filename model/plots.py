@@ -29,27 +29,121 @@ KEY_PARAMETERS = [
 
 
 def fan_chart(idata: xr.DataTree) -> plt.Figure:
-    """Monthly production: posterior median and equal-tailed 50/80/95% bands."""
+    """Monthly production (posterior median and equal-tailed 50/80/95% bands) with the
+    evidence it rests on: the used and exported flows the model predicts, against the launch
+    and transfer rows as the monthly values they imply; the completion of the new building as
+    a marker under the bands, and the full rate when it is reached after the window."""
     window = window_of(idata)
-    prod = idata["posterior"]["production"]
-    draws = prod.stack(sample=("chain", "draw")).transpose("month", "sample").to_numpy()
-    x = np.arange(window.n_months)
-    fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
-    for p, alpha in zip(sorted(INTERVALS, reverse=True), (0.18, 0.3, 0.45), strict=True):
+    post = idata["posterior"]
+    draws = _by_month(post["production"])
+    x = np.arange(window.n_months) + 0.5  # the middle of each month, in model time
+    fig, ax = plt.subplots(figsize=(9, 4.6), layout="constrained")
+    for p, alpha in zip(sorted(INTERVALS, reverse=True), (0.15, 0.25, 0.38), strict=True):
         lo, hi = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2], axis=1)
         ax.fill_between(x, lo, hi, color="tab:blue", alpha=alpha, lw=0, label=f"{p:.0%} interval")
-    ax.plot(x, np.median(draws, axis=1), color="tab:blue", lw=2, label="median")
-    if "completion" in idata["posterior"]:  # a programme's plants each have their own
-        completion = idata["posterior"]["completion"].to_numpy().ravel()
-        c_lo, c_hi = np.quantile(completion, [0.1, 0.9])
-        ax.axvspan(c_lo, c_hi, color="tab:orange", alpha=0.12, label="new building complete (80%)")
+    ax.plot(x, np.median(draws, axis=1), color="tab:blue", lw=2, label="production (median)")
+    top = np.quantile(draws, 0.975, axis=1).max()
+    if "usage" in post:  # a programme's total has no single flow of use
+        used = _by_month(post["usage"])
+        lo, hi = np.quantile(used, [0.1, 0.9], axis=1)
+        # the 80% interval as thin lines: a second filled band would muddy production's
+        ax.plot(x, lo, x, hi, color="tab:orange", lw=0.7, ls=":")
+        ax.plot(x, np.median(used, axis=1), color="tab:orange", lw=1.5,
+                label="used (median, 80%)")  # fmt: skip
+        _evidence_rows(ax, idata, window, top)
+    if "completion" in post:  # a programme's plants each have their own
+        _completion_marker(ax, post, window)
     ticks = [i for i, m in enumerate(window.months) if m.month in (1, 7)]
     ax.set_xticks(ticks, [str(window.months[i]) for i in ticks])
+    ax.set_xlim(0, window.n_months)
     ax.set_ylabel(f"{idata.attrs['unit']} per month")
-    ax.set_ylim(bottom=0)
-    ax.set_title("Monthly production (posterior)")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_ylim(0, top * 1.12)
+    ax.set_title("Monthly production (posterior) and the evidence")
+    ax.legend(loc="upper left", fontsize=7.5, frameon=False, ncols=2)
     return fig
+
+
+def _by_month(da: xr.DataArray) -> np.ndarray:
+    return da.stack(sample=("chain", "draw")).transpose("month", "sample").to_numpy()
+
+
+# Rows shorter than this are not drawn as a monthly value: a day's salvo is not a rate.
+MIN_DAYS = 14
+
+
+def _evidence_rows(ax, idata: xr.DataTree, window, top: float) -> None:
+    """Launch rows (units used in a period) and transfer rows (units exported from the
+    start of exports to a date) as the monthly value they imply: the stated value, or the
+    stated range, over the months the row covers. Superseded and relayed rows are left out
+    (the model does not count them)."""
+    import pandas as pd
+
+    ev = idata["evidence"].to_dataset()
+    col = {k: ev[k].to_numpy().astype(str) for k in ev.data_vars}
+    styles = {"launches": ("black", "launch rows (implied monthly)"),
+              "transfers": ("tab:purple", "transfer rows (implied monthly exports)")}  # fmt: skip
+    seen = set()
+    for i, kind in enumerate(col["kind"]):
+        if kind not in styles or col["superseded_by"][i] or col["counted_as"][i]:
+            continue
+        start, end = pd.Timestamp(col["period_start"][i]), pd.Timestamp(col["period_end"][i])
+        days = (end - start).days + 1
+        if days < MIN_DAYS:
+            continue
+        a, b = window.time_of(start), window.time_of(end, end_of_day=True)
+        months = days / (365.25 / 12)
+        lo = float(col["lower"][i] or col["value"][i] or "nan") / months
+        hi = float(col["upper"][i] or col["value"][i] or "nan") / months
+        bound = col["bound"][i]
+        mid = lo if bound in ("exact", "at_least") else hi
+        if bound == "between":
+            mid = (lo + hi) / 2
+        colour, text = styles[kind]
+        shown = min(mid, top * 1.08)
+        ax.hlines(shown, a, b, color=colour, lw=1.6, label=None if kind in seen else text)
+        seen.add(kind)
+        centre = (a + b) / 2
+        if bound == "between":
+            ax.vlines(centre, lo, min(hi, top * 1.1), color=colour, lw=1)
+        elif bound == "at_least":
+            ax.plot(centre, shown, marker="^", color=colour, ms=5)
+        elif bound == "at_most":
+            ax.plot(centre, shown, marker="v", color=colour, ms=5)
+    post = idata["posterior"]
+    exports = window.time_of(pd.Timestamp(idata.attrs.get("export_start", window.start)))
+    if "export_share" in post:  # what the transfer rows count: the exported share
+        share = np.clip(np.arange(window.n_months) + 1 - exports, 0, 1)
+        exported = _by_month(post["production"] * post["export_share"]) * share[:, None]
+        ax.plot(np.arange(window.n_months) + 0.5, np.median(exported, axis=1), color="tab:purple",
+                lw=1.2, ls="--", label="exported (median)")  # fmt: skip
+    if exports > 0:
+        ax.axvline(exports, color="tab:purple", lw=0.8, ls=":")
+        ax.annotate("exports begin", (exports, 0), xytext=(3, 12), textcoords="offset points",
+                    fontsize=7, color="tab:purple")  # fmt: skip
+
+
+def _completion_marker(ax, post, window) -> None:
+    """The new building's completion as a bar under the bands (median and 80% interval),
+    and the full rate after the ramp as a line at the right edge when it falls after the
+    window's end (else the median path reaches it inside the chart)."""
+    completion = post["completion"].to_numpy().ravel()
+    c_lo, c_med, c_hi = np.quantile(completion, [0.1, 0.5, 0.9])
+    where = ax.get_xaxis_transform()  # x in data, y in axes fractions: always at the bottom
+    ax.plot([c_lo, c_hi], [0.03, 0.03], color="tab:red", lw=3, alpha=0.6, transform=where,
+            solid_capstyle="butt", label="new building complete (median, 80%)")  # fmt: skip
+    ax.plot([c_med], [0.03], "|", color="tab:red", ms=10, mew=2, transform=where)
+    if "ramp_months" not in post or "rate_after" not in post:
+        return
+    full = np.median(completion + post["ramp_months"].to_numpy().ravel())
+    if full > window.n_months:
+        level = float(np.median(post["rate_after"]))
+        ax.axhline(level, xmin=0.85, color="tab:blue", lw=1.2, ls="--")
+        ax.annotate(
+            f"full rate {level:.2g}/month (median),\nreached about "
+            f"{window.date_of(full):%Y-%m}, after the window",
+            (window.n_months, level), xytext=(-4, 4), textcoords="offset points",
+            ha="right", va="bottom", fontsize=7, color="tab:blue",
+        )  # fmt: skip
 
 
 def prior_posterior(idata: xr.DataTree) -> plt.Figure:
@@ -139,12 +233,24 @@ def history_chart(summary: dict) -> plt.Figure:
             capsize=3,
             label=name.replace("_", " "),
         )
-    ax.set_xticks(x, [f"{r['run']}\nevidence by {r['evidence_as_of']}" for r in runs], fontsize=7)
+    ax.set_xticks(x, [_run_label(r) for r in runs], fontsize=7.5, rotation=30, ha="right")
+    if len(runs) > 12:  # every run keeps its point; only every k-th is named
+        k = int(np.ceil(len(runs) / 12))
+        for i, tick in enumerate(ax.xaxis.get_major_ticks()):
+            tick.label1.set_visible(i % k == 0 or i == len(runs) - 1)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_ylabel(f"{summary['unit']} per month (median, 95%)")
     ax.legend(frameon=False)
     return fig
+
+
+def _run_label(run: dict) -> str:
+    """A run as a reader names it: when its evidence ends and when it ran (not the folder's
+    compact UTC stamp)."""
+    created = str(run.get("created", ""))[:16].replace("T", " ")
+    name = "this run" if run["run"] == "this run" else created or run["run"]
+    return f"evidence to {run['evidence_as_of']}\n{name}"
 
 
 def png(fig: plt.Figure) -> bytes:

@@ -20,11 +20,18 @@ from pathlib import Path
 import xarray as xr
 
 from model import plots
+from model.checks import LABELS
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
     "fan_chart.png": "Monthly production: posterior median with 50%, 80% and 95% equal-tailed "
-    "intervals. The shaded band is the 80% interval of the month the new building is complete.",
+    "intervals; the units used (orange, median and 80%) and exported (purple, median) that the "
+    "model predicts, against the launch rows (black) and transfer rows (purple) as the monthly "
+    "values they imply: the stated value or range over the months each covers (a triangle: "
+    "at least or at most; rows under two weeks are not drawn, a day's salvo is not a monthly "
+    "rate; superseded and relayed rows are left out). The red bar: the 80% interval of the "
+    "new building's completion, its median marked; a dashed line at the right edge: the full "
+    "rate, when it is reached after the window.",
     "prior_posterior.png": "Prior (grey) against posterior (blue) for the key parameters. Where "
     "the two coincide, the evidence says nothing about that parameter and the prior decides.",
     "history.png": "The headline rates in every run of this case, oldest first, with the date "
@@ -63,6 +70,8 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
             (tmp / name).write_bytes(data)
         idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if "monthly_production" in summary:  # summaries saved before it have none
+            (tmp / "monthly_production.csv").write_text(monthly_csv(summary))
         blocks = (programme_blocks if summary.get("programme") else report_blocks)(summary, idata)
         (tmp / "report.md").write_text(to_markdown(blocks))
         (tmp / "report.html").write_text(to_html(blocks, figures, summary["case_title"]))
@@ -79,6 +88,19 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
     staging.symlink_to(final.name)
     os.replace(staging, link)  # atomic: `latest` always points at a complete run
     return final
+
+
+def monthly_csv(summary: dict) -> str:
+    """monthly_production.csv: one line per month, the median and the 50/80/95% equal-tailed
+    bounds of production (summary["monthly_production"]), at full precision for reuse."""
+    ps = ("0.5", "0.8", "0.95")
+    head = ["month", "unit", "median"]
+    head += [f"{side}_{float(p):.0%}".replace("%", "") for p in ps for side in ("lower", "upper")]
+    lines = [",".join(head)]
+    for row in summary["monthly_production"]:
+        bounds = [repr(v) for p in ps for v in row["intervals"][p]]
+        lines.append(",".join([row["month"], row["unit"], repr(row["median"]), *bounds]))
+    return "\n".join(lines) + "\n"
 
 
 def remove_incomplete(case_dir: str | Path) -> list[str]:
@@ -144,20 +166,31 @@ def readme_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _first_parts(finding: str, keep: int = 3) -> str:
+    """A long finding (one part per failed fit) cut to its first parts, so the status stays on
+    the first screen; the Health table in the appendix has it in full."""
+    parts = finding.split("; ")
+    if len(parts) <= keep:
+        return finding
+    return "; ".join(parts[:keep]) + f"; and {len(parts) - keep} more (Appendix: Health)"
+
+
 def _status(summary: dict) -> tuple:
     """The line at the top: FAILED if any check failed, with what failed; else PASSED."""
     checks = summary["checks"]
     failed = [c for c in checks if c["status"] == "fail"]
     warned = [c["name"] for c in checks if c["status"] == "warn"]
     if failed:
-        what = "; ".join(f"{c['name']}: {c['finding']}" for c in failed)
+        what = "; ".join(
+            f"{c['name']}: {_first_parts(humanize(summary, c['finding']))}" for c in failed
+        )
         return ("status", False, f"{what}. Do not use these numbers until this is fixed.")
     text = "every check passed"
     if warned:
         text += f", with warnings from {', '.join(warned)} (see Health)"
     after = summary.get("evidence_effect", {}).get("rate_after")
     if after and after["decided_by"] != "evidence":
-        assumed = ", ".join(after["assumptions"]) or "the priors"
+        assumed = ", ".join(label(summary, a) for a in after["assumptions"]) or "the priors"
         text += (
             f"; the rate after the expansion is decided mostly by assumptions ({assumed}), "
             "not by the evidence"
@@ -167,28 +200,185 @@ def _status(summary: dict) -> tuple:
     return ("status", True, text + ".")
 
 
-def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
-    q, d, unit = summary["quantities"], summary["diagnostics"], summary["unit"]
-    prov = summary["provenance"]
-    blocks: list[tuple] = [("h1", summary["case_title"]), _status(summary)]
-    checks = summary["checks"]
-    blocks += [
-        ("h2", "Health"),
-        (
-            "table",
-            ["check", "status", "finding", "rule"],
-            [[c["name"], c["status"].upper(), c["finding"], c["rule"]] for c in checks],
-        ),
-        *_sensitivity_blocks(checks),
+def label(summary: dict, name: str) -> str:
+    """What an analyst reads for a variable: its label from the variables registry (a
+    `label` in summary["quantities"] or summary["priors"]) when the summary has one, else
+    the quantity's description, else the name. Partial years say which months they cover."""
+    q = summary.get("quantities", {}).get(name) or {}
+    prior = summary.get("priors", {}).get(name) or {}
+    # checks.LABELS ends its labels with the variable's name in brackets, for the log
+    text = (
+        q.get("label")
+        or prior.get("label")
+        or q.get("description")
+        or LABELS.get(name, name).replace(f" ({name})", "")
+    )
+    span = q.get("span")  # a year partly outside the window: "Mar-Dec, 10 months"
+    if span and span not in text:
+        text += f" ({span})"
+    return text
+
+
+_IDENTIFIER = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
+
+
+def humanize(summary: dict, text: str) -> str:
+    """Variable names in text the code wrote (check findings and rules) as their labels.
+    Only names the summary knows are replaced; evidence ids and other words stay as they are."""
+    known = set(summary.get("quantities", {})) | set(summary.get("priors", {})) | set(LABELS)
+    for name, words in LABELS.items():  # checks.py's own "words (name)": drop the name
+        text = text.replace(words, label(summary, name))
+
+    def swap(m: re.Match) -> str:
+        return label(summary, m.group(0)) if m.group(0) in known else m.group(0)
+
+    return _IDENTIFIER.sub(swap, text)
+
+
+# Estimative words for a probability: the US Intelligence Community's scale (ICD 203,
+# "Analytic Standards", 2015), so a reader can map the words back to a range.
+ICD_203 = (
+    (0.05, "almost no chance", "1-5%"),
+    (0.20, "very unlikely", "5-20%"),
+    (0.45, "unlikely", "20-45%"),
+    (0.55, "roughly even chance", "45-55%"),
+    (0.80, "likely", "55-80%"),
+    (0.95, "very likely", "80-95%"),
+    (1.01, "almost certain", "95-99%"),
+)
+
+
+def estimative(p: float) -> tuple[str, str]:
+    """(words, the band's range) on the ICD 203 scale. Band edges go to the higher band."""
+    return next((words, band) for upper, words, band in ICD_203 if p < upper)
+
+
+# Quantities the key judgments lead with: the one the evidence identifies, then the rates
+# and their ratio (any the summary lacks are left out).
+KEY_QUANTITIES = ("exported_flow", "rate_before", "rate_after", "capacity_multiplier")
+
+
+def key_judgments_block(summary: dict) -> tuple:
+    """The box an analyst reads first (the first screen of the page): status in words, the
+    headline quantities with 80% and 95% intervals, P(doubled) in estimative words, what
+    decides it, and the spread across the case's scenarios."""
+    q = summary["quantities"]
+    rows = [
+        [
+            label(summary, n),
+            f"{fmt(q[n]['median'])} {q[n]['unit'].replace('ratio', '×')}".strip(),
+            interval(q[n], "0.8"),
+            interval(q[n], "0.95"),
+        ]
+        for n in KEY_QUANTITIES
+        if n in q
     ]
+    p = q["p_capacity_doubled"]["value"]
+    words, band = estimative(p)
+    judgments = [
+        f"It is **{words}** that capacity at least doubled: probability **{p:.0%}** "
+        f"(words on the US ICD 203 scale, where “{words}” means {band}).",
+        _what_decides(summary),
+        *_spread_sentence(summary),
+    ]
+    return (
+        "box",
+        "key-judgments",
+        "Key judgments",
+        [
+            _status(summary),
+            ("table", ["quantity", "median", "80% interval", "95% interval"], rows),
+            ("list", [j for j in judgments if j]),
+        ],
+    )
+
+
+def _what_decides(summary: dict) -> str:
+    """One sentence: which inputs decide the capacity estimate, from the posterior
+    contraction (summary.evidence_effect) and the prior-sensitivity figures (CJS)."""
+    effect = summary.get("evidence_effect", {})
+    decided = [n for n, e in effect.items() if e["decided_by"] == "evidence"]
+    sens = next((c for c in summary["checks"] if c["name"] == "prior sensitivity"), {})
+    target = "capacity_multiplier"
+    # Only priors an analyst sets (the case's and data/priors.toml's, and the mixture of
+    # readings): latent noise terms have priors too, but nobody can change them.
+    named = set(summary.get("priors", {})) | set(LABELS)
+    drivers = sorted(
+        ((v[target], n) for n, v in sens.get("priors", {}).items() if n in named and target in v),
+        reverse=True,
+    )
+    drivers = [(v, n) for v, n in drivers if v >= 0.05][:3]
+    parts = []
+    if decided:
+        parts.append(
+            "the evidence decides "
+            + ", ".join(
+                f"the {label(summary, n)} (contraction {effect[n]['contraction']:.0%})"
+                for n in decided
+            )
+        )
+    if drivers:
+        named = []
+        for v, n in drivers:
+            c = effect.get(n, {}).get("contraction")
+            known = f", evidence contraction {c:.0%}" if c is not None else ""
+            named.append(f"the {label(summary, n)} (sensitivity {v:.2f}{known})")
+        parts.append("the capacity multiplier moves most with the priors on " + ", ".join(named))
+    elif sens.get("priors"):
+        parts.append("no prior drives the capacity multiplier (every sensitivity < 0.05)")
+    if not parts:
+        return ""
+    return "What decides it: " + "; ".join(parts) + "."
+
+
+def _spread_sentence(summary: dict) -> list[str]:
+    """The lowest and highest median across the case's scenarios (and its estimate)."""
+    rows = summary.get("scenarios", [])
+    if not rows:
+        return []
+    q = summary["quantities"]
+    unit = summary["unit"]
+    medians = [("the estimate", q["rate_after"]["median"], q["p_capacity_doubled"]["value"])]
+    medians += [
+        (f"“{r['scenario']}”", r["rate_after"]["median"], r["p_capacity_doubled"]) for r in rows
+    ]
+    low, high = min(medians, key=lambda m: m[1]), max(medians, key=lambda m: m[1])
+    ps = [m[2] for m in medians]
+    return [
+        f"Across the case's {len(rows)} scenarios and the estimate, the median rate at full "
+        f"capacity after the expansion runs from **{fmt(low[1])}** {unit} a month ({low[0]}) "
+        f"to **{fmt(high[1])}** ({high[0]}); P(doubled) from {min(ps):.0%} to {max(ps):.0%}."
+    ]
+
+
+def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
+    """The report in the order an analyst's brief reads: key judgments first, then what they
+    rest on (scenarios, readings, the monthly path), and the machinery as an appendix."""
+    blocks: list[tuple] = [
+        ("h1", summary["case_title"]),
+        key_judgments_block(summary),
+        ("toc",),
+        *_headline_blocks(summary),
+        *_scenario_blocks(summary),
+        *_readings_blocks(summary),
+        *_estimates_blocks(summary),
+        *_stage_blocks(summary),
+        *_diff_blocks(summary),
+        *_history_blocks(summary),
+        ("h2", "Appendix"),
+        *_health_blocks(summary),
+        *_diagnostics_blocks(summary),
+        *_priors_blocks(summary),
+        *_ledger_blocks(summary, idata),
+        *_provenance_blocks(summary),
+    ]
+    return blocks
+
+
+def _headline_blocks(summary: dict) -> list[tuple]:
+    q, unit, prov = summary["quantities"], summary["unit"], summary["provenance"]
     completion = q["completion"]["dates"]
-    blocks += [
-        (
-            "p",
-            f"Run {summary['created']} · case `{summary['case_id']}` · window "
-            f"{summary['window']} · {prov['chains']} chains × {prov['draws']} draws "
-            f"({prov['sampler']}), seed {prov['seed']}.",
-        ),
+    return [
         ("h2", "Headline"),
         (
             "p",
@@ -208,8 +398,54 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             "Intervals are equal-tailed posterior intervals.",
         ),
         ("p", _what_the_evidence_decided(summary)),
-        *_diff_blocks(summary),
-        ("h2", "Estimates"),
+        (
+            "p",
+            f"Run {summary['created']} · case `{summary['case_id']}` · window "
+            f"{summary['window']} · {prov['chains']} chains × {prov['draws']} draws "
+            f"({prov['sampler']}), seed {prov['seed']}.",
+        ),
+    ]
+
+
+def _readings_blocks(summary: dict) -> list[tuple]:
+    return [
+        ("h2", "The size of the new building: estimate under each reading"),
+        (
+            "p",
+            "The sources' wording of the floor-area change can be read in more than one way "
+            "(the case file's [area_ratio] says why, and each reading's ledger rows give its "
+            "range). The model carries every reading with the case's weights; the posterior "
+            "probability says how far the evidence favours one. Each row's estimates assume "
+            "that reading alone.",
+        ),
+        (
+            "table",
+            [
+                "reading",
+                "total area ratio",
+                "prior weight",
+                "posterior probability",
+                f"rate after ({summary['unit']}/month, 95%)",
+                "capacity multiplier (95%)",
+                "P(doubled)",
+            ],
+            [_reading_row(r) for r in summary["readings"]],
+        ),
+        ("img", "readings.png", FIGURES["readings.png"]),
+    ]
+
+
+def _estimates_blocks(summary: dict) -> list[tuple]:
+    q = summary["quantities"]
+    return [
+        ("h2", "Monthly production and every estimate"),
+        ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
+        (
+            "p",
+            "Monthly production in numbers (median and 50/80/95% intervals per month) is in "
+            "monthly_production.csv beside this report and under monthly_production in "
+            "summary.json.",
+        ),
         (
             "table",
             [
@@ -228,62 +464,39 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                     v,
                     summary["prior_quantities"].get(name),
                     summary.get("evidence_effect", {}).get(name),
+                    label(summary, name),
                 )
                 for name, v in q.items()
             ],
         ),
-        ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
-        ("h2", "The size of the new building: estimate under each reading"),
-        (
-            "p",
-            "The sources' wording of the floor-area change can be read in more than one way "
-            "(the case file's [area_ratio] says why, and each reading's ledger rows give its "
-            "range). The model carries every reading with the case's weights; the posterior "
-            "probability says how far the evidence favours one. Each row's estimates assume "
-            "that reading alone.",
-        ),
+    ]
+
+
+def _health_blocks(summary: dict) -> list[tuple]:
+    checks = summary["checks"]
+    return [
+        ("h3", "Health"),
         (
             "table",
-            [
-                "reading",
-                "total area ratio",
-                "prior weight",
-                "posterior probability",
-                f"rate after ({unit}/month, 95%)",
-                "capacity multiplier (95%)",
-                "P(doubled)",
-            ],
-            [_reading_row(r) for r in summary["readings"]],
-        ),
-        ("img", "readings.png", FIGURES["readings.png"]),
-        *_stage_blocks(summary),
-        *_scenario_blocks(summary),
-        *_history_blocks(summary),
-        ("h2", "Priors"),
-        (
-            "p",
-            "Borrowed priors come from the reference class of other plants' expansions "
-            "(data/reference-class/; each prior's derivation names the plants used): "
-            + (", ".join(summary["borrowed_priors"]) or "none")
-            + ". Assumptions are judgements; change them in data/priors.toml or the case file.",
-        ),
-        (
-            "table",
-            ["prior", "distribution", "unit", "source", "rationale"],
+            ["check", "status", "finding", "rule"],
             [
                 [
-                    n,
-                    s["description"],
-                    s["unit"],
-                    s["source"] + (" (borrowed)" if s["borrowed"] else ""),
-                    s["rationale"]
-                    + (f" Derivation: {s['derivation']}." if s["derivation"] else ""),
+                    c["name"],
+                    c["status"].upper(),
+                    humanize(summary, c["finding"]),
+                    humanize(summary, c["rule"]),
                 ]
-                for n, s in summary["priors"].items()
+                for c in checks
             ],
         ),
-        ("img", "prior_posterior.png", FIGURES["prior_posterior.png"]),
-        ("h2", "Diagnostics"),
+        *_sensitivity_blocks(checks, summary),
+    ]
+
+
+def _diagnostics_blocks(summary: dict) -> list[tuple]:
+    d = summary["diagnostics"]
+    return [
+        ("h3", "Diagnostics"),
         (
             "p",
             f"Thresholds: R-hat ≤ {d['thresholds']['max_rhat']}, bulk ESS ≥ "
@@ -304,32 +517,80 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                 for f in d["fits"]
             ],
         ),
-        ("h2", "Evidence ledger"),
+    ]
+
+
+def _priors_blocks(summary: dict) -> list[tuple]:
+    return [
+        ("h3", "Priors"),
         (
             "p",
-            "Every row as recorded, with its source. Modelled rows show the posterior probability "
-            "that the model treats the row as an outlier (wrong beyond its reliability grade); "
-            "the leave-one-out predictive probability of the row given the others (LOO p: small "
-            "values mark reports the rest cannot explain); and how far leaving the row out moves "
-            "the median of rate_after, in posterior standard deviations.",
+            "Borrowed priors come from the reference class of other plants' expansions "
+            "(data/reference-class/; each prior's derivation names the plants used): "
+            + (", ".join(label(summary, n) for n in summary["borrowed_priors"]) or "none")
+            + ". Assumptions are judgements; change them in data/priors.toml or the case file.",
         ),
         (
             "table",
+            ["prior", "distribution", "unit", "source", "rationale"],
             [
-                "id",
-                "kind",
-                "period",
-                "reported value",
-                "grade",
-                "P(outlier)",
-                "LOO p",
-                "rate_after shift (sd)",
-                "source",
-                "quote",
+                [
+                    label(summary, n),
+                    s["description"],
+                    s["unit"],
+                    s["source"] + (" (borrowed)" if s["borrowed"] else ""),
+                    s["rationale"]
+                    + (f" Derivation: {s['derivation']}." if s["derivation"] else ""),
+                ]
+                for n, s in summary["priors"].items()
             ],
-            _ledger_rows(idata, summary),
         ),
-        ("h2", "Provenance"),
+        ("img", "prior_posterior.png", FIGURES["prior_posterior.png"]),
+    ]
+
+
+def _ledger_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
+    rows = _ledger_rows(idata, summary)
+    return [
+        ("h3", "Evidence ledger"),
+        (
+            "details",
+            f"{len(rows)} rows, each as recorded with its source (click to open)",
+            [
+                (
+                    "p",
+                    "Modelled rows show the posterior probability that the model treats the "
+                    "row as an outlier (wrong beyond its reliability grade); the leave-one-out "
+                    "predictive probability of the row given the others (LOO p: small values "
+                    "mark reports the rest cannot explain); and how far leaving the row out "
+                    "moves the median of the rate after the expansion, in posterior standard "
+                    "deviations.",
+                ),
+                (
+                    "table",
+                    [
+                        "id",
+                        "kind",
+                        "period",
+                        "reported value",
+                        "grade",
+                        "P(outlier)",
+                        "LOO p",
+                        "shift of rate after (sd)",
+                        "source",
+                        "quote",
+                    ],
+                    rows,
+                ),
+            ],
+        ),
+    ]
+
+
+def _provenance_blocks(summary: dict) -> list[tuple]:
+    prov = summary["provenance"]
+    return [
+        ("h3", "Provenance"),
         (
             "table",
             ["item", "value"],
@@ -344,7 +605,6 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             ],
         ),
     ]
-    return blocks
 
 
 def _programme_model_text(summary: dict) -> str:
@@ -398,7 +658,11 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             header,
             [
                 _quantity_row(
-                    n, v, summary["prior_quantities"].get(n), summary["evidence_effect"].get(n)
+                    n,
+                    v,
+                    summary["prior_quantities"].get(n),
+                    summary["evidence_effect"].get(n),
+                    label(summary, n),
                 )
                 for n, v in q.items()
             ],
@@ -427,7 +691,9 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                 "table",
                 header,
                 [
-                    _quantity_row(n, v, prior_q.get(n), plant["evidence_effect"].get(n))
+                    _quantity_row(
+                        n, v, prior_q.get(n), plant["evidence_effect"].get(n), label(plant, n)
+                    )
                     for n, v in pq.items()
                 ],
             ),
@@ -512,7 +778,8 @@ def _what_the_evidence_decided(summary: dict) -> str:
     text = "What the evidence decided: "
     if decided:
         text += ", ".join(
-            f"{n} ({fmt(q[n]['median'])} {q[n]['unit']}, 95% {interval(q[n])}; contraction "
+            f"{label(summary, n)} ({fmt(q[n]['median'])} {q[n]['unit']}, 95% {interval(q[n])}; "
+            "contraction "
             f"{effect[n]['contraction']:.0%})"
             if n in q and "median" in q[n]
             else n
@@ -522,13 +789,16 @@ def _what_the_evidence_decided(summary: dict) -> str:
     else:
         text += "no quantity (no posterior is at least half as variable as its prior). "
     if priors:
-        text += f"Decided by the priors (listed under Priors): {', '.join(priors)}. "
+        named = ", ".join(label(summary, n) for n in priors)
+        text += f"Decided by the priors (listed under Priors): {named}. "
     for name in ("rate_before", "rate_after"):
         e = effect.get(name)
         if e and e.get("assumptions"):
+            assumed = ", ".join(label(summary, a) for a in e["assumptions"])
             text += (
-                f"{e['assumed_share']:.0%} of the posterior variance of {name} comes from "
-                f"{', '.join(e['assumptions'])}, which the evidence does not inform. "
+                f"{e['assumed_share']:.0%} of the posterior variance of the "
+                f"{label(summary, name)} comes from {assumed}, which the evidence does not "
+                "inform. "
             )
     return text + (
         f"Rule: decided by the evidence when the posterior variance is at most "
@@ -585,7 +855,10 @@ def _diff_blocks(summary: dict) -> list[tuple]:
                 f"{r['id']} ({r['rate_after_shift_sd']:+.2f} sd)"
                 for r in d["added_rows_by_influence"]
             )
-            text += f" Of the added rows, leaving each out would move rate_after by: {moved}."
+            text += (
+                " Of the added rows, leaving each out would move the rate after the expansion "
+                f"by: {moved}."
+            )
         text += " Changes to priors or the case file also change the input hash."
         if changed:
             text += f" Also changed: {changed}."
@@ -627,17 +900,20 @@ def _history_blocks(summary: dict) -> list[tuple]:
     ]
 
 
-def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:
+def _sensitivity_blocks(checks: list[dict], summary: dict | None = None) -> list[tuple]:
     """Power-scaling sensitivity of the headline quantities, by prior and evidence stream."""
+    summary = summary or {}
     sens = next((c for c in checks if c["name"] == "prior sensitivity" and "priors" in c), None)
     if sens is None:
         return []
     quantities = list(next(iter(sens["likelihood"].values())))
     rows = [
-        [f"prior: {n}", *(f"{v[q]:.3f}" for q in quantities)] for n, v in sens["priors"].items()
+        [f"prior: {label(summary, n)}", *(f"{v[q]:.3f}" for q in quantities)]
+        for n, v in sens["priors"].items()
     ]
     rows += [
-        [f"prior: {n}", *(["flat (not applicable)"] * len(quantities))] for n in sens["flat_priors"]
+        [f"prior: {label(summary, n)}", *(["flat (not applicable)"] * len(quantities))]
+        for n in sens["flat_priors"]
     ]
     rows += [
         [
@@ -646,7 +922,8 @@ def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:
         ]
         for n, v in sens["likelihood"].items()
     ]
-    return [("table", ["sensitivity to (CJS distance; >= 0.05 is notable)", *quantities], rows)]
+    head = ["sensitivity to (CJS distance; >= 0.05 is notable)"]
+    return [("table", [*head, *(label(summary, q) for q in quantities)], rows)]
 
 
 def _stage_blocks(summary: dict) -> list[tuple]:
@@ -726,7 +1003,10 @@ def _scenario_blocks(summary: dict) -> list[tuple]:
     ]
 
 
-def _quantity_row(name: str, q: dict, prior: dict | None, effect: dict | None) -> list[str]:
+def _quantity_row(
+    name: str, q: dict, prior: dict | None, effect: dict | None, shown: str | None = None
+) -> list[str]:
+    name = shown or name  # the human label when the caller has one
     if q["unit"] == "probability":
         prior_text = f"{prior['value']:.0%}" if prior else ""
         value = f"{q['value']:.0%} (±{q['mcse']:.1%})"
@@ -844,6 +1124,20 @@ def _md_cell(cell) -> str:
     return md_text(cell)
 
 
+def _anchor(text: str) -> str:
+    """A heading's id for the table of contents (the same in HTML and on GitHub)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _contents(blocks: list[tuple]) -> list[tuple[int, str]]:
+    """(level, title) of every h2 and h3 after the table of contents, in order."""
+    return [(2 if kind == "h2" else 3, rest[0]) for kind, *rest in blocks if kind in ("h2", "h3")]
+
+
+def _status_word(passed: bool) -> str:
+    return "PASSED" if passed else "FAILED"
+
+
 def to_markdown(blocks: list[tuple]) -> str:
     out = []
     for kind, *rest in blocks:
@@ -851,10 +1145,29 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.append(f"# {md_text(rest[0])}")
         elif kind == "h2":
             out.append(f"## {rest[0]}")
+        elif kind == "h3":
+            out.append(f"### {rest[0]}")
         elif kind == "p":
             out.append(rest[0])
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in rest[0]))
         elif kind == "status":
-            out.append(f"> **{'PASSED' if rest[0] else 'FAILED'}**: {rest[1]}")
+            out.append(f"> **{_status_word(rest[0])}**: {rest[1]}")
+        elif kind == "box":  # the key judgments: a heading and its blocks
+            _, title, inner = rest
+            out.append(f"## {title}\n\n" + to_markdown(inner).rstrip("\n"))
+        elif kind == "details":  # collapsed in HTML; Markdown shows it in full
+            summary_text, inner = rest
+            out.append(f"*{summary_text.replace(' (click to open)', '')}*\n\n")
+            out[-1] += to_markdown(inner).rstrip("\n")
+        elif kind == "toc":
+            out.append(
+                "**Contents**\n\n"
+                + "\n".join(
+                    f"{'  ' * (level - 2)}- [{title}](#{_anchor(title)})"
+                    for level, title in _contents(blocks)
+                )
+            )
         elif kind == "img":
             out.append(f"![{rest[1]}]({rest[0]})\n\n*{rest[1]}*")
         elif kind == "table":
@@ -881,27 +1194,56 @@ def _html_cell(cell) -> str:
     return html.escape(str(cell))
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;font-size:.85em;margin:1em 0}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;
+color:#222;line-height:1.4}table{border-collapse:collapse;font-size:.85em;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top;text-align:left}
 th{background:#f3f3f3}.status{padding:.8em 1em;border-radius:4px;font-weight:600}
 .passed{background:#e6f4ea;border:1px solid #34a853}.failed{background:#fce8e6;
-border:1px solid #d93025;color:#a50e0e}img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
+border:1px solid #d93025;color:#a50e0e}img{max-width:100%}figcaption{font-size:.85em;color:#555}
+h1{font-size:1.6em;margin:.2em 0 .4em}.judgments{border:2px solid #1a5fb4;border-radius:6px;
+padding:.2em 1em .4em;margin:.6em 0}.judgments h2{margin:.3em 0}.judgments table{margin:.5em 0;
+font-size:.9em}.judgments ul{margin:.4em 0;padding-left:1.2em}.judgments li{margin:.2em 0}
+.toc ul{list-style:none;padding-left:0;columns:2}.toc .l3{padding-left:1.5em}
+details summary{cursor:pointer;font-weight:600}"""
 
 
-def to_html(blocks: list[tuple], figures: dict[str, bytes], title: str) -> str:
-    """One self-contained page: styles inline, figures as data URIs, no external requests."""
+def _html_blocks(blocks: list[tuple], figures: dict[str, bytes], contents) -> list[str]:
     body = []
     for kind, *rest in blocks:
         if kind == "h1":
             body.append(f"<h1>{html.escape(rest[0])}</h1>")
-        elif kind == "h2":
-            body.append(f"<h2>{html.escape(rest[0])}</h2>")
+        elif kind in ("h2", "h3"):
+            body.append(f'<{kind} id="{_anchor(rest[0])}">{html.escape(rest[0])}</{kind}>')
         elif kind == "p":
             body.append(f"<p>{_inline(rest[0])}</p>")
-        elif kind == "status":
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in rest[0]) + "</ul>")
+        elif kind == "status":  # in words, not colour alone
             cls = "passed" if rest[0] else "failed"
-            body.append(f'<div class="status {cls}" id="status">{_inline(rest[1])}</div>')
+            body.append(
+                f'<div class="status {cls}" id="status"><strong>{_status_word(rest[0])}</strong>: '
+                f"{_inline(rest[1])}</div>"
+            )
+        elif kind == "box":
+            anchor, title, inner = rest
+            body.append(
+                f'<section class="judgments" id="{anchor}"><h2>{html.escape(title)}</h2>'
+                + "\n".join(_html_blocks(inner, figures, contents))
+                + "</section>"
+            )
+        elif kind == "details":
+            summary_text, inner = rest
+            body.append(
+                f"<details><summary>{html.escape(summary_text)}</summary>"
+                + "\n".join(_html_blocks(inner, figures, contents))
+                + "</details>"
+            )
+        elif kind == "toc":
+            items = "".join(
+                f'<li class="l{level}"><a href="#{_anchor(t)}">{html.escape(t)}</a></li>'
+                for level, t in contents
+            )
+            body.append(f'<nav class="toc"><strong>Contents</strong><ul>{items}</ul></nav>')
         elif kind == "img":
             data = base64.b64encode(figures[rest[0]]).decode()
             body.append(
@@ -916,6 +1258,12 @@ def to_html(blocks: list[tuple], figures: dict[str, bytes], title: str) -> str:
                 "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in rows
             )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+    return body
+
+
+def to_html(blocks: list[tuple], figures: dict[str, bytes], title: str) -> str:
+    """One self-contained page: styles inline, figures as data URIs, no external requests."""
+    body = _html_blocks(blocks, figures, _contents(blocks))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '

@@ -5,6 +5,7 @@ contract documented in reports/README.md."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,16 @@ def probability_summary(event: np.ndarray, description: str) -> dict:
     }
 
 
+def year_span(window: Window, year: int) -> str:
+    """The months of `year` inside the window, e.g. "Mar-Dec, 10 months"; "" for a whole year."""
+    months = [m for m in window.months if m.year == year]
+    if len(months) == 12 or not months:
+        return ""
+    first, last = months[0].strftime("%b"), months[-1].strftime("%b")
+    n = len(months)
+    return f"{first}, 1 month" if n == 1 else f"{first}-{last}, {n} months"
+
+
 def window_of(idata: xr.DataTree) -> Window:
     start, end = idata.attrs["window"].split("/")
     return Window(pd.Period(start, "M"), pd.Period(end, "M"))
@@ -67,13 +78,14 @@ def quantities(ds: xr.Dataset, unit: str, window: Window | None = None) -> dict:
         ),
     }
     for year in ds["production_by_year"]["year"].to_numpy():
-        months = ""
-        if window is not None:
-            n = sum(m.year == year for m in window.months)
-            months = "" if n == 12 else f" ({n} months in the window)"
+        span = year_span(window, int(year)) if window is not None else ""
         q[f"production_{year}"] = interval_summary(
-            ds["production_by_year"].sel(year=year), unit, f"production in {year}{months}"
+            ds["production_by_year"].sel(year=year),
+            unit,
+            f"production in {year}" + (f" ({span})" if span else ""),
         )
+        if span:  # a year partly outside the window is never shown as the calendar year
+            q[f"production_{year}"]["span"] = span
     q["p_capacity_doubled"] = probability_summary(
         ds["capacity_multiplier"] >= DOUBLED, "probability that capacity at least doubled"
     )
@@ -193,6 +205,17 @@ def scenarios_table(idata: xr.DataTree) -> list[dict]:
     return rows
 
 
+def monthly_production(post: xr.Dataset, unit: str) -> list[dict]:
+    """Production in each month of the window, median and equal-tailed intervals, so that
+    "output in June 2025" is read from summary.json (or monthly_production.csv), not
+    computed from posterior.nc."""
+    production = post["production"]
+    return [
+        {"month": str(month), **interval_summary(production.sel(month=month), f"{unit}/month", "")}
+        for month in production["month"].to_numpy()
+    ]
+
+
 def diagnostics_check(diagnostics: dict, parts: str = "fits") -> dict:
     """The sampler diagnostics as a check like the others (a failure fails the run).
     `parts` names what each entry of diagnostics["fits"] is (a programme: parts of one fit)."""
@@ -231,6 +254,7 @@ def summarize(idata: xr.DataTree) -> dict:
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
         "evidence_effect": evidence_effect(post, prior),
+        "monthly_production": monthly_production(post, unit),
         "readings": readings_table(idata),
         "stages": stages_table(post, prior),
         "scenarios": scenarios_table(idata),
@@ -281,11 +305,25 @@ def _header(attrs: dict, diagnostics: dict, checks: list[dict]) -> dict:
     }
 
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def repo_relative(path: str) -> str:
+    """A saved input path as the reader should see it: relative to the repository, never the
+    absolute path of the machine that ran the fit (which says nothing to another reader and
+    tells them about that machine). A file outside the repository shows its folder and name."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(REPOSITORY).as_posix()
+    except ValueError:
+        return p.as_posix() if not p.is_absolute() else f".../{p.parent.name}/{p.name}"
+
+
 def provenance(attrs: dict) -> dict:
     settings = json.loads(attrs["sampler_settings"])
     return {
         "input_hash": attrs["input_hash"],
-        "input_files": json.loads(attrs["input_files"]),
+        "input_files": [repo_relative(f) for f in json.loads(attrs["input_files"])],
         "git_commit": attrs["git_commit"],
         "model_version": attrs["model_version"],
         "capest_version": attrs["capest_version"],
@@ -351,6 +389,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         "quantities": quantities(post, unit, window_of(idata)),
         "prior_quantities": quantities(prior, unit, window_of(idata)),
         "evidence_effect": evidence_effect(post, prior),
+        "monthly_production": monthly_production(post, unit),
         "plants": plants,
         "pooling": {
             name: {

@@ -44,6 +44,7 @@ class PageVisit:
     screenshot: bytes = b""
     console_errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # every URL the page asked for
+    probes: dict = field(default_factory=dict)  # the value of each probe's expression
 
 
 def _above_four(fd: int) -> int:
@@ -132,14 +133,23 @@ class Browser:
             if event.get("method") == method:
                 return event
 
-    def visit(self, path: Path, settle: float = 0.5) -> PageVisit:
-        """Load a local file, wait for its load event, and collect what the page did."""
+    def visit(
+        self,
+        path: Path,
+        settle: float = 0.5,
+        width: int = 1280,
+        height: int = 800,
+        probes: dict[str, str] | None = None,
+    ) -> PageVisit:
+        """Load a local file in a width x height viewport (a laptop's first screen by
+        default), wait for its load event, and collect what the page did; `probes` are
+        JavaScript expressions evaluated on the loaded page (name -> expression)."""
         self.events.clear()
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable", session)
-        self.send("Emulation.setDeviceMetricsOverride", session, width=1200, height=900,
+        self.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
                   deviceScaleFactor=1, mobile=False)  # fmt: skip
         url = path.resolve().as_uri()
         self.send("Page.navigate", session, url=url)
@@ -150,6 +160,10 @@ class Browser:
         )["result"]["value"]
         shot = self.send("Page.captureScreenshot", session, format="png")["data"]
         visit = PageVisit(url=url, text=text, screenshot=base64.b64decode(shot))
+        for name, expression in (probes or {}).items():
+            visit.probes[name] = self.send(
+                "Runtime.evaluate", session, expression=expression, returnByValue=True
+            )["result"].get("value")
         for event in self.events:
             if event.get("sessionId") != session:
                 continue

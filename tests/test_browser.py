@@ -25,6 +25,19 @@ HOSTILE_QUOTE = '<script>console.error("injected")</script><img src="https://exa
 HOSTILE_URL = "javascript:console.error('clicked')"
 
 
+# Where the key judgments are on the first screen, the banner's words, the ledger's state.
+PROBES = {
+    "judgments": "JSON.stringify(document.getElementById('key-judgments').getBoundingClientRect())",
+    "viewport": "JSON.stringify([window.innerWidth, window.innerHeight])",
+    "status": "document.getElementById('status').innerText",
+    "ledger_open": "document.querySelector('details').open",
+    "ledger_rows": "document.querySelectorAll('details tbody tr').length",
+    # last: opens the collapsed ledger as a reader would, and reads the whole page
+    "opened_text": "document.querySelectorAll('details').forEach(d => d.open = true); "
+    "document.body.innerText",
+}
+
+
 def _make_hostile(tree):
     ev = tree["evidence"].to_dataset()
     quote = ev["quote"].to_numpy().astype(object)
@@ -44,8 +57,11 @@ def pages(small_fit, tmp_path_factory):
     other = {**summary, "case_id": "other-plant", "case_title": HOSTILE_QUOTE}
     write_report(tree, other, reports)
     index = write_index(reports)
-    with Browser() as browser:
-        visits = {"report": browser.visit(folder / "report.html"), "index": browser.visit(index)}
+    with Browser() as browser:  # a 1280 x 800 viewport: a laptop's first screen
+        visits = {
+            "report": browser.visit(folder / "report.html", probes=PROBES),
+            "index": browser.visit(index),
+        }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for name, visit in visits.items():
         (ARTIFACTS / f"{name}.png").write_bytes(visit.screenshot)
@@ -75,7 +91,8 @@ def test_report_shows_headline_numbers(pages):
         lo, hi = q[name]["intervals"]["0.95"]
         assert f"{fmt(q[name]['median'])} " in text and f"{fmt(lo)}–{fmt(hi)}" in text
     assert f"{q['p_capacity_doubled']['value']:.0%}" in text
-    assert HOSTILE_QUOTE in text  # shown to the reader as the text it is
+    # shown to the reader, once the ledger is opened, as the text it is
+    assert HOSTILE_QUOTE not in text and HOSTILE_QUOTE in visits["report"].probes["opened_text"]
 
 
 def test_index_shows_each_case_with_its_status_and_medians(pages):
@@ -92,3 +109,41 @@ def test_screenshots_are_saved(pages):
     for name in ("report", "index"):
         png = (ARTIFACTS / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, name  # a page, not a blank
+
+
+def test_key_judgments_are_on_the_first_screen(pages):
+    """The box an analyst reads first is wholly inside the first 1280 x 800 viewport."""
+    import json
+
+    summary, visits = pages
+    probes = visits["report"].probes
+    box = json.loads(probes["judgments"])
+    assert json.loads(probes["viewport"]) == [1280, 800]
+    assert 0 <= box["top"] < box["bottom"] <= 800, box
+    # and it holds the numbers of the summary, with their 80% and 95% intervals
+    q = summary["quantities"]["rate_after"]
+    text = visits["report"].text
+    judgments = text[: text.index("Contents")]
+    for p in ("0.8", "0.95"):
+        lo, hi = q["intervals"][p]
+        assert f"{fmt(lo)}–{fmt(hi)}" in judgments
+    assert f"{summary['quantities']['p_capacity_doubled']['value']:.0%}" in judgments
+    assert "ICD 203" in judgments
+
+
+def test_banner_says_passed_or_failed_in_words(pages):
+    summary, visits = pages
+    word = "PASSED" if summary["passed"] else "FAILED"
+    assert visits["report"].probes["status"].startswith(f"{word}: ")
+
+
+def test_ledger_is_collapsed_but_complete(pages):
+    summary, visits = pages
+    assert visits["report"].probes["ledger_open"] is False
+    assert visits["report"].probes["ledger_rows"] == summary["evidence"]["rows"]
+
+
+def test_analyst_reads_labels_not_variable_names(pages):
+    text = pages[1]["report"].probes["opened_text"]  # the ledger opened too
+    for name in ("rate_before", "rate_after", "log_gain_log", "p_capacity_doubled"):
+        assert name not in text, name

@@ -39,7 +39,8 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["diagnostics"]["passed"] is False
     assert summary["provenance"]["draws"] == 50 and summary["provenance"]["chains"] == 2
-    assert "FAILED" in (latest / "report.md").read_text().splitlines()[2]
+    status = (latest / "report.md").read_text().splitlines()[4]  # under "## Key judgments"
+    assert status.startswith("> **FAILED**")
     assert "ERROR capest: sampler diagnostics FAIL" in out.stderr
 
 
@@ -54,4 +55,39 @@ def test_bad_input_exits_2_naming_file_row_column_and_writes_nothing(tmp_path):
     out = capest("estimate", str(case), "--reports-dir", str(reports))
     assert out.returncode == 2
     assert "evidence.csv, line 6" in out.stderr and "column 'bound'" in out.stderr
+    assert not reports.exists()
+
+
+def _broken_case(tmp_path):
+    """A copy of the case whose ledger has a bound no row may have."""
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    ledger = case / "evidence.csv"
+    lines = ledger.read_text().splitlines()
+    lines[5] = lines[5].replace(",between,", ",sometimes,", 1)
+    ledger.write_text("\n".join(lines) + "\n")
+    return case
+
+
+def test_validate_checks_every_input_without_sampling(tmp_path, caplog, monkeypatch, capsys):
+    """validate exits 0 on the real case and 2 on a broken one, with the very message
+    estimate stops with; it never fits (fit is made to fail if it were called)."""
+    import model.fit
+    from model.cli import main
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("validate must not sample")
+
+    monkeypatch.setattr(model.fit, "fit", no_fit)
+    assert main(["validate", str(CASE)]) == 0
+    assert "valid (case february-11-plant, " in capsys.readouterr().out
+    case = _broken_case(tmp_path)
+    caplog.clear()
+    assert main(["validate", str(case)]) == 2
+    said = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "evidence.csv, line 6" in said[0] and "column 'bound'" in said[0]
+    caplog.clear()
+    reports = tmp_path / "reports"
+    assert main(["estimate", str(case), "--reports-dir", str(reports)]) == 2
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == said
     assert not reports.exists()

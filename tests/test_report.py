@@ -9,7 +9,17 @@ import pytest
 import xarray as xr
 
 from model.checks import run_checks
-from model.report import md_text, report_blocks, to_html, to_markdown, write_report
+from model.report import (
+    estimative,
+    fmt,
+    interval,
+    label,
+    md_text,
+    report_blocks,
+    to_html,
+    to_markdown,
+    write_report,
+)
 from model.summary import INTERVALS, diagnostics_check, summarize
 
 
@@ -110,9 +120,13 @@ def test_failed_diagnostics_show_at_the_top(small_fit, summary):
         "checks": [diagnostics_check(diagnostics), *summary["checks"][1:]],
     }
     md = to_markdown(report_blocks(failed, small_fit))
-    assert md.splitlines()[2].startswith("> **FAILED**")
-    assert "mixture: R-hat 1.2 > 1.01" in md.splitlines()[2]
+    lines = md.splitlines()
+    assert lines[2] == "## Key judgments"  # the first thing after the title
+    assert lines[4].startswith("> **FAILED**")
+    assert "mixture: R-hat 1.2 > 1.01" in lines[4]
     assert "| sampler diagnostics | FAIL |" in md
+    page = to_html(report_blocks(failed, small_fit), {k: b"" for k in _figures()}, "t")
+    assert '<div class="status failed" id="status"><strong>FAILED</strong>: ' in page
 
 
 def test_a_check_that_cannot_compute_fails_visibly(small_fit):
@@ -317,15 +331,19 @@ def test_the_report_says_what_the_evidence_decided_and_what_the_priors_did(small
     assert "export_share" in effect["rate_after"]["assumptions"]
     assert effect["rate_after"]["decided_by"] == "priors"  # narrowed, but what is left is assumed
     page = to_markdown(report_blocks(summary, small_fit))
-    assert "What the evidence decided: exported_flow" in page
-    share = f"{effect['rate_after']['assumed_share']:.0%} of the posterior variance of rate_after"
-    assert f"{share} comes from export_share" in page
+    assert f"What the evidence decided: {label(summary, 'exported_flow')}" in page
+    share = f"{effect['rate_after']['assumed_share']:.0%} of the posterior variance of the"
+    assert (
+        f"{share} {label(summary, 'rate_after')} comes from {label(summary, 'export_share')}"
+        in page
+    )
     assert "barely moved" not in page
     passed = copy.deepcopy(summary)  # the small fit fails its diagnostics; a passing run's banner:
     for c in passed["checks"]:
         c["status"] = "pass"
     status = next(b for b in report_blocks(passed, small_fit) if b[0] == "status")
-    assert status[1] and "decided mostly by assumptions (export_share" in status[2]
+    assert status[1]
+    assert f"decided mostly by assumptions ({label(summary, 'export_share')}" in status[2]
 
 
 def test_a_replay_is_written_but_never_becomes_latest(small_fit, summary, tmp_path):
@@ -336,3 +354,206 @@ def test_a_replay_is_written_but_never_becomes_latest(small_fit, summary, tmp_pa
     old = write_report(small_fit, replay, tmp_path)
     latest = tmp_path / summary["case_id"] / "latest"
     assert old.exists() and latest.resolve() == normal.resolve()
+
+
+def test_estimative_words_follow_the_icd_203_bands():
+    assert estimative(0.03) == ("almost no chance", "1-5%")
+    assert estimative(0.27) == ("unlikely", "20-45%")
+    assert estimative(0.5) == ("roughly even chance", "45-55%")
+    assert estimative(0.55)[0] == "likely"  # a band's edge goes to the higher band
+    assert estimative(0.9)[0] == "very likely"
+    assert estimative(1.0)[0] == "almost certain"
+
+
+def _section(md: str, heading: str) -> str:
+    start = md.index(f"## {heading}\n")
+    end = md.find("\n## ", start + 1)
+    return md[start : end if end > 0 else None]
+
+
+def test_key_judgments_come_first_and_carry_the_summarys_numbers(small_fit, summary):
+    md = to_markdown(report_blocks(summary, small_fit))
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Key judgments"
+    # the analyst's sections, then the machinery as an appendix, in this order
+    order = ["Scenarios", "The size of the new building", "Monthly production", "Appendix"]
+    where = [next(i for i, h in enumerate(headings) if h[3:].startswith(o)) for o in order]
+    assert where == sorted(where)
+    appendix = md[md.index("## Appendix") :]
+    for part in ("### Health", "### Diagnostics", "### Priors", "### Evidence ledger"):
+        assert part in appendix
+    box = _section(md, "Key judgments")
+    q = summary["quantities"]
+    for name in ("exported_flow", "rate_before", "rate_after", "capacity_multiplier"):
+        row = f"| {label(summary, name)} | {fmt(q[name]['median'])} "
+        assert row in box and f"| {interval(q[name], '0.8')} | {interval(q[name])} |" in box
+    p = q["p_capacity_doubled"]["value"]
+    assert f"It is **{estimative(p)[0]}** that capacity at least doubled: probability " in box
+    assert f"**{p:.0%}**" in box and "ICD 203" in box
+    assert "What decides it:" in box
+    medians = [r["rate_after"]["median"] for r in summary["scenarios"]]
+    medians.append(q["rate_after"]["median"])
+    assert f"from **{fmt(min(medians))}**" in box and f"to **{fmt(max(medians))}**" in box
+    # the table of contents links every section
+    for heading in headings[1:]:
+        assert f"[{heading[3:]}](#" in md
+
+
+def test_labels_not_variable_names_in_the_report(small_fit, summary):
+    md = to_markdown(report_blocks(summary, small_fit))
+    for name in ("rate_before", "rate_after", "log_gain_log", "p_capacity_doubled"):
+        assert name not in md, name
+    # a label from the variables registry, when the summary carries one, is what is shown
+    named = {**summary, "quantities": {**summary["quantities"]}}
+    named["quantities"]["rate_after"] = {**named["quantities"]["rate_after"], "label": "Full rate"}
+    assert "| Full rate | " in to_markdown(report_blocks(named, small_fit))
+
+
+def test_a_partial_year_says_which_months_it_covers():
+    """The window starts in March: its first year is Mar-Dec, never '2023' alone."""
+    import pandas as pd
+
+    from model.summary import quantities, year_span
+    from model.timeline import Window
+
+    window = Window(pd.Period("2023-03", "M"), pd.Period("2024-12", "M"))
+    assert year_span(window, 2023) == "Mar-Dec, 10 months"
+    assert year_span(window, 2024) == ""
+    assert year_span(Window(pd.Period("2024-01", "M"), pd.Period("2024-01", "M")), 2024) == (
+        "Jan, 1 month"
+    )
+    rng = np.random.default_rng(1)
+    ds = xr.Dataset(
+        {
+            n: (("chain", "draw"), rng.lognormal(2, 0.3, (1, 50)))
+            for n in ("rate_before", "rate_after", "capacity_multiplier")
+        }
+    )
+    by_year = rng.lognormal(5, 0.3, (1, 50, 2))
+    ds["production_by_year"] = (("chain", "draw", "year"), by_year)
+    ds = ds.assign_coords(year=[2023, 2024])
+    q = quantities(ds, "units", window)
+    assert q["production_2023"]["description"] == "production in 2023 (Mar-Dec, 10 months)"
+    assert q["production_2023"]["span"] == "Mar-Dec, 10 months"
+    assert "span" not in q["production_2024"]
+    # a registry label without the months still gets them in the report
+    summary = {"quantities": {"production_2023": {**q["production_2023"], "label": "output 2023"}}}
+    assert label(summary, "production_2023") == "output 2023 (Mar-Dec, 10 months)"
+
+
+def test_the_real_cases_first_year_is_labelled_partial_in_the_report(small_fit, summary):
+    md = to_markdown(report_blocks(summary, small_fit))
+    assert "| production in 2023 (Mar-Dec, 10 months) | missiles |" in md
+    assert "| production in 2024 | missiles |" in md
+
+
+def test_provenance_shows_paths_relative_to_the_repository(small_fit, summary):
+    from tests.conftest import ROOT
+
+    files = summary["provenance"]["input_files"]
+    assert files[:2] == [
+        "data/cases/february-11-plant/case.toml",
+        "data/cases/february-11-plant/evidence.csv",
+    ]
+    assert all(not f.startswith("/") for f in files)
+    md = to_markdown(report_blocks(summary, small_fit))
+    assert str(ROOT) not in md and "data/priors.toml" in md
+
+
+def test_monthly_production_csv_equals_the_posteriors_quantiles(small_fit, summary, tmp_path):
+    """What the analyst reads for a month (the CSV, summary.json) is the posterior's own
+    median and equal-tailed quantiles of that month's production."""
+    import csv
+
+    folder = write_report(small_fit, summary, tmp_path)
+    rows = list(csv.DictReader((folder / "monthly_production.csv").open()))
+    saved = json.loads((folder / "summary.json").read_text())["monthly_production"]
+    production = small_fit["posterior"]["production"]
+    months = [str(m) for m in production["month"].to_numpy()]
+    assert [r["month"] for r in rows] == [m["month"] for m in saved] == months
+    draws = production.stack(sample=("chain", "draw")).transpose("month", "sample").to_numpy()
+    for i, row in enumerate(rows):
+        assert row["unit"] == f"{summary['unit']}/month"
+        assert float(row["median"]) == pytest.approx(np.median(draws[i]), rel=1e-12)
+        for p in (0.5, 0.8, 0.95):
+            lo, hi = np.quantile(draws[i], [(1 - p) / 2, (1 + p) / 2])
+            name = f"{p:.0%}".replace("%", "")
+            assert float(row[f"lower_{name}"]) == pytest.approx(lo, rel=1e-12)
+            assert float(row[f"upper_{name}"]) == pytest.approx(hi, rel=1e-12)
+            assert saved[i]["intervals"][str(p)] == [
+                float(row[f"lower_{name}"]),
+                float(row[f"upper_{name}"]),
+            ]
+
+
+def test_fan_chart_shows_the_evidence_rows_at_their_implied_monthly_values(small_fit):
+    """Each launch and transfer row the model counts (two weeks or longer) is drawn over its
+    period at its value per month; the completion is a marker, not a band over the fan; the
+    full rate is drawn when the ramp ends after the window."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from model import plots
+    from model.summary import window_of
+
+    fig = plots.fan_chart(small_fit)
+    ax = fig.axes[0]
+    segments = [
+        tuple(np.round(seg, 6).ravel())
+        for c in ax.collections
+        for seg in getattr(c, "get_segments", lambda: [])()
+    ]
+    window = window_of(small_fit)
+    ev = small_fit["evidence"].to_dataset()
+    col = {k: ev[k].to_numpy().astype(str) for k in ev.data_vars}
+    drawn = 0
+    for i, row in enumerate(ev["row"].to_numpy().astype(str)):
+        if col["kind"][i] not in ("launches", "transfers") or col["bound"][i] != "exact":
+            continue
+        if col["superseded_by"][i] or col["counted_as"][i]:
+            continue
+        start, end = pd.Timestamp(col["period_start"][i]), pd.Timestamp(col["period_end"][i])
+        days = (end - start).days + 1
+        if days < plots.MIN_DAYS:
+            continue
+        y = float(col["value"][i]) / (days / (365.25 / 12))
+        a, b = window.time_of(start), window.time_of(end, end_of_day=True)
+        assert tuple(np.round([a, y, b, y], 6)) in segments, row
+        drawn += 1
+    assert drawn >= 3  # the half-year and monthly counts of the real case
+    assert len(ax.patches) == 0  # no shaded span across the bands
+    labels = [t.get_label() for t in ax.get_lines()]
+    assert "new building complete (median, 80%)" in labels
+    post = small_fit["posterior"]
+    full = np.median(post["completion"].to_numpy().ravel() + post["ramp_months"].to_numpy().ravel())
+    notes = [t.get_text() for t in ax.texts]
+    if full > window.n_months:
+        level = float(np.median(post["rate_after"]))
+        assert any(f"full rate {level:.2g}/month" in n and "after the window" in n for n in notes)
+    plt.close(fig)
+
+
+def test_history_chart_ticks_stay_readable_with_many_runs():
+    import matplotlib.pyplot as plt
+
+    from model import plots
+
+    runs = [
+        {
+            "run": f"2026112{i % 10}T0{i % 10}3458Z",
+            "created": f"2026-11-2{i % 10}T0{i % 10}:34:58Z",
+            "evidence_as_of": f"2024-{1 + i % 12:02d}-15",
+            "quantities": {
+                n: {"median": 10.0 + i, "interval_95": [5.0, 20.0 + i]}
+                for n in ("rate_before", "rate_after")
+            },
+        }
+        for i in range(30)
+    ]
+    fig = plots.history_chart({"history": runs, "unit": "units"})
+    ax = fig.axes[0]
+    shown = [t.label1 for t in ax.xaxis.get_major_ticks() if t.label1.get_visible()]
+    assert len(ax.get_xticks()) == 30 and len(shown) <= 13  # a point per run, fewer names
+    assert all("T0" not in t.get_text() for t in shown)  # dates, not folder stamps
+    assert shown[-1].get_text().startswith("evidence to 2024-06-15")
+    plt.close(fig)

@@ -190,6 +190,12 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                 for name, v in q.items()
             ],
         ),
+        (
+            "p",
+            "(±x): the Monte Carlo standard error of the number before it (of each end of an "
+            "interval, in order), from the draws' effective sample size (arviz-stats `mcse`): "
+            "how far rerunning the sampler with another seed would typically move it.",
+        ),
         ("img", "fan_chart.png", FIGURES["fan_chart.png"]),
         ("h2", "The size of the new building: estimate under each reading"),
         (
@@ -245,7 +251,8 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         (
             "p",
             f"Thresholds: R-hat ≤ {d['thresholds']['max_rhat']}, bulk ESS ≥ "
-            f"{d['thresholds']['min_ess_bulk']}, no divergences; every fit must pass.",
+            f"{d['thresholds']['min_ess_bulk']}, tail ESS ≥ {d['thresholds']['min_ess_tail']}, "
+            "no divergences; every fit must pass.",
         ),
         (
             "table",
@@ -668,7 +675,13 @@ def _quantity_row(name: str, q: dict, prior: dict | None) -> list[str]:
         return [name, "date", dates["median"], *spans, "", ratio_text]
     prior_text = f"{fmt(prior['median'])} ({interval(prior)})" if prior else ""
     spans = [interval(q, "0.5"), interval(q, "0.8"), interval(q)]
-    return [name, q["unit"], fmt(q["median"]), *spans, prior_text, ratio_text]
+    median = fmt(q["median"])
+    if "mcse" in q:  # each number's Monte Carlo standard error beside it (summary.MCSE_QUANTILES)
+        e = {p: fmt(v) for p, v in q["mcse"].items()}
+        median += f" (±{e['0.5']})"
+        spans[1] += f" (±{e['0.1']}, ±{e['0.9']})"
+        spans[2] += f" (±{e['0.025']}, ±{e['0.975']})"
+    return [name, q["unit"], median, *spans, prior_text, ratio_text]
 
 
 def _reading_row(r: dict) -> list[str]:

@@ -161,7 +161,8 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             f"**{fmt(q['rate_after']['median'])} a month** ({interval(q['rate_after'])}): "
             f"{fmt(q['capacity_multiplier']['median'])} times the old capacity "
             f"({interval(q['capacity_multiplier'])}). The probability that capacity at least "
-            f"doubled is **{q['p_capacity_doubled']['value']:.0%}**.",
+            f"doubled is **{q['p_capacity_doubled']['value']:.0%}** (Monte Carlo standard "
+            f"error ±{q['p_capacity_doubled']['mcse']:.1%}).",
         ),
         (
             "p",

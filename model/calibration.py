@@ -248,7 +248,11 @@ def calibrate(
         )
     prior_q = quantity_draws(with_elasticity(prior["prior"].to_dataset(), mix, rng), names)
     truth = {q: prior_q[q].to_numpy()[0, :sims] for q in names}
-    prior_var = {q: float(prior_q[q].var()) for q in names}
+    # z-scores and contractions on the log scale for positive quantities: their priors are
+    # heavy-tailed, and on the natural scale a few huge prior draws make any posterior look
+    # contracted
+    logged = {q for q in names if bool((prior_q[q] > 0).all())}
+    prior_var = {q: float(scale(prior_q[q].to_numpy(), q in logged).var()) for q in names}
     evidence = prior["prior_predictive"]["evidence"].to_numpy()[0]  # (draws, obs)
     obs = observations(case.evidence, case.window, priors.noise)
     real_bounds = case.evidence.set_index("id").loc[obs.ids, "bound"].to_numpy(dtype=str)
@@ -278,8 +282,9 @@ def calibrate(
             for p in LEVELS:
                 lo, hi = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2])
                 inside[q, p][i] = lo <= t <= hi
-            z[q][i] = (draws.mean() - t) / draws.std()
-            contraction[q][i] = 1 - draws.var() / prior_var[q]
+            d, u = scale(draws, q in logged), scale(t, q in logged)
+            z[q][i] = (d.mean() - u) / d.std()
+            contraction[q][i] = 1 - d.var() / prior_var[q]
         if (i + 1) % 20 == 0:
             log.info("calibration %s: %d of %d simulations", control or "", i + 1, sims)
 
@@ -319,6 +324,7 @@ def calibrate(
         "rank_max": RANK_DRAWS,
         "z_score": {q: np.round(v, 4).tolist() for q, v in z.items()},
         "contraction": {q: np.round(v, 4).tolist() for q, v in contraction.items()},
+        "log_scale": sorted(logged),  # quantities whose z-score and contraction are of the log
         # share of each bound type among the simulated reports (all rows of all simulations)
         "bound_types": {
             str(k): round(int(c) / report["kind"].size, 4)
@@ -338,6 +344,10 @@ def calibrate(
         "seconds": time.perf_counter() - start,
         "seconds_per_simulation": (time.perf_counter() - fitting) / sims,
     }
+
+
+def scale(x, log: bool):
+    return np.log(np.maximum(x, 1e-300)) if log else np.asarray(x, dtype=float)
 
 
 def fractional_ranks(ranks: np.ndarray, seed: int) -> np.ndarray:
@@ -436,7 +446,7 @@ def write_figures(result: dict, out: Path, prefix: str = "") -> None:
         ax.set_title(f"{t['quantity']} (POT-C p {t['pot_c_p_value']:.2g})", fontsize=9)
         ax.set_xlabel("fractional rank", fontsize=8)
     axes[0].set_ylabel("ECDF - uniform")
-    axes[0].legend(fontsize=7, frameon=False)
+    axes[0].legend(fontsize=7, frameon=False, loc="lower center")
     fig.suptitle(f"{title}rank ECDF difference, {result['sims']} simulations", fontsize=10)
     fig.savefig(out / f"{prefix}ranks.png", dpi=100)
     plt.close(fig)

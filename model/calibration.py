@@ -7,10 +7,11 @@ model, and record where the true value of each quantity falls among the posterio
 the model, its likelihood and the sampler are right, the ranks are uniform and central
 p-intervals contain the truth in a share p of the simulations, up to binomial noise.
 
-The quantities are the headline ones (rate_before, rate_after, elasticity), which the evidence
-barely moves, and the ones the evidence identifies (`IDENTIFIED`: the exported flow, the lag,
-the burst sd, the use over the window), plus every other scalar free variable of the model.
-Calibration of quantities that stay at their prior says little: any likelihood passes there.
+The quantities are the headline ones (rate_before, rate_after, elasticity), the ones the
+evidence identifies (`IDENTIFIED`: the exported flow, the lag, the burst sd, the use over the
+window), and every other scalar free variable of the model. Calibration of a quantity that
+stays at its prior (elasticity, ramp_months, completion: zscore_contraction.png shows which)
+says little, since any likelihood passes there.
 
 Negative controls (`CONTROLS`) break how the *fit* reads the simulated evidence (the
 simulation stays right): each must make calibration fail, or the calibration cannot see

@@ -50,9 +50,11 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Simulation-based calibration, 200 simulations; figures and table into reports/calibration/
+# Simulation-based calibration and its negative controls (sizes: SIZES["full"] in
+# model/calibration.py); figures and calibration.json into reports/calibration/. Exits 1 if
+# the calibration fails or a control passes.
 calibrate: $(VENV)/.runtime
-	$(BIN)/python -m model.calibration --case $(CASE) --sims 200 --out reports/calibration
+	$(BIN)/python -m model.calibration --case $(CASE) --size full --out reports/calibration
 
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/run.py

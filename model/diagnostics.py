@@ -1,6 +1,7 @@
-"""Convergence checks on a fit. Thresholds follow Vehtari et al. (2021): R-hat <= 1.01 and
-bulk ESS >= 400 (100 per chain for 4 chains); any divergence fails (the posterior may be
-biased where the sampler could not go)."""
+"""Convergence checks on a fit. Thresholds follow Vehtari et al. (2021): R-hat <= 1.01, bulk
+and tail ESS >= 400 (100 per chain for 4 chains; the tail ESS bounds the Monte Carlo error of
+the 2.5% and 97.5% quantiles the report's 95% intervals are made of); any divergence fails
+(the posterior may be biased where the sampler could not go)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import xarray as xr
 
 MAX_RHAT = 1.01
 MIN_ESS_BULK = 400
+MIN_ESS_TAIL = MIN_ESS_BULK  # same rule: the intervals' ends need as many effective draws
 # Checked in every fit: the free parameters and the headline quantities.
 CHECKED = [
     "rate_before",
@@ -50,6 +52,8 @@ def check(
         failures.append(f"R-hat {out['max_rhat']:.3f} > {MAX_RHAT}")
     if not out["min_ess_bulk"] >= MIN_ESS_BULK:
         failures.append(f"bulk ESS {out['min_ess_bulk']:.0f} < {MIN_ESS_BULK}")
+    if not out["min_ess_tail"] >= MIN_ESS_TAIL:
+        failures.append(f"tail ESS {out['min_ess_tail']:.0f} < {MIN_ESS_TAIL}")
     if out["divergences"] > 0:
         failures.append(f"{out['divergences']} divergent transition(s)")
     return {**out, "passed": not failures, "failures": failures}
@@ -81,6 +85,11 @@ def combine(fits: list[dict]) -> dict:
     return {
         "passed": all(f["passed"] for f in fits),
         **worst,
-        "thresholds": {"max_rhat": MAX_RHAT, "min_ess_bulk": MIN_ESS_BULK, "divergences": 0},
+        "thresholds": {
+            "max_rhat": MAX_RHAT,
+            "min_ess_bulk": MIN_ESS_BULK,
+            "min_ess_tail": MIN_ESS_TAIL,
+            "divergences": 0,
+        },
         "fits": fits,
     }

@@ -388,7 +388,8 @@ def _headline_blocks(summary: dict) -> list[tuple]:
             f"**{fmt(q['rate_after']['median'])} a month** ({interval(q['rate_after'])}): "
             f"{fmt(q['capacity_multiplier']['median'])} times the old capacity "
             f"({interval(q['capacity_multiplier'])}). The probability that capacity at least "
-            f"doubled is **{q['p_capacity_doubled']['value']:.0%}**.",
+            f"doubled is **{q['p_capacity_doubled']['value']:.0%}** (Monte Carlo standard "
+            f"error ±{q['p_capacity_doubled']['mcse']:.1%}).",
         ),
         (
             "p",
@@ -403,6 +404,12 @@ def _headline_blocks(summary: dict) -> list[tuple]:
             f"Run {summary['created']} · case `{summary['case_id']}` · window "
             f"{summary['window']} · {prov['chains']} chains × {prov['draws']} draws "
             f"({prov['sampler']}), seed {prov['seed']}.",
+        ),
+        (
+            "p",
+            "(±x): the Monte Carlo standard error of the number before it (of each end of an "
+            "interval, in order), from the draws' effective sample size (arviz-stats `mcse`): "
+            "how far rerunning the sampler with another seed would typically move it.",
         ),
     ]
 
@@ -500,7 +507,8 @@ def _diagnostics_blocks(summary: dict) -> list[tuple]:
         (
             "p",
             f"Thresholds: R-hat ≤ {d['thresholds']['max_rhat']}, bulk ESS ≥ "
-            f"{d['thresholds']['min_ess_bulk']}, no divergences; every fit must pass.",
+            f"{d['thresholds']['min_ess_bulk']}, tail ESS ≥ {d['thresholds']['min_ess_tail']}, "
+            "no divergences; every fit must pass.",
         ),
         (
             "table",
@@ -1023,7 +1031,13 @@ def _quantity_row(
         return [name, "date", dates["median"], *spans, "", decided]
     prior_text = f"{fmt(prior['median'])} ({interval(prior)})" if prior else ""
     spans = [interval(q, "0.5"), interval(q, "0.8"), interval(q)]
-    return [name, q["unit"], fmt(q["median"]), *spans, prior_text, decided]
+    median = fmt(q["median"])
+    if "mcse" in q:  # each number's Monte Carlo standard error beside it (summary.MCSE_QUANTILES)
+        e = {p: fmt(v) for p, v in q["mcse"].items()}
+        median += f" (±{e['0.5']})"
+        spans[1] += f" (±{e['0.1']}, ±{e['0.9']})"
+        spans[2] += f" (±{e['0.025']}, ±{e['0.975']})"
+    return [name, q["unit"], median, *spans, prior_text, decided]
 
 
 def _reading_row(r: dict) -> list[str]:

@@ -21,6 +21,7 @@ import xarray as xr
 
 from model import plots
 from model.summary import DECIDED, INFORMED, MOVED
+from model.variables import HISTORY, RESTS_ON, label, labelled, select
 
 FIGURES = {
     "fan_chart.png": "Monthly production: posterior median with 50%, 80% and 95% equal-tailed "
@@ -131,11 +132,11 @@ def readme_table(summary: dict) -> str:
         ("capacity multiplier", "capacity_multiplier"),
     ]
     lines = ["| quantity | median | 95% interval |", "|---|---|---|"]
-    for label, name in rows:
+    for words, name in rows:
         if name in q:
             u = q[name]["unit"].replace("ratio", "").strip()
             median = f"{fmt(q[name]['median'])} {u}".strip()
-            lines.append(f"| {label} | {median} | {interval(q[name])} |")
+            lines.append(f"| {words} | {median} | {interval(q[name])} |")
     if year:
         lines.append(
             f"| production in 2024 | {fmt(q[year]['median'])} {unit} | {interval(q[year])} |"
@@ -157,7 +158,7 @@ def _status(summary: dict) -> tuple:
         text += f", with warnings from {', '.join(warned)} (see Health)"
     after = summary.get("evidence_effect", {}).get("rate_after")
     if after and after["decided_by"] != "evidence":
-        assumed = ", ".join(after["assumptions"]) or "the priors"
+        assumed = ", ".join(map(label, after["assumptions"])) or "the priors"
         text += (
             f"; the rate after the expansion is decided mostly by assumptions ({assumed}), "
             "not by the evidence"
@@ -272,7 +273,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             ["prior", "distribution", "unit", "source", "rationale"],
             [
                 [
-                    n,
+                    labelled(n),
                     s["description"],
                     s["unit"],
                     s["source"] + (" (borrowed)" if s["borrowed"] else ""),
@@ -311,7 +312,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             "that the model treats the row as an outlier (wrong beyond its reliability grade); "
             "the leave-one-out predictive probability of the row given the others (LOO p: small "
             "values mark reports the rest cannot explain); and how far leaving the row out moves "
-            "the median of rate_after, in posterior standard deviations.",
+            f"the median of the {label('rate_after')}, in posterior standard deviations.",
         ),
         (
             "table",
@@ -323,7 +324,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
                 "grade",
                 "P(outlier)",
                 "LOO p",
-                "rate_after shift (sd)",
+                "rate after shift (sd)",
                 "source",
                 "quote",
             ],
@@ -451,7 +452,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             ["quantity", "unit", "posterior median (95%)", "prior median (95%)", "meaning"],
             [
                 [
-                    name,
+                    label(name),
                     v["posterior"]["unit"],
                     f"{fmt(v['posterior']['median'])} ({interval(v['posterior'])})",
                     f"{fmt(v['prior']['median'])} ({interval(v['prior'])})",
@@ -512,22 +513,23 @@ def _what_the_evidence_decided(summary: dict) -> str:
     text = "What the evidence decided: "
     if decided:
         text += ", ".join(
-            f"{n} ({fmt(q[n]['median'])} {q[n]['unit']}, 95% {interval(q[n])}; contraction "
-            f"{effect[n]['contraction']:.0%})"
+            f"{label(n)} ({fmt(q[n]['median'])} {q[n]['unit']}, 95% {interval(q[n])}; "
+            f"contraction {effect[n]['contraction']:.0%})"
             if n in q and "median" in q[n]
-            else n
+            else label(n)
             for n in decided
         )
         text += ". "
     else:
         text += "no quantity (no posterior is at least half as variable as its prior). "
     if priors:
-        text += f"Decided by the priors (listed under Priors): {', '.join(priors)}. "
-    for name in ("rate_before", "rate_after"):
+        text += f"Decided by the priors (listed under Priors): {', '.join(map(label, priors))}. "
+    for name in select(RESTS_ON):
         e = effect.get(name)
         if e and e["decided_by"] != "evidence" and e["assumptions"]:
             text += (
-                f"{name} rests on {', '.join(e['assumptions'])}, which the evidence does not "
+                f"The {label(name)} rests on {', '.join(map(label, e['assumptions']))}, which "
+                "the evidence does not "
                 f"inform: its interval is only as good as those assumptions. "
             )
     return text + (
@@ -546,14 +548,14 @@ def _diff_blocks(summary: dict) -> list[tuple]:
     rows = []
     for name, q in d["quantities"].items():
         if "old" in q:
-            rows.append([name, f"{q['old']:.0%}", f"{q['new']:.0%}", f"{q['change']:+.0%}"])
+            rows.append([label(name), f"{q['old']:.0%}", f"{q['new']:.0%}", f"{q['change']:+.0%}"])
             continue
         old = {"intervals": q["old_intervals"]}
         new = {"intervals": q["new_intervals"]}
         shift = "" if q["shift_in_old_sd"] is None else f"{q['shift_in_old_sd']:+.2f} sd"
         rows.append(
             [
-                name,
+                label(name),
                 f"{fmt(q['old_median'])} ({interval(old)})",
                 f"{fmt(q['new_median'])} ({interval(new)})",
                 shift,
@@ -584,7 +586,10 @@ def _diff_blocks(summary: dict) -> list[tuple]:
                 f"{r['id']} ({r['rate_after_shift_sd']:+.2f} sd)"
                 for r in d["added_rows_by_influence"]
             )
-            text += f" Of the added rows, leaving each out would move rate_after by: {moved}."
+            text += (
+                f" Of the added rows, leaving each out would move the {label('rate_after')} "
+                f"by: {moved}."
+            )
         text += " Changes to priors or the case file also change the input hash."
         if changed:
             text += f" Also changed: {changed}."
@@ -611,14 +616,15 @@ def _history_blocks(summary: dict) -> list[tuple]:
             *(
                 f"{fmt(r['quantities'][n]['median'])} ({fmt(r['quantities'][n]['interval_95'][0])}"
                 f"–{fmt(r['quantities'][n]['interval_95'][1])})"
-                for n in ("rate_before", "rate_after")
+                for n in select(HISTORY)
             ),
             f"{r['quantities']['p_capacity_doubled']['median']:.0%}",
             "passed" if r["passed"] else "FAILED",
         ]
         for r in runs
     ]
-    head = ["run", "evidence by", "inputs", "rate before (95%)", "rate after (95%)", "P(doubled)"]
+    head = ["run", "evidence by", "inputs", *(f"{label(n)} (95%)" for n in select(HISTORY))]
+    head.append("P(doubled)")
     return [
         ("h2", "History"),
         ("table", [*head, "checks"], rows),
@@ -633,10 +639,12 @@ def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:
         return []
     quantities = list(next(iter(sens["likelihood"].values())))
     rows = [
-        [f"prior: {n}", *(f"{v[q]:.3f}" for q in quantities)] for n, v in sens["priors"].items()
+        [f"prior: {labelled(n)}", *(f"{v[q]:.3f}" for q in quantities)]
+        for n, v in sens["priors"].items()
     ]
     rows += [
-        [f"prior: {n}", *(["flat (not applicable)"] * len(quantities))] for n in sens["flat_priors"]
+        [f"prior: {labelled(n)}", *(["flat (not applicable)"] * len(quantities))]
+        for n in sens["flat_priors"]
     ]
     rows += [
         [
@@ -645,7 +653,8 @@ def _sensitivity_blocks(checks: list[dict]) -> list[tuple]:
         ]
         for n, v in sens["likelihood"].items()
     ]
-    return [("table", ["sensitivity to (CJS distance; >= 0.05 is notable)", *quantities], rows)]
+    head = ["sensitivity to (CJS distance; >= 0.05 is notable)", *map(label, quantities)]
+    return [("table", head, rows)]
 
 
 def _stage_blocks(summary: dict) -> list[tuple]:
@@ -726,6 +735,7 @@ def _scenario_blocks(summary: dict) -> list[tuple]:
 
 
 def _quantity_row(name: str, q: dict, prior: dict | None, effect: dict | None) -> list[str]:
+    name = q.get("label", label(name))  # older summaries have no label
     if q["unit"] == "probability":
         prior_text = f"{prior['value']:.0%}" if prior else ""
         value = f"{q['value']:.0%} (±{q['mcse']:.1%})"

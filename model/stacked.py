@@ -22,6 +22,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from model import variables
 from model.build import Readings, prior, readings
 from model.evidence import modelled
 from model.observation import (
@@ -37,7 +38,7 @@ from model.production import production_rate, stock_flow
 SEP = "::"
 STACK = "plants"  # the sub-model holding the stacked variables: `plants::rate_before` (plant)
 CORE_KINDS = {"launches", "transfers", "production", "capacity", "use_lag", "date_code"}
-PLANT_PRIORS = ("rate_before", "completion", "export_share", "use_lag", "burst_sd")
+PLANT_PRIORS = tuple(variables.select(variables.PLANT_PRIOR))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from model import variables
 from model.case import Case
 from model.errors import InputError, Problem
+from model.evidence import EVIDENCE_KINDS
 from model.timeline import parse_date
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -35,7 +36,7 @@ NAMES = tuple(variables.select(variables.PRIOR))  # the priors every case needs
 # Priors that only a case with evidence of a kind needs; priors.toml gives weak defaults for
 # the workforce pair, none for the shipment pair (no source gives one), so a case with
 # shipments must set them under [priors.<name>].
-CONDITIONAL = variables.conditional_priors()
+CONDITIONAL = {p: k.name for k in EVIDENCE_KINDS for p in k.priors}
 # Each declared stage s ([stages.<s>] in case.toml) has the prior `stage_growth__<s>`: the
 # default [stage_growth] of priors.toml unless the case sets [priors.stage_growth__<s>].
 STAGE_PRIOR = "stage_growth"

@@ -40,12 +40,10 @@ class Quantity:
     roles: frozenset[str]
     scale: str = LOG  # log for positive quantities whose uncertainty is multiplicative
     inputs: tuple[str, ...] = ()  # what it is made of, to name the priors that decide it
-    # A prior only a case with rows of this evidence kind needs (model/priors.py CONDITIONAL).
-    prior_for_kind: str = ""
 
 
-def _q(name, label, unit, description, roles, scale=LOG, inputs=(), kind="") -> Quantity:
-    return Quantity(name, label, unit, description, frozenset(roles), scale, tuple(inputs), kind)
+def _q(name, label, unit, description, roles, scale=LOG, inputs=()) -> Quantity:
+    return Quantity(name, label, unit, description, frozenset(roles), scale, tuple(inputs))
 
 
 # The order is the reading order of the summary and figures, and the order of the prior
@@ -204,7 +202,6 @@ QUANTITIES = (
         "ratio",
         "ratio of workers after the expansion to before",
         {PRIOR_DRAW},
-        kind="workforce_ratio",
     ),
     _q(
         "labour_elasticity",
@@ -212,7 +209,6 @@ QUANTITIES = (
         "-",
         "exponent of the worker ratio in the capacity multiplier",
         set(),
-        kind="workforce_ratio",
     ),
     _q(
         "units_per_shipment",
@@ -220,7 +216,6 @@ QUANTITIES = (
         "{unit}",
         "units a shipment that carries the product holds",
         set(),
-        kind="shipments",
     ),
     _q(
         "shipment_share",
@@ -229,7 +224,6 @@ QUANTITIES = (
         "share of seen shipments that carry the product",
         set(),
         scale=LINEAR,
-        kind="shipments",
     ),
     _q(
         "source_bias",
@@ -270,11 +264,6 @@ QUANTITIES = (
     ),
 )
 REGISTRY = {q.name: q for q in QUANTITIES}
-
-
-def conditional_priors() -> dict[str, str]:
-    """Prior name -> the evidence kind whose rows need it."""
-    return {q.name: q.prior_for_kind for q in QUANTITIES if q.prior_for_kind}
 
 
 def select(role: str) -> list[str]:

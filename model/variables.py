@@ -79,7 +79,7 @@ QUANTITIES = (
         "exported flow before the expansion",
         "{unit}/month",
         "exported units a month before the expansion",
-        {SHOWN, EFFECT},
+        {PRIOR_DRAW, SHOWN, EFFECT},
     ),
     _q(
         "elasticity",

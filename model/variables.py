@@ -46,9 +46,17 @@ def _q(name, label, unit, description, roles, scale=LOG, inputs=()) -> Quantity:
     return Quantity(name, label, unit, description, frozenset(roles), scale, tuple(inputs))
 
 
-# The order is the reading order of the summary and figures, and the order of the prior
-# group's variables (which the prior predictive draws follow: keep it when adding entries).
+# The order is the reading order of the summary, the figures and the report's sentences
+# (the prior predictive draws do not depend on it: checked when exported_flow was added).
 QUANTITIES = (
+    # first: the one rate the launch and transfer rows see directly (what they decide)
+    _q(
+        "exported_flow",
+        "exported flow before the expansion",
+        "{unit}/month",
+        "exported units a month before the expansion",
+        {PRIOR_DRAW, SHOWN, EFFECT},
+    ),
     _q(
         "rate_before",
         "production rate before the expansion",
@@ -73,13 +81,6 @@ QUANTITIES = (
         "capacity after / capacity before",
         {HEADLINE, REFIT, PRIOR_DRAW, CHECKED, PLOTTED, EFFECT, PROGRAMME},
         inputs=("elasticity",),
-    ),
-    _q(
-        "exported_flow",
-        "exported flow before the expansion",
-        "{unit}/month",
-        "exported units a month before the expansion",
-        {PRIOR_DRAW, SHOWN, EFFECT},
     ),
     _q(
         "elasticity",

@@ -314,10 +314,11 @@ def test_the_report_says_what_the_evidence_decided_and_what_the_priors_did(small
     assert effect["exported_flow"]["decided_by"] == "evidence"
     assert effect["export_share"]["decided_by"] == "priors"
     assert "export_share" in effect["rate_after"]["assumptions"]
+    # the report names quantities by their labels (model/variables.py)
     page = to_markdown(report_blocks(summary, small_fit))
     status = next(line for line in page.splitlines() if line.startswith("> **"))
-    assert "decided mostly by assumptions (export_share" in status
-    assert "What the evidence decided: exported_flow" in page
+    assert "decided mostly by assumptions (share of production exported" in status
+    assert "What the evidence decided: exported flow before the expansion" in page
     assert "barely moved" not in page
 
 

@@ -15,14 +15,16 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from model.variables import HEADLINE as HEADLINE_ROLE
+from model.variables import label, labelled, select
+
 PASS, WARN, FAIL = "pass", "warn", "fail"
-HEADLINE = ["rate_before", "rate_after", "capacity_multiplier"]
+HEADLINE = select(HEADLINE_ROLE)
 PRIOR_TAIL = 0.01  # prior predictive: outside the 99% interval
 POSTERIOR_TAIL = 0.01  # LOO predictive: outside the 99% interval
 STREAM_FAIL_SHARE = 0.25  # a stream fails when more than this share of its rows is flagged
 SENSITIVITY = 0.05  # psense's threshold on the CJS distance (its default)
 PARETO_K = 0.7  # above this, PSIS-LOO is unreliable for a row and it is refit
-LABELS = {"log_gain_log": "elasticity x floor-area readings (log_gain_log)"}
 
 
 def _stacked(da: xr.DataArray) -> np.ndarray:
@@ -160,15 +162,15 @@ def sensitivity_check(idata: xr.DataTree) -> dict:
         if not drivers:
             continue
         status = WARN
-        named = ", ".join(f"{LABELS.get(n, n)} ({priors[n][q]:.2f})" for n in drivers)
+        named = ", ".join(f"{labelled(n)} ({priors[n][q]:.2f})" for n in drivers)
         if likelihood >= SENSITIVITY:
             words.append(
-                f"{q}: prior-data conflict: sensitive both to the prior on {named} and to "
+                f"{label(q)}: prior-data conflict: sensitive both to the prior on {named} and to "
                 f"the evidence ({likelihood:.3f}); check that prior against the evidence"
             )
         else:
             words.append(
-                f"{q}: strong prior influence: sensitive to the prior on {named}, while "
+                f"{label(q)}: strong prior influence: sensitive to the prior on {named}, while "
                 f"power-scaling the evidence changes it little ({likelihood:.3f}); it is only "
                 "as good as that prior"
             )
@@ -176,8 +178,8 @@ def sensitivity_check(idata: xr.DataTree) -> dict:
         "name": "prior sensitivity",
         "status": status,
         "rule": "power-scaling sensitivity (CJS distance, arviz-stats psense) of "
-        f"{', '.join(HEADLINE)} to each prior and each evidence stream; warn when a prior's "
-        f"sensitivity is at least {SENSITIVITY}",
+        f"{', '.join(map(label, HEADLINE))} to each prior and each evidence stream; warn when "
+        f"a prior's sensitivity is at least {SENSITIVITY}",
         "finding": "; ".join(words) if words else "no prior drives the headline quantities",
         "priors": priors,
         "flat_priors": flat,
@@ -236,7 +238,7 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
         "rule": "shift of each headline median when a row is left out, in posterior sds "
         f"(PSIS-LOO; refit without the row where Pareto k > {PARETO_K}); warn if a row has "
         "k > 0.7 and no refit",
-        "finding": "rows that move rate_after most: "
+        "finding": f"rows that move the {label('rate_after')} most: "
         + ", ".join(f"{i} ({shifts['rate_after'][i]:+.2f} sd)" for i in ranked),
         "top_rate_after": ranked,
         "shifts": shifts,

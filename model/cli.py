@@ -1,4 +1,4 @@
-"""Command line: a thin layer over load_case -> resolve_priors -> fit -> summarize -> write_report.
+"""Command line: a thin layer over model/pipeline.py (load, fit, summarise, report).
 
 Exit codes (README, "Exit codes"): 0 the report is written and its checks passed; 1 the report
 is written but a check failed (it says which at its top); 2 bad input, or refused (another run
@@ -250,81 +250,34 @@ def history(args: argparse.Namespace) -> int:
 
 
 def estimate(args: argparse.Namespace) -> int:
+    """model/pipeline.py's run_estimate with the command's options; refused input exits 2."""
     from model.timing import Stopwatch
 
     watch = Stopwatch()
-    from model import InputError, load_case
-    from model.compare import by_evidence, diff, history, history_entry, previous_summary
-    from model.fit import SamplerSettings, fit
-    from model.priors import resolve_priors
-    from model.programme import (
-        fit_programme,
-        is_programme,
-        load_programme,
-        resolve_programme_priors,
-    )
-    from model.report import write_report
-    from model.runs import Busy, case_lock
-    from model.serials import serial_rows
-    from model.summary import summarize, summarize_programme
+    from model.errors import Busy, InputError
+    from model.fit import SamplerSettings
+    from model.pipeline import run_estimate
 
     start = time.perf_counter()
     watch.mark("import")
-    try:
-        if is_programme(args.case):  # several plants in one model
-            case = load_programme(args.case, as_of=args.as_of)
-            programme_priors, hyper = resolve_programme_priors(case)
-            evidence_rows = sum(len(p.evidence) for p in case.plants)
-            for plant in case.plants:  # as for one case, below
-                serial_rows(plant)
-
-            def run_fit(settings):
-                return fit_programme(case, programme_priors, hyper, settings)
-
-            summarise = summarize_programme
-        else:
-            case = load_case(args.case, as_of=args.as_of)
-            priors = resolve_priors(case)
-            evidence_rows = len(case.evidence)
-            # What the fit would otherwise find after minutes of sampling: each scenario's
-            # priors, and the serial rows against their blocks.
-            for name, table in case.settings.get("scenarios", {}).items():
-                if "priors" in table:
-                    resolve_priors(case, scenario=name)
-            serial_rows(case)
-
-            def run_fit(settings):
-                return fit(case, priors, settings, conditional=not args.no_conditional)
-
-            summarise = summarize
-    except InputError as exc:
-        log.error("%s", exc)
-        return 2
-    watch.mark("load evidence and priors")
     settings = SamplerSettings(
         draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler
     )
     if args.seed is not None:
         settings = SamplerSettings(**{**settings.__dict__, "seed": args.seed})
-    log.info("case %s: %d evidence rows", case.id, evidence_rows)
     try:
-        with case_lock(args.reports_dir, case.id):
-            idata = run_fit(settings)
-            watch.mark("fit")
-            summary = summarise(idata)
-            previous, previous_run = previous_summary(args.reports_dir, case.id)
-            if previous is not None:
-                summary["diff"] = diff(previous, summary, previous_run)
-            summary["history"] = sorted(
-                [*history(args.reports_dir, case.id), history_entry(summary, "this run")],
-                key=by_evidence,
-            )
-            watch.mark("checks and summary")
-            folder = write_report(idata, summary, args.reports_dir)
-            watch.mark("write report")
+        result = run_estimate(
+            args.case,
+            settings,
+            args.reports_dir,
+            as_of=args.as_of,
+            conditional=not args.no_conditional,
+            watch=watch,
+        )
     except (Busy, InputError) as exc:
         log.error("%s", exc)
         return 2
+    summary, folder, idata = result.summary, result.folder, result.idata
     if args.timings:
         import json
 
@@ -343,10 +296,9 @@ def estimate(args: argparse.Namespace) -> int:
         if check["status"] != "pass":
             level = logging.ERROR if check["status"] == "fail" else logging.WARNING
             log.log(level, "%s %s: %s", check["name"], check["status"].upper(), check["finding"])
-    if not summary["passed"]:
-        return 1
-    print(folder)
-    return 0
+    if result.exit_code == 0:
+        print(folder)
+    return result.exit_code
 
 
 if __name__ == "__main__":

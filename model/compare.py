@@ -8,6 +8,8 @@ from pathlib import Path
 
 from scipy import stats
 
+from model import variables
+
 # sd of a normal from its central 80% interval: width / (2 x 1.2816)
 _Z80 = float(stats.norm.ppf(0.9))
 
@@ -45,7 +47,7 @@ def history_entry(summary: dict, run: str) -> dict:
         "passed": bool(summary.get("passed", summary["diagnostics"]["passed"])),
         "quantities": {
             n: {"median": q[n]["median"], "interval_95": q[n]["intervals"]["0.95"]}
-            for n in ("rate_before", "rate_after")
+            for n in variables.select(variables.HISTORY)
         }
         | {"p_capacity_doubled": {"median": q["p_capacity_doubled"]["value"]}},
     }
@@ -54,7 +56,7 @@ def history_entry(summary: dict, run: str) -> dict:
 def headline_names(summary: dict) -> list[str]:
     q = summary["quantities"]
     years = sorted(n for n in q if n.startswith("production_"))
-    return ["rate_before", "rate_after", "capacity_multiplier", *years, "p_capacity_doubled"]
+    return [*variables.select(variables.HEADLINE), *years, "p_capacity_doubled"]
 
 
 def other_changes(old: dict, new: dict) -> list[str]:

@@ -9,21 +9,13 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from model import variables
+
 MAX_RHAT = 1.01
 MIN_ESS_BULK = 400
 MIN_ESS_TAIL = MIN_ESS_BULK  # same rule: the intervals' ends need as many effective draws
 # Checked in every fit: the free parameters and the headline quantities.
-CHECKED = [
-    "rate_before",
-    "capacity_multiplier",
-    "rate_after",
-    "completion",
-    "ramp_months",
-    "export_share",
-    "use_lag",
-    "burst_sd",
-    "production_by_year",
-]
+CHECKED = variables.select(variables.CHECKED)
 
 
 def check(

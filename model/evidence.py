@@ -15,6 +15,7 @@ import re
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +43,62 @@ COLUMNS = [
     "note",
 ]
 CASE_UNIT = "<case unit>"  # counts are in the unit the case file names (checked by load_case)
-# kind -> unit it must be given in; "context" rows are kept for the record, not modelled.
-KINDS = {
-    "launches": CASE_UNIT,
-    "transfers": CASE_UNIT,
-    "use_lag": "months",
-    "date_code": "months",  # a made-in mark on an item used on `used`: bounds the use lag
-    "production": CASE_UNIT,  # made between period_start and period_end ("produced N in 2024")
-    "capacity": CASE_UNIT,  # units a year at the rate of period_end ("can produce N a year")
-    "shipments": "shipments",  # containers or rail cars leaving in the period, some with product
-    "workforce_ratio": "ratio",  # workers after / before the expansion (housing, dormitories)
-    "stage_ratio": "ratio",  # capacity after / before of one declared stage ([stages.<name>])
-    "area_ratio": "ratio",
-    "serial": "serial",  # a serial number seen on an item (model/serials.py)
-    "context": None,
-}
+SPAN, DATE = "span", "date"  # a row needs period_start and period_end, or period_end
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One evidence kind, declared once. What a row of it measures is documented in
+    data/README.md 3.2 (a test checks that every kind has its row there); how it enters the
+    likelihood is its term in model/observation.py and model/build.py."""
+
+    name: str
+    unit: str | None  # the unit its rows are given in; CASE_UNIT; None: any (not checked)
+    period: str  # SPAN, DATE, or "" (no period needed, or the kind's own rule below)
+    modelled: bool  # a measurement in the likelihood (area_ratio, serial: their own terms)
+    stacks: bool  # the stacked programme model (model/stacked.py) handles its rows
+    priors: tuple[str, ...] = ()  # priors only a case with rows of this kind needs
+
+
+EVIDENCE_KINDS = (
+    Kind("launches", CASE_UNIT, SPAN, modelled=True, stacks=True),
+    Kind("transfers", CASE_UNIT, DATE, modelled=True, stacks=True),
+    Kind("use_lag", "months", DATE, modelled=True, stacks=True),
+    # a made-in mark on an item used on `used`: bounds the use lag (its own rules, _date_code)
+    Kind("date_code", "months", "", modelled=True, stacks=True),
+    # made between period_start and period_end ("produced N in 2024")
+    Kind("production", CASE_UNIT, SPAN, modelled=True, stacks=True),
+    # units a year at the rate of period_end ("can produce N a year")
+    Kind("capacity", CASE_UNIT, DATE, modelled=True, stacks=True),
+    # containers or rail cars leaving in the period, some with product
+    Kind(
+        "shipments",
+        "shipments",
+        SPAN,
+        modelled=True,
+        stacks=False,
+        priors=("units_per_shipment", "shipment_share"),
+    ),
+    # workers after / before the expansion (housing, dormitories)
+    Kind(
+        "workforce_ratio",
+        "ratio",
+        "",
+        modelled=True,
+        stacks=False,
+        priors=("workforce_ratio", "labour_elasticity"),
+    ),
+    # capacity after / before of one declared stage ([stages.<name>])
+    Kind("stage_ratio", "ratio", "", modelled=True, stacks=False),
+    # the floor-area readings: a mixture over readings, in both programme models
+    Kind("area_ratio", "ratio", "", modelled=False, stacks=True),
+    # a serial number seen on an item (model/serials.py; its period rule is its own)
+    Kind("serial", "serial", "", modelled=False, stacks=False),
+    # kept for the record, not modelled
+    Kind("context", None, "", modelled=False, stacks=True),
+)
+KIND = {k.name: k for k in EVIDENCE_KINDS}
+KINDS = {k.name: k.unit for k in EVIDENCE_KINDS}  # kind -> the unit its rows are given in
 # Optional: `supersedes` names the id of an earlier row this one corrects. The earlier row is
 # kept in the ledger (history is never edited) but no longer modelled. `block` names the
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
@@ -66,17 +108,7 @@ KINDS = {
 # `used` is the date a `date_code` row's item was used or recovered. `stage` names the
 # production stage ([stages.<name>] in case.toml) whose capacity a `stage_ratio` row measures.
 OPTIONAL = ["supersedes", "same_as", "block", "bias_group", "used", "stage"]
-MODELLED_KINDS = (
-    "launches",
-    "transfers",
-    "use_lag",
-    "date_code",
-    "production",
-    "capacity",
-    "shipments",
-    "workforce_ratio",
-    "stage_ratio",
-)
+MODELLED_KINDS = tuple(k.name for k in EVIDENCE_KINDS if k.modelled)
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 NUMBER = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,12})?\Z", re.ASCII)  # no sign, exponent, '_'
 MAX_NUMBER = 1e9  # no count, ratio, lag or serial comes near it; documented in data/README.md
@@ -361,14 +393,12 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
             bad("unit", f"kind '{kind}' is counted in the case's unit (case.toml `unit`)")
     elif raw["unit"] != KINDS[kind]:
         bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
-    if kind in ("launches", "production", "shipments") and (
-        not raw["period_start"] or not raw["period_end"]
-    ):
+    if KIND[kind].period == SPAN and (not raw["period_start"] or not raw["period_end"]):
         bad(
             "period_start" if not raw["period_start"] else "period_end",
             f"'{kind}' counts need the period they cover (period_start and period_end)",
         )
-    if kind in ("transfers", "use_lag", "capacity") and not raw["period_end"]:
+    if KIND[kind].period == DATE and not raw["period_end"]:
         bad("period_end", f"a '{kind}' row needs the date it refers to")
     if kind == "serial":
         if bound != "exact":

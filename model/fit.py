@@ -19,7 +19,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from model import MODEL_VERSION, __version__
+from model import MODEL_VERSION, __version__, variables
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
 from model.checks import PARETO_K, no_measured_rows
@@ -30,32 +30,10 @@ from model.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
-# Scalars and short vectors kept from the conditional fits (one per reading).
-HEADLINE = ["rate_before", "rate_after", "capacity_multiplier", "production_by_year"]
-PRIOR_VARS = [
-    "rate_before",
-    "exported_flow",
-    "rate_after",
-    "capacity_multiplier",
-    "completion",
-    "ramp_months",
-    "export_share",
-    # the quantity the launch and transfer rows identify: its prior is what evidence_effect
-    # compares the posterior with (without it the report cannot say the evidence decides it)
-    "exported_flow",
-    "use_lag",
-    "burst_sd",
-    "reading_probability",
-    "log_gain_log",
-    "production",
-    "production_by_year",
-    "predicted",
-    "evidence",
-    # only in cases with the evidence or settings that add them
-    "stage_growth",
-    "workforce_ratio",
-    "source_bias",
-]
+# Scalars and short vectors kept from the conditional fits (one per reading), scenarios and
+# leave-one-out refits; the variables kept in the prior group (those the model has).
+REFIT_VARS = variables.select(variables.REFIT)
+PRIOR_VARS = variables.select(variables.PRIOR_DRAW)
 PACKAGES = [
     "capest",
     "pymc",
@@ -252,7 +230,7 @@ def fit(
 
 
 def _headline(one: xr.DataTree) -> xr.Dataset:
-    node = one["posterior"].to_dataset()[HEADLINE]
+    node = one["posterior"].to_dataset()[REFIT_VARS]
     node["diverging"] = one["sample_stats"]["diverging"]
     return node
 

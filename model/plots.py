@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 import matplotlib.ticker
@@ -13,18 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from model import variables  # noqa: E402
 from model.summary import INTERVALS, window_of  # noqa: E402
 
-# (variable, label, log-scale x axis)
+# (variable, label, log-scale x axis); the figure has a 2 x 4 grid of them
 KEY_PARAMETERS = [
-    ("rate_before", "rate before (per month)", True),
-    ("rate_after", "rate after, full (per month)", True),
-    ("capacity_multiplier", "capacity multiplier", True),
-    ("elasticity", "floor-area elasticity", True),
-    ("completion", "completion (months from window start)", False),
-    ("ramp_months", "ramp-up (months)", True),
-    ("export_share", "export share", False),
-    ("use_lag", "production-to-use lag (months)", True),
+    (n, variables.label(n), variables.REGISTRY[n].scale == variables.LOG)
+    for n in variables.select(variables.PLOTTED)
 ]
 
 
@@ -162,7 +158,7 @@ def prior_posterior(idata: xr.DataTree) -> plt.Figure:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.set_title(label, fontsize=9)
+        ax.set_title(textwrap.fill(label, 30), fontsize=9)
         ax.set_yticks([])
     axes[0, 0].legend(fontsize=8, frameon=False)
     return fig

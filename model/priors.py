@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model import variables
 from model.case import Case
 from model.errors import InputError, Problem
+from model.evidence import EVIDENCE_KINDS
 from model.timeline import parse_date
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -30,24 +32,11 @@ PARAMS = {
     "Uniform": ("lower", "upper"),
 }
 SOURCES = ("reference-class", "assumption", "case")
-NAMES = (
-    "rate_before",
-    "elasticity",
-    "completion",
-    "ramp_months",
-    "export_share",
-    "use_lag",
-    "burst_sd",
-)
+NAMES = tuple(variables.select(variables.PRIOR))  # the priors every case needs
 # Priors that only a case with evidence of a kind needs; priors.toml gives weak defaults for
 # the workforce pair, none for the shipment pair (no source gives one), so a case with
 # shipments must set them under [priors.<name>].
-CONDITIONAL = {
-    "units_per_shipment": "shipments",
-    "shipment_share": "shipments",
-    "workforce_ratio": "workforce_ratio",
-    "labour_elasticity": "workforce_ratio",
-}
+CONDITIONAL = {p: k.name for k in EVIDENCE_KINDS for p in k.priors}
 # Each declared stage s ([stages.<s>] in case.toml) has the prior `stage_growth__<s>`: the
 # default [stage_growth] of priors.toml unless the case sets [priors.stage_growth__<s>].
 STAGE_PRIOR = "stage_growth"

@@ -28,6 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from model import variables
 from model.build import Pooled, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
@@ -46,7 +47,7 @@ from model.timing import Stopwatch
 
 _KEYS = {"id", "title", "product", "unit", "plants", "pooling"}
 _POOLING_KEYS = {"rationale"}
-POOLED = ("elasticity", "ramp_months")  # a plant may not override these: they are shared
+POOLED = tuple(variables.select(variables.SHARED))  # a plant may not override these
 
 
 def is_programme(path: str | Path) -> bool:
@@ -248,17 +249,7 @@ def _prefixed(ds: xr.Dataset, plant: str) -> xr.Dataset:
 
 
 # The programme's own variables kept in the prior group (the plants' come from fit.PRIOR_VARS).
-PROGRAMME_VARS = [
-    "rate_before",
-    "rate_after",
-    "capacity_multiplier",
-    "production",
-    "production_by_year",
-    "elasticity_typical",
-    "elasticity_plant_sd",
-    "ramp_months_typical",
-    "ramp_plant_sd",
-]
+PROGRAMME_VARS = variables.select(variables.PROGRAMME)
 
 
 def fit_programme(

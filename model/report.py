@@ -19,8 +19,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from model import plots
-from model.checks import LABELS
+from model import plots, variables
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -206,13 +205,7 @@ def label(summary: dict, name: str) -> str:
     the quantity's description, else the name. Partial years say which months they cover."""
     q = summary.get("quantities", {}).get(name) or {}
     prior = summary.get("priors", {}).get(name) or {}
-    # checks.LABELS ends its labels with the variable's name in brackets, for the log
-    text = (
-        q.get("label")
-        or prior.get("label")
-        or q.get("description")
-        or LABELS.get(name, name).replace(f" ({name})", "")
-    )
+    text = q.get("label") or prior.get("label") or variables.label(name)
     span = q.get("span")  # a year partly outside the window: "Mar-Dec, 10 months"
     if span and span not in text:
         text += f" ({span})"
@@ -225,9 +218,8 @@ _IDENTIFIER = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
 def humanize(summary: dict, text: str) -> str:
     """Variable names in text the code wrote (check findings and rules) as their labels.
     Only names the summary knows are replaced; evidence ids and other words stay as they are."""
-    known = set(summary.get("quantities", {})) | set(summary.get("priors", {})) | set(LABELS)
-    for name, words in LABELS.items():  # checks.py's own "words (name)": drop the name
-        text = text.replace(words, label(summary, name))
+    known = set(summary.get("quantities", {})) | set(summary.get("priors", {}))
+    known |= set(variables.REGISTRY)
 
     def swap(m: re.Match) -> str:
         return label(summary, m.group(0)) if m.group(0) in known else m.group(0)
@@ -302,7 +294,7 @@ def _what_decides(summary: dict) -> str:
     target = "capacity_multiplier"
     # Only priors an analyst sets (the case's and data/priors.toml's, and the mixture of
     # readings): latent noise terms have priors too, but nobody can change them.
-    named = set(summary.get("priors", {})) | set(LABELS)
+    named = set(summary.get("priors", {})) | {*variables.select(variables.PRIOR), "log_gain_log"}
     drivers = sorted(
         ((v[target], n) for n, v in sens.get("priors", {}).items() if n in named and target in v),
         reverse=True,

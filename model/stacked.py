@@ -22,8 +22,9 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from model import variables
 from model.build import Readings, prior, readings
-from model.evidence import modelled
+from model.evidence import EVIDENCE_KINDS, modelled
 from model.observation import (
     Observations,
     measurement_draw,
@@ -36,8 +37,8 @@ from model.production import production_rate, stock_flow
 
 SEP = "::"
 STACK = "plants"  # the sub-model holding the stacked variables: `plants::rate_before` (plant)
-CORE_KINDS = {"launches", "transfers", "production", "capacity", "use_lag", "date_code"}
-PLANT_PRIORS = ("rate_before", "completion", "export_share", "use_lag", "burst_sd")
+STACKING_KINDS = {k.name for k in EVIDENCE_KINDS if k.stacks}
+PLANT_PRIORS = tuple(variables.select(variables.PLANT_PRIOR))
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,7 @@ def why_not_stacked(programme, priors: dict[str, Priors]) -> list[str]:
     reasons = []
     for plant in programme.plants:
         ev = plant.evidence
-        live = modelled(ev)
-        live = live[~live["kind"].isin(["area_ratio", "context"])]
-        other = sorted(set(live["kind"]) - CORE_KINDS)
+        other = sorted(set(modelled(ev)["kind"]) - STACKING_KINDS)
         if other:
             reasons.append(f"{plant.id} has {', '.join(other)} rows")
         if "bias_group" in ev and (ev["bias_group"].fillna("") != "").any():

@@ -15,6 +15,17 @@ import xarray as xr
 from model.checks import run_checks
 from model.diagnostics import check, combine, diagnose
 from model.timeline import Window
+from model.variables import EFFECT as EFFECT_ROLE
+from model.variables import (
+    HEADLINE,
+    POOLED,
+    REGISTRY,
+    SHARED,
+    SHOWN,
+    label,
+    select,
+    unit_of,
+)
 
 SCHEMA_VERSION = 1
 INTERVALS = (0.5, 0.8, 0.95)  # equal-tailed, always stated with their probability
@@ -81,43 +92,37 @@ def window_of(idata: xr.DataTree) -> Window:
     return Window(pd.Period(start, "M"), pd.Period(end, "M"))
 
 
+def _registered(ds: xr.Dataset, name: str, unit: str) -> dict:
+    """A registered quantity's interval summary, with its label, unit and description."""
+    entry = REGISTRY[name]
+    summary = interval_summary(ds[name], unit_of(name, unit), entry.description)
+    return {"label": entry.label, **summary}
+
+
 def quantities(ds: xr.Dataset, unit: str, window: Window | None = None) -> dict:
-    """Headline quantities from posterior (or prior) draws."""
-    per_month = f"{unit}/month"
-    q = {
-        "rate_before": interval_summary(
-            ds["rate_before"], per_month, "production rate before the expansion"
-        ),
-        "rate_after": interval_summary(
-            ds["rate_after"], per_month, "production rate at full capacity after the expansion"
-        ),
-        "capacity_multiplier": interval_summary(
-            ds["capacity_multiplier"], "ratio", "capacity after / capacity before"
-        ),
-    }
+    """Headline quantities from posterior (or prior) draws; each has its `label`."""
+    q = {name: _registered(ds, name, unit) for name in select(HEADLINE)}
     for year in ds["production_by_year"]["year"].to_numpy():
         span = year_span(window, int(year)) if window is not None else ""
-        q[f"production_{year}"] = interval_summary(
-            ds["production_by_year"].sel(year=year),
-            unit,
-            f"production in {year}" + (f" ({span})" if span else ""),
-        )
+        q[f"production_{year}"] = {
+            "label": label(f"production_{year}"),
+            **interval_summary(
+                ds["production_by_year"].sel(year=year),
+                unit,
+                f"production in {year}" + (f" ({span})" if span else ""),
+            ),
+        }
         if span:  # a year partly outside the window is never shown as the calendar year
             q[f"production_{year}"]["span"] = span
-    q["p_capacity_doubled"] = probability_summary(
-        ds["capacity_multiplier"] >= DOUBLED, "probability that capacity at least doubled"
-    )
-    extra = {
-        "exported_flow": (per_month, "exported units a month before the expansion"),
-        "elasticity": ("-", "floor-area elasticity of output"),
-        "export_share": ("share", "share of production exported"),
-        "use_lag": ("months", "mean months from production to use"),
-        "ramp_months": ("months", "months from completion to full rate"),
-        "completion": ("months since window start", "new building complete, ramp starts"),
+    q["p_capacity_doubled"] = {
+        "label": label("p_capacity_doubled"),
+        **probability_summary(
+            ds["capacity_multiplier"] >= DOUBLED, REGISTRY["p_capacity_doubled"].description
+        ),
     }
-    for name, (u, description) in extra.items():
+    for name in select(SHOWN):
         if name in ds:
-            q[name] = interval_summary(ds[name], u, description)
+            q[name] = _registered(ds, name, unit)
     if window is not None and "completion" in q:
         c = q["completion"]
         c["dates"] = {
@@ -137,18 +142,8 @@ INFORMED = 0.2  # contraction at or above (or |z| >= MOVED): partly decided by t
 MOVED = 1.0
 # quantity -> the scale prior and posterior are compared on (log for positive quantities
 # whose uncertainty is multiplicative), and the inputs it is made of (for naming the priors
-# that decide it).
-EFFECT = {
-    "exported_flow": ("log", ()),
-    "rate_before": ("log", ("export_share",)),
-    "capacity_multiplier": ("log", ("elasticity",)),
-    "rate_after": ("log", ("export_share", "capacity_multiplier")),
-    "export_share": ("linear", ()),
-    "elasticity": ("log", ()),
-    "use_lag": ("log", ()),
-    "ramp_months": ("log", ()),
-    "completion": ("linear", ()),
-}
+# that decide it); from model/variables.py.
+EFFECT = {n: (REGISTRY[n].scale, REGISTRY[n].inputs) for n in select(EFFECT_ROLE)}
 # A derived quantity is decided mostly by assumptions when the inputs the priors decide explain
 # at least this share of its posterior variance, however much the evidence narrowed its prior
 # (a vague prior on the rate narrows a lot even when what is left is the export share's).
@@ -184,9 +179,10 @@ def evidence_effect(post: xr.Dataset, prior: xr.Dataset) -> dict:
             "z_score": round(float(z), 2),
             "decided_by": by,
         }
-    for name, (scale, inputs) in EFFECT.items():
-        if name not in out or not inputs:
-            continue
+    derived = [n for n, (_, inputs) in EFFECT.items() if n in out and inputs]
+    # a quantity made of other derived ones (rate_after of the multiplier) comes after them
+    for name in sorted(derived, key=lambda n: any(i in derived for i in EFFECT[n][1])):
+        scale, inputs = EFFECT[name]
         assumed = [i for i in inputs if i in out and out[i]["decided_by"] == "priors"]
         share = 0.0
         if assumed:
@@ -357,12 +353,7 @@ def provenance(attrs: dict) -> dict:
     }
 
 
-POOLED_QUANTITIES = {
-    "elasticity_typical": ("-", "the programme's typical floor-area elasticity (median plant)"),
-    "elasticity_plant_sd": ("log scale", "plant-to-plant sd of the log elasticity"),
-    "ramp_months_typical": ("months", "the programme's typical ramp-up time (median plant)"),
-    "ramp_plant_sd": ("log scale", "plant-to-plant sd of the log ramp-up time"),
-}
+POOLED_QUANTITIES = {n: (REGISTRY[n].unit, REGISTRY[n].description) for n in select(POOLED)}
 
 
 def summarize_programme(idata: xr.DataTree) -> dict:
@@ -421,7 +412,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         "programme_model": attrs.get("programme_model", "nested"),
         "programme_model_reasons": json.loads(attrs.get("programme_model_reasons", "[]")),
         "priors": priors,
-        "borrowed_priors": ["elasticity", "ramp_months"],
+        "borrowed_priors": select(SHARED),  # the pooled priors come from the reference class
         "evidence": {"rows": sum(p["evidence"]["rows"] for p in plants)},
     }
 

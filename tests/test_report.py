@@ -337,6 +337,8 @@ def test_the_report_says_what_the_evidence_decided_and_what_the_priors_did(small
         f"{share} {label(summary, 'rate_after')} comes from {label(summary, 'export_share')}"
         in page
     )
+    # the report names quantities by their labels (model/variables.py)
+    assert "What the evidence decided: exported flow before the expansion" in page
     assert "barely moved" not in page
     passed = copy.deepcopy(summary)  # the small fit fails its diagnostics; a passing run's banner:
     for c in passed["checks"]:

@@ -1,0 +1,40 @@
+"""run_estimate (model/pipeline.py), as a notebook calls it: the diff and the history are part
+of the pipeline, not of the CLI, so a second run's report says what changed."""
+
+from __future__ import annotations
+
+import json
+
+import model.fit
+from model.pipeline import run_estimate
+
+from .conftest import CASE
+
+
+def test_a_notebook_run_twice_says_what_changed(tmp_path, monkeypatch, small_fit):
+    """The fit is the session's small fit of the real case (its sampling is tested
+    elsewhere): what is tested is everything run_estimate does around it."""
+    fits = []
+
+    def saved_fit(case, priors, settings, conditional=True):
+        fits.append(case.id)
+        return small_fit
+
+    monkeypatch.setattr(model.fit, "fit", saved_fit)
+    first = run_estimate(CASE, reports_dir=tmp_path)
+    second = run_estimate(CASE, reports_dir=tmp_path)
+    assert fits == ["february-11-plant", "february-11-plant"]
+    assert first.folder != second.folder and first.folder.parent == second.folder.parent
+
+    first_md = (first.folder / "report.md").read_text(encoding="utf-8")
+    assert "This is the first run of this case." in first_md
+    page = (second.folder / "report.md").read_text(encoding="utf-8")
+    changed = page.split("## What changed", 1)[1].split("\n## ", 1)[0]
+    assert "first run of this case" not in changed
+    assert f"Compared with the previous run {first.folder.name}" in changed
+    assert "The inputs are unchanged" in changed
+
+    saved = json.loads((second.folder / "summary.json").read_text(encoding="utf-8"))
+    assert saved["diff"]["previous_run"] == first.folder.name
+    assert [r["run"] for r in saved["history"]] == [first.folder.name, "this run"]
+    assert second.exit_code == (0 if saved["passed"] else 1)

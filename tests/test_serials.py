@@ -17,6 +17,8 @@ from model.serials import made_between, serial_logp, serial_rows, wall_width
 from tests.conftest import HEADER
 
 K, N_TRUE, SEED = 10, 400, 11
+# the columns of the February 11 ledger, plus `block`: the ledgers these tests write
+SERIAL_HEADER = HEADER.split(",") + ["supersedes", "used", "block"]
 
 
 def hoehle_held(m: int, k: int, n_max: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +161,7 @@ def _case_with_serials(case_copy, rows: list[str], blocks: str = "") -> None:
 
 def _serial_row(id_, serial, date, block=""):
     # the columns of the February 11 ledger, plus `block` (added by _case_with_serials)
-    header = HEADER.split(",") + ["supersedes", "used", "block"]
+    header = SERIAL_HEADER
     cells = dict.fromkeys(header, "")
     cells |= {
         "id": id_, "kind": "serial", "period_end": date, "value": str(serial), "bound": "exact",
@@ -185,7 +187,7 @@ def serial_only_case(folder, serials, date="2024-12-31", rate_median=15.0, expor
         '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
         'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
     )
-    header = HEADER.split(",") + ["supersedes", "used", "block"]  # as _serial_row writes
+    header = SERIAL_HEADER
     area = dict.fromkeys(header, "") | {
         "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
         "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",
@@ -311,7 +313,7 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
         '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
         'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
     )
-    header = HEADER.split(",") + ["supersedes", "used", "block"]  # as _serial_row writes
+    header = SERIAL_HEADER
     area = dict.fromkeys(header, "") | {
         "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
         "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",

@@ -52,7 +52,7 @@ from model.observation import (
 )
 from model.priors import Priors, PriorSpec, stage_prior
 from model.production import production_rate, smooth_min, stock_flow, usage
-from model.serials import serial_logp, serial_rows
+from model.serials import candidates, serial_logp, serial_rows, wall_width
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ def plant_graph(
     pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims=f"{ns}obs")
 
     if serials is not None:
-        _serial_likelihood(serials, production, ns)
+        _serial_likelihood(serials, production, use_lag, export_start, ns)
 
     pm.CustomDist(
         "evidence",
@@ -358,11 +358,12 @@ def plant_graph(
     )
 
 
-def _serial_likelihood(serials, production, ns: str = "") -> None:
+def _serial_likelihood(serials, production, use_lag, export_start: float, ns: str = "") -> None:
     """Serial sightings (model/serials.py): a first serial per block (known, or uniform
-    between its lower bound and the lowest serial seen), the block's production by each
-    sighting's date, and the sightings' log-likelihood as a Potential plus a deterministic
-    copy (Potentials are invisible to PyMC's log-likelihood; LOO and psense need it)."""
+    between its lower bound and the lowest serial seen); per sighting, the block's items
+    exported and made by the sighting's date less `use_lag` (`serial_candidates`); the
+    sightings' log-likelihood as a Potential plus a deterministic copy (Potentials are
+    invisible to PyMC's log-likelihood; LOO and psense need it)."""
     firsts = []
     for i, block in enumerate(serials.blocks):
         if block.first is not None:
@@ -374,8 +375,10 @@ def _serial_likelihood(serials, production, ns: str = "") -> None:
                 pm.Uniform(f"first_serial__{block.name}", block.first_lower, serials.lowest[i])
             )
     first = pt.stack(firsts)[serials.block_of]
-    produced = pt.dot(serials.produced_weights, production)
-    ll = serial_logp(produced, serials.order, serials.serial - first + 1)
+    made, before = candidates(serials, production, use_lag, export_start)
+    pm.Deterministic("serial_candidates", made - before, dims=f"{ns}serial")
+    needed = serials.serial - first + 1
+    ll = serial_logp(made, before, serials.order, needed, wall_width(serials.seen))
     weight = pm.Data("serial_weight", serials.weight, dims=f"{ns}serial")
     pm.Deterministic("log_likelihood__serials", ll, dims=f"{ns}serial")
     pm.Potential("serials", pt.sum(weight * ll))

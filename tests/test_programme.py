@@ -86,11 +86,12 @@ def write_programme(folder, seed: int = 3):
         'plants = ["serial-plant", "staffing-plant", "casting-plant"]\n'
         '[pooling]\nrationale = "Synthetic: the plants share elasticity and ramp-up."\n'
     )
-    # Serial numbers only (first serial 1): 25 items seen, each any item made by its date.
+    # Serial numbers only (first serial 1): 25 items seen, each any item made by 4 months
+    # before its date (use_lag's prior median; exports began with the window).
     lines = _plant(folder, "serial-plant", rng, "[serials.main]\nfirst = 1\n", ("1.8", "2.0"))
     cumulative, seen = np.cumsum(_made("serial-plant")), set()
-    for j, month in enumerate(np.sort(rng.integers(2, MONTHS, size=25))):
-        serial = int(rng.choice(sorted(set(range(1, int(cumulative[month]) + 1)) - seen)))
+    for j, month in enumerate(np.sort(rng.integers(6, MONTHS, size=25))):
+        serial = int(rng.choice(sorted(set(range(1, int(cumulative[month - 4]) + 1)) - seen)))
         seen.add(serial)
         lines.append(_line(id=f"serial-{j:02d}", kind="serial", period_end=_date(month),
                            value=serial, unit="serial", date_reported=_date(month),

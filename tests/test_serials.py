@@ -13,10 +13,12 @@ import pytest
 from scipy.special import gammaln
 
 from model import InputError, load_case
-from model.serials import serial_logp, serial_rows
+from model.serials import made_between, serial_logp, serial_rows, wall_width
 from tests.conftest import HEADER
 
 K, N_TRUE, SEED = 10, 400, 11
+# the columns of the February 11 ledger, plus `block`: the ledgers these tests write
+SERIAL_HEADER = HEADER.split(",") + ["supersedes", "used", "same_as", "bias_group", "block"]
 
 
 def hoehle_held(m: int, k: int, n_max: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
@@ -35,15 +37,15 @@ def serials():
 
 @pytest.fixture(scope="module")
 def posterior(serials):
-    """Population size under the serial likelihood with a flat prior on N >= m - 1/2 (the
-    midpoint-rule support of n >= m), sampled with nutpie as the case model is."""
+    """Population size under the serial likelihood with a flat prior on N > 0: the soft walls
+    (model/serials.py) stand for the support n >= m, as in the case model; sampled with nutpie
+    as the case model is."""
     import nutpie
 
-    m = serials.max()
     with pm.Model() as model:
-        excess = pm.HalfFlat("excess")
-        size = pm.Deterministic("size", m - 0.5 + excess)
-        pm.Potential("serials", serial_logp(size, np.arange(K), serials).sum())
+        size = pm.HalfFlat("size")
+        ll = serial_logp(size, 0.0, np.arange(K), serials, wall_width(K))
+        pm.Potential("serials", ll.sum())
     compiled = nutpie.compile_pymc_model(model, backend="numba")
     tree = nutpie.sample(
         compiled, draws=4000, tune=1000, chains=4, cores=2, seed=SEED, progress_bar=False
@@ -97,14 +99,50 @@ def test_sampled_posterior_matches_hoehle_held_within_monte_carlo_error(serials,
     assert np.quantile(draws, 0.25) < classical < np.quantile(draws, 0.75)
 
 
-def test_beyond_the_wall_the_density_falls_and_inside_it_is_untouched():
+def test_beyond_the_walls_the_density_falls_relative_to_the_serial():
     import pytensor.tensor as pt
 
-    produced = pt.as_tensor(np.array([99.0, 100.0, 120.0]))
-    values = serial_logp(produced, np.zeros(3), np.full(3, 100.0)).eval()
-    assert values[2] == pytest.approx(-np.log(120.0))  # inside: 1 / available, no wall term
-    assert values[1] == pytest.approx(-np.log(100.0))  # n = 100 >= 100 - 1/2: inside
-    assert values[0] == pytest.approx(-np.log(99.0) - 0.5)  # one wall width beyond: -1/2
+    width = wall_width(10)  # a block with 10 distinct items seen
+    assert width == pytest.approx(0.005)
+
+    def logp(made, before, needed):
+        made, before = pt.as_tensor(np.array(made)), pt.as_tensor(np.array(before))
+        return serial_logp(made, before, np.zeros(len(needed)), np.array(needed), width).eval()
+
+    # Well inside the walls (n >= needed is N >= needed - 1/2): 1 / candidates, no wall term.
+    inside = logp([120.0, 40_000.0], [0.0, 10_000.0], [100.0, 30_000.0])
+    assert inside == pytest.approx(-np.log([120.0, 30_000.0]))
+    # The same relative shortfall costs the same at any scale: at the midpoint (one width
+    # beyond where the wall starts) 1 nat, two widths beyond it 2 nats, at 300 items (3 items
+    # a width) as at 30,000 (300 items). A half-item wall cost 2 nats for a single item short
+    # at 30,000, a cliff in a posterior thousands of items wide.
+    for count in (300.0, 30_000.0):
+        proven = count - 0.5
+        assert logp([proven], [0.0], [count])[0] == pytest.approx(-np.log(proven) - 1.0)
+        short = proven * (1 - width)
+        assert logp([short], [0.0], [count])[0] == pytest.approx(-np.log(short) - 2.0)
+        assert logp([0.5 * proven], [0.0], [count])[0] < -100  # far short: impossible
+    # A serial numbered before the item could be exported (`before`: items made before
+    # exports began): the lower wall, the same shape from the other side.
+    early = logp([600.0], [299.5 * (1 + width)], [300.0])[0]
+    assert early == pytest.approx(-np.log(600.0 - 299.5 * (1 + width)) - 2.0)
+
+
+def test_items_made_is_the_production_path_integrated_and_moves_with_the_end():
+    """made_between integrates the monthly path (month m spans [m, m + 1)) and its gradient in
+    the end time is the rate of the month the end falls in: the clock is differentiable in
+    use_lag, which enters through the end."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    production = pt.as_tensor(np.array([10.0, 20.0, 30.0, 40.0]))
+    end = pt.vector("end")
+    made = made_between(np.array([0.0, 1.0, 0.0]), end, production)
+    f = pytensor.function([end], [made, pt.grad(made.sum(), end)])
+    values, slopes = f(np.array([2.5, 3.25, -1.0]))
+    # 10 + 20 + half of 30; from month 1: 20 + 30 + a quarter of 40; before the start: none
+    assert values.tolist() == pytest.approx([45.0, 60.0, 0.0])
+    assert slopes.tolist() == pytest.approx([30.0, 40.0, 0.0])
 
 
 def _case_with_serials(case_copy, rows: list[str], blocks: str = "") -> None:
@@ -123,7 +161,7 @@ def _case_with_serials(case_copy, rows: list[str], blocks: str = "") -> None:
 
 def _serial_row(id_, serial, date, block=""):
     # the columns of the February 11 ledger, plus `block` (added by _case_with_serials)
-    header = HEADER.split(",") + ["supersedes", "used", "same_as", "bias_group", "block"]
+    header = SERIAL_HEADER
     cells = dict.fromkeys(header, "")
     cells |= {
         "id": id_, "kind": "serial", "period_end": date, "value": str(serial), "bound": "exact",
@@ -131,6 +169,88 @@ def _serial_row(id_, serial, date, block=""):
         "date_reported": date, "reliability": "B", "quote": "serial seen", "block": block,
     }  # fmt: skip
     return ",".join(cells[c] for c in header)
+
+
+def serial_only_case(folder, serials, date="2024-12-31", rate_median=15.0, exports="2023-01"):
+    """A SYNTHETIC case (invented numbers) whose only measured rows are serial sightings, all
+    on `date`: two years of a plant whose prior rate is centred on `rate_median` a month. The
+    one area_ratio row only defines the reading the model needs; it is not a measured row."""
+    folder.mkdir(parents=True)
+    (folder / "case.toml").write_text(
+        '# SYNTHETIC test case: invented numbers.\nid = "serials-only"\n'
+        'title = "Synthetic plant seen through serials only"\nunit = "units"\n'
+        'evidence = "evidence.csv"\n[window]\nstart = "2023-01"\nend = "2024-12"\n'
+        f'[exports]\nstart = "{exports}"\n'
+        '[area_ratio]\nrationale = "Synthetic."\n[area_ratio.weights]\nonly = 1.0\n'
+        f'[priors.rate_before]\ndist = "LogNormal"\nmedian = {rate_median}\nsigma = 1.2\n'
+        'source = "case"\nrationale = "Synthetic: the scale of the serials."\n'
+        '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
+        'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
+    )
+    header = SERIAL_HEADER
+    area = dict.fromkeys(header, "") | {
+        "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
+        "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",
+        "source": "Synthetic", "url": "https://example.org/s", "date_reported": "2023-07-01",
+        "reliability": "B", "quote": "synthetic",
+    }  # fmt: skip
+    lines = [",".join(header), ",".join(area[c] for c in header)]
+    lines += [_serial_row(f"serial-{j:02d}", int(s), date, "main") for j, s in enumerate(serials)]
+    (folder / "evidence.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_sighting_counts_the_items_exported_and_made_by_its_date_less_the_lag(tmp_path):
+    """Exports begin in month 6 (2023-07) of a block that starts in month 0; an item seen at
+    the end of 2024-06 (t = 18) was made by 18 - use_lag and exported, so it is one of the
+    P(18 - use_lag) - P(6) items made in between (P: the block's production to date). The
+    model's log-likelihood, drawn from the prior, is -log of that count wherever the serial
+    fits inside it."""
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    case = load_case(serial_only_case(tmp_path / "c", [100], "2024-06-30", exports="2023-07"))
+    model = build_model(case, resolve_priors(case))
+    names = ["production", "use_lag", "log_likelihood__serials"]
+    production, lag, ll = pm.draw([model[n] for n in names], draws=300, random_seed=3,
+                                  mode="FAST_RUN")  # fmt: skip
+    made_to = np.concatenate([np.zeros((300, 1)), np.cumsum(production, axis=1)], axis=1)
+
+    def items_made_by(t):  # the monthly path integrated from month 0 to t, per draw
+        t = np.maximum(t, 0.0)  # none before the block's start
+        month = np.floor(t).astype(int)
+        return made_to[np.arange(300), month] + (t - month) * production[np.arange(300), month]
+
+    count = items_made_by(18.0 - lag) - made_to[:, 6]
+    # where the serial is possible, clear of the soft walls (model/serials.py)
+    clear = 99.5 * wall_width(1)
+    inside = (made_to[:, 6] <= 99.5 - clear) & (items_made_by(18.0 - lag) >= 99.5 + clear)
+    assert inside.sum() > 30
+    assert ll[inside, 0] == pytest.approx(-np.log(count[inside]), rel=1e-6)
+    candidates = pm.draw(model["serial_candidates"], draws=300, random_seed=3, mode="FAST_RUN")
+    assert candidates[:, 0] == pytest.approx(count, rel=1e-6)
+
+
+def test_the_prior_predictive_check_passes_a_case_with_no_measured_rows():
+    """Serial sightings are a Potential, outside the prior predictive: with no other measured
+    row there is nothing to check (it used to fail: 'cannot reshape array of size 0')."""
+    import xarray as xr
+
+    from model.checks import prior_predictive_check
+
+    empty = np.zeros((1, 5, 0))
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"predicted": (("chain", "draw", "obs"), empty)}),
+            "prior_predictive": xr.Dataset({"evidence": (("chain", "draw", "obs"), empty)}),
+            "observed_data": xr.Dataset({"evidence": ("obs", np.zeros(0))}),
+            "constant_data": xr.Dataset(
+                {k: ("obs", np.zeros(0)) for k in ("lower", "upper", "exact", "kind")}
+            ),
+        }
+    )
+    check = prior_predictive_check(tree)
+    assert check["status"] == "pass" and check["flagged"] == []
 
 
 def test_blocks_duplicates_and_order(case_copy):
@@ -149,8 +269,11 @@ def test_blocks_duplicates_and_order(case_copy):
     assert s.duplicate_of == ["", "", "serial-a", ""]
     assert s.weight.tolist() == [1, 1, 0, 1]
     assert [b.first for b in s.blocks] == [1.0, None]
-    # production counted from the block's start to the sighting: Jan-Feb 2024 + 1 day of Mar
-    assert s.produced_weights[0].sum() == pytest.approx(2 + 1 / 31)
+    # model time (months from the window's start, 2023-03) of the end of the sighting's day,
+    # and the blocks' months: serial-b on 1 March 2024, in y2024 = 2024-01..12 = months 10..22
+    assert s.time[0] == pytest.approx(12 + 1 / 31)
+    assert (s.block_start.tolist(), s.block_end.tolist()) == ([10, 10, 10, 22], [22, 22, 22, 34])
+    assert s.seen.tolist() == [2, 2, 2, 1]  # distinct items seen in the row's block
 
 
 def test_bad_serial_rows_name_file_row_and_column(case_copy):
@@ -164,9 +287,11 @@ def test_bad_serial_rows_name_file_row_and_column(case_copy):
 @pytest.mark.slow
 def test_a_plant_with_serials_recovers_its_production(tmp_path):
     """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in
-    month 12 with a 20-month ramp. 20 serials are seen over two years, each drawn uniformly
-    from the items made by its date and not seen before. The fit must cover the true rate
-    and the true production, and the serials must narrow rate_before well inside its prior."""
+    month 12 with a 20-month ramp, exports from month 1, 4 months from making to use (the
+    use_lag prior's median). 20 serials are seen over two years, each drawn uniformly from the
+    items exported and made 4 months before its date and not seen before. The fit must cover
+    the true rate and the true production, and the serials must narrow rate_before well
+    inside its prior."""
     from model.fit import SamplerSettings, fit
     from model.priors import resolve_priors
     from model.production import production_rate
@@ -188,7 +313,7 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
         '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
         'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
     )
-    header = HEADER.split(",") + ["supersedes", "used", "block"]  # as _serial_row writes
+    header = SERIAL_HEADER
     area = dict.fromkeys(header, "") | {
         "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
         "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",
@@ -197,9 +322,12 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
     }  # fmt: skip
     lines = [",".join(header), ",".join(area[c] for c in header)]
     seen: set[int] = set()
-    for j, month in enumerate(np.sort(rng.integers(3, 24, size=20))):
-        made_by = int(np.floor(made[: month + 1].sum()))
-        serial = int(rng.choice(sorted(set(range(1, made_by + 1)) - seen)))
+    made_to = np.concatenate([[0.0], np.cumsum(made)])  # items made by the start of each month
+    exported_from = int(np.floor(made_to[1])) + 1  # January's items were not exported
+    for j, month in enumerate(np.sort(rng.integers(6, 24, size=20))):
+        # seen on the 28th: made by 4 months before it
+        made_by = int(np.floor(np.interp(month + 27 / 30 - 4.0, np.arange(25), made_to)))
+        serial = int(rng.choice(sorted(set(range(exported_from, made_by + 1)) - seen)))
         seen.add(serial)
         date = f"{2023 + month // 12}-{month % 12 + 1:02d}-28"
         lines.append(_serial_row(f"serial-{j:02d}", serial, date, "main"))
@@ -229,3 +357,69 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
     assert "serials" in sensitivity["likelihood"]
     page = (write_report(tree, summary, tmp_path / "reports") / "report.md").read_text()
     assert "same item as serial-19" in page and "serial sighting" in page
+
+
+def _closed_form_posterior(case, k: int, m: int, draws: int = 100_000):
+    """The posterior of the block's count under the Höhle & Held likelihood 1 / (k! C(N, k))
+    for N >= m and the prior the case's model induces on that count, by numerical
+    integration over prior draws of it (importance weights = the closed-form likelihood of
+    the rounded count). Returns the counts, their weights and the weights' effective size."""
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    model = build_model(case, resolve_priors(case))
+    count = pm.draw(model["serial_candidates"], draws=draws, random_seed=7, mode="FAST_RUN")
+    n = np.round(count[:, -1])
+    log_w = np.where(n >= m, -(gammaln(n + 1) - gammaln(n - k + 1)), -np.inf)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    return n, w, 1.0 / np.sum(w**2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("scale", "k"),
+    [(300, 10), (30_000, 1)],
+    ids=["10-serials-of-300", "one-serial-of-30000"],
+)
+def test_a_serials_only_case_runs_clean_and_matches_the_closed_form(tmp_path, scale, k):
+    """A SYNTHETIC case whose only measured rows are k serials seen on one date (the largest
+    of 30,000 alone made 3,989 of 4,000 transitions diverge under a half-item wall), through
+    `capest estimate` at its default draws: it must exit 0 (every check passes), without
+    divergences, R-hat <= 1.01, and the block's count must have the closed-form German-tank
+    posterior under the same prior (quantiles within Monte Carlo error)."""
+    import json
+
+    import arviz as az
+    import xarray as xr
+
+    from model.cli import main
+
+    rng = np.random.default_rng(SEED)
+    serials = np.sort(rng.choice(np.arange(1, scale + 1), size=k, replace=False))
+    if k == 1:
+        serials = np.array([scale])
+    folder = serial_only_case(tmp_path / "case", serials, rate_median=scale / 20)
+    reports = tmp_path / "reports"
+    code = main(["estimate", str(folder), "--reports-dir", str(reports), "--no-conditional"])
+    latest = reports / "serials-only" / "latest"
+    summary = json.loads((latest / "summary.json").read_text())
+    assert code == 0, [c for c in summary["checks"] if c["status"] == "fail"]
+    tree = xr.open_datatree(latest / "posterior.nc", engine="h5netcdf")
+    assert int(tree["sample_stats"]["diverging"].sum()) == 0
+    rhat = az.rhat(tree["posterior"].to_dataset())
+    assert max(float(v.max()) for v in rhat.data_vars.values() if v.size) <= 1.01
+
+    count = np.round(tree["posterior"]["serial_candidates"].isel(serial=-1))
+    ess = float(az.ess(count, method="bulk"))
+    draws = count.to_numpy().ravel()
+    n, w, ref_ess = _closed_form_posterior(load_case(folder), k, int(serials.max()))
+    order = np.argsort(n)
+    cdf = np.cumsum(w[order])
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        point = n[order][np.searchsorted(cdf, q)]  # the closed form's q-quantile
+        exact = cdf[np.searchsorted(n[order], point, side="right") - 1]  # its cdf there
+        sampled = np.mean(draws <= point)
+        # binomial standard errors of both Monte Carlo estimates, 4 of them
+        se = np.sqrt(exact * (1 - exact) * (1 / ess + 1 / ref_ess))
+        assert abs(sampled - exact) < 4 * se, (q, point, sampled, exact)

@@ -79,6 +79,8 @@ CONTROLS = {
     "at_least_as_at_most": "every at_least row fitted as at_most the same bound (wrong "
     "censoring direction)",
     "at_least_dropped": "every at_least row left out of the fit (a dropped row type)",
+    "between_as_exact": "every between row fitted as an exact report at the middle of its "
+    "range (a censored interval read as a measurement)",
 }
 # Simulations, sampler settings and the controls each run, in one place. `make calibrate`
 # runs "full", at sampler settings whose fits pass the report's own rules (R-hat, bulk and
@@ -196,6 +198,11 @@ def fit_view(report: dict[str, np.ndarray], i: int, control: str | None) -> dict
         data["evidence_lower"] = np.where(at_least, -UNBOUNDED, data["evidence_lower"])
     elif control == "at_least_dropped":
         data["row_weight"] = np.where(at_least, 0.0, 1.0)
+    elif control == "between_as_exact":
+        between = kind == "between"
+        middle = (data["evidence_lower"] + data["evidence_upper"]) / 2
+        data["evidence_observed"] = np.where(between, middle, data["evidence_observed"])
+        data["evidence_exact"] = np.where(between, 1.0, data["evidence_exact"])
     return data
 
 

@@ -247,7 +247,8 @@ def estimative(p: float) -> tuple[str, str]:
 
 # Quantities the key judgments lead with: the one the evidence identifies, then the rates
 # and their ratio (any the summary lacks are left out).
-KEY_QUANTITIES = ("exported_flow", "rate_before", "rate_after", "capacity_multiplier")
+# what the key judgments show: the quantity the evidence identifies, then the headline ones
+KEY_QUANTITIES = ("exported_flow", *variables.select(variables.HEADLINE))
 
 
 def key_judgments_block(summary: dict) -> tuple:
@@ -791,7 +792,7 @@ def _what_the_evidence_decided(summary: dict) -> str:
     if priors:
         named = ", ".join(label(summary, n) for n in priors)
         text += f"Decided by the priors (listed under Priors): {named}. "
-    for name in ("rate_before", "rate_after"):
+    for name in variables.select(variables.RESTS_ON):
         e = effect.get(name)
         if e and e.get("assumptions"):
             assumed = ", ".join(label(summary, a) for a in e["assumptions"])
@@ -885,7 +886,8 @@ def _history_blocks(summary: dict) -> list[tuple]:
             *(
                 f"{fmt(r['quantities'][n]['median'])} ({fmt(r['quantities'][n]['interval_95'][0])}"
                 f"–{fmt(r['quantities'][n]['interval_95'][1])})"
-                for n in ("rate_before", "rate_after")
+                for n in variables.select(variables.HISTORY)
+                if n != "p_capacity_doubled"
             ),
             f"{r['quantities']['p_capacity_doubled']['median']:.0%}",
             "passed" if r["passed"] else "FAILED",

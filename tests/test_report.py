@@ -343,9 +343,9 @@ def test_the_report_says_what_the_evidence_decided_and_what_the_priors_did(small
     passed = copy.deepcopy(summary)  # the small fit fails its diagnostics; a passing run's banner:
     for c in passed["checks"]:
         c["status"] = "pass"
-    status = next(b for b in report_blocks(passed, small_fit) if b[0] == "status")
-    assert status[1]
-    assert f"decided mostly by assumptions ({label(summary, 'export_share')}" in status[2]
+    page = to_markdown(report_blocks(passed, small_fit))
+    assert "**PASSED**" in page
+    assert f"decided mostly by assumptions ({label(summary, 'export_share')}" in page
 
 
 def test_a_replay_is_written_but_never_becomes_latest(small_fit, summary, tmp_path):

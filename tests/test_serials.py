@@ -159,6 +159,17 @@ def _case_with_serials(case_copy, rows: list[str], blocks: str = "") -> None:
         f.write("\n".join(rows) + "\n")
 
 
+def _header_and_area() -> list[str]:
+    """A synthetic serial case's ledger header and its one floor-area row (ratio 1.45-1.55)."""
+    area = dict.fromkeys(SERIAL_HEADER, "") | {
+        "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
+        "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",
+        "source": "Synthetic", "url": "https://example.org/s", "date_reported": "2023-07-01",
+        "reliability": "B", "quote": "synthetic",
+    }  # fmt: skip
+    return [",".join(SERIAL_HEADER), ",".join(area[c] for c in SERIAL_HEADER)]
+
+
 def _serial_row(id_, serial, date, block=""):
     # the columns of the February 11 ledger, plus `block` (added by _case_with_serials)
     header = SERIAL_HEADER
@@ -187,14 +198,7 @@ def serial_only_case(folder, serials, date="2024-12-31", rate_median=15.0, expor
         '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
         'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
     )
-    header = SERIAL_HEADER
-    area = dict.fromkeys(header, "") | {
-        "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
-        "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",
-        "source": "Synthetic", "url": "https://example.org/s", "date_reported": "2023-07-01",
-        "reliability": "B", "quote": "synthetic",
-    }  # fmt: skip
-    lines = [",".join(header), ",".join(area[c] for c in header)]
+    lines = _header_and_area()
     lines += [_serial_row(f"serial-{j:02d}", int(s), date, "main") for j, s in enumerate(serials)]
     (folder / "evidence.csv").write_text("\n".join(lines) + "\n")
     return folder
@@ -313,14 +317,7 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
         '[priors.completion]\ndist = "Uniform"\nlower = "2023-10"\nupper = "2024-02"\n'
         'source = "case"\nrationale = "Synthetic."\n[serials.main]\nfirst = 1\n'
     )
-    header = SERIAL_HEADER
-    area = dict.fromkeys(header, "") | {
-        "id": "area", "kind": "area_ratio", "period_end": "2023-06-01", "lower": "1.45",
-        "upper": "1.55", "bound": "between", "unit": "ratio", "reading": "only",
-        "source": "Synthetic", "url": "https://example.org/s", "date_reported": "2023-07-01",
-        "reliability": "B", "quote": "synthetic",
-    }  # fmt: skip
-    lines = [",".join(header), ",".join(area[c] for c in header)]
+    lines = _header_and_area()
     seen: set[int] = set()
     made_to = np.concatenate([[0.0], np.cumsum(made)])  # items made by the start of each month
     exported_from = int(np.floor(made_to[1])) + 1  # January's items were not exported

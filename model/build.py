@@ -36,6 +36,7 @@ benchmarks/compare_models.py can compare the two by PSIS-LOO.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pymc as pm
@@ -146,11 +147,23 @@ class Pooled:
 DYNAMICS = ("stock", "flow")
 
 
-def build_model(case: Case, priors: Priors, dynamics: str = "stock") -> pm.Model:
+class Built(NamedTuple):
+    """A case's model and what building it computed, so that nobody computes it again."""
+
+    model: pm.Model
+    readings: Readings
+    observations: Observations
+
+
+def build(case: Case, priors: Priors, dynamics: str = "stock") -> Built:
     with pm.Model() as model:
-        plant_graph(case, priors, dynamics=dynamics)
+        mix, obs = plant_graph(case, priors, dynamics=dynamics)
         add_log_priors(model)
-    return model
+    return Built(model, mix, obs)
+
+
+def build_model(case: Case, priors: Priors, dynamics: str = "stock") -> pm.Model:
+    return build(case, priors, dynamics).model
 
 
 def add_log_priors(model: pm.Model) -> None:
@@ -169,10 +182,11 @@ def plant_graph(
     ns: str = "",
     pooled: Pooled | None = None,
     dynamics: str = "stock",
-) -> None:
+) -> tuple[Readings, Observations]:
     """One plant's variables and likelihood, in the current model context. Alone (`ns` ""),
     this is the whole model; in a programme each plant is a named sub-model whose dims are
-    prefixed with `ns` and whose elasticity and ramp come from `pooled`."""
+    prefixed with `ns` and whose elasticity and ramp come from `pooled`. Returns the readings
+    and the observations it built the likelihood from."""
     obs: Observations = observations(case.evidence, case.window, priors.noise)
     mix = readings(case, priors["elasticity"])
     window = case.window
@@ -222,15 +236,17 @@ def plant_graph(
     burst_sd = prior(priors["burst_sd"])
 
     log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)
-    if "workforce_ratio" in obs.kind:
+    direct = {}  # the variables rows measure directly (likelihood.OnVariable), by name
+    if "workforce_ratio" in obs.variable:
         # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
-        workers = prior(priors["workforce_ratio"])
+        workers = direct["workforce_ratio"] = prior(priors["workforce_ratio"])
         log_multiplier = log_multiplier + prior(priors["labour_elasticity"]) * pt.log(workers)
     if case.stages:
         # Bottleneck: the plant makes no more than its slowest stage. The assembly floor's
         # growth is the multiplier above; each declared stage has its own (model/priors.py).
         # Assumption: every stage ran at capacity before the expansion (balanced plant).
-        declared = pt.stack([prior(priors[stage_prior(s)]) for s in case.stages])
+        direct |= {stage_prior(s): prior(priors[stage_prior(s)]) for s in case.stages}
+        declared = pt.stack([direct[stage_prior(s)] for s in case.stages])
         log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
         pm.Deterministic("stage_growth", pt.exp(log_growth), dims=f"{ns}stage")
         log_multiplier = smooth_min(log_growth)
@@ -269,7 +285,7 @@ def plant_graph(
         used, held, mean_age = stock_flow(exported, hazard, initial)
         use = pm.Deterministic("usage", used, dims=f"{ns}month")
         pm.Deterministic("stock", held - used, dims=f"{ns}month")  # held at each month's end
-        lag_quantity = pt.dot(obs.lag_weights, mean_age)
+        age = pt.dot(obs.weights["age"], mean_age)
     else:
         use = pm.Deterministic(
             "usage",
@@ -285,23 +301,21 @@ def plant_graph(
             ),
             dims=f"{ns}month",
         )
-        lag_quantity = obs.is_lag * use_lag
-    quantity = (
-        pt.dot(obs.launch_weights, use) + pt.dot(obs.transfer_weights, exported) + lag_quantity
-    )
-    # Terms of kinds the ledger lacks stay out of the graph: compile time grows with it.
-    if obs.production_weights.any():
-        quantity = quantity + pt.dot(obs.production_weights, production)
-    if "workforce_ratio" in obs.kind:
-        quantity = quantity + (obs.kind == "workforce_ratio") * workers
-    if "stage_ratio" in obs.kind:
-        which = np.array([case.stages.index(s) if s else 0 for s in obs.stage])
-        quantity = quantity + (obs.kind == "stage_ratio") * declared[which]
-    if obs.shipment_weights.any():
+        age = obs.weights["age"].sum(axis=1) * use_lag  # the flow model's lag is use_lag
+    # What each row measures (model/likelihood.py): one product per path that rows read (of
+    # every row: zeros for the rows of other paths), then the variables rows measure directly.
+    # Terms no row has stay out of the graph (compile time grows with it); use, exported and
+    # age are always in, in this order, so that the graph and its numbers are those of before.
+    quantity = pt.dot(obs.weights["use"], use) + pt.dot(obs.weights["exported"], exported) + age
+    if obs.weights["production"].any():
+        quantity = quantity + pt.dot(obs.weights["production"], production)
+    for name in dict.fromkeys(obs.variable[obs.variable != ""]):
+        quantity = quantity + (obs.variable == name) * direct[name]
+    if obs.weights["shipped"].any():  # the "shipped" path: exported / per_shipment
         # Shipments seen = exported units in the period / (units a carrying shipment holds
         # x share of shipments that carry the product); both priors come from the case.
         per_shipment = prior(priors["units_per_shipment"]) * prior(priors["shipment_share"])
-        quantity = quantity + pt.dot(obs.shipment_weights, exported) / per_shipment
+        quantity = quantity + pt.dot(obs.weights["shipped"], exported) / per_shipment
     if obs.bias_groups:
         # A source's figures may share one multiplicative bias (rows in a bias_group).
         bias_sd = pm.Data("prior__source_bias__sigma", priors.bias_sd)
@@ -310,7 +324,7 @@ def plant_graph(
         quantity = quantity * factor
     predicted = pm.Deterministic("predicted", quantity, dims=f"{ns}obs")
 
-    months = obs.launch_weights.sum(axis=1)
+    months = obs.weights["use"].sum(axis=1)
     if dynamics == "stock":
         # Salvos inside a month are not shared between rows: a row shorter than a month sees
         # its share of the month's use times day-to-day clustering, taken as independent with
@@ -356,6 +370,7 @@ def plant_graph(
         observed=observed,
         dims=f"{ns}obs",
     )
+    return mix, obs
 
 
 def _serial_likelihood(serials, production, use_lag, export_start: float, ns: str = "") -> None:

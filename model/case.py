@@ -14,7 +14,7 @@ import pandas as pd
 from model.errors import InputError, Problem
 from model.evidence import (
     CASE_UNIT,
-    KINDS,
+    KIND,
     MAX_NUMBER,
     STAGE,
     load_evidence,
@@ -344,7 +344,7 @@ def _check_against_case(evidence, settings, window, evidence_path, name, text, a
     counts in the case's unit."""
     weights = settings["area_ratio"]["weights"]
     problems = []
-    counted = [kind for kind, unit in KINDS.items() if unit == CASE_UNIT]
+    counted = [k.name for k in KIND.values() if k.unit == CASE_UNIT]
     for _, row in evidence[evidence["kind"].isin(counted)].iterrows():
         if row["unit"] != str(settings["unit"]):
             problems.append(

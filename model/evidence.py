@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model import likelihood
 from model.errors import Busy, InputError, Problem
-from model.timeline import parse_date
+from model.timeline import Window, parse_date
 
 COLUMNS = [
     "id",
@@ -49,33 +50,40 @@ SPAN, DATE = "span", "date"  # a row needs period_start and period_end, or perio
 @dataclass(frozen=True)
 class Kind:
     """One evidence kind, declared once. What a row of it measures is documented in
-    data/README.md 3.2 (a test checks that every kind has its row there); how it enters the
-    likelihood is its term in model/observation.py and model/build.py."""
+    data/README.md 3.2 (a test checks that every kind has its row there); what a row of it
+    measures is its function in model/likelihood.py. Code looks kinds up in KIND when it runs,
+    so a test can add one (tests/test_evidence_kinds.py)."""
 
     name: str
     unit: str | None  # the unit its rows are given in; CASE_UNIT; None: any (not checked)
     period: str  # SPAN, DATE, or "" (no period needed, or the kind's own rule below)
-    modelled: bool  # a measurement in the likelihood (area_ratio, serial: their own terms)
+    # what a row measures (model/likelihood.py); None: not a measurement in the likelihood
+    # (area_ratio and serial have their own terms in model/build.py, context none)
+    likelihood: Callable[[pd.Series, Window], likelihood.Measures] | None
     stacks: bool  # the stacked programme model (model/stacked.py) handles its rows
     priors: tuple[str, ...] = ()  # priors only a case with rows of this kind needs
 
+    @property
+    def modelled(self) -> bool:
+        return self.likelihood is not None
+
 
 EVIDENCE_KINDS = (
-    Kind("launches", CASE_UNIT, SPAN, modelled=True, stacks=True),
-    Kind("transfers", CASE_UNIT, DATE, modelled=True, stacks=True),
-    Kind("use_lag", "months", DATE, modelled=True, stacks=True),
+    Kind("launches", CASE_UNIT, SPAN, likelihood=likelihood.launches, stacks=True),
+    Kind("transfers", CASE_UNIT, DATE, likelihood=likelihood.transfers, stacks=True),
+    Kind("use_lag", "months", DATE, likelihood=likelihood.use_lag, stacks=True),
     # a made-in mark on an item used on `used`: bounds the use lag (its own rules, _date_code)
-    Kind("date_code", "months", "", modelled=True, stacks=True),
+    Kind("date_code", "months", "", likelihood=likelihood.date_code, stacks=True),
     # made between period_start and period_end ("produced N in 2024")
-    Kind("production", CASE_UNIT, SPAN, modelled=True, stacks=True),
+    Kind("production", CASE_UNIT, SPAN, likelihood=likelihood.production, stacks=True),
     # units a year at the rate of period_end ("can produce N a year")
-    Kind("capacity", CASE_UNIT, DATE, modelled=True, stacks=True),
+    Kind("capacity", CASE_UNIT, DATE, likelihood=likelihood.capacity, stacks=True),
     # containers or rail cars leaving in the period, some with product
     Kind(
         "shipments",
         "shipments",
         SPAN,
-        modelled=True,
+        likelihood=likelihood.shipments,
         stacks=False,
         priors=("units_per_shipment", "shipment_share"),
     ),
@@ -84,21 +92,20 @@ EVIDENCE_KINDS = (
         "workforce_ratio",
         "ratio",
         "",
-        modelled=True,
+        likelihood=likelihood.workforce_ratio,
         stacks=False,
         priors=("workforce_ratio", "labour_elasticity"),
     ),
     # capacity after / before of one declared stage ([stages.<name>])
-    Kind("stage_ratio", "ratio", "", modelled=True, stacks=False),
+    Kind("stage_ratio", "ratio", "", likelihood=likelihood.stage_ratio, stacks=False),
     # the floor-area readings: a mixture over readings, in both programme models
-    Kind("area_ratio", "ratio", "", modelled=False, stacks=True),
+    Kind("area_ratio", "ratio", "", likelihood=None, stacks=True),
     # a serial number seen on an item (model/serials.py; its period rule is its own)
-    Kind("serial", "serial", "", modelled=False, stacks=False),
+    Kind("serial", "serial", "", likelihood=None, stacks=False),
     # kept for the record, not modelled
-    Kind("context", None, "", modelled=False, stacks=True),
+    Kind("context", None, "", likelihood=None, stacks=True),
 )
-KIND = {k.name: k for k in EVIDENCE_KINDS}
-KINDS = {k.name: k.unit for k in EVIDENCE_KINDS}  # kind -> the unit its rows are given in
+KIND = {k.name: k for k in EVIDENCE_KINDS}  # the registry every check and term looks up
 # Optional: `supersedes` names the id of an earlier row this one corrects. The earlier row is
 # kept in the ledger (history is never edited) but no longer modelled. `block` names the
 # serial-number block ([serials.<block>] in case.toml) of a `serial` row.
@@ -108,7 +115,6 @@ KINDS = {k.name: k.unit for k in EVIDENCE_KINDS}  # kind -> the unit its rows ar
 # `used` is the date a `date_code` row's item was used or recovered. `stage` names the
 # production stage ([stages.<name>] in case.toml) whose capacity a `stage_ratio` row measures.
 OPTIONAL = ["supersedes", "same_as", "block", "bias_group", "used", "stage"]
-MODELLED_KINDS = tuple(k.name for k in EVIDENCE_KINDS if k.modelled)
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 NUMBER = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,12})?\Z", re.ASCII)  # no sign, exponent, '_'
 MAX_NUMBER = 1e9  # no count, ratio, lag or serial comes near it; documented in data/README.md
@@ -260,8 +266,8 @@ def _relays(records: list[dict], name: str) -> list[Problem]:
         elif by_id[target]["kind"] != r["kind"]:
             message = f"'{target}' is a {by_id[target]['kind']} row; a relay has its kind"
             problems.append(Problem(name, where, "same_as", message))
-        elif r["kind"] not in MODELLED_KINDS:
-            message = f"only modelled rows ({', '.join(MODELLED_KINDS)}) are counted once"
+        elif r["kind"] not in modelled_kinds():
+            message = f"only modelled rows ({', '.join(modelled_kinds())}) are counted once"
             problems.append(Problem(name, where, "same_as", message))
     if problems:
         return problems
@@ -303,8 +309,8 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
     if not _ID.match(raw["id"]):
         bad("id", f"expected lowercase letters, digits and hyphens, got '{raw['id']}'")
     kind = raw["kind"]
-    if kind not in KINDS:
-        bad("kind", f"expected one of {', '.join(KINDS)}, got '{kind}'")
+    if kind not in KIND:
+        bad("kind", f"expected one of {', '.join(KIND)}, got '{kind}'")
     for column in ("source", "quote"):
         if not raw[column]:
             bad(column, "must not be empty: every row keeps its source and verbatim quote")
@@ -355,8 +361,8 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
                 continue
             rec[column] = float(raw[column])
 
-    if raw["bias_group"] and kind not in MODELLED_KINDS:
-        bad("bias_group", f"only modelled rows ({', '.join(MODELLED_KINDS)}) take a bias group")
+    if raw["bias_group"] and kind not in modelled_kinds():
+        bad("bias_group", f"only modelled rows ({', '.join(modelled_kinds())}) take a bias group")
     elif raw["bias_group"] and not _ID.match(raw["bias_group"]):
         bad("bias_group", "expected lowercase letters, digits and hyphens")
     if raw["used"] and kind != "date_code":
@@ -365,7 +371,7 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
         bad("stage", "a stage_ratio row names its stage (lowercase letters, digits, underscores)")
     elif raw["stage"] and kind != "stage_ratio":
         bad("stage", "only stage_ratio rows take a stage")
-    if kind not in KINDS or kind == "context":
+    if kind not in KIND or kind == "context":
         return rec, problems
     if kind == "date_code":
         return _date_code(raw, rec, bad), problems
@@ -388,11 +394,11 @@ def _validate_row(raw: dict[str, str], name: str, line: int) -> tuple[dict, list
                 bad(column, f"bound '{bound}' takes no {column} (leave it empty)")
         if bound == "between" and rec["lower"] > rec["upper"]:
             bad("lower", f"lower bound {raw['lower']} is above upper bound {raw['upper']}")
-    if KINDS[kind] == CASE_UNIT:
+    if KIND[kind].unit == CASE_UNIT:
         if not raw["unit"]:
             bad("unit", f"kind '{kind}' is counted in the case's unit (case.toml `unit`)")
-    elif raw["unit"] != KINDS[kind]:
-        bad("unit", f"kind '{kind}' is counted in '{KINDS[kind]}', got '{raw['unit']}'")
+    elif raw["unit"] != KIND[kind].unit:
+        bad("unit", f"kind '{kind}' is counted in '{KIND[kind].unit}', got '{raw['unit']}'")
     if KIND[kind].period == SPAN and (not raw["period_start"] or not raw["period_end"]):
         bad(
             "period_start" if not raw["period_start"] else "period_end",
@@ -434,7 +440,7 @@ def _date_code(raw: dict[str, str], rec: dict, bad) -> dict:
         if not raw[column]:
             what = "the date it refers to" if column == "used" else "the window its mark allows"
             bad(column, f"a date_code row needs {what} ({column})")
-    if raw["unit"] != KINDS["date_code"]:
+    if raw["unit"] != KIND["date_code"].unit:
         bad("unit", f"kind 'date_code' is counted in 'months', got '{raw['unit']}'")
     if not raw["used"]:
         return rec
@@ -565,3 +571,8 @@ def header_of(text: str) -> list[str]:
     """The ledger's own column order (its header), so an appended row lines up with it."""
     first = text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
     return next(csv.reader([first])) if text else COLUMNS
+
+
+def modelled_kinds() -> list[str]:
+    """The kinds whose rows are measurements in the likelihood, in registry order."""
+    return [k.name for k in KIND.values() if k.modelled]

@@ -1,11 +1,12 @@
 """How each evidence row enters the likelihood.
 
-Every modelled row measures one quantity S (a count over a period, a cumulative count, a lag)
-on the scale log(1 + S), with noise set by its reliability grade. Its wording sets the form:
-`exact` is a normal density; `at_least`, `at_most` and `between` are the probability that the
-measured value falls in the stated range (censoring). Each row is also, with a small prior
-probability, an outlier measured with a wide sd, so that one conflicting report is discounted
-rather than dragging the estimate (the posterior says which rows were).
+Every modelled row measures one quantity S (a count over a period, a cumulative count, a lag:
+what its kind's function in model/likelihood.py says) on the scale log(1 + S), with noise set
+by its reliability grade. Its wording sets the form: `exact` is a normal density; `at_least`,
+`at_most` and `between` are the probability that the measured value falls in the stated range
+(censoring). Each row is also, with a small prior probability, an outlier measured with a wide
+sd, so that one conflicting report is discounted rather than dragging the estimate (the
+posterior says which rows were).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pandas as pd
 import pytensor.tensor as pt
 from pymc.distributions.dist_math import log_diff_normal_cdf
 
-from model.evidence import MODELLED_KINDS, modelled
-from model.timeline import Window, parse_date
+from model.evidence import KIND, modelled, modelled_kinds
+from model.likelihood import PATHS, OnPath
+from model.timeline import Window
 
 UNBOUNDED = 1e3  # stands for +-infinity on the log(1 + S) scale; Phi(+-1e3 / sd) is exactly 1 / 0
 
@@ -29,14 +31,10 @@ class Observations:
 
     ids: list[str]
     kind: np.ndarray  # kind name per row
-    launch_weights: np.ndarray  # (obs, month): share of each month inside a launch row's period
-    transfer_weights: np.ndarray  # (obs, month): cumulative weights up to a transfer row's date
-    is_lag: np.ndarray  # (obs,) 1.0 for use_lag and date_code rows
-    lag_weights: np.ndarray  # (obs, month): 1 at the month a lag row's item was used
-    production_weights: np.ndarray  # (obs, month): production rows' share of each month, and
-    # capacity rows' 12 x the month of their date (units a year at that month's rate)
-    shipment_weights: np.ndarray  # (obs, month): share of each month in a shipment row's period
-    stage: np.ndarray  # (obs,) the stage a stage_ratio row measures, "" for other rows
+    # path -> (obs, month): what each row reads of the path (model/likelihood.py), zeros for
+    # rows that read another path or a variable; every path of PATHS has its matrix
+    weights: dict[str, np.ndarray]
+    variable: np.ndarray  # (obs,) the variable a row measures (OnVariable), "" for the others
     bias_groups: list[str]  # names of the bias groups (dimension `bias_group`)
     bias_index: np.ndarray  # (obs,) index into bias_groups, or len(bias_groups) for none
     observed: np.ndarray  # log1p(value) for exact rows, the midpoint of the range otherwise
@@ -49,28 +47,16 @@ class Observations:
 
 def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]) -> Observations:
     rows = modelled(evidence)
-    rows = rows[rows["kind"].isin(MODELLED_KINDS)]
+    rows = rows[rows["kind"].isin(modelled_kinds())]
     n, t = len(rows), window.n_months
-    launch_w, transfer_w, production_w, shipment_w, lag_w = (np.zeros((n, t)) for _ in range(5))
-
-    def month_of(date) -> int:
-        return min(max(int(np.floor(window.time_of(date))), 0), t - 1)
-
+    weights = {path: np.zeros((n, t)) for path in PATHS}
+    variable = np.full(n, "", dtype=object)
     for i, (_, row) in enumerate(rows.iterrows()):
-        if row["kind"] == "launches":
-            launch_w[i] = window.overlap(row["period_start"], row["period_end"])
-        elif row["kind"] == "transfers":
-            transfer_w[i] = window.cumulative(row["period_end"])
-        elif row["kind"] == "production":
-            production_w[i] = window.overlap(row["period_start"], row["period_end"])
-        elif row["kind"] == "shipments":
-            shipment_w[i] = window.overlap(row["period_start"], row["period_end"])
-        elif row["kind"] == "capacity":
-            production_w[i, month_of(row["period_end"])] = 12.0
-        elif row["kind"] == "use_lag":  # the item was used on period_end
-            lag_w[i, month_of(row["period_end"])] = 1.0
-        elif row["kind"] == "date_code":
-            lag_w[i, month_of(parse_date(row["used"], end=True))] = 1.0
+        measures = KIND[row["kind"]].likelihood(row, window)
+        if isinstance(measures, OnPath):
+            weights[measures.path][i] = measures.weights
+        else:
+            variable[i] = measures.name
     bias = rows["bias_group"].fillna("").astype(str).tolist() if "bias_group" in rows else [""] * n
     groups = sorted({g for g in bias if g})
     bound = rows["bound"].to_numpy()
@@ -86,13 +72,8 @@ def observations(evidence: pd.DataFrame, window: Window, noise: dict[str, float]
     return Observations(
         ids=rows["id"].tolist(),
         kind=rows["kind"].to_numpy(),
-        launch_weights=launch_w,
-        transfer_weights=transfer_w,
-        is_lag=rows["kind"].isin(["use_lag", "date_code"]).to_numpy(dtype=float),
-        lag_weights=lag_w,
-        production_weights=production_w,
-        shipment_weights=shipment_w,
-        stage=rows["stage"].to_numpy(dtype=str) if "stage" in rows else np.full(n, ""),
+        weights=weights,
+        variable=variable.astype(str),
         bias_groups=groups,
         bias_index=np.array([groups.index(g) if g else len(groups) for g in bias], dtype=int),
         observed=np.where(exact, value, finite_mid),

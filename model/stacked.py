@@ -218,18 +218,19 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
         terms = w[rows, months] * path[plant_of[rows], months]
         return pt.inc_subtensor(pt.zeros(len(plant_of))[rows], terms)
 
-    quantity = seen([o.launch_weights for o in obs], use)
-    if any(o.lag_weights.any() for o in obs):
-        quantity = quantity + seen([o.lag_weights for o in obs], mean_age)
-    # as in plant_graph: terms of kinds no plant's ledger has stay out of the graph
-    if any(o.transfer_weights.any() for o in obs):
-        quantity = quantity + seen([o.transfer_weights for o in obs], exported)
-    if any(o.production_weights.any() for o in obs):
-        quantity = quantity + seen([o.production_weights for o in obs], production)
+    # what each row measures (model/likelihood.py), on the paths the stacking kinds read;
+    # as in plant_graph: terms of paths no plant's ledger reads stay out of the graph
+    quantity = seen([o.weights["use"] for o in obs], use)
+    if any(o.weights["age"].any() for o in obs):
+        quantity = quantity + seen([o.weights["age"] for o in obs], mean_age)
+    if any(o.weights["exported"].any() for o in obs):
+        quantity = quantity + seen([o.weights["exported"] for o in obs], exported)
+    if any(o.weights["production"].any() for o in obs):
+        quantity = quantity + seen([o.weights["production"] for o in obs], production)
     predicted = pm.Deterministic("predicted", quantity, dims="obs")
 
     kind = joined("kind")
-    months = spread([o.launch_weights for o in obs]).sum(axis=1)
+    months = spread([o.weights["use"] for o in obs]).sum(axis=1)
     short = np.maximum(1.0 / np.maximum(months, 1e-3) - 1.0, 0.0)  # as in plant_graph
     burst_var = pt.log1p(pt.expm1(burst_sd[plant_of] ** 2) * short)
     sigma = pt.sqrt(joined("sigma") ** 2 + burst_var * (kind == "launches"))

@@ -1,21 +1,26 @@
 """The evidence-kind registry (model/evidence.py EVIDENCE_KINDS): every kind is documented in
-data/README.md 3.2 with the unit and period its declaration enforces, and the lists other
-modules keep are derived from it."""
+data/README.md 3.2 with the unit and period its declaration enforces, the lists other
+modules keep are derived from it, and a new kind is one declaration, its function in
+model/likelihood.py and its row in data/README.md (a test-only kind shows it)."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
+from model import evidence
 from model.errors import InputError
-from model.evidence import CASE_UNIT, DATE, EVIDENCE_KINDS, KINDS, MODELLED_KINDS, SPAN
+from model.evidence import CASE_UNIT, DATE, EVIDENCE_KINDS, KIND, SPAN, Kind, modelled_kinds
+from model.likelihood import OnPath
 
 from .conftest import HEADER, ROOT, row
 
+README = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
 
-def _table_3_2() -> dict[str, dict[str, str]]:
-    text = (ROOT / "data" / "README.md").read_text(encoding="utf-8")
+
+def _table_3_2(text: str = README) -> dict[str, dict[str, str]]:
     section = text.split("### 3.2 ", 1)[1].split("\n#", 1)[0]
     rows = {}
     for line in section.splitlines():
@@ -25,9 +30,14 @@ def _table_3_2() -> dict[str, dict[str, str]]:
     return rows
 
 
+def undocumented(text: str = README) -> list[str]:
+    """Kinds of the registry without their row in data/README.md 3.2."""
+    return [name for name in KIND if name not in _table_3_2(text)]
+
+
 def test_every_kind_has_its_row_in_data_readme_and_no_row_lacks_a_kind():
-    documented = _table_3_2()
-    assert list(documented) == [k.name for k in EVIDENCE_KINDS]
+    assert undocumented() == []
+    assert list(_table_3_2()) == [k.name for k in EVIDENCE_KINDS]
 
 
 @pytest.mark.parametrize("kind", EVIDENCE_KINDS, ids=lambda k: k.name)
@@ -45,8 +55,8 @@ def test_derived_lists():
     from model.priors import CONDITIONAL
     from model.stacked import STACKING_KINDS
 
-    assert list(KINDS) == [k.name for k in EVIDENCE_KINDS]
-    assert "area_ratio" not in MODELLED_KINDS and "launches" in MODELLED_KINDS
+    assert list(KIND) == [k.name for k in EVIDENCE_KINDS]
+    assert "area_ratio" not in modelled_kinds() and "launches" in modelled_kinds()
     assert "shipments" not in STACKING_KINDS and "launches" in STACKING_KINDS
     assert CONDITIONAL["shipment_share"] == "shipments"
 
@@ -67,3 +77,52 @@ def test_the_declared_period_rule_refuses_a_row_without_it(tmp_path, kind, unit,
     with pytest.raises(InputError) as err:
         load_evidence(path)
     assert any(p.column == column for p in err.value.problems), str(err.value)
+
+
+def made_to_date(row, window) -> OnPath:
+    """The test-only kind's function: units made from the window's start to period_end."""
+    return OnPath("production", window.cumulative(row["period_end"]))
+
+
+MADE_TO_DATE = Kind("made_to_date", CASE_UNIT, DATE, likelihood=made_to_date, stacks=False)
+DOC_ROW = (
+    "| `made_to_date` | the case's `unit` | Units made from the window's start to the end of"
+    " `period_end`. | `period_end`; bound and value/lower/upper |\n"
+)
+
+
+def test_a_new_kind_is_one_declaration_its_function_and_its_documentation(monkeypatch, case_copy):
+    """Registering the test-only kind is the whole change: the ledger takes its rows, the
+    model predicts them from its function, and the documentation check names it until
+    data/README.md 3.2 has its row."""
+    import pymc as pm
+
+    from model import load_case
+    from model.build import build
+    from model.priors import resolve_priors
+
+    monkeypatch.setitem(evidence.KIND, MADE_TO_DATE.name, MADE_TO_DATE)
+    assert undocumented() == ["made_to_date"]  # the check fails without its documentation
+    table_end = README.index("| `context` |")
+    assert undocumented(README[:table_end] + DOC_ROW + README[table_end:]) == []
+
+    ledger = case_copy / "evidence.csv"
+    new = row(id="made-x-2024-01", kind="made_to_date", period_start="")  # 10 made by 31 Jan
+    extra = ",,,,"  # the real ledger's optional columns: supersedes, used, same_as, bias_group
+    ledger.write_text(ledger.read_text(encoding="utf-8") + new + extra + "\n", encoding="utf-8")
+    case = load_case(case_copy)
+    model, _, obs = build(case, resolve_priors(case))
+    i = obs.ids.index("made-x-2024-01")
+    cumulative = case.window.cumulative(case.evidence.loc["made-x-2024-01", "period_end"])
+    np.testing.assert_array_equal(obs.weights["production"][i], cumulative)
+    predicted, production = pm.draw([model["predicted"], model["production"]], random_seed=1)
+    assert predicted[i] == pytest.approx(cumulative @ production, rel=1e-12)
+    assert predicted[i] > 0
+
+
+def test_a_row_of_an_unregistered_kind_is_refused(tmp_path):
+    path = tmp_path / "evidence.csv"
+    path.write_text(HEADER + "\n" + row(kind="made_to_date", period_start="") + "\n")
+    with pytest.raises(InputError) as err:
+        evidence.load_evidence(path)
+    assert any(p.column == "kind" for p in err.value.problems), str(err.value)

@@ -78,8 +78,8 @@ def test_rows_become_log1p_bounds_and_weights(tmp_path):
     np.testing.assert_allclose([obs.lower[3], obs.upper[3]], [np.log(41), np.log(51)])
     np.testing.assert_allclose(obs.exact, [1, 0, 0, 0])
     np.testing.assert_allclose(obs.sigma, [0.2, 0.2, 0.2, 0.7])
-    np.testing.assert_allclose(obs.launch_weights[1], [0, 15 / 31, 0])  # 17..31 January
-    np.testing.assert_allclose(obs.transfer_weights[2], [1, 1, 0])  # all made by 31 January
+    np.testing.assert_allclose(obs.weights["use"][1], [0, 15 / 31, 0])  # 17..31 January
+    np.testing.assert_allclose(obs.weights["exported"][2], [1, 1, 0])  # all made by 31 January
 
 
 def test_superseded_rows_are_not_modelled(tmp_path):
@@ -101,9 +101,9 @@ def test_production_and_capacity_rows_weigh_the_production_path(tmp_path):
     path.write_text("\n".join([HEADER + ",bias_group", *lines]) + "\n")
     w = Window(pd.Period("2023-12", "M"), pd.Period("2024-02", "M"))
     obs = observations(load_evidence(path), w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
-    np.testing.assert_allclose(obs.production_weights[0], [0, 1, 14 / 29])  # Jan + 14 Feb days
-    np.testing.assert_allclose(obs.production_weights[1], [0, 0, 12])  # a year at Feb's rate
-    np.testing.assert_allclose(obs.production_weights[2], [0, 0, 0])
+    np.testing.assert_allclose(obs.weights["production"][0], [0, 1, 14 / 29])  # Jan + 14 Feb days
+    np.testing.assert_allclose(obs.weights["production"][1], [0, 0, 12])  # a year at Feb's rate
+    np.testing.assert_allclose(obs.weights["production"][2], [0, 0, 0])
     assert obs.bias_groups == ["hur"]
     assert obs.bias_index.tolist() == [1, 0, 0]  # 1 = no group
 
@@ -150,7 +150,7 @@ def test_a_date_code_becomes_a_censored_lag_measurement(tmp_path):
     assert ev.loc["old", "upper"] == pytest.approx(790 / days, abs=0.005)
     w = Window(pd.Period("2023-01", "M"), pd.Period("2025-03", "M"))
     obs = observations(ev, w, {"A": 0.1, "B": 0.2, "C": 0.35, "D": 0.7})
-    assert obs.is_lag.tolist() == [1.0, 1.0]
+    assert obs.weights["age"].sum(axis=1).tolist() == [1.0, 1.0]
     np.testing.assert_allclose(obs.upper, np.log1p([230 / days, 790 / days]), atol=1e-3)
     assert obs.lower[0] == -UNBOUNDED
     assert obs.lower[1] == pytest.approx(np.log1p(426 / days), abs=1e-3)

@@ -1,25 +1,19 @@
-"""Write a run's report folder: reports/<case>/<UTC timestamp>/ with summary.json,
-report.md, report.html (self-contained), the figures and posterior.nc.
-
-The folder is written under a temporary name and renamed when complete, so a killed run
-leaves no half-written report; `latest` is then repointed. Nothing is ever overwritten.
+"""What a run's report says: its blocks (model/render.py renders them), from the saved fit
+and summary only. `report_blocks` is the one list of a single plant's sections, in order;
+`programme_blocks` a programme's. Publishing the folder is model/publish.py; its names and
+the renderers' are importable from here too.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import os
 import re
-import shutil
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import xarray as xr
 
-from model import plots, variables
+from model import plots, variables  # noqa: F401  (plots: tests patch model.report.plots.png)
+from model.publish import monthly_csv, remove_incomplete, write_report  # noqa: F401
+from model.render import Link, md_text, to_html, to_markdown  # noqa: F401
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -38,92 +32,6 @@ FIGURES = {
     "readings.png": "Rate after the expansion under each reading of the size ratio alone, and "
     "under the case's mixture of readings (50% and 95% intervals).",
 }
-
-
-@dataclass(frozen=True)
-class Link:
-    text: str
-    url: str
-
-
-def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "reports") -> Path:
-    """Write the report folder and return its path. Raises if it cannot, never half-writes."""
-    reports_dir = Path(reports_dir)
-    case_dir = (reports_dir / summary["case_id"]).resolve()
-    if reports_dir.resolve() not in case_dir.parents:
-        raise ValueError(f"case id {summary['case_id']!r} would write outside {reports_dir}")
-    case_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    tmp = case_dir / f".incomplete-{stamp}-{os.getpid()}"
-    tmp.mkdir()
-    try:
-        figures = {"fan_chart.png": plots.png(plots.fan_chart(idata))}
-        if summary.get("programme"):
-            figures["plants.png"] = plots.png(plots.plants_chart(summary))
-        else:
-            figures["prior_posterior.png"] = plots.png(plots.prior_posterior(idata))
-            figures["readings.png"] = plots.png(plots.readings_chart(summary))
-        if len(summary.get("history", [])) >= 2:
-            figures["history.png"] = plots.png(plots.history_chart(summary))
-        for name, data in figures.items():
-            (tmp / name).write_bytes(data)
-        idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if "monthly_production" in summary:  # summaries saved before it have none
-            (tmp / "monthly_production.csv").write_text(monthly_csv(summary))
-        blocks = (programme_blocks if summary.get("programme") else report_blocks)(summary, idata)
-        (tmp / "report.md").write_text(to_markdown(blocks))
-        (tmp / "report.html").write_text(to_html(blocks, figures, summary["case_title"]))
-        final = _free_name(case_dir, stamp)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if summary["provenance"].get("replay"):
-        return final  # a replay of old evidence (--as-of) never becomes `latest`
-    link = case_dir / "latest"
-    staging = case_dir / f".latest-{os.getpid()}"
-    staging.unlink(missing_ok=True)
-    staging.symlink_to(final.name)
-    os.replace(staging, link)  # atomic: `latest` always points at a complete run
-    return final
-
-
-def monthly_csv(summary: dict) -> str:
-    """monthly_production.csv: one line per month, the median and the 50/80/95% equal-tailed
-    bounds of production (summary["monthly_production"]), at full precision for reuse."""
-    ps = ("0.5", "0.8", "0.95")
-    head = ["month", "unit", "median"]
-    head += [f"{side}_{float(p):.0%}".replace("%", "") for p in ps for side in ("lower", "upper")]
-    lines = [",".join(head)]
-    for row in summary["monthly_production"]:
-        bounds = [repr(v) for p in ps for v in row["intervals"][p]]
-        lines.append(",".join([row["month"], row["unit"], repr(row["median"]), *bounds]))
-    return "\n".join(lines) + "\n"
-
-
-def remove_incomplete(case_dir: str | Path) -> list[str]:
-    """Delete what a killed run left in a case folder: its `.incomplete-*` folder and its
-    `.latest-*` staging link. Only safe while holding the case lock (runs.case_lock calls
-    it), since a live run's folder has the same name pattern."""
-    removed = []
-    for leftover in sorted(Path(case_dir).glob(".incomplete-*")):
-        shutil.rmtree(leftover, ignore_errors=True)
-        removed.append(leftover.name)
-    for leftover in sorted(Path(case_dir).glob(".latest-*")):
-        leftover.unlink(missing_ok=True)
-        removed.append(leftover.name)
-    return removed
-
-
-def _free_name(case_dir: Path, stamp: str) -> Path:
-    candidate, n = case_dir / stamp, 1
-    while candidate.exists():
-        candidate, n = case_dir / f"{stamp}-{n}", n + 1
-    return candidate
-
-
-# ---------------------------------------------------------------- content
 
 
 def fmt(x: float) -> str:
@@ -1102,181 +1010,6 @@ def _ledger_rows(idata: xr.DataTree, summary: dict) -> list[list]:
     return rows
 
 
-# ---------------------------------------------------------------- rendering
-
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_CODE = re.compile(r"`(.+?)`")
-_SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
-
-
-# Characters that Markdown (CommonMark and GitHub's tables) or the HTML it passes through
-# would read as markup. Ledger text and titles come from sources and analysts: in report.md
-# they must stay text (no raw <script>, no [link](javascript:...), no ![tracking image]).
-_MD_SPECIAL = re.compile(
-    r"[\\`*\[\]<>|~&]"  # always markup (links, images, raw HTML, code, emphasis, tables)
-    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"  # emphasis; inside a word (date_code) it is text
-)
-
-
-def md_text(text) -> str:
-    """Input text as literal Markdown text on one line: every mark backslash-escaped."""
-    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), " ".join(str(text).splitlines()))
-
-
-def _md_cell(cell) -> str:
-    if isinstance(cell, Link):
-        text = md_text(cell.text)
-        if _SAFE_URL.match(cell.url):  # http(s) only; <...> so a ')' cannot end the address
-            return f"[{text}](<{cell.url}>)"
-        return f"{text} ({md_text(cell.url)})"
-    return md_text(cell)
-
-
-def _anchor(text: str) -> str:
-    """A heading's id for the table of contents (the same in HTML and on GitHub)."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _contents(blocks: list[tuple]) -> list[tuple[int, str]]:
-    """(level, title) of every h2 and h3 after the table of contents, in order."""
-    return [(2 if kind == "h2" else 3, rest[0]) for kind, *rest in blocks if kind in ("h2", "h3")]
-
-
-def _status_word(passed: bool) -> str:
-    return "PASSED" if passed else "FAILED"
-
-
-def to_markdown(blocks: list[tuple]) -> str:
-    out = []
-    for kind, *rest in blocks:
-        if kind == "h1":  # the case's title: input
-            out.append(f"# {md_text(rest[0])}")
-        elif kind == "h2":
-            out.append(f"## {rest[0]}")
-        elif kind == "h3":
-            out.append(f"### {rest[0]}")
-        elif kind == "p":
-            out.append(rest[0])
-        elif kind == "list":
-            out.append("\n".join(f"- {item}" for item in rest[0]))
-        elif kind == "status":
-            out.append(f"> **{_status_word(rest[0])}**: {rest[1]}")
-        elif kind == "box":  # the key judgments: a heading and its blocks
-            _, title, inner = rest
-            out.append(f"## {title}\n\n" + to_markdown(inner).rstrip("\n"))
-        elif kind == "details":  # collapsed in HTML; Markdown shows it in full
-            summary_text, inner = rest
-            out.append(f"*{summary_text.replace(' (click to open)', '')}*\n\n")
-            out[-1] += to_markdown(inner).rstrip("\n")
-        elif kind == "toc":
-            out.append(
-                "**Contents**\n\n"
-                + "\n".join(
-                    f"{'  ' * (level - 2)}- [{title}](#{_anchor(title)})"
-                    for level, title in _contents(blocks)
-                )
-            )
-        elif kind == "img":
-            out.append(f"![{rest[1]}]({rest[0]})\n\n*{rest[1]}*")
-        elif kind == "table":
-            header, rows = rest
-            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-            out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
-
-
-def _inline(text: str) -> str:
-    """Escape first, then allow the two inline marks the report itself uses."""
-    text = html.escape(text)
-    text = _BOLD.sub(r"<strong>\1</strong>", text)
-    return _CODE.sub(r"<code>\1</code>", text)
-
-
-def _html_cell(cell) -> str:
-    if isinstance(cell, Link):
-        if _SAFE_URL.match(cell.url):
-            url = html.escape(cell.url, quote=True)
-            return f'<a href="{url}" rel="noopener noreferrer">{html.escape(cell.text)}</a>'
-        return f"{html.escape(cell.text)} ({html.escape(cell.url)})"
-    return html.escape(str(cell))
-
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;
-color:#222;line-height:1.4}table{border-collapse:collapse;font-size:.85em;margin:1em 0}
-td,th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top;text-align:left}
-th{background:#f3f3f3}.status{padding:.8em 1em;border-radius:4px;font-weight:600}
-.passed{background:#e6f4ea;border:1px solid #34a853}.failed{background:#fce8e6;
-border:1px solid #d93025;color:#a50e0e}img{max-width:100%}figcaption{font-size:.85em;color:#555}
-h1{font-size:1.6em;margin:.2em 0 .4em}.judgments{border:2px solid #1a5fb4;border-radius:6px;
-padding:.2em 1em .4em;margin:.6em 0}.judgments h2{margin:.3em 0}.judgments table{margin:.5em 0;
-font-size:.9em}.judgments ul{margin:.4em 0;padding-left:1.2em}.judgments li{margin:.2em 0}
-.toc ul{list-style:none;padding-left:0;columns:2}.toc .l3{padding-left:1.5em}
-details summary{cursor:pointer;font-weight:600}"""
-
-
-def _html_blocks(blocks: list[tuple], figures: dict[str, bytes], contents) -> list[str]:
-    body = []
-    for kind, *rest in blocks:
-        if kind == "h1":
-            body.append(f"<h1>{html.escape(rest[0])}</h1>")
-        elif kind in ("h2", "h3"):
-            body.append(f'<{kind} id="{_anchor(rest[0])}">{html.escape(rest[0])}</{kind}>')
-        elif kind == "p":
-            body.append(f"<p>{_inline(rest[0])}</p>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in rest[0]) + "</ul>")
-        elif kind == "status":  # in words, not colour alone
-            cls = "passed" if rest[0] else "failed"
-            body.append(
-                f'<div class="status {cls}" id="status"><strong>{_status_word(rest[0])}</strong>: '
-                f"{_inline(rest[1])}</div>"
-            )
-        elif kind == "box":
-            anchor, title, inner = rest
-            body.append(
-                f'<section class="judgments" id="{anchor}"><h2>{html.escape(title)}</h2>'
-                + "\n".join(_html_blocks(inner, figures, contents))
-                + "</section>"
-            )
-        elif kind == "details":
-            summary_text, inner = rest
-            body.append(
-                f"<details><summary>{html.escape(summary_text)}</summary>"
-                + "\n".join(_html_blocks(inner, figures, contents))
-                + "</details>"
-            )
-        elif kind == "toc":
-            items = "".join(
-                f'<li class="l{level}"><a href="#{_anchor(t)}">{html.escape(t)}</a></li>'
-                for level, t in contents
-            )
-            body.append(f'<nav class="toc"><strong>Contents</strong><ul>{items}</ul></nav>')
-        elif kind == "img":
-            data = base64.b64encode(figures[rest[0]]).decode()
-            body.append(
-                f'<figure><img alt="{html.escape(rest[1], quote=True)}" '
-                f'src="data:image/png;base64,{data}"><figcaption>{html.escape(rest[1])}'
-                "</figcaption></figure>"
-            )
-        elif kind == "table":
-            header, rows = rest
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            cells = "".join(
-                "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in rows
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
-    return body
-
-
-def to_html(blocks: list[tuple], figures: dict[str, bytes], title: str) -> str:
-    """One self-contained page: styles inline, figures as data URIs, no external requests."""
-    body = _html_blocks(blocks, figures, _contents(blocks))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'\">"
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
+def blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
+    """The report's blocks: a programme's or a single plant's."""
+    return (programme_blocks if summary.get("programme") else report_blocks)(summary, idata)

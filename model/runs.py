@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import html
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model.errors import Busy, InputError, Problem
+from model.render import Link, to_html
 
 log = logging.getLogger("capest")
 
@@ -159,9 +159,10 @@ def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: li
     return worst([code for _, code, _ in results])
 
 
-def _index_row(reports_dir: Path, name: str, code: int | None) -> str:
-    """One case in the index: this run's outcome (when `code` is given) and the headline of
-    its latest report, if one is readable. A broken summary is shown, never fatal."""
+def _index_row(reports_dir: Path, name: str, code: int | None) -> tuple[list, str]:
+    """One case in the index, as table cells and the row's class: this run's outcome (when
+    `code` is given) and the headline of its latest report, if one is readable. A broken
+    summary is shown, never fatal."""
     link, title, created, before, after, unit = None, name, "", "", "", ""
     summary_path = reports_dir / name / "latest" / "summary.json"
     problem = ""
@@ -189,37 +190,31 @@ def _index_row(reports_dir: Path, name: str, code: int | None) -> str:
             status += f" (warnings: {', '.join(warned)})"
     else:
         status, css = "no report yet", "error"
-    shown = html.escape(title)
-    if link:
-        shown = f'<a href="{html.escape(link, quote=True)}">{shown}</a>'
-    return (
-        f'<tr class="{css}"><td>{shown}</td><td>{html.escape(status)}</td>'
-        f"<td>{html.escape(created)}</td><td>{before}</td><td>{after}</td>"
-        f"<td>{html.escape(unit)}</td></tr>"
-    )
+    shown = Link(title, link) if link else title
+    return [shown, status, created, before, after, unit], css
+
+
+INDEX_COLUMNS = [
+    "case",
+    "status",
+    "run (UTC)",
+    "rate before (median)",
+    "rate after (median)",
+    "unit",
+]
 
 
 def write_index(reports_dir: str | Path, outcomes: dict[str, int] | None = None) -> Path:
     """reports/index.html: every case, the latest run of each, its status and headline
     numbers; `outcomes` (case folder -> exit code of this run) adds the cases whose run
-    wrote nothing, with what went wrong."""
+    wrote nothing, with what went wrong. Rendered as the reports are (model/render.py)."""
     reports_dir = Path(reports_dir)
     outcomes = outcomes or {}
     names = {p.parent.parent.name for p in reports_dir.glob("*/latest/summary.json")}
     rows = [_index_row(reports_dir, n, outcomes.get(n)) for n in sorted(names | set(outcomes))]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'\"><title>capest reports</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:2em}td,th{border:1px solid #ccc;"
-        "padding:.3em .6em}table{border-collapse:collapse}.failed td{background:#fce8e6}"
-        ".error td{background:#fde2c8}"
-        "</style></head><body><h1>capest reports</h1><table><thead><tr><th>case</th>"
-        "<th>status</th><th>run (UTC)</th><th>rate before (median)</th>"
-        "<th>rate after (median)</th><th>unit</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></body></html>\n"
-    )
+    title = "capest reports"
+    table = ("table", INDEX_COLUMNS, [cells for cells, _ in rows], [css for _, css in rows])
+    page = to_html([("h1", title), table], {}, title)
     reports_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", dir=reports_dir, prefix=".index-", suffix=".html", delete=False, encoding="utf-8"

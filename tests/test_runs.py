@@ -37,6 +37,21 @@ def test_index_links_latest_reports_and_escapes_text(tmp_path):
     page = write_index(tmp_path).read_text()
     assert 'href="x/latest/report.html"' in page and "FAILED" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
+    assert '<tr class="failed">' in page
+
+
+def test_the_index_is_rendered_with_the_reports_styles_from_the_package_file(tmp_path):
+    """One renderer and one stylesheet (model/report.css) for the reports and the index."""
+    from importlib.resources import files
+
+    from model.render import to_html
+
+    css = files("model").joinpath("report.css").read_text(encoding="utf-8").strip()
+    assert "tr.error td" in css  # the index's row styles live in the same file
+    page = write_index(tmp_path, {"broken-case": 2}).read_text()
+    assert f"<style>{css}</style>" in page
+    assert f"<style>{css}</style>" in to_html([("p", "x")], {}, "a report")
+    assert '<tr class="error">' in page and "input error" in page
 
 
 @pytest.mark.slow

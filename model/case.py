@@ -7,6 +7,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -59,6 +60,84 @@ _REQUIRED = {
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """One [scenarios.<name>]: an alternative the report compares with the estimate."""
+
+    name: str
+    description: str
+    priors: dict[str, dict]  # prior overrides, each as a [priors.<name>] table
+    weights: dict[str, float] | None  # reading weights (any scale); None: the case's
+
+    def reading_weights(self, case_weights: dict[str, float]) -> dict[str, float]:
+        """The weight of each of the case's readings under this scenario, summing to 1 (a
+        reading the scenario does not name gets 0)."""
+        if self.weights is None:
+            return dict(case_weights)
+        total = float(sum(self.weights.values()))
+        return {r: float(self.weights.get(r, 0.0)) / total for r in case_weights}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One [stages.<name>]: a production stage besides the assembly floor."""
+
+    name: str
+    description: str
+    rationale: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A [measurement] table (data/priors.toml's defaults, or a case's overrides): None
+    where the table does not set the value."""
+
+    noise: dict[str, float] | None  # noise sd per reliability grade, replaced as a whole
+    outlier_share: float | None
+    outlier_sd: float | None
+    bias_sd: float | None
+    rationale: str | None
+
+    @classmethod
+    def from_table(cls, table: dict) -> Measurement:
+        def number(key: str) -> float | None:
+            return float(table[key]) if key in table else None
+
+        noise = table.get("noise")
+        return cls(
+            None if noise is None else {k: float(v) for k, v in noise.items()},
+            number("outlier_share"),
+            number("outlier_sd"),
+            number("bias_sd"),
+            str(table["rationale"]) if "rationale" in table else None,
+        )
+
+    def over(self, defaults: Measurement) -> Measurement:
+        """These settings where set, the defaults' elsewhere."""
+        return Measurement(
+            *(
+                mine if mine is not None else default
+                for mine, default in zip(self._values(), defaults._values(), strict=True)
+            )
+        )
+
+    def _values(self) -> tuple:
+        return (self.noise, self.outlier_share, self.outlier_sd, self.bias_sd, self.rationale)
+
+
+@dataclass(frozen=True)
+class SerialBlock:
+    """One [serials.<block>] as written; model/serials.py checks it against the window."""
+
+    name: str
+    keys: tuple[str, ...]  # every key given (model/serials.py refuses unknown ones)
+    start: str | None
+    end: str | None
+    first: float | None
+    first_lower: float
+
+
+@dataclass(frozen=True)
 class Case:
     """A validated case: its settings, its evidence, and where they came from."""
 
@@ -70,7 +149,7 @@ class Case:
     window: Window
     export_start: pd.Timestamp
     reading_weights: dict[str, float]
-    settings: dict  # the parsed case.toml, for priors and the report
+    settings: dict  # the parsed case.toml; its tables typed below (scenarios, stages, ...)
     evidence: pd.DataFrame = field(repr=False)
     input_files: tuple[Path, ...] = ()
     as_of: str | None = None  # evidence reported after this date was left out (--as-of)
@@ -83,7 +162,53 @@ class Case:
     def stages(self) -> list[str]:
         """Production stages declared besides the assembly floor ([stages.<name>]); with any,
         capacity is the (smooth) minimum over the stages (model/build.py)."""
-        return list(self.settings.get("stages", {}))
+        return list(self.declared_stages)
+
+    # The tables below case.toml's top level, typed (load_case has validated them).
+    @cached_property
+    def scenarios(self) -> dict[str, Scenario]:
+        return {
+            name: Scenario(
+                name,
+                str(table.get("description", "")),
+                dict(table.get("priors", {})),
+                dict(table["weights"]) if "weights" in table else None,
+            )
+            for name, table in self.settings.get("scenarios", {}).items()
+        }
+
+    @cached_property
+    def declared_stages(self) -> dict[str, Stage]:
+        return {
+            name: Stage(
+                name,
+                str(table.get("description", "")),
+                str(table.get("rationale", "")),
+                tuple(table.get("evidence", ())),
+            )
+            for name, table in self.settings.get("stages", {}).items()
+        }
+
+    @cached_property
+    def measurement(self) -> Measurement:
+        return Measurement.from_table(self.settings.get("measurement", {}))
+
+    @cached_property
+    def serial_blocks(self) -> dict[str, SerialBlock]:
+        def text(table: dict, key: str) -> str | None:
+            return str(table[key]) if key in table else None
+
+        return {
+            name: SerialBlock(
+                name,
+                tuple(table),
+                text(table, "start"),
+                text(table, "end"),
+                float(table["first"]) if "first" in table else None,
+                float(table.get("first_lower", 0)),
+            )
+            for name, table in self.settings.get("serials", {}).items()
+        }
 
 
 def load_case(

@@ -217,7 +217,7 @@ def fit(
             idata[f"conditional/{name}"] = _headline(one)
     if checks:
         _influence_refits(idata, sampler, mix, settings)
-        for name in case.settings.get("scenarios", {}):
+        for name in case.scenarios:
             idata[f"scenarios/{name}"] = _scenario(case, priors, name, sampler, mix, settings)
 
     watch.mark("other")
@@ -253,12 +253,9 @@ def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, setti
 def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
     """The case under one of its [scenarios.<name>]: other reading weights and/or priors.
     Same prior families: the compiled model is reused; otherwise the scenario compiles."""
-    table = case.settings["scenarios"][name]
-    alt = resolve_priors(case, scenario=name) if "priors" in table else priors
-    weights = dict(case.reading_weights)
-    if "weights" in table:
-        total = float(sum(table["weights"].values()))
-        weights = {r: float(table["weights"].get(r, 0.0)) / total for r in weights}
+    scenario = case.scenarios[name]
+    alt = resolve_priors(case, scenario=name) if scenario.priors else priors
+    weights = scenario.reading_weights(case.reading_weights)
     alt_mix = readings(dataclasses.replace(case, reading_weights=weights), alt["elasticity"])
     log.info("sampling scenario '%s'", name)
     seed = settings.seed + 1000
@@ -267,7 +264,7 @@ def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
     else:
         one = Sampler(build_model(case, alt), settings, sampler.watch).sample(alt_mix.weights, seed)
     node = _headline(one)
-    node.attrs["description"] = str(table.get("description", ""))
+    node.attrs["description"] = scenario.description
     changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}
     node.attrs["priors"] = json.dumps(changed)
     node.attrs["weights"] = json.dumps(weights)

@@ -72,8 +72,8 @@ def prepare(case_path: str | Path, as_of: str | None = None, conditional: bool =
         )
     case = load_case(case_path, as_of=as_of)
     priors = resolve_priors(case)
-    for name, table in case.settings.get("scenarios", {}).items():
-        if "priors" in table:
+    for name, scenario in case.scenarios.items():
+        if scenario.priors:
             resolve_priors(case, scenario=name)
     serial_rows(case)
     return Prepared(

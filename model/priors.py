@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from model import variables
-from model.case import Case
+from model.case import Case, Measurement
 from model.errors import InputError, Problem
 from model.evidence import EVIDENCE_KINDS
 from model.timeline import parse_date
@@ -109,7 +109,7 @@ def resolve_priors(
     case_file = str(case.path / "case.toml")
     overrides = dict(case.settings.get("priors", {}))
     if scenario is not None:
-        overrides.update(case.settings["scenarios"][scenario].get("priors", {}))
+        overrides.update(case.scenarios[scenario].priors)
     staged = [stage_prior(s) for s in case.stages]
     known = [*NAMES, *CONDITIONAL, *staged]
     problems = [
@@ -168,8 +168,10 @@ def resolve_priors(
                 )
             ]
         )
-    measurement = {**table.get("measurement", {}), **case.settings.get("measurement", {})}
-    noise = {k: float(v) for k, v in measurement.get("noise", {}).items()}
+    # the case's [measurement] over data/priors.toml's; built-in defaults below where neither
+    # sets a value
+    measurement = case.measurement.over(Measurement.from_table(table.get("measurement", {})))
+    noise = measurement.noise or {}
     missing = [g for g in "ABCD" if g not in noise or noise[g] <= 0]
     if missing:
         raise InputError(
@@ -182,8 +184,8 @@ def resolve_priors(
                 )
             ]
         )
-    outlier_share = float(measurement.get("outlier_share", 0.0))
-    outlier_sd = float(measurement.get("outlier_sd", 1.0))
+    outlier_share = 0.0 if measurement.outlier_share is None else measurement.outlier_share
+    outlier_sd = 1.0 if measurement.outlier_sd is None else measurement.outlier_sd
     if not 0 <= outlier_share < 1 or outlier_sd <= 0:
         raise InputError(
             [
@@ -195,12 +197,12 @@ def resolve_priors(
                 )
             ]
         )
-    bias_sd = float(measurement.get("bias_sd", 0.5))
+    bias_sd = 0.5 if measurement.bias_sd is None else measurement.bias_sd
     if bias_sd <= 0:
         raise InputError(
             [Problem(str(defaults), "[measurement]", "bias_sd", "bias_sd must be > 0")]
         )
-    rationale = str(measurement.get("rationale", ""))
+    rationale = measurement.rationale or ""
     return Priors(specs, noise, outlier_share, outlier_sd, rationale, bias_sd)
 
 

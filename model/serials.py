@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 
+from model.case import SerialBlock
 from model.errors import InputError, Problem
 from model.evidence import modelled
 from model.timeline import Window
@@ -153,12 +154,12 @@ def serial_rows(case) -> Serials | None:
     if rows.empty:
         return None
     window: Window = case.window
-    declared = case.settings.get("serials", {})
+    declared = case.serial_blocks
     blocks, problems = [], []
     names = list(declared) or ["main"]
     for name in names:
-        table = declared.get(name, {})
-        for key in table:
+        block = declared.get(name) or SerialBlock(name, (), None, None, None, 0.0)
+        for key in block.keys:
             if key not in BLOCK_KEYS:
                 problems.append(
                     Problem(
@@ -168,8 +169,8 @@ def serial_rows(case) -> Serials | None:
                         f"unknown key (allowed: {', '.join(sorted(BLOCK_KEYS))})",
                     )
                 )
-        start = pd.Period(str(table.get("start", window.start)), freq="M")
-        end = pd.Period(str(table.get("end", window.end)), freq="M")
+        start = pd.Period(block.start or str(window.start), freq="M")
+        end = pd.Period(block.end or str(window.end), freq="M")
         if start < window.start or end > window.end or start > end:
             problems.append(
                 Problem(
@@ -180,16 +181,7 @@ def serial_rows(case) -> Serials | None:
                     f"{window.start}..{window.end}",
                 )
             )
-        first = table.get("first")
-        blocks.append(
-            Block(
-                name,
-                start,
-                end,
-                None if first is None else float(first),
-                float(table.get("first_lower", 0)),
-            )
-        )
+        blocks.append(Block(name, start, end, block.first, block.first_lower))
     index = {b.name: i for i, b in enumerate(blocks)}
     block_col = rows["block"] if "block" in rows else pd.Series("", index=rows.index)
     block_names = [b or names[0] for b in block_col.fillna("").astype(str)]

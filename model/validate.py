@@ -37,8 +37,8 @@ def validate(path: str, as_of: str | None = None) -> Validated:
     resolve_priors(case)
     # What the estimate would otherwise find only after sampling: each scenario's priors
     # and the serial rows against their blocks.
-    for name, table in case.settings.get("scenarios", {}).items():
-        if "priors" in table:
+    for name, scenario in case.scenarios.items():
+        if scenario.priors:
             resolve_priors(case, scenario=name)
     serial_rows(case)
     return Validated(case.id, "case", len(case.evidence))

@@ -60,3 +60,32 @@ def test_unknown_key_in_a_scenario(case_copy):
         p.column == "scenarios.x.prior"
         and "allowed here: description, priors, weights" in p.message
     )
+
+
+def test_tables_below_the_top_level_are_typed(case_copy):
+    """Scenarios, stages, [measurement] and serial blocks as dataclasses, read from case.toml
+    (what priors.py, fit.py and serials.py use instead of the parsed dict)."""
+    toml = case_copy / "case.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8")
+        + '\n[scenarios.only-larger]\ndescription = "Only the larger reading."\n'
+        + "[scenarios.only-larger.weights]\nlarger = 2.0\n"
+        + '\n[stages.motor_casting]\ndescription = "Casting pits."\n'
+        + '\n[measurement]\nbias_sd = 0.25\nrationale = "Tighter source bias."\n',
+        encoding="utf-8",
+    )
+    case = load_case(case_copy)
+    scenario = case.scenarios["only-larger"]
+    assert scenario.description == "Only the larger reading." and scenario.priors == {}
+    weights = scenario.reading_weights(case.reading_weights)
+    assert weights["larger"] == 1.0 and sum(weights.values()) == 1.0
+    export = case.scenarios["no-case-knowledge-of-exports"]
+    assert export.weights is None and export.priors["export_share"]["alpha"] == 2.0
+    assert export.reading_weights(case.reading_weights) == case.reading_weights
+    assert case.stages == ["motor_casting"]
+    assert case.declared_stages["motor_casting"].description == "Casting pits."
+    assert (case.measurement.bias_sd, case.measurement.noise) == (0.25, None)
+    priors = resolve_priors(case)
+    # the case's value over data/priors.toml's, the defaults' where the case sets none
+    assert priors.bias_sd == 0.25 and priors.noise_rationale == "Tighter source bias."
+    assert priors.noise == resolve_priors(load_case(CASE)).noise

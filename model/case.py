@@ -68,6 +68,11 @@ class Scenario:
     priors: dict[str, dict]  # prior overrides, each as a [priors.<name>] table
     weights: dict[str, float] | None  # reading weights (any scale); None: the case's
 
+    @classmethod
+    def from_table(cls, name: str, table: dict) -> Scenario:
+        weights = dict(table["weights"]) if "weights" in table else None
+        return cls(name, str(table.get("description", "")), dict(table.get("priors", {})), weights)
+
     def reading_weights(self, case_weights: dict[str, float]) -> dict[str, float]:
         """The weight of each of the case's readings under this scenario, summing to 1 (a
         reading the scenario does not name gets 0)."""
@@ -85,6 +90,15 @@ class Stage:
     description: str
     rationale: str
     evidence: tuple[str, ...]
+
+    @classmethod
+    def from_table(cls, name: str, table: dict) -> Stage:
+        return cls(
+            name,
+            str(table.get("description", "")),
+            str(table.get("rationale", "")),
+            tuple(table.get("evidence", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,21 @@ class SerialBlock:
     first: float | None
     first_lower: float
 
+    @classmethod
+    def from_table(cls, name: str, table: dict) -> SerialBlock:
+        def text(key: str) -> str | None:
+            return str(table[key]) if key in table else None
+
+        first = float(table["first"]) if "first" in table else None
+        return cls(
+            name,
+            tuple(table),
+            text("start"),
+            text("end"),
+            first,
+            float(table.get("first_lower", 0)),
+        )
+
 
 @dataclass(frozen=True)
 class Case:
@@ -167,27 +196,11 @@ class Case:
     # The tables below case.toml's top level, typed (load_case has validated them).
     @cached_property
     def scenarios(self) -> dict[str, Scenario]:
-        return {
-            name: Scenario(
-                name,
-                str(table.get("description", "")),
-                dict(table.get("priors", {})),
-                dict(table["weights"]) if "weights" in table else None,
-            )
-            for name, table in self.settings.get("scenarios", {}).items()
-        }
+        return self._named("scenarios", Scenario)
 
     @cached_property
     def declared_stages(self) -> dict[str, Stage]:
-        return {
-            name: Stage(
-                name,
-                str(table.get("description", "")),
-                str(table.get("rationale", "")),
-                tuple(table.get("evidence", ())),
-            )
-            for name, table in self.settings.get("stages", {}).items()
-        }
+        return self._named("stages", Stage)
 
     @cached_property
     def measurement(self) -> Measurement:
@@ -195,20 +208,11 @@ class Case:
 
     @cached_property
     def serial_blocks(self) -> dict[str, SerialBlock]:
-        def text(table: dict, key: str) -> str | None:
-            return str(table[key]) if key in table else None
+        return self._named("serials", SerialBlock)
 
-        return {
-            name: SerialBlock(
-                name,
-                tuple(table),
-                text(table, "start"),
-                text(table, "end"),
-                float(table["first"]) if "first" in table else None,
-                float(table.get("first_lower", 0)),
-            )
-            for name, table in self.settings.get("serials", {}).items()
-        }
+    def _named(self, key: str, kind):
+        """[<key>.<name>] tables as `kind`s, by name."""
+        return {n: kind.from_table(n, t) for n, t in self.settings.get(key, {}).items()}
 
 
 def load_case(

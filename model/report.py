@@ -497,23 +497,24 @@ def _ledger_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
 
 
 def _provenance_blocks(summary: dict) -> list[tuple]:
-    prov = summary["provenance"]
-    return [
-        ("h3", "Provenance"),
-        (
-            "table",
-            ["item", "value"],
-            [
-                ["input hash (sha256)", prov["input_hash"]],
-                ["git commit", prov["git_commit"]],
-                ["model version", prov["model_version"]],
-                ["capest", prov["capest_version"]],
-                ["sampler", f"{prov['sampler']} {json.dumps(prov['sampler_settings'])}"],
-                ["packages", ", ".join(f"{k} {v}" for k, v in prov["packages"].items())],
-                ["inputs", ", ".join(prov["input_files"])],
-            ],
-        ),
-    ]
+    return [("h3", "Provenance"), provenance_table(summary["provenance"])]
+
+
+def provenance_table(prov: dict) -> tuple:
+    """Where a run came from: one table for a plant's report and a programme's."""
+    return (
+        "table",
+        ["item", "value"],
+        [
+            ["input hash (sha256)", prov["input_hash"]],
+            ["git commit", prov["git_commit"]],
+            ["model version", prov["model_version"]],
+            ["capest", prov["capest_version"]],
+            ["sampler", f"{prov['sampler']} {json.dumps(prov['sampler_settings'])}"],
+            ["packages", ", ".join(f"{k} {v}" for k, v in prov["packages"].items())],
+            ["inputs", ", ".join(prov["input_files"])],
+        ],
+    )
 
 
 def _programme_model_text(summary: dict) -> str:
@@ -654,17 +655,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ),
         ("p", f"Divergences in the fit: {summary['diagnostics']['divergences']}."),
         ("h2", "Provenance"),
-        (
-            "table",
-            ["item", "value"],
-            [
-                ["input hash (sha256)", prov["input_hash"]],
-                ["git commit", prov["git_commit"]],
-                ["model version", prov["model_version"]],
-                ["sampler", f"{prov['sampler']} {json.dumps(prov['sampler_settings'])}"],
-                ["inputs", ", ".join(prov["input_files"])],
-            ],
-        ),
+        provenance_table(prov),
     ]
     return blocks
 

@@ -236,7 +236,9 @@ def plant_graph(
     burst_sd = prior(priors["burst_sd"])
 
     log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)
-    direct = {}  # the variables rows measure directly (likelihood.OnVariable), by name
+    # The variables a row may measure directly (likelihood.OnVariable), by name.
+    direct = {"rate_before": rate_before, "completion": completion, "export_share": export_share}
+    direct |= {"ramp_months": ramp_months, "use_lag": use_lag, "burst_sd": burst_sd}
     if "workforce_ratio" in obs.variable:
         # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
         workers = direct["workforce_ratio"] = prior(priors["workforce_ratio"])

@@ -13,7 +13,7 @@ import pytest
 from model import evidence
 from model.errors import InputError
 from model.evidence import CASE_UNIT, DATE, EVIDENCE_KINDS, KIND, SPAN, Kind, modelled_kinds
-from model.likelihood import OnPath
+from model.likelihood import OnPath, OnVariable
 
 from .conftest import HEADER, ROOT, row
 
@@ -84,7 +84,13 @@ def made_to_date(row, window) -> OnPath:
     return OnPath("production", window.cumulative(row["period_end"]))
 
 
+def share_exported(row, window) -> OnVariable:
+    """A second test-only kind's function: the row measures the export share itself."""
+    return OnVariable("export_share")
+
+
 MADE_TO_DATE = Kind("made_to_date", CASE_UNIT, DATE, likelihood=made_to_date, stacks=False)
+SHARE = Kind("share_exported", "share", "", likelihood=share_exported, stacks=False)
 DOC_ROW = (
     "| `made_to_date` | the case's `unit` | Units made from the window's start to the end of"
     " `period_end`. | `period_end`; bound and value/lower/upper |\n"
@@ -102,22 +108,27 @@ def test_a_new_kind_is_one_declaration_its_function_and_its_documentation(monkey
     from model.priors import resolve_priors
 
     monkeypatch.setitem(evidence.KIND, MADE_TO_DATE.name, MADE_TO_DATE)
-    assert undocumented() == ["made_to_date"]  # the check fails without its documentation
+    monkeypatch.setitem(evidence.KIND, SHARE.name, SHARE)
+    assert undocumented() == ["made_to_date", "share_exported"]  # fails without documentation
     table_end = README.index("| `context` |")
-    assert undocumented(README[:table_end] + DOC_ROW + README[table_end:]) == []
+    assert undocumented(README[:table_end] + DOC_ROW + README[table_end:]) == ["share_exported"]
 
     ledger = case_copy / "evidence.csv"
     new = row(id="made-x-2024-01", kind="made_to_date", period_start="")  # 10 made by 31 Jan
+    share = row(id="share-x", kind="share_exported", period_start="", value="0.6", unit="share")
     extra = ",,,,"  # the real ledger's optional columns: supersedes, used, same_as, bias_group
-    ledger.write_text(ledger.read_text(encoding="utf-8") + new + extra + "\n", encoding="utf-8")
+    text = ledger.read_text(encoding="utf-8") + new + extra + "\n" + share + extra + "\n"
+    ledger.write_text(text, encoding="utf-8")
     case = load_case(case_copy)
     model, _, obs = build(case, resolve_priors(case))
     i = obs.ids.index("made-x-2024-01")
     cumulative = case.window.cumulative(case.evidence.loc["made-x-2024-01", "period_end"])
     np.testing.assert_array_equal(obs.weights["production"][i], cumulative)
-    predicted, production = pm.draw([model["predicted"], model["production"]], random_seed=1)
+    wanted = [model["predicted"], model["production"], model["export_share"]]
+    predicted, production, export_share = pm.draw(wanted, random_seed=1)
     assert predicted[i] == pytest.approx(cumulative @ production, rel=1e-12)
     assert predicted[i] > 0
+    assert predicted[obs.ids.index("share-x")] == export_share
 
 
 def test_a_row_of_an_unregistered_kind_is_refused(tmp_path):

@@ -93,11 +93,13 @@ class Stage:
 
     @classmethod
     def from_table(cls, name: str, table: dict) -> Stage:
+        # load_case does not check these documentation keys' types: any value reads as text
+        evidence = table.get("evidence", [])
         return cls(
             name,
             str(table.get("description", "")),
             str(table.get("rationale", "")),
-            tuple(table.get("evidence", ())),
+            tuple(map(str, evidence if isinstance(evidence, list) else [evidence])),
         )
 
 

@@ -11,8 +11,8 @@ square degrees; each outline is checked with shapely. The rows derived from them
 
 Digitising error (an assumption, `[footprints] edge_sd_pixels` in case.toml): each edge of an
 outline is placed off the true wall by an independent normal error of sd k x GSD, so the area's
-sd is k x GSD x sqrt(sum of squared edge lengths) (first order; for a square that is
-0.5 x perimeter x GSD x k, for a long thin outline up to 0.71 x perimeter x GSD x k).
+sd is k x GSD x sqrt(sum of squared edge lengths) (first order; between perimeter x GSD x k /
+sqrt(number of edges) and 0.71 x that: 0.5 x perimeter x GSD x k for a square).
 tests/test_footprints.py checks it by simulating jittered outlines.
 """
 

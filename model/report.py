@@ -19,7 +19,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from model import plots, variables
+from model import footprints_report, plots, variables
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -63,6 +63,7 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
         else:
             figures["prior_posterior.png"] = plots.png(plots.prior_posterior(idata))
             figures["readings.png"] = plots.png(plots.readings_chart(summary))
+            figures.update(footprints_report.figures(summary))
         if len(summary.get("history", [])) >= 2:
             figures["history.png"] = plots.png(plots.history_chart(summary))
         for name, data in figures.items():
@@ -354,6 +355,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         *_headline_blocks(summary),
         *_scenario_blocks(summary),
         *_readings_blocks(summary),
+        *footprints_report.report_blocks(summary),
         *_estimates_blocks(summary),
         *_stage_blocks(summary),
         *_diff_blocks(summary),

@@ -88,6 +88,7 @@ def footprint_map(block: dict):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Polygon as Patch
     from pyproj import Transformer
+    from shapely.geometry import Polygon
 
     points = np.array([p for o in block["outlines"] for p in o["shell"]])
     lon0, lat0 = points.mean(axis=0)
@@ -118,7 +119,8 @@ def footprint_map(block: dict):
             )
             for hole in o["holes"]:
                 ax.add_patch(Patch(metres(hole), closed=True, facecolor="white", edgecolor="black"))
-            cx, cy = shell[:-1].mean(axis=0)
+            inside = Polygon(shell, [metres(h) for h in o["holes"]]).representative_point()
+            cx, cy = inside.x, inside.y  # inside the outline, off its courtyards
             storeys = f" x{o['storeys']}" if o["storeys"] > 1 else ""
             ax.annotate(
                 f"{o['building']}\n{o['area_m2']:,.0f} m²{storeys}",
@@ -133,7 +135,7 @@ def footprint_map(block: dict):
         ax.set_xlabel("metres east")
     axes[0].set_ylabel("metres north")
     handles = [Patch([[0, 0]], facecolor=c, alpha=0.45, label=r) for r, c in ROLE_COLOURS.items()]
-    axes[1].legend(handles=handles, fontsize=7, loc="lower right", frameon=False)
+    fig.legend(handles=handles, fontsize=7, loc="outside right upper", frameon=False)
     return fig
 
 

@@ -312,3 +312,46 @@ def test_new_outlines_supersede_the_rows_of_the_old_file(tmp_path):
     assert (new["superseded_by"] == "").all()
     in_row = new[new["reading"] == "footprints-b3-in"].iloc[0]
     assert in_row["lower"] < (7_200 + 2 * 4_800 + 2_000) / 7_200 < in_row["upper"]
+
+
+@pytest.mark.slow
+def test_footprints_replace_the_press_ratio_end_to_end(tmp_path):
+    """The synthetic case, from its files to the report: the footprints' readings carry 95% of
+    the weight, so the capacity multiplier follows their ratio (about 1.7-2.0), not the
+    press's 1.2-1.3, which its press-only scenario still shows; the report has the map and
+    the derived ratios beside the press reading, with the numbers of the summary."""
+    from model.fit import SamplerSettings
+    from model.pipeline import run_estimate
+
+    case = _case_copy(tmp_path)
+    settings = SamplerSettings(draws=300, tune=300, chains=2, prior_draws=400)
+    run = run_estimate(case, settings, tmp_path / "reports", conditional=False)
+    s = run.summary
+    block = s["footprints"]
+    readings = {r["reading"]: r for r in s["readings"]}
+    for r in block["readings"]:
+        assert readings[r["name"]]["ratio_low"] == r["lower"]
+        assert readings[r["name"]]["ratio_high"] == r["upper"]
+    assert readings["footprints-b3-in"]["prior_weight"] == pytest.approx(0.57)
+    assert readings["press"]["prior_weight"] == pytest.approx(0.05)
+
+    # the estimate follows the footprints: the posterior of the elasticity x ln(ratio) sits
+    # with the footprints' readings, and the multiplier moves away from the press-only one
+    press_only = next(x for x in s["scenarios"] if x["scenario"] == "press-only")
+    footprints_weight = sum(readings[r["name"]]["posterior_probability"] for r in block["readings"])
+    assert footprints_weight > 0.8
+    assert s["quantities"]["capacity_multiplier"]["median"] > (
+        press_only["capacity_multiplier"]["median"] * 1.15
+    )
+
+    html = (run.folder / "report.html").read_text()
+    md = (run.folder / "report.md").read_text()
+    assert (run.folder / "footprints.png").stat().st_size > 10_000
+    assert "Building footprints" in md and "footprints.png" in md
+    assert "data:image/png;base64" in html and "Building footprints" in html
+    for r in block["readings"]:  # the report's ratios are the summary's
+        assert f"{r['ratio']:.3f}" in md
+        assert f"{r['lower']:g}–{r['upper']:g}" in md
+    assert "7,200 ± 95" in md  # b1's geodesic area and its digitising sd
+    saved = json.loads((run.folder / "summary.json").read_text())
+    assert saved["footprints"]["sha256"] == block["sha256"]

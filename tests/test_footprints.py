@@ -355,3 +355,36 @@ def test_footprints_replace_the_press_ratio_end_to_end(tmp_path):
     assert "7,200 ± 95" in md  # b1's geodesic area and its digitising sd
     saved = json.loads((run.folder / "summary.json").read_text())
     assert saved["footprints"]["sha256"] == block["sha256"]
+
+
+def test_the_assumptions_are_checked_where_the_analyst_sets_them(tmp_path):
+    case = _case_copy(tmp_path)
+    text = (case / "case.toml").read_text()
+    (case / "case.toml").write_text(text.replace("edge_sd_pixels = 1.0", "edge_sd_pixels = -1"))
+    with pytest.raises(InputError) as err:
+        derive(load_case(case))
+    [problem] = err.value.problems
+    assert problem.file.endswith("case.toml") and problem.row == "footprints.edge_sd_pixels"
+
+
+def test_twice_the_digitising_error_widens_the_ranges(tmp_path):
+    case = _case_copy(tmp_path)
+    text = (case / "case.toml").read_text()
+    (case / "case.toml").write_text(text.replace("edge_sd_pixels = 1.0", "edge_sd_pixels = 2.0"))
+    one, two = derive(load_case(synth.CASE)), derive(load_case(case))
+    for a, b in zip(one.readings, two.readings, strict=True):
+        assert a.ratio == b.ratio
+        assert np.log(b.upper / b.lower) == pytest.approx(2 * np.log(a.upper / a.lower), rel=0.01)
+
+
+def test_a_reading_without_growth_is_refused(tmp_path):
+    """Everything new is storage: the after / before ratio is 1, which the model's readings
+    (log of ln ratio) cannot hold; the command says so instead of writing a broken row."""
+    case = _case_copy(tmp_path)
+    doc = json.loads((case / "footprints.geojson").read_text())
+    for f in doc["features"]:
+        if f["properties"]["building"] in ("b2", "b3"):
+            f["properties"]["role"] = "storage"
+    (case / "footprints.geojson").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="need growth"):
+        derive(load_case(case))

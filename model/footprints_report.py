@@ -185,11 +185,12 @@ def report_blocks(summary: dict) -> list[tuple]:
             "of the file."
         )
     w = block["workforce"]
+    row = [i for i in block["ledger_rows"] if i.startswith("workforce-")]
     workforce = (
         f"Housing floor area {fmt(w['after_m2'])} m² against {fmt(w['before_m2'])} m²: a "
-        f"workforce ratio of {w['ratio']:.2f} (95% {w['lower']:g}–{w['upper']:g}), a "
-        "workforce_ratio row when the ledger holds it (workers taken as proportional to "
-        "housing floor area: an assumption)."
+        f"workforce ratio of {w['ratio']:.2f} (95% {w['lower']:g}–{w['upper']:g}; workers "
+        "taken as proportional to housing floor area, an assumption), "
+        + (f"in the fit as ledger row {row[0]}." if row else "not in the ledger.")
         if w
         else f"No workforce ratio: {block['workforce_missing']}."
     )

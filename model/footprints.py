@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -33,6 +34,7 @@ import numpy as np
 from model.errors import InputError, Problem
 from model.evidence import GRADES, read_text
 
+log = logging.getLogger(__name__)
 ROLES = ("assembly", "storage", "housing", "unknown")
 MAX_FOOTPRINTS_BYTES = 20_000_000  # a plant's outlines are kilobytes; refuse anything absurd
 MAX_UNCERTAIN = 3  # buildings of uncertain assembly role: 2**3 = 8 readings at most
@@ -671,6 +673,17 @@ def write(case_path: str | Path, weight: float = 1.0, dry_run: bool = False) -> 
         return rows
     case_file = case.input_files[0]
     weights = {r.name: weight * r.probability for r in d.readings}
+    declared = case.settings["area_ratio"]["weights"]
+    for name, w in weights.items():
+        if name in declared and not math.isclose(declared[name], w, rel_tol=1e-6):
+            # the analyst may have set it on purpose: kept, but said
+            log.warning(
+                "%s: [area_ratio.weights] %s = %g kept; the footprints give %.6g",
+                case_file,
+                name,
+                declared[name],
+                w,
+            )
     append_rows(
         case.input_files[1],
         rows,

@@ -160,8 +160,11 @@ def _geojson(text: str, name: str) -> tuple[list, list[Problem]]:
         return [], [Problem(name, f"line {exc.lineno}", "-", f"not valid JSON: {exc.msg}")]
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         return [], [Problem(name, "file", "type", "expected a GeoJSON FeatureCollection")]
+    features = doc.get("features")
+    if not isinstance(features, list):
+        return [], [Problem(name, "file", "features", "expected a list of features")]
     raw, problems = [], []
-    for i, feature in enumerate(doc.get("features") or [], start=1):
+    for i, feature in enumerate(features, start=1):
         where = f"feature {i}"
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         props = feature.get("properties") if isinstance(feature, dict) else None
@@ -221,6 +224,13 @@ def _kml(text: str, name: str) -> tuple[list, list[Problem]]:
     return raw, problems
 
 
+def _is_number(value) -> bool:
+    """A JSON number float() can hold (a 400-digit integer would overflow it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, float) or abs(value) < 10**300
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -276,11 +286,13 @@ def _outline(name, where, props, rings, strict_winding) -> tuple[Outline | None,
         return None, problems
     for r, ring in enumerate(rings):
         which = "exterior ring" if r == 0 else f"hole {r}"
-        try:
-            points = [(float(p[0]), float(p[1])) for p in ring]
-        except (TypeError, ValueError, IndexError):
+        pairs = isinstance(ring, list) and all(
+            isinstance(p, list) and len(p) >= 2 and all(_is_number(v) for v in p[:2]) for p in ring
+        )
+        if not pairs:
             bad("geometry", f"{which}: expected [longitude, latitude] pairs")
             return None, problems
+        points = [(float(p[0]), float(p[1])) for p in ring]
         if not all(math.isfinite(x) and math.isfinite(y) for x, y in points):
             bad("geometry", f"{which}: a coordinate is not a number")
             return None, problems
@@ -342,7 +354,7 @@ def _roles(value, bad) -> dict[str, float]:
     if not isinstance(value, dict) or not value:
         bad("role", f"expected a role or role:probability pairs, got {value!r}")
         return {}
-    roles = {str(k): float(v) if isinstance(v, int | float) else math.nan for k, v in value.items()}
+    roles = {str(k): float(v) if _is_number(v) else math.nan for k, v in value.items()}
     unknown = [k for k in roles if k not in ROLES]
     if unknown:
         bad("role", f"unknown role(s) {', '.join(unknown)}: expected {', '.join(ROLES)}")

@@ -388,3 +388,52 @@ def test_a_reading_without_growth_is_refused(tmp_path):
     (case / "footprints.geojson").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="need growth"):
         derive(load_case(case))
+
+
+def test_any_json_is_read_or_refused_with_an_input_error(tmp_path):
+    """Fuzz: whatever a footprints file holds, the reader returns outlines or raises
+    InputError (never another exception), so the command exits 2, not 3."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8)
+    values = st.recursive(
+        scalars,
+        lambda c: (
+            st.lists(c, max_size=5)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["type", "features", "geometry", "properties", "coordinates", "role"]
+                )
+                | st.text(max_size=4),
+                c,
+                max_size=4,
+            )
+        ),
+        max_leaves=30,
+    )
+    ring = synth.rectangle(0.01, 0.01, 0, 0, 50, 40)
+
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(values, st.sampled_from(["doc", "props", "rings", "role"]))
+    def check(value, where):
+        feature = _feature([ring])
+        doc = {"type": "FeatureCollection", "features": [feature]}
+        if where == "doc":
+            doc = value
+        elif where == "props":
+            feature["properties"] = value
+        elif where == "rings":
+            feature["geometry"]["coordinates"] = value
+        else:
+            feature["properties"]["role"] = value
+        path = tmp_path / "f.geojson"
+        path.write_text(json.dumps(doc, allow_nan=True))
+        try:
+            read_footprints(path)
+        except InputError:
+            pass
+
+    check()

@@ -271,7 +271,8 @@ def test_capest_footprints_writes_rows_and_weights_once(tmp_path):
         committed.evidence.index[committed.evidence["note"].str.contains(d.sha256)]
     )
     for _, row in rows.iterrows():
-        assert d.sha256 in row["quote"] and "b1@2023-04-15" in row["quote"] or "h1@" in row["quote"]
+        assert d.sha256 in row["quote"]  # the file's hash and its polygon ids
+        assert ("b1@2023-04-15" if row["kind"] == "area_ratio" else "h1@2023-04-15") in row["quote"]
     # the same file again: refused, nothing written
     before = {p.name: p.read_bytes() for p in case.iterdir()}
     again = _capest("footprints", str(case))

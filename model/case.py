@@ -41,12 +41,23 @@ _SCHEMA: dict[str, set[str]] = {
         "scenarios",
         "serials",
         "stages",
+        "footprints",
     },
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
     "area_ratio": {"weights", "rationale", "evidence"},
     "measurement": {"noise", "rationale", "outlier_share", "outlier_sd", "bias_sd"},
     "measurement.noise": {"A", "B", "C", "D"},
+    # building outlines on dated imagery: model/footprints.py SETTINGS, data/README.md 3.10
+    "footprints": {
+        "file",
+        "source",
+        "url",
+        "reliability",
+        "edge_sd_pixels",
+        "unknown_storeys",
+        "rationale",
+    },
 }
 _SCENARIO_KEYS = {"description", "priors", "weights"}  # in each [scenarios.<name>]
 _STAGE_KEYS = {"description", "rationale", "evidence"}  # in each [stages.<name>]

@@ -105,6 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("case", help="case folder (holding case.toml)")
     for column in COLUMNS + OPTIONAL:
         add.add_argument(f"--{column.replace('_', '-')}", dest=column, default="", metavar="TEXT")
+    foot = commands.add_parser(
+        "footprints",
+        help="derive area and workforce rows from a case's building footprints into its ledger",
+    )
+    foot.add_argument("case", help="case folder (holding case.toml with a [footprints] table)")
+    foot.add_argument(
+        "--weight",
+        type=float,
+        default=1.0,
+        help="weight of the footprints' readings against the case's other readings; each "
+        "reading gets it times the analyst's probability of its roles (default 1)",
+    )
+    foot.add_argument("--dry-run", action="store_true", help="print the rows, write nothing")
     rep = commands.add_parser("report", help="estimate every case, each in its own process")
     rep.add_argument("--all", action="store_true", required=True, help="every case in --cases-dir")
     rep.add_argument("--cases-dir", default="data/cases", help="default: data/cases")
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {
         "history": history,
         "add-evidence": add_evidence,
+        "footprints": footprints,
         "estimate": estimate,
         "report": report_all,
         "validate": validate,
@@ -209,6 +223,22 @@ def add_evidence(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     print(f"added {args.id} to {ledger}")
+    return 0
+
+
+def footprints(args: argparse.Namespace) -> int:
+    """Derive the footprints' rows and append them as add-evidence does (exit 0 written,
+    2 refused: nothing written)."""
+    import math
+
+    from model.footprints import write
+
+    if not (math.isfinite(args.weight) and args.weight > 0):
+        log.error("capest footprints: --weight must be a number > 0, got %s", args.weight)
+        return 2
+    rows = write(args.case, weight=args.weight, dry_run=args.dry_run)
+    for row in rows:
+        print(f"{'would add' if args.dry_run else 'added'} {row['id']}: {row['quote']}")
     return 0
 
 

@@ -495,29 +495,53 @@ def _candidate_glob(ledger: Path) -> str:
     return f".{ledger.name}.add-*.tmp"
 
 
+def candidate_path(real: Path) -> Path:
+    """Where append_rows writes the file-to-be of `real` (the ledger, or a companion such as
+    case.toml) while it is checked: a check that loads several files reads them from here."""
+    real = Path(os.path.realpath(real))
+    return real.parent / f".{real.name}.add-{os.getpid()}.tmp"
+
+
 def append_row(
     path: str | Path, row: dict[str, str], check: Callable[[Path], object] | None = None
 ) -> Path:
-    """Add one row to a ledger: validate the ledger as it would be with `check` (default
+    """Add one row to a ledger (add-evidence): append_rows with one row."""
+    return append_rows(path, [row], check)
+
+
+def append_rows(
+    path: str | Path,
+    rows: list[dict[str, str]],
+    check: Callable[[Path], object] | None = None,
+    companions: dict[Path, Callable[[str], str]] | None = None,
+) -> Path:
+    """Add rows to a ledger: validate the ledger as it would be with `check` (default
     `load_evidence`; add-evidence passes one that also checks it against case.toml, which
     loads the ledger itself), then replace the file atomically. On any problem nothing is
     written and InputError names the new row. Returns the file written.
 
-    A symlinked ledger is written through: the real file gets the row and the link stays.
-    The file keeps its mode, its line endings and any byte-order mark; only the new row's
+    `companions` maps other files of the case folder to how their text changes with the rows
+    (capest footprints adds its readings' weights to case.toml): they are rewritten under the
+    same lock, their candidates (candidate_path) are in place while `check` runs, and they are
+    replaced just before the ledger.
+
+    A symlinked ledger is written through: the real file gets the rows and the link stays.
+    The file keeps its mode, its line endings and any byte-order mark; only the new rows'
     bytes are added."""
     path = Path(path)
-    unknown = set(row) - set(COLUMNS + OPTIONAL)
+    unknown = {c for row in rows for c in row} - set(COLUMNS + OPTIONAL)
     if unknown:
         raise InputError(
             [Problem(str(path), "new row", c, "unknown column") for c in sorted(unknown)]
         )
     real = Path(os.path.realpath(path))
+    companions = {Path(os.path.realpath(p)): edit for p, edit in (companions or {}).items()}
     with ledger_lock(real):
         # Candidates left by an add-evidence killed before it could clean up (SIGKILL): the
         # lock holder owns the folder's candidates, as the case lock owns .incomplete-*.
-        for stale in real.parent.glob(_candidate_glob(real)):
-            stale.unlink(missing_ok=True)
+        for other in [real, *companions]:
+            for stale in other.parent.glob(_candidate_glob(other)):
+                stale.unlink(missing_ok=True)
         try:
             text = real.read_bytes().decode("utf-8")  # bytes: "\r\n" stays "\r\n"
         except (OSError, UnicodeDecodeError) as exc:
@@ -528,42 +552,59 @@ def append_row(
         if text and not text.endswith("\n"):
             text += eol
         header = header_of(text)
-        missing = [c for c in OPTIONAL if row.get(c) and c not in header]
+        missing = sorted({c for row in rows for c in OPTIONAL if row.get(c) and c not in header})
         if missing:
             message = "add this column to the ledger's header to use it"
             raise InputError([Problem(str(path), "header", c, message) for c in missing])
         out = io.StringIO()
-        csv.writer(out, lineterminator=eol).writerow([row.get(c, "") for c in header])
-        candidate = real.parent / f".{real.name}.add-{os.getpid()}.tmp"
+        writer = csv.writer(out, lineterminator=eol)
+        for row in rows:
+            writer.writerow([row.get(c, "") for c in header])
+        new_text = {real: text + out.getvalue()}
+        for other, edit in companions.items():
+            new_text[other] = edit(other.read_bytes().decode("utf-8"))
+        candidates = {p: candidate_path(p) for p in new_text}
         try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), stat.S_IMODE(real.stat().st_mode))
-                f.write((text + out.getvalue()).encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
+            for target, candidate in candidates.items():
+                fd = os.open(
+                    candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600
+                )
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), stat.S_IMODE(target.stat().st_mode))
+                    f.write(new_text[target].encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+            candidate = candidates[real]
             try:
                 (check or load_evidence)(candidate)
             except InputError as exc:
-                new_line = f"line {text.count(chr(10)) + 1}"
+                first_new = text.count(chr(10)) + 1
+                new_lines = {f"line {first_new + i}" for i in range(len(rows))}
+
+                def where(row: str) -> str:
+                    line = row.split(" (", 1)[0]
+                    if line not in new_lines:
+                        return row
+                    return "new row" if len(rows) == 1 else f"new row {row}"
+
                 raise InputError(
                     [
                         # Problems in the candidate are the ledger's; others (case.toml) keep
                         # their file.
                         Problem(
                             str(path) if p.file == str(candidate) else p.file,
-                            "new row"
-                            if p.row == new_line or p.row.startswith(new_line + " ")
-                            else p.row,
+                            where(p.row) if p.file == str(candidate) else p.row,
                             p.column,
                             p.message,
                         )
                         for p in exc.problems
                     ]
                 ) from None
-            os.replace(candidate, real)
+            for target in [*companions, real]:  # the ledger last: its rows need the rest
+                os.replace(candidates[target], target)
         finally:
-            candidate.unlink(missing_ok=True)  # on every exit but SIGKILL (see above)
+            for candidate in candidates.values():  # on every exit but SIGKILL (see above)
+                candidate.unlink(missing_ok=True)
     return real
 
 

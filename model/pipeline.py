@@ -49,6 +49,7 @@ def prepare(case_path: str | Path, as_of: str | None = None, conditional: bool =
     sampling: the case or programme, its priors, each scenario's priors, the serial rows."""
     from model import load_case
     from model.fit import fit
+    from model.footprints_report import summary_block
     from model.priors import resolve_priors
     from model.programme import (
         fit_programme,
@@ -76,11 +77,12 @@ def prepare(case_path: str | Path, as_of: str | None = None, conditional: bool =
         if scenario.priors:
             resolve_priors(case, scenario=name)
     serial_rows(case)
+    footprints = summary_block(case)  # a bad footprints file is bad input, found here
     return Prepared(
         case.id,
         len(case.evidence),
         lambda settings: fit(case, priors, settings, conditional=conditional),
-        summarize,
+        lambda idata: summarize(idata) | ({"footprints": footprints} if footprints else {}),
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from model import plots
+from model import footprints_report, plots
 from model.render import to_html, to_markdown
 
 
@@ -37,6 +37,7 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
         else:
             figures["prior_posterior.png"] = plots.png(plots.prior_posterior(idata))
             figures["readings.png"] = plots.png(plots.readings_chart(summary))
+            figures.update(footprints_report.figures(summary))
         if len(summary.get("history", [])) >= 2:
             figures["history.png"] = plots.png(plots.history_chart(summary))
         for name, data in figures.items():

@@ -22,6 +22,7 @@ def validate(path: str, as_of: str | None = None) -> Validated:
     """Load and check a case or programme folder as `capest estimate` does; raise InputError
     listing every problem found."""
     from model import load_case
+    from model.footprints_report import summary_block
     from model.priors import resolve_priors
     from model.programme import is_programme, load_programme, resolve_programme_priors
     from model.serials import serial_rows
@@ -41,4 +42,5 @@ def validate(path: str, as_of: str | None = None) -> Validated:
         if scenario.priors:
             resolve_priors(case, scenario=name)
     serial_rows(case)
+    summary_block(case)  # the footprints file, when the case has one
     return Validated(case.id, "case", len(case.evidence))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from model import plots, variables
+from model import plots, variables, voi
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -355,6 +355,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         *_scenario_blocks(summary),
         *_readings_blocks(summary),
         *_estimates_blocks(summary),
+        *voi.report_blocks(summary),
         *_stage_blocks(summary),
         *_diff_blocks(summary),
         *_history_blocks(summary),

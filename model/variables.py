@@ -135,13 +135,6 @@ QUANTITIES = (
         scale=LINEAR,
     ),
     _q(
-        "area_ratio",
-        "floor-area ratio (after / before)",
-        "ratio",
-        "total assembly floor area after / before, drawn per draw within its reading's range",
-        set(),
-    ),
-    _q(
         "log_gain_log",
         "elasticity x floor-area readings",
         "log scale",

@@ -101,7 +101,12 @@ def input_groups(post: xr.Dataset, names: list[str]) -> dict[str, np.ndarray]:
         x = column(n)
         if x is not None and np.ptp(x) > 0:
             groups[n] = x[:, None]
-    for joint in (("use_lag", "burst_sd"), ("export_share", "capacity_multiplier")):
+    effect = variables.select(variables.EFFECT)
+    # the lag with the other priors of the use (those the evidence-effect table leaves out),
+    # and what each valued quantity is made of (the registry's `inputs`)
+    stock = ("use_lag", *[n for n in variables.select(variables.PRIOR) if n not in effect])
+    made_of = [variables.REGISTRY[n].inputs for n in names if n in variables.REGISTRY]
+    for joint in dict.fromkeys([stock, *[m for m in made_of if len(m) > 1]]):
         cols = [column(n) for n in joint]
         if all(c is not None for c in cols):
             groups["+".join(joint)] = np.column_stack(cols)
@@ -111,11 +116,15 @@ def input_groups(post: xr.Dataset, names: list[str]) -> dict[str, np.ndarray]:
     return groups
 
 
+# Inputs the fit adds besides the registry's (model/fit.py with_elasticity, the bias vector).
+OTHER_LABELS = {
+    "area_ratio": "floor-area ratio (after / before, its reading settled)",
+    "source_bias": "the sources' shared biases",
+}
+
+
 def group_label(group: str) -> str:
-    return " and ".join(
-        "the sources' biases" if n == "source_bias" else variables.label(n)
-        for n in group.split("+")
-    )
+    return " and ".join(OTHER_LABELS.get(n) or variables.label(n) for n in group.split("+"))
 
 
 def _basis(x: np.ndarray, terms: int = SPLINE_TERMS) -> np.ndarray:

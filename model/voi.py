@@ -214,11 +214,14 @@ def evppi_one(
 # ------------------------------------------------------------------ EVSI (measurements)
 
 
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray:
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray:
+    """Quantiles `q` of `values` under each row of `weights` (simulations, draws): one sort
+    (of the values) serves every row."""
     order = np.argsort(values)
-    v, w = values[order], weights[order]
-    cum = np.cumsum(w) - 0.5 * w
-    return np.interp(q, cum / w.sum(), v)
+    v, w = values[order], weights[:, order]
+    cum = np.cumsum(w, axis=1) - 0.5 * w
+    cum /= cum[:, -1:] + 0.5 * w[:, -1:]
+    return np.array([np.interp(q, c, v) for c in cum])
 
 
 def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float = 1.0) -> dict:
@@ -234,8 +237,11 @@ def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float 
             # arviz-stats' psislw is LOO's: it takes a log-likelihood and smooths the ratios
             # exp(-log_lik). Ours are exp(+log_lik) (adding a row), hence the minus sign.
             log_w[s], k[s] = array_stats.psislw(-row, r_eff=r_eff)
-        except ValueError:  # "all tail values are the same": equal weights, nothing learnt
-            log_w[s], k[s] = 0.0, 0.0
+        except ValueError:
+            # "All tail values are the same": the largest ratios are tied (draws that predict
+            # the value exactly alike, e.g. a reading with a point ratio). A flat tail needs
+            # no smoothing: plain importance weights, k taken as 0 (no heavy tail).
+            log_w[s], k[s] = row - row.max(), 0.0
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)
     out = {"pareto_k": np.asarray(k)}
@@ -244,8 +250,8 @@ def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float 
         m = w @ logy
         var_log = np.maximum(w @ logy**2 - m**2, 0.0)
         var_units = np.maximum(w @ y**2 - (w @ y) ** 2, 0.0)
-        widths = np.array([np.diff(weighted_quantile(y, ws, TAILS))[0] for ws in w])
-        log_widths = np.array([np.diff(weighted_quantile(logy, ws, TAILS))[0] for ws in w])
+        widths = np.diff(weighted_quantiles(y, w, TAILS), axis=1)[:, 0]
+        log_widths = np.diff(weighted_quantiles(logy, w, TAILS), axis=1)[:, 0]
         s = len(w)
         out[name] = {
             "expected_sd_log": float(np.sqrt(var_log.mean())),

@@ -325,3 +325,18 @@ def test_evsi_agrees_with_brute_force_refits(tmp_path):
             evsi_var,
             brute,
         )
+
+
+def test_tied_draws_are_weighted_not_dropped():
+    """Draws that predict the measurement identically (a reading with a point ratio) tie the
+    largest importance ratios, where PSIS cannot fit a tail: plain importance weights are
+    used, and the result is that of weighting by the likelihood directly."""
+    rng = np.random.default_rng(4)
+    theta = np.where(rng.random(N) < 0.5, 0.0, rng.normal(2.0, 0.3, N))
+    y = np.array([0.0, 0.05])
+    log_lik = voi._logp_function(False)(y[:, None], theta[None, :], 0.1, 1e-12, 1.5)
+    got = voi.reweighted({"y": np.exp(theta)}, log_lik)["y"]["expected_sd_log"]
+    w = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    direct = np.sqrt(np.mean(w @ theta**2 - (w @ theta) ** 2))
+    assert got == pytest.approx(direct, rel=1e-6, abs=1e-9)

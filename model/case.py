@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from model import candidates
 from model.errors import InputError, Problem
 from model.evidence import (
     CASE_UNIT,
@@ -42,6 +43,7 @@ _SCHEMA: dict[str, set[str]] = {
         "serials",
         "stages",
         "footprints",
+        "candidates",  # measurements to value (model/candidates.py checks their keys)
     },
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
@@ -308,6 +310,9 @@ def load_case(
     window = Window(pd.Period(dates["window.start"], "M"), pd.Period(dates["window.end"], "M"))
     if window.end < window.start:
         raise InputError([bad("window.end", "the window ends before it starts")])
+    problems = candidates.check(settings, window, bad)
+    if problems:
+        raise InputError(problems)
     evidence_path = Path(evidence) if evidence else case_file.parent / str(settings["evidence"])
     evidence = load_evidence(evidence_path)
     if as_of is not None:

@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     hist = commands.add_parser("history", help="headline quantities of each past run of a case")
     hist.add_argument("case", help="case folder or case id")
     hist.add_argument("--reports-dir", default="reports", help="where report folders are")
+    nxt = commands.add_parser(
+        "next", help="what to measure next: the latest saved run's ranking (no sampling)"
+    )
+    nxt.add_argument("case", help="case folder or case id")
+    nxt.add_argument("--reports-dir", default="reports", help="where report folders are")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "estimate": estimate,
         "report": report_all,
         "validate": validate,
+        "next": what_next,
     }
     from model.errors import Busy, InputError
 
@@ -276,6 +282,28 @@ def history(args: argparse.Namespace) -> int:
             f"{q['p_capacity_doubled']['median']:>6.0%}  "
             f"{'passed' if r['passed'] else 'FAILED'}"
         )
+    return 0
+
+
+def what_next(args: argparse.Namespace) -> int:
+    """Print the latest run's "What to measure next" ranking from its summary.json."""
+    import json
+    from pathlib import Path
+
+    from model.voi import print_ranking
+
+    case_id = Path(args.case).name
+    path = Path(args.reports_dir) / case_id / "latest" / "summary.json"
+    if not path.is_file():
+        log.error(
+            "no saved run of %s under %s: run capest estimate first", case_id, args.reports_dir
+        )
+        return 2
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if "what_to_measure_next" not in summary:
+        log.error("%s predates 'what to measure next': run capest estimate again", path)
+        return 2
+    print(print_ranking(summary))
     return 0
 
 

@@ -11,7 +11,7 @@ import re
 
 import xarray as xr
 
-from model import footprints_report, plots, variables  # noqa: F401  (plots: tests patch model.report.plots.png)
+from model import footprints_report, plots, variables, voi  # noqa: F401  (plots: tests patch model.report.plots.png)
 from model.publish import monthly_csv, remove_incomplete, write_report  # noqa: F401
 from model.render import Link, md_text, to_html, to_markdown  # noqa: F401
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
@@ -264,6 +264,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         *_readings_blocks(summary),
         *footprints_report.report_blocks(summary),
         *_estimates_blocks(summary),
+        *voi.report_blocks(summary),
         *_stage_blocks(summary),
         *_diff_blocks(summary),
         *_history_blocks(summary),

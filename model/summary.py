@@ -263,8 +263,11 @@ def summarize(idata: xr.DataTree) -> dict:
     priors = json.loads(attrs["priors"])
     diagnostics = diagnose(idata)
     checks = [diagnostics_check(diagnostics), *run_checks(idata)]
+    from model.voi import what_to_measure_next
+
     return {
         **_header(attrs, diagnostics, checks),
+        **what_to_measure_next(idata),  # what_to_measure_next and value_of_learning
         "quantities": quantities(post, unit, window),
         "prior_quantities": quantities(prior, unit, window),
         "evidence_effect": evidence_effect(post, prior),

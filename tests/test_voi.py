@@ -1,0 +1,342 @@
+"""What to measure next (model/voi.py, model/candidates.py): checked against closed forms on a
+conjugate normal case, against brute-force refits on the real case (slow), and end to end:
+the summary's rows, the report's sentences and `capest next` show the same numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model import voi
+from model.candidates import Candidate
+from model.errors import InputError
+from tests.conftest import CASE, row
+
+# ------------------------------------------------------------------ closed forms (fast)
+
+N = 4000
+
+
+def _conjugate(seed: int = 1):
+    """theta ~ N(0, 1) as the posterior of the log of a positive quantity Y = exp(theta)."""
+    rng = np.random.default_rng(seed)
+    return rng, rng.normal(size=N)
+
+
+def test_evsi_matches_the_conjugate_normal_closed_form():
+    """Observing y ~ N(theta, s) leaves posterior variance 1 / (1 + 1 / s^2) whatever y is:
+    the PSIS-reweighted posterior through the observation model's normal density must give
+    it within its Monte Carlo error."""
+    rng, theta = _conjugate()
+    for s in (0.5, 2.0):
+        y = theta[rng.integers(0, N, 200)] + s * rng.normal(size=200)
+        log_lik = voi._logp_function(False)(y[:, None], theta[None, :], s, 1e-12, 1.5)
+        out = voi.reweighted({"y": np.exp(theta)}, log_lik)
+        exact = np.sqrt(1 / (1 + 1 / s**2))
+        got = out["y"]["expected_sd_log"]
+        assert abs(got - exact) < 3 * out["y"]["mcse_sd_log"] + 0.01 * exact, (s, got, exact)
+        # 80% width of a normal with that sd (on the log scale)
+        assert out["y"]["expected_interval_80_log_width"] == pytest.approx(
+            2 * 1.2816 * exact, rel=0.05
+        )
+        assert np.quantile(out["pareto_k"], 0.9) < voi.PARETO_K_MAX
+
+
+def test_the_closed_form_check_catches_a_likelihood_with_the_wrong_sign():
+    """The trap this module avoids (arviz-stats' psislw negates its input, as LOO needs):
+    weights of the wrong sign must fail the closed-form check above."""
+    rng, theta = _conjugate()
+    y = theta[rng.integers(0, N, 300)] + 0.5 * rng.normal(size=300)
+    log_lik = -0.5 * ((y[:, None] - theta[None, :]) / 0.5) ** 2
+    wrong = voi.reweighted({"y": np.exp(theta)}, -log_lik)["y"]["expected_sd_log"]
+    assert abs(wrong - np.sqrt(0.2)) > 0.1
+
+
+def test_evppi_matches_the_closed_form_of_an_additive_normal_model():
+    """Y = theta1 + theta2 + noise (sd 0.5): knowing theta1 leaves Var = 1.25, knowing both
+    leaves 0.25; a nonlinear term (sin) is recovered by the spline."""
+    rng, t1 = _conjugate(2)
+    t2, e = rng.normal(size=N), 0.5 * rng.normal(size=N)
+    y = t1 + t2 + e
+    one = voi.evppi_one(y, t1[:, None], log_scale=False)
+    both = voi.evppi_one(y, np.column_stack([t1, t2]), log_scale=False)
+    for got, exact in ((one, np.sqrt(1.25)), (both, 0.5)):
+        assert abs(got["expected_sd_scale"] - exact) < 3 * got["mcse_sd_scale"] + 0.02 * exact
+    curved = voi.evppi_one(np.sin(2 * t1) + e, t1[:, None], log_scale=False)
+    assert curved["expected_sd_scale"] == pytest.approx(0.5, rel=0.03)
+
+
+def test_evppi_of_an_irrelevant_input_is_the_current_sd():
+    rng, t1 = _conjugate(3)
+    y = rng.normal(size=N)
+    got = voi.evppi_one(y, t1[:, None], log_scale=False)
+    assert got["expected_sd_scale"] == pytest.approx(np.std(y), rel=0.01)
+
+
+# --------------------------------------------------------------- candidates in case.toml
+
+
+def _with_candidates(case_copy, text: str):
+    path = case_copy / "case.toml"
+    path.write_text(path.read_text() + "\n" + text)
+    from model import load_case
+
+    return load_case(case_copy)
+
+
+def test_declared_candidates_are_loaded_and_saved(case_copy):
+    case = _with_candidates(
+        case_copy,
+        '[candidates.march-count]\nkind = "launches"\nstart = "2025-03"\nend = "2025-03"\n'
+        'reliability = "C"\n[candidates.sharp-imagery]\nkind = "area_ratio"\nprecision = 0.05\n',
+    )
+    from model.candidates import declared
+
+    got = declared(case.settings)
+    assert [c.words() for c in got] == [
+        "a launch count for March 2025 graded C",
+        "an imagery measurement of the floor-area ratio to ±5%",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ('kind = "lanches"\nstart = "2025-03"\nend = "2025-03"', "kind", "expected one of"),
+        (
+            'kind = "launches"\nstart = "2027-03"\nend = "2027-03"',
+            "start",
+            "inside the case window",
+        ),
+        ('kind = "transfers"\ndate = "2025-06-30"\ngrade = "B"', "grade", "unknown key"),
+        ('kind = "transfers"\nstart = "2025-06"', "date", "needs 'date'"),
+        ('kind = "launches"\nstart = "2025-03-05"\nend = "2025-03"', "start", "whole months"),
+        ('kind = "production"\nstart = "2025"\nend = "2025"\nreliability = "E"', "reliability", ""),
+        ('kind = "area_ratio"\nprecision = 0', "precision", "(0, 1]"),
+    ],
+)
+def test_a_bad_candidate_is_an_input_error_naming_its_key(case_copy, text, key, message):
+    with pytest.raises(InputError) as err:
+        _with_candidates(case_copy, f"[candidates.next]\n{text}\n")
+    problem = next(p for p in err.value.problems if p.column == f"candidates.next.{key}")
+    assert problem.file.endswith("case.toml") and problem.row.startswith("line")
+    assert message in problem.message
+
+
+def test_capest_validate_refuses_a_bad_candidate_with_exit_2(case_copy, capsys):
+    from model.cli import main
+
+    path = case_copy / "case.toml"
+    path.write_text(path.read_text() + '\n[candidates.x]\nkind = "serial"\n')
+    assert main(["validate", str(case_copy)]) == 2
+
+
+# --------------------------------------------------- on a real fit: summary, report, CLI
+
+
+@pytest.fixture(scope="module")
+def table(small_fit):
+    return voi.what_to_measure_next(small_fit, simulations=100)
+
+
+def test_every_candidate_is_valued_for_every_target(small_fit, table):
+    rows = table["what_to_measure_next"]
+    names = {r["candidate"] for r in rows}
+    quantities = {r["quantity"] for r in rows}
+    assert {"rate_before", "rate_after"} < quantities
+    assert any(q.startswith("production_") for q in quantities)
+    assert len(rows) == len(names) * len(quantities)
+    keys = {
+        "candidate",
+        "kind",
+        "quantity",
+        "expected_sd",
+        "expected_interval_80_width",
+        "current_interval_80_width",
+        "method",
+        "pareto_k",
+    }
+    for r in rows:
+        assert keys <= set(r)
+        # learning something never raises the expected variance (law of total variance)
+        assert r["expected_sd_log"] <= r["current_sd_log"] + 3 * r["mcse_sd_log"]
+    learning = table["value_of_learning"]
+    assert {"export_share", "capacity_multiplier", "area_ratio"} <= {x["input"] for x in learning}
+    after = {x["input"]: x for x in learning if x["quantity"] == "rate_after"}
+    # knowing both inputs beats knowing either
+    both = after["export_share+capacity_multiplier"]["expected_sd_log"]
+    assert both < after["export_share"]["expected_sd_log"]
+    assert both < after["capacity_multiplier"]["expected_sd_log"]
+
+
+def test_current_intervals_are_the_summary_numbers(small_fit, table):
+    from model.summary import quantities, window_of
+
+    q = quantities(
+        small_fit["posterior"].to_dataset(), small_fit.attrs["unit"], window_of(small_fit)
+    )
+    for r in table["what_to_measure_next"]:
+        if r["quantity"] in q:
+            assert r["current_interval_80"] == q[r["quantity"]]["intervals"]["0.8"]
+
+
+def _summary(small_fit, table) -> dict:
+    return {
+        "case_title": small_fit.attrs["case_title"],
+        "created": small_fit.attrs["created"],
+        "unit": small_fit.attrs["unit"],
+        **table,
+    }
+
+
+def test_report_section_and_capest_next_show_the_summary_numbers(
+    small_fit, table, tmp_path, capsys
+):
+    from model.cli import main
+    from model.report import to_markdown
+
+    summary = _summary(small_fit, table)
+    md = to_markdown(voi.report_blocks(summary))
+    assert "## What to measure next" in md
+    ranked = voi.ranking(summary)
+    assert ranked[0]["expected_sd_log"] <= ranked[-1]["expected_sd_log"]
+    folder = tmp_path / "reports" / small_fit.attrs["case_id"] / "latest"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert main(["next", str(CASE), "--reports-dir", str(tmp_path / "reports")]) == 0
+    printed = capsys.readouterr().out
+    for r in ranked:
+        text = voi.sentence(r, "production rate at full capacity after the expansion")
+        assert text in md and text in printed
+        assert f"{r['expected_sd_log']:.2f}" in text
+    assert main(["next", "no-such-case", "--reports-dir", str(tmp_path / "reports")]) == 2
+
+
+# ------------------------------------------------------------- brute force (slow)
+
+
+@pytest.mark.slow
+def test_evsi_agrees_with_brute_force_refits(tmp_path):
+    """Two candidates on the February 11 case: EVSI by PSIS reweighting (200 simulated
+    values) against brute force: the row added to the ledger, the model refitted for each of
+    20 values drawn from the posterior predictive, the posterior variance of log rate_after
+    averaged. They must agree within 3 combined Monte Carlo standard errors."""
+    import shutil
+
+    from model import load_case
+    from model.build import build_model
+    from model.fit import Sampler, SamplerSettings, fit
+    from model.observation import measurement_draw
+    from model.priors import resolve_priors
+    from model.summary import window_of
+
+    settings = SamplerSettings(draws=400, tune=400, chains=2, prior_draws=200)
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    base = fit(case, priors, settings, conditional=False, checks=False)
+    post = base["posterior"].to_dataset()
+    window = window_of(base)
+    export_start = pd.Timestamp(base.attrs["export_start"])
+    measurement = json.loads(base.attrs["measurement"])
+    values = voi.targets(post, base.attrs)
+    rate_after = {"rate_after": values["rate_after"]}
+    candidates = [
+        Candidate(
+            "production-2025",
+            "production",
+            pd.Timestamp("2025-01-01"),
+            pd.Timestamp("2025-12-31"),
+            reliability="C",
+        ),
+        Candidate("transfers-2025-12", "transfers", None, pd.Timestamp("2025-12-31")),
+    ]
+    rng = np.random.default_rng(7)
+    for candidate in candidates:
+        got = voi.evsi(
+            candidate,
+            post,
+            rate_after,
+            window,
+            export_start,
+            measurement,
+            "missiles",
+            simulations=200,
+            rng=rng,
+        )["rate_after"]
+        # brute force: the row in a copy of the ledger, one compiled model, 20 refits
+        folder = tmp_path / candidate.name
+        shutil.copytree(CASE, folder)
+        ledger = folder / "evidence.csv"
+        start = "" if candidate.start is None else f"{candidate.start:%Y-%m-%d}"
+        with ledger.open("a") as f:
+            f.write(
+                row(
+                    id=f"candidate-{candidate.name}",
+                    kind=candidate.kind,
+                    period_start=start,
+                    period_end=f"{candidate.end:%Y-%m-%d}",
+                    value="100",
+                    reliability=candidate.reliability,
+                    date_reported="2026-01-15",
+                )
+                + ",,,,\n"
+            )
+        added = load_case(folder)
+        model = build_model(added, priors)
+        sampler = Sampler(model, settings)
+        ids = list(model.coords["obs"])
+        i = ids.index(f"candidate-{candidate.name}")
+        mu, sigma, _ = voi.candidate_measurement(
+            candidate, post, window, export_start, measurement, "missiles"
+        )
+        variances = []
+        for j in range(20):
+            pick = rng.integers(0, len(mu))
+            y = float(
+                measurement_draw(
+                    mu[pick],
+                    sigma,
+                    None,
+                    None,
+                    None,
+                    measurement["outlier_share"],
+                    measurement["outlier_sd"],
+                    rng=rng,
+                )
+            )
+            data = {
+                k: sampler.defaults[k].copy()
+                for k in ("evidence_observed", "evidence_lower", "evidence_upper")
+            }
+            data["evidence_observed"][i] = y
+            data["evidence_lower"][i], data["evidence_upper"][i] = y - 1.0, y + 1.0
+            refit = sampler.sample(None, settings.seed + j, **data)
+            variances.append(float(np.var(np.log(refit["posterior"]["rate_after"].to_numpy()))))
+        brute = np.mean(variances)
+        brute_se = np.std(variances, ddof=1) / np.sqrt(len(variances))
+        evsi_var = got["expected_sd_log"] ** 2
+        evsi_se = 2 * got["expected_sd_log"] * got["mcse_sd_log"]
+        print(candidate.name, evsi_var, evsi_se, brute, brute_se)
+        assert abs(evsi_var - brute) < 3 * np.hypot(evsi_se, brute_se), (
+            candidate.name,
+            evsi_var,
+            brute,
+        )
+
+
+def test_tied_draws_are_weighted_not_dropped():
+    """Draws that predict the measurement identically (a reading with a point ratio) tie the
+    largest importance ratios, where PSIS cannot fit a tail: plain importance weights are
+    used, and the result is that of weighting by the likelihood directly."""
+    rng = np.random.default_rng(4)
+    theta = np.where(rng.random(N) < 0.5, 0.0, rng.normal(2.0, 0.3, N))
+    y = np.array([0.0, 0.05])
+    log_lik = voi._logp_function(False)(y[:, None], theta[None, :], 0.1, 1e-12, 1.5)
+    got = voi.reweighted({"y": np.exp(theta)}, log_lik)["y"]["expected_sd_log"]
+    w = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    direct = np.sqrt(np.mean(w @ theta**2 - (w @ theta) ** 2))
+    assert got == pytest.approx(direct, rel=1e-6, abs=1e-9)

@@ -307,10 +307,11 @@ def candidate_measurement(
     # as model/build.py: exports count from the export start (a share of its first month)
     share_of_month = np.clip(np.arange(window.n_months) + 1 - window.time_of(export_start), 0, 1)
     exported = _flat(post["export_share"])[:, None] * production * share_of_month
-    predicted = exported @ obs.transfer_weights[0] + production @ obs.production_weights[0]
-    if obs.launch_weights[0].any():
+    weights = obs.weights  # model/likelihood.py: what the row reads of each monthly path
+    predicted = exported @ weights["exported"][0] + production @ weights["production"][0]
+    if weights["use"][0].any():
         use = post["usage"].transpose("chain", "draw", "month").to_numpy()
-        predicted = predicted + use.reshape(-1, use.shape[-1]) @ obs.launch_weights[0]
+        predicted = predicted + use.reshape(-1, use.shape[-1]) @ weights["use"][0]
     return np.log1p(predicted), float(obs.sigma[0]), True
 
 

@@ -23,6 +23,7 @@ from model import MODEL_VERSION, __version__, variables
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
 from model.checks import PARETO_K, no_measured_rows
+from model.diagnostics import sample_with_retry
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
 from model.serials import serial_rows
@@ -83,6 +84,7 @@ class Sampler:
         self.defaults = {v.name: v.get_value() for v in model.data_vars}
         self.name = settings.sampler
         self.compiled = None
+        self.retries: list[dict] = []  # fits sampled again (diagnostics.sample_with_retry)
         if self.name == "nutpie":
             try:
                 import nutpie
@@ -96,16 +98,26 @@ class Sampler:
     def sample(
         self, weights: np.ndarray | None, seed: int, stage: str = "sampling", **data: np.ndarray
     ) -> xr.DataTree:
-        """Sample with these reading weights and any other pm.Data values (by name)."""
+        """Sample with these reading weights and any other pm.Data values (by name); a fit
+        that fails the diagnostics is sampled once more, more carefully (`self.retries`)."""
         self.watch.mark("other")
+        s = self.settings
         try:
-            return self._sample(weights, seed, data)
+            one, retry = sample_with_retry(
+                lambda **over: self._sample(weights, seed, dict(data), **over),
+                f"{stage}, seed {seed}",
+                s.target_accept,
+                s.tune,
+            )
+            if retry is not None:
+                self.retries.append(retry)
+            return one
         finally:
             # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
             self.watch.mark(stage)
 
-    def _sample(self, weights: np.ndarray | None, seed: int, data: dict) -> xr.DataTree:
-        s = self.settings
+    def _sample(self, weights: np.ndarray | None, seed: int, data: dict, **over) -> xr.DataTree:
+        s = dataclasses.replace(self.settings, **over)  # over: a retry's settings
         if weights is not None:  # None: a programme (each plant has its own weights)
             data["reading_weight"] = weights
         data = {**self.defaults, **data}
@@ -222,6 +234,7 @@ def fit(
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
+    idata.attrs["retries"] = json.dumps(sampler.retries)
     # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.
     timings = {k: round(v, 3) for k, v in watch.seconds.items()}
     timings |= {f"{k} (count)": n for k, n in watch.counts.items() if k != "other"}
@@ -265,7 +278,9 @@ def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
     if prior_families(alt) == prior_families(priors):
         one = sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix))
     else:
-        one = Sampler(build_model(case, alt), settings, sampler.watch).sample(alt_mix.weights, seed)
+        own = Sampler(build_model(case, alt), settings, sampler.watch)
+        one = own.sample(alt_mix.weights, seed)
+        sampler.retries += own.retries
     node = _headline(one)
     node.attrs["description"] = str(table.get("description", ""))
     changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}

@@ -298,6 +298,7 @@ def fit_programme(
     for plant in programme.plants:
         idata[f"evidence/{plant.id}"] = ledger_dataset(plant)
     idata.attrs.update(_provenance(programme, priors, hyper, settings, sampler.name))
+    idata.attrs["retries"] = json.dumps(sampler.retries)  # fits sampled again (diagnostics)
     # which of the two equivalent programme models ran (model/stacked.py), and why
     idata.attrs["programme_model"] = "stacked" if layout else "nested"
     idata.attrs["programme_model_reasons"] = json.dumps(why_not_stacked(programme, priors))

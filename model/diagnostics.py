@@ -60,6 +60,7 @@ def diagnose(idata: xr.DataTree) -> dict:
         ("conditional", "reading"),
         ("scenarios", "scenario"),
         ("influence_refits", "without row"),
+        ("source_refits", "without source"),
     ):
         if group in idata.children:
             for name, node in idata[group].children.items():

@@ -22,7 +22,7 @@ import xarray as xr
 from model import MODEL_VERSION, __version__, variables
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
-from model.checks import PARETO_K, no_measured_rows
+from model.checks import PARETO_K, no_measured_rows, sources_to_refit
 from model.diagnostics import sample_with_retry
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
@@ -229,6 +229,7 @@ def fit(
             idata[f"conditional/{name}"] = _headline(one)
     if checks:
         _influence_refits(idata, sampler, mix, settings)
+        _source_refits(idata, sampler, mix, settings)
         for name in case.settings.get("scenarios", {}):
             idata[f"scenarios/{name}"] = _scenario(case, priors, name, sampler, mix, settings)
 
@@ -261,6 +262,21 @@ def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, setti
         idata[f"influence_refits/{ids[j]}"] = _headline(
             sampler.sample(mix.weights, settings.seed + 100 + j, row_weight=weight)
         )
+
+
+def _source_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
+    """Refit without each source of several rows that PSIS cannot leave out reliably
+    (checks.sources_to_refit), keeping its rows' predictions for the source-influence check."""
+    ids = idata["posterior"]["obs"].to_numpy()
+    for j, (key, rows) in enumerate(sources_to_refit(idata).items()):
+        log.info("refitting without the source %s (%d rows)", key, len(rows))
+        weight = (~np.isin(ids, rows)).astype(float)
+        one = sampler.sample(mix.weights, settings.seed + 500 + j, row_weight=weight)
+        node = _headline(one)
+        post = one["posterior"].to_dataset()
+        for name in ("predicted", "measurement_sd"):
+            node[name] = post[name].sel(obs=rows)
+        idata[f"source_refits/{key}"] = node
 
 
 def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:

@@ -97,6 +97,9 @@ def combine(fits: list[dict]) -> dict:
 # tuning a better-adapted mass matrix. Only a fit that still fails marks the report FAILED.
 RETRY_TARGET_ACCEPT = 0.98
 RETRY_TUNE_FACTOR = 2
+# A run with fewer draws than this is a quick look (the tests' small fits, the notebook's): it
+# cannot be expected to reach the ESS rule however it is tuned, so it is not sampled again.
+RETRY_MIN_DRAWS = 2 * MIN_ESS_BULK
 
 
 def retry_settings(target_accept: float, tune: int) -> dict:

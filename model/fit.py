@@ -23,7 +23,7 @@ from model import MODEL_VERSION, __version__, variables
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
 from model.checks import PARETO_K, no_measured_rows, sources_to_refit
-from model.diagnostics import sample_with_retry
+from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
 from model.serials import serial_rows
@@ -85,6 +85,9 @@ class Sampler:
         self.name = settings.sampler
         self.compiled = None
         self.retries: list[dict] = []  # fits sampled again (diagnostics.sample_with_retry)
+        # Off unless the caller's fits are a report's (fit, fit_programme): calibration's many
+        # fits are judged as a set, and retrying the failing ones would change what it measures.
+        self.retry = False
         if self.name == "nutpie":
             try:
                 import nutpie
@@ -103,6 +106,8 @@ class Sampler:
         self.watch.mark("other")
         s = self.settings
         try:
+            if not self.retry or s.chains * s.draws < RETRY_MIN_DRAWS:
+                return self._sample(weights, seed, data)
             one, retry = sample_with_retry(
                 lambda **over: self._sample(weights, seed, dict(data), **over),
                 f"{stage}, seed {seed}",
@@ -168,6 +173,7 @@ def fit(
     mix = readings(case, priors["elasticity"])
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
+    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
     log.info("sampling %s with %s", case.id, sampler.name)
     idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
     rng = np.random.default_rng(settings.seed)
@@ -295,6 +301,7 @@ def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
         one = sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix))
     else:
         own = Sampler(build_model(case, alt), settings, sampler.watch)
+        own.retry = sampler.retry
         one = own.sample(alt_mix.weights, seed)
         sampler.retries += own.retries
     node = _headline(one)

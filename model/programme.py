@@ -265,6 +265,7 @@ def fit_programme(
 
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
+    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
     idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
     post = plant_layout(idata["posterior"].to_dataset())
     ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]

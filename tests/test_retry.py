@@ -62,6 +62,7 @@ def test_the_sampler_retries_through_its_hook_and_keeps_the_record():
     goes through it, and fit() saves sampler.retries in the fit's attrs (summary `retries`)."""
     sampler = Sampler.__new__(Sampler)  # no model: _sample is replaced below
     sampler.settings, sampler.watch, sampler.retries = SamplerSettings(), Stopwatch(), []
+    sampler.retry = True  # as fit() sets it
     seen = []
 
     def _sample(weights, seed, data, **over):
@@ -73,3 +74,24 @@ def test_the_sampler_retries_through_its_hook_and_keeps_the_record():
     assert seen[1] == {"target_accept": RETRY_TARGET_ACCEPT, "tune": 2000}
     assert [r["fit"] for r in sampler.retries] == ["sampling (main fit), seed 7"]
     assert sampler.retries[0]["passed"]
+
+
+def test_quick_runs_and_calibration_samplers_are_not_retried():
+    """A run of fewer draws than twice the ESS threshold (the tests' small fits) cannot reach the
+    ESS rule: it is not retried. A Sampler is retried only when its caller asks (fit does)."""
+    for settings, retry in (
+        (SamplerSettings(draws=200, chains=2), True),
+        (SamplerSettings(), False),
+    ):
+        sampler = Sampler.__new__(Sampler)
+        sampler.settings, sampler.watch, sampler.retries = settings, Stopwatch(), []
+        sampler.retry = retry
+        calls = []
+
+        def _sample(weights, seed, data, calls=calls, **over):
+            calls.append(over)
+            return fake_fit(2)
+
+        sampler._sample = _sample
+        sampler.sample(None, 7)
+        assert calls == [{}] and sampler.retries == []

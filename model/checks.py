@@ -383,7 +383,7 @@ def source_loo(idata: xr.DataTree) -> tuple[dict[str, list[str]], xr.DataArray, 
     summed = xr.concat([ll.sel(obs=rows).sum("obs") for rows in groups.values()], dim="source")
     tree = xr.DataTree.from_dict(
         {
-            "posterior": idata["posterior"].to_dataset()[INFLUENCED],
+            "posterior": idata["posterior"].to_dataset(),  # as the row-level loo: same k
             "log_likelihood": xr.Dataset({"source": summed.assign_coords(source=list(groups))}),
         }
     )
@@ -394,16 +394,17 @@ def source_loo(idata: xr.DataTree) -> tuple[dict[str, list[str]], xr.DataArray, 
 
 
 def sources_to_refit(idata: xr.DataTree) -> dict[str, list[str]]:
-    """Sources of several rows that PSIS cannot leave out reliably (Pareto k > PARETO_K), by
-    node name (`source_refits/<name>`): fit() refits without them. A one-row source is the
-    row-level refit (`influence_refits/<id>`)."""
+    """Sources that PSIS cannot leave out reliably (Pareto k > PARETO_K), by node name
+    (`source_refits/<name>`): fit() refits without them, after the row-level refits. A one-row
+    source that has its row-level refit (`influence_refits/<id>`) uses that one."""
     if no_measured_rows(idata):
         return {}
     groups, _, k = source_loo(idata)
+    refitted = idata["influence_refits"].children if "influence_refits" in idata.children else {}
     return {
         _slug(name): rows
         for (name, rows), kj in zip(groups.items(), k, strict=True)
-        if len(rows) > 1 and kj > PARETO_K
+        if kj > PARETO_K and (len(rows) > 1 or rows[0] not in refitted)
     }
 
 
@@ -442,7 +443,7 @@ def source_influence_check(idata: xr.DataTree) -> dict:
     for j, (source, ids) in enumerate(groups.items()):
         idx = [where[i] for i in ids]
         data = {c: rows[c][idx] for c in ("observed", "lower", "upper", "exact")}
-        node = source_refits.get(_slug(source)) if len(ids) > 1 else row_refits.get(ids[0])
+        node = source_refits.get(_slug(source), row_refits.get(ids[0]) if len(ids) == 1 else None)
         entry = {"rows": ids, "pareto_k": float(k[j])}
         if k[j] <= PARETO_K:
             w = _stacked(log_w.isel(source=j))

@@ -1,11 +1,15 @@
 """A fit that fails the sampler diagnostics is sampled once more, more carefully; only a fit
 that still fails fails the report."""
 
+import json
+
 import numpy as np
 import xarray as xr
 
 from model.diagnostics import RETRY_TARGET_ACCEPT, diagnose, sample_with_retry
 from model.fit import Sampler, SamplerSettings
+from model.report import report_blocks, to_markdown
+from model.summary import summarize
 from model.timing import Stopwatch
 
 
@@ -95,3 +99,22 @@ def test_quick_runs_and_calibration_samplers_are_not_retried():
         sampler._sample = _sample
         sampler.sample(None, 7)
         assert calls == [{}] and sampler.retries == []
+
+
+def test_the_summary_and_report_list_each_retry(small_fit):
+    record = {
+        "fit": "sampling, seed 20241225",
+        "failures": ["2 divergent transition(s)"],
+        "settings": {"target_accept": 0.9, "tune": 1000},
+        "retry_settings": {"target_accept": RETRY_TARGET_ACCEPT, "tune": 2000},
+        "retry_failures": [],
+        "passed": True,
+    }
+    tree = small_fit.copy()
+    tree.attrs["retries"] = json.dumps([record])
+    summary = summarize(tree)
+    assert summary["retries"] == [record]
+    page = to_markdown(report_blocks(summary, tree))
+    assert "1 fit(s) failed the diagnostics and were sampled once more" in page
+    assert "| sampling, seed 20241225 | 2 divergent transition(s) |" in page
+    assert f"target acceptance {RETRY_TARGET_ACCEPT}, 2000 tuning steps | passed |" in page

@@ -273,8 +273,8 @@ def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, setti
 def _source_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
     """Refit without each source of several rows that PSIS cannot leave out reliably
     (checks.sources_to_refit), keeping its rows' predictions for the source-influence check."""
-    ids = idata["posterior"]["obs"].to_numpy()
     for j, (key, rows) in enumerate(sources_to_refit(idata).items()):
+        ids = idata["posterior"]["obs"].to_numpy()
         log.info("refitting without the source %s (%d rows)", key, len(rows))
         weight = (~np.isin(ids, rows)).astype(float)
         one = sampler.sample(mix.weights, settings.seed + 500 + j, row_weight=weight)

@@ -22,7 +22,8 @@ import xarray as xr
 from model import MODEL_VERSION, __version__, variables
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
-from model.checks import PARETO_K, no_measured_rows
+from model.checks import PARETO_K, no_measured_rows, sources_to_refit
+from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
 from model.serials import serial_rows
@@ -83,6 +84,10 @@ class Sampler:
         self.defaults = {v.name: v.get_value() for v in model.data_vars}
         self.name = settings.sampler
         self.compiled = None
+        self.retries: list[dict] = []  # fits sampled again (diagnostics.sample_with_retry)
+        # Off unless the caller's fits are a report's (fit, fit_programme): calibration's many
+        # fits are judged as a set, and retrying the failing ones would change what it measures.
+        self.retry = False
         if self.name == "nutpie":
             try:
                 import nutpie
@@ -96,16 +101,28 @@ class Sampler:
     def sample(
         self, weights: np.ndarray | None, seed: int, stage: str = "sampling", **data: np.ndarray
     ) -> xr.DataTree:
-        """Sample with these reading weights and any other pm.Data values (by name)."""
+        """Sample with these reading weights and any other pm.Data values (by name); a fit
+        that fails the diagnostics is sampled once more, more carefully (`self.retries`)."""
         self.watch.mark("other")
+        s = self.settings
         try:
-            return self._sample(weights, seed, data)
+            if not self.retry or s.chains * s.draws < RETRY_MIN_DRAWS:
+                return self._sample(weights, seed, data)
+            one, retry = sample_with_retry(
+                lambda **over: self._sample(weights, seed, dict(data), **over),
+                f"{stage}, seed {seed}",
+                s.target_accept,
+                s.tune,
+            )
+            if retry is not None:
+                self.retries.append(retry)
+            return one
         finally:
             # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
             self.watch.mark(stage)
 
-    def _sample(self, weights: np.ndarray | None, seed: int, data: dict) -> xr.DataTree:
-        s = self.settings
+    def _sample(self, weights: np.ndarray | None, seed: int, data: dict, **over) -> xr.DataTree:
+        s = dataclasses.replace(self.settings, **over)  # over: a retry's settings
         if weights is not None:  # None: a programme (each plant has its own weights)
             data["reading_weight"] = weights
         data = {**self.defaults, **data}
@@ -156,6 +173,7 @@ def fit(
     mix = readings(case, priors["elasticity"])
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
+    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
     log.info("sampling %s with %s", case.id, sampler.name)
     idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
     rng = np.random.default_rng(settings.seed)
@@ -217,11 +235,13 @@ def fit(
             idata[f"conditional/{name}"] = _headline(one)
     if checks:
         _influence_refits(idata, sampler, mix, settings)
+        _source_refits(idata, sampler, mix, settings)
         for name in case.scenarios:
             idata[f"scenarios/{name}"] = _scenario(case, priors, name, sampler, mix, settings)
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
+    idata.attrs["retries"] = json.dumps(sampler.retries)
     # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.
     timings = {k: round(v, 3) for k, v in watch.seconds.items()}
     timings |= {f"{k} (count)": n for k, n in watch.counts.items() if k != "other"}
@@ -250,6 +270,21 @@ def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, setti
         )
 
 
+def _source_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
+    """Refit without each source of several rows that PSIS cannot leave out reliably
+    (checks.sources_to_refit), keeping its rows' predictions for the source-influence check."""
+    for j, (key, rows) in enumerate(sources_to_refit(idata).items()):
+        ids = idata["posterior"]["obs"].to_numpy()
+        log.info("refitting without the source %s (%d rows)", key, len(rows))
+        weight = (~np.isin(ids, rows)).astype(float)
+        one = sampler.sample(mix.weights, settings.seed + 500 + j, row_weight=weight)
+        node = _headline(one)
+        post = one["posterior"].to_dataset()
+        for name in ("predicted", "measurement_sd"):
+            node[name] = post[name].sel(obs=rows)
+        idata[f"source_refits/{key}"] = node
+
+
 def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
     """The case under one of its [scenarios.<name>]: other reading weights and/or priors.
     Same prior families: the compiled model is reused; otherwise the scenario compiles."""
@@ -262,7 +297,10 @@ def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
     if prior_families(alt) == prior_families(priors):
         one = sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix))
     else:
-        one = Sampler(build_model(case, alt), settings, sampler.watch).sample(alt_mix.weights, seed)
+        own = Sampler(build_model(case, alt), settings, sampler.watch)
+        own.retry = sampler.retry
+        one = own.sample(alt_mix.weights, seed)
+        sampler.retries += own.retries
     node = _headline(one)
     node.attrs["description"] = scenario.description
     changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}

@@ -265,6 +265,7 @@ def fit_programme(
 
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
+    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
     idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
     post = plant_layout(idata["posterior"].to_dataset())
     ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]
@@ -298,6 +299,7 @@ def fit_programme(
     for plant in programme.plants:
         idata[f"evidence/{plant.id}"] = ledger_dataset(plant)
     idata.attrs.update(_provenance(programme, priors, hyper, settings, sampler.name))
+    idata.attrs["retries"] = json.dumps(sampler.retries)  # fits sampled again (diagnostics)
     # which of the two equivalent programme models ran (model/stacked.py), and why
     idata.attrs["programme_model"] = "stacked" if layout else "nested"
     idata.attrs["programme_model_reasons"] = json.dumps(why_not_stacked(programme, priors))

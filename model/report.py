@@ -403,6 +403,27 @@ def _health_blocks(summary: dict) -> list[tuple]:
     ]
 
 
+def _retry_blocks(summary: dict) -> list[tuple]:
+    """Fits that failed the diagnostics and were sampled once more (the table shows the retry)."""
+    retries = summary.get("retries", [])
+    if not retries:
+        return [("p", "No fit needed a retry.")]
+    rows = [
+        [
+            r["fit"],
+            "; ".join(r["failures"]),
+            f"target acceptance {r['retry_settings']['target_accept']}, "
+            f"{r['retry_settings']['tune']} tuning steps",
+            "passed" if r["passed"] else "FAILED: " + "; ".join(r["retry_failures"]),
+        ]
+        for r in retries
+    ]
+    return [
+        ("p", f"{len(retries)} fit(s) failed the diagnostics and were sampled once more:"),
+        ("table", ["fit", "first attempt", "retry with", "retry"], rows),
+    ]
+
+
 def _diagnostics_blocks(summary: dict) -> list[tuple]:
     d = summary["diagnostics"]
     return [
@@ -413,6 +434,7 @@ def _diagnostics_blocks(summary: dict) -> list[tuple]:
             f"{d['thresholds']['min_ess_bulk']}, tail ESS ≥ {d['thresholds']['min_ess_tail']}, "
             "no divergences; every fit must pass.",
         ),
+        *_retry_blocks(summary),
         (
             "table",
             ["fit", "status", "max R-hat", "min bulk ESS", "min tail ESS", "divergences"],

@@ -318,6 +318,8 @@ def _header(attrs: dict, diagnostics: dict, checks: list[dict]) -> dict:
         "provenance": provenance(attrs),
         "passed": all(c["status"] != "fail" for c in checks),
         "diagnostics": diagnostics,
+        # fits that failed the diagnostics and were sampled again (diagnostics.sample_with_retry)
+        "retries": json.loads(attrs.get("retries", "[]")),
         "checks": checks,
     }
 

@@ -55,7 +55,7 @@ QUANTITIES = (
         "exported flow before the expansion",
         "{unit}/month",
         "exported units a month before the expansion",
-        {PRIOR_DRAW, SHOWN, EFFECT},
+        {PRIOR_DRAW, SHOWN, EFFECT, REFIT},
     ),
     _q(
         "rate_before",

@@ -5,7 +5,10 @@ import pytest
 
 from model.checks import (
     _weighted_median,
+    busiest_months_share,
     influence_check,
+    launches_within_transfers,
+    loo_pit_ecdf_check,
     posterior_predictive_check,
     prior_predictive_check,
     sensitivity_check,
@@ -68,4 +71,60 @@ def test_influence_names_real_rows_and_is_zero_for_a_row_with_no_information(sma
     # leaving it out cannot move the estimate by more than Monte Carlo noise (0.05 sd here)
     assert inf["shifts"]["rate_after"]["launches-firstpost-2025-04-24"] == pytest.approx(
         0, abs=0.05
+    )
+
+
+def scaled(fit, kind, factor):
+    """A copy of the fit whose rows of `kind` state `factor` times their counts (values and
+    bounds): a stream off by that factor, against a posterior fitted to the real counts."""
+    tree = fit.copy()
+    const, obs = tree["constant_data"].to_dataset(), tree["observed_data"].to_dataset()
+    moved = const["kind"] == kind
+    shift = np.log(factor)  # log1p(x * f) ~ log1p(x) + log f for counts well above 1
+    tree["observed_data"] = obs.assign(
+        evidence=obs["evidence"].where(~moved, obs["evidence"] + shift)
+    )
+    tree["constant_data"] = const.assign(
+        lower=const["lower"].where(~moved, const["lower"] + shift),
+        upper=const["upper"].where(~moved, const["upper"] + shift),
+    )
+    return tree
+
+
+def test_time_pattern_and_pit_ecdf_checks_pass_on_the_real_case(small_fit):
+    for check in (launches_within_transfers, busiest_months_share, loo_pit_ecdf_check):
+        result = check(small_fit)
+        assert result["status"] == "pass", result["finding"]
+    shares = busiest_months_share(small_fit)["shares"]  # August and September of the half-year
+    assert list(shares) == ["launches-yomiuri-2024-h2"]
+    assert shares["launches-yomiuri-2024-h2"] == pytest.approx(48 / 74)
+
+
+def test_a_launch_surge_the_stated_transfers_cannot_supply_fails(small_fit):
+    # 300 launched by 27 Feb 2024 (the prosecutors said 50), while at most 120 had been
+    # transferred by 14 June: the stock cannot supply it.
+    tree = with_observed(small_fit, ["launches-prosecutors-2024-02-27"], np.log1p(300))
+    result = launches_within_transfers(tree)
+    assert result["status"] == "fail", result["finding"]
+    assert result["worst_pair"] == ["launches-prosecutors-2024-02-27", "transfers-shin-2024-06-14"]
+    # the per-row check allows for an outlier and does not see it
+    assert posterior_predictive_check(tree)["status"] == "pass"
+
+
+def test_a_monthly_count_off_by_three_fails_the_busiest_months_check(small_fit):
+    # August 2024 reported as 72 instead of 24: August and September would hold more than all
+    # of the second half-year's 74
+    tree = with_observed(small_fit, ["launches-yomiuri-2024-08"], np.log1p(72))
+    result = busiest_months_share(tree)
+    assert result["status"] == "fail", result["finding"]
+    # the per-row check flags August at most, a warning that does not fail the run
+    assert posterior_predictive_check(tree)["status"] != "fail"
+
+
+def test_launch_counts_off_by_two_fail_the_loo_pit_ecdf(small_fit):
+    result = loo_pit_ecdf_check(scaled(small_fit, "launches", 2))
+    assert result["streams"]["launches"]["status"] == "fail" and result["status"] == "fail"
+    assert result["streams"]["transfers"]["status"] == "pass"
+    assert (
+        "launches (p = " in result["finding"] and "above what the rest predict" in result["finding"]
     )

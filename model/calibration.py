@@ -42,7 +42,7 @@ from scipy import stats
 from model.build import build_model, readings
 from model.case import Case
 from model.diagnostics import check
-from model.distribute import Job, cached, job_seed, run, structural_key
+from model.distribute import Job, cached, cluster, job_seed, run, structural_key
 from model.fit import Sampler, SamplerSettings, with_elasticity
 from model.observation import UNBOUNDED, observations
 from model.priors import Priors
@@ -591,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
     case = load_case(args.case)
-    result = run_all(case, resolve_priors(case), args.size, args.seed, args.scheduler, args.workers)
+    with cluster(args.scheduler, args.workers, SIZES[args.size]["sims"]) as client:
+        result = run_all(case, resolve_priors(case), args.size, args.seed, client)
     out = Path(args.out)
     write_figures(result, out)
     for c in result["controls"]:

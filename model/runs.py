@@ -1,4 +1,4 @@
-"""Unattended runs: a lock per case, every case in its own process, and an index page.
+"""Unattended runs: a lock per case, every case as a job (model/distribute.py), an index page.
 
 A scheduler calls `capest report --all`: each case under data/cases/ is estimated as a job on
 a Dask cluster (model/distribute.py: a local one of up to `jobs` processes, or an existing

@@ -81,7 +81,7 @@ def main() -> None:
         speedup = one["seconds"] / two["seconds"]
         print(f"| {one['what']} | {one['seconds']:.0f} s | {two['seconds']:.0f} s | "
               f"{speedup:.2f}x | {speedup / 2:.0%} |")  # fmt: skip
-    record = {"cores": os.cpu_count(), "load_before": os.getloadavg(), "rows": rows, **vars(args)}
+    record = {"cores": os.cpu_count(), "load_at_end": os.getloadavg(), "rows": rows, **vars(args)}
     (ROOT / "benchmarks" / "distribute.json").write_text(json.dumps(record, indent=1) + "\n")
 
 

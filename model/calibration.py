@@ -584,8 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="processes of the local cluster (default: the number of cores; 1: this process)",
+        # each fit samples its chains on SamplerSettings.cores threads, so one worker per that
+        # many cores; on 2 cores that is 1 (this process): a second worker only added a compile
+        # (benchmarks/README.md, "Distribution")
+        default=max(1, (os.cpu_count() or 1) // SamplerSettings().cores),
+        help="processes of the local cluster (default: cores / the sampler's threads per fit; "
+        "1: this process)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

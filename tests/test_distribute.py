@@ -31,7 +31,9 @@ class Cluster:
     def __init__(self, folder: Path, workers: int = 2):
         self.file = folder / "scheduler.json"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the workers import model/ and tests/
-        common = {"env": env, "cwd": folder, "start_new_session": True}
+        # each in its own session (stopped as a group), and gone with this process even if it
+        # is killed before the fixture's teardown (Linux: the parent-death signal)
+        common = {"env": env, "cwd": folder, "start_new_session": True, "preexec_fn": _die_with_us}
         common |= {"stdout": subprocess.DEVNULL, "stderr": open(folder / "dask.log", "ab")}
         self.processes = [
             subprocess.Popen(
@@ -87,6 +89,12 @@ class Cluster:
                 with _gone():
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def _die_with_us() -> None:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _gone():

@@ -52,9 +52,10 @@ lint: $(VENV)/.dev
 
 # Simulation-based calibration and its negative controls (sizes: SIZES["full"] in
 # model/calibration.py); figures and calibration.json into reports/calibration/. Exits 1 if
-# the calibration fails or a control passes.
+# the calibration fails or a control passes. The simulations run on a local Dask cluster (one
+# process per two cores), or on an existing one: make calibrate SCHEDULER=tcp://host:8786
 calibrate: $(VENV)/.runtime
-	$(BIN)/python -m model.calibration --case $(CASE) --size full --out reports/calibration
+	$(BIN)/python -m model.calibration --case $(CASE) --size full --out reports/calibration $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/run.py

@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from scipy import stats
 from model.build import build_model, readings
 from model.case import Case
 from model.diagnostics import check
+from model.distribute import Job, cached, cluster, job_seed, run, structural_key
 from model.fit import Sampler, SamplerSettings, with_elasticity
 from model.observation import UNBOUNDED, observations
 from model.priors import Priors
@@ -232,11 +234,14 @@ def calibrate(
     settings: SamplerSettings | None = None,
     control: str | None = None,
     sampler: Sampler | None = None,
+    client=None,
 ) -> dict:
     """Run SBC: simulate from `priors` with the real case's bound types, fit each simulation
     (under a `control`, with that likelihood bug), return coverage, rank uniformity tests,
     z-scores and contractions, and the sampler's diagnostics. `sampler`: a compiled model of
-    `priors` to reuse (not for noise_halved, which compiles its own)."""
+    `priors` to reuse in this process (not for noise_halved, which compiles its own). The
+    simulations run as jobs (model/distribute.py) on the Dask `client`'s cluster, or here
+    when it is None."""
     if control is not None and control not in CONTROLS:
         raise ValueError(f"unknown control {control!r}: one of {sorted(CONTROLS)}")
     settings = settings or SamplerSettings(draws=500, tune=500, chains=4, seed=seed)
@@ -268,35 +273,53 @@ def calibrate(
     real_bounds = case.evidence.set_index("id").loc[obs.ids, "bound"].to_numpy(dtype=str)
     report = report_rows(evidence[:sims], evidence[sims:], real_bounds)
 
+    # Each simulation is a job (model/distribute.py): run here one after another, or on a
+    # Dask cluster; its seed comes from the run's seed and its index, and the worker compiles
+    # the fit's model once (distribute.cached) for all the simulations it is given.
+    fit_priors = priors
     if control == "noise_halved":
-        halved = {g: s / 2 for g, s in priors.noise.items()}
-        fit_model = build_model(case, dataclasses.replace(priors, noise=halved))
-        sampler = Sampler(fit_model, settings)
-    sampler = sampler or Sampler(model, settings)
+        fit_priors = dataclasses.replace(priors, noise={g: s / 2 for g, s in priors.noise.items()})
+    # the seed is not part of the model: one compiled model serves every seed
+    model_key = structural_key(
+        case, case.evidence.to_csv(), fit_priors, dataclasses.replace(settings, seed=0)
+    )
+    if sampler is not None and control != "noise_halved":
+        cached(model_key, lambda: sampler)  # the caller's compiled model, reused in this process
     fitting = time.perf_counter()
-    ranks = {q: np.zeros(sims, dtype=int) for q in names}
-    inside = {(q, p): np.zeros(sims, dtype=bool) for q in names for p in LEVELS}
-    z = {q: np.zeros(sims) for q in names}
-    contraction = {q: np.zeros(sims) for q in names}
-    fits = []
-    for i in range(sims):
-        one = sampler.sample(mix.weights, seed + 1 + i, **fit_view(report, i, control))
-        post = quantity_draws(with_elasticity(one["posterior"].to_dataset(), mix, rng), names)
-        # the report's own rules (R-hat, bulk and tail ESS, divergences) on every fit
-        fits.append(check(post, one["sample_stats"]["diverging"], f"simulation {i}", names))
-        for q in names:
-            draws = post[q].to_numpy()  # (chain, draw)
-            t = truth[q][i]
-            thinned = draws.ravel(order="F")[:: max(1, draws.size // RANK_DRAWS)][:RANK_DRAWS]
-            ranks[q][i] = int((thinned < t).sum())
-            for p in LEVELS:
-                lo, hi = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2])
-                inside[q, p][i] = lo <= t <= hi
-            d, u = scale(draws, q in logged), scale(t, q in logged)
-            z[q][i] = (d.mean() - u) / d.std()
-            contraction[q][i] = 1 - d.var() / prior_var[q]
-        if (i + 1) % 20 == 0:
-            log.info("calibration %s: %d of %d simulations", control or "", i + 1, sims)
+    jobs = [
+        Job(
+            f"{control or 'model'} simulation {i}",
+            fit_simulation,
+            (model_key, case, fit_priors, settings, fit_view(report, i, control)),
+            {
+                "seed": job_seed(seed, i),
+                "truth": {q: float(truth[q][i]) for q in names},
+                "names": names,
+                "logged": logged,
+                "prior_var": prior_var,
+                "label": f"simulation {i}",
+            },
+        )
+        for i in range(sims)
+    ]
+
+    def progress(result, done: int, total: int) -> None:
+        if not result.ok:
+            log.error("calibration %s: %s failed: %s", control or "", result.name, result.error)
+        if done % 20 == 0 or done == total:
+            log.info("calibration %s: %d of %d simulations", control or "", done, total)
+
+    results = run(jobs, client, on_done=progress)
+    broken = [f"{r.name}: {r.error}" for r in results if not r.ok]
+    if broken:
+        raise RuntimeError(f"{len(broken)} of {sims} simulations failed: " + "; ".join(broken))
+    ranks = {q: np.array([r.value["rank"][q] for r in results]) for q in names}
+    inside = {
+        (q, p): np.array([r.value["inside"][q][p] for r in results]) for q in names for p in LEVELS
+    }
+    z = {q: np.array([r.value["z"][q] for r in results]) for q in names}
+    contraction = {q: np.array([r.value["contraction"][q] for r in results]) for q in names}
+    fits = [r.value["fit"] for r in results]
 
     tests = len(names) * len(LEVELS)
     coverage = []
@@ -354,6 +377,51 @@ def calibrate(
         "seconds": time.perf_counter() - start,
         "seconds_per_simulation": (time.perf_counter() - fitting) / sims,
     }
+
+
+def fit_simulation(
+    model_key: str,
+    case: Case,
+    priors: Priors,
+    settings: SamplerSettings,
+    data: dict[str, np.ndarray],
+    *,
+    seed: int,
+    truth: dict[str, float],
+    names: list[str],
+    logged: set[str],
+    prior_var: dict[str, float],
+    label: str,
+) -> dict:
+    """Fit one simulated evidence set (`data`: its pm.Data values) and place the truth among
+    the posterior draws: a job of `calibrate`, on whichever worker; the model is compiled once
+    per worker (`model_key`: what it is built from)."""
+    sampler = cached(model_key, lambda: Sampler(build_model(case, priors), settings))
+    mix = readings(case, priors["elasticity"])
+    one = sampler.sample(mix.weights, seed, **data)
+    rng = np.random.default_rng(seed)  # the elasticity's draws, from this job's own seed
+    post = quantity_draws(with_elasticity(one["posterior"].to_dataset(), mix, rng), names)
+    out = {
+        # the report's own rules (R-hat, bulk and tail ESS, divergences) on every fit
+        "fit": check(post, one["sample_stats"]["diverging"], label, names),
+        "rank": {},
+        "inside": {},
+        "z": {},
+        "contraction": {},
+    }
+    for q in names:
+        draws = post[q].to_numpy()  # (chain, draw)
+        t = truth[q]
+        thinned = draws.ravel(order="F")[:: max(1, draws.size // RANK_DRAWS)][:RANK_DRAWS]
+        out["rank"][q] = int((thinned < t).sum())
+        out["inside"][q] = {}
+        for p in LEVELS:
+            lo, hi = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2])
+            out["inside"][q][p] = bool(lo <= t <= hi)
+        d, u = scale(draws, q in logged), scale(t, q in logged)
+        out["z"][q] = float((d.mean() - u) / d.std())
+        out["contraction"][q] = float(1 - d.var() / prior_var[q])
+    return out
 
 
 def scale(x, log: bool):
@@ -476,17 +544,23 @@ def write_figures(result: dict, out: Path, prefix: str = "") -> None:
     plt.close(fig)
 
 
-def run_all(case: Case, priors: Priors, size: str = "full", seed: int = 1) -> dict:
+def run_all(
+    case: Case,
+    priors: Priors,
+    size: str = "full",
+    seed: int = 1,
+    client=None,
+) -> dict:
     """The calibration of the model and each of the size's negative controls, at SIZES[size];
-    the model's compiled sampler is shared by every run that does not change the model."""
+    each process (here, or each worker of the Dask `client`'s cluster) compiles the model once
+    for every run that does not change it (distribute.cached)."""
     s = SIZES[size]
     settings = SamplerSettings(draws=s["draws"], tune=s["tune"], chains=s["chains"], seed=seed)
-    sampler = Sampler(build_model(case, priors), settings)
-    result = calibrate(case, priors, s["sims"], seed, settings, sampler=sampler)
+    result = calibrate(case, priors, s["sims"], seed, settings, client=client)
     result["size"] = size
     result["controls"] = []
     for k, (name, sims) in enumerate(s["controls"].items()):
-        c = calibrate(case, priors, sims, seed + 10_000 * (k + 1), settings, name, sampler)
+        c = calibrate(case, priors, sims, seed + 10_000 * (k + 1), settings, name, client=client)
         result["controls"].append({"name": name, **c})
     return result
 
@@ -500,10 +574,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="reports/calibration")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="an existing Dask scheduler, e.g. tcp://host:8786 (default: $CAPEST_SCHEDULER, "
+        "else a local cluster of --workers)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        # each fit samples its chains on SamplerSettings.cores threads, so one worker per that
+        # many cores; on 2 cores that is 1 (this process): a second worker only added a compile
+        # (benchmarks/README.md, "Distribution")
+        default=max(1, (os.cpu_count() or 1) // SamplerSettings().cores),
+        help="processes of the local cluster (default: cores / the sampler's threads per fit; "
+        "1: this process)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     case = load_case(args.case)
-    result = run_all(case, resolve_priors(case), args.size, args.seed)
+    with cluster(args.scheduler, args.workers, SIZES[args.size]["sims"]) as client:
+        result = run_all(case, resolve_priors(case), args.size, args.seed, client)
     out = Path(args.out)
     write_figures(result, out)
     for c in result["controls"]:

@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         "reading gets it times the analyst's probability of its roles (default 1)",
     )
     foot.add_argument("--dry-run", action="store_true", help="print the rows, write nothing")
-    rep = commands.add_parser("report", help="estimate every case, each in its own process")
+    rep = commands.add_parser(
+        "report", help="estimate every case, each as a job on a local or remote Dask cluster"
+    )
     rep.add_argument("--all", action="store_true", required=True, help="every case in --cases-dir")
     rep.add_argument("--cases-dir", default="data/cases", help="default: data/cases")
     rep.add_argument("--reports-dir", default="reports", help="default: reports")
@@ -126,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs",
         type=_bounded(1, 256),
         default=os.cpu_count() or 1,
-        help="cases estimated at once (default: the number of cores)",
+        help="cases estimated at once on the local cluster (default: the number of cores)",
+    )
+    rep.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="an existing Dask scheduler, e.g. tcp://host:8786 (default: $CAPEST_SCHEDULER, "
+        "else a local cluster)",
     )
     for flag, kind in (
         ("--draws", DRAWS),
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
-    for noisy in ("pytensor", "pymc", "arviz", "numba", "matplotlib"):
+    for noisy in ("pytensor", "pymc", "arviz", "numba", "matplotlib", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run = {
         "history": history,
@@ -202,7 +211,7 @@ def report_all(args: argparse.Namespace) -> int:
         for k in ("draws", "tune", "chains", "seed")
         if (v := getattr(args, k)) is not None
     ]
-    return run_all(args.cases_dir, args.reports_dir, args.jobs, extra)
+    return run_all(args.cases_dir, args.reports_dir, args.jobs, extra, args.scheduler)
 
 
 def add_evidence(args: argparse.Namespace) -> int:

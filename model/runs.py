@@ -1,8 +1,9 @@
-"""Unattended runs: a lock per case, every case in its own process, and an index page.
+"""Unattended runs: a lock per case, every case as a job (model/distribute.py), an index page.
 
-A scheduler calls `capest report --all`: each case under data/cases/ is estimated in a
-separate process (up to `jobs` at once), the others finish even when one fails, and
-reports/index.html links the latest report of every case with its status.
+A scheduler calls `capest report --all`: each case under data/cases/ is estimated as a job on
+a Dask cluster (model/distribute.py: a local one of up to `jobs` processes, or an existing
+one), the others finish even when one fails, and reports/index.html links the latest report
+of every case with its status.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ import fcntl
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model.errors import Busy, InputError, Problem
@@ -105,58 +102,74 @@ def worst(codes: list[int]) -> int:
     return max((3 if c < 0 or c > 3 else c for c in codes), default=0)
 
 
-def run_all(cases_dir: str | Path, reports_dir: str | Path, jobs: int, extra: list[str]) -> int:
-    """Estimate every case in its own process; write the index; the worst exit code."""
+def estimate_case(case: str, reports_dir: str, extra: list[str]) -> tuple[int, str]:
+    """One case of `report --all`, as a job (model/distribute.py): `capest estimate` in this
+    process (a Dask worker's, or ours), its exit code and what it logged."""
+    import io
+
+    from model.cli import main
+
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        code = main(["estimate", case, "--reports-dir", reports_dir, *extra])
+    finally:
+        root.removeHandler(handler)
+    return code, captured.getvalue()
+
+
+def run_all(
+    cases_dir: str | Path,
+    reports_dir: str | Path,
+    jobs: int,
+    extra: list[str],
+    scheduler: str | None = None,
+) -> int:
+    """Estimate every case as a job (on a Dask cluster: model/distribute.py); write the index;
+    the worst exit code."""
+    from model.distribute import Job, cluster, run
+
     cases = case_folders(cases_dir)
     if not cases:
         log.error("no case.toml under %s", cases_dir)
         return 2
+    # absolute paths: a worker may run elsewhere (a remote one needs the same shared folders)
+    reports = str(Path(reports_dir).resolve())
+    work = [Job(c.name, estimate_case, (str(c.resolve()), reports, extra)) for c in cases]
+    codes: dict[str, int] = {}
 
-    done = 0
-    progress = threading.Lock()
+    def finished(result, done: int, total: int) -> None:
+        if result.ok:
+            code, text = result.value
+        else:  # the job itself broke (its worker kept dying, or a bug outside estimate)
+            code, text = 3, result.error + "\n"
+        codes[result.name] = code
+        if code != 0:  # whatever went wrong, in the case's own words
+            sys.stderr.write(f"--- {result.name} (exit {code}):\n{text}")
+        log.info(
+            "[%d/%d] finished %s: %s in %.0f s",
+            done,
+            total,
+            result.name,
+            outcome(code),
+            result.seconds,
+        )
 
-    def one(case: Path) -> tuple[Path, int, float]:
-        nonlocal done
-        start = time.perf_counter()
-        log.info("started %s", case.name)
-        cmd = [
-            sys.executable,
-            "-m",
-            "model.cli",
-            "estimate",
-            str(case),
-            "--reports-dir",
-            str(reports_dir),
-            *extra,
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        with progress:
-            done += 1
-            if out.returncode != 0:  # whatever went wrong, in the case's own words
-                sys.stderr.write(f"--- {case.name} (exit {out.returncode}):\n{out.stderr}")
-            log.info(
-                "[%d/%d] finished %s: %s in %.0f s",
-                done,
-                len(cases),
-                case.name,
-                outcome(out.returncode),
-                seconds,
-            )
-        return case, out.returncode, seconds
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(one, cases))
-    index = write_index(reports_dir, {c.name: code for c, code, _ in results})
-    failed = [c.name for c, code, _ in results if code != 0]
+    with cluster(scheduler, jobs, len(work)) as client:
+        run(work, client, on_done=finished)
+    index = write_index(reports_dir, codes)
+    failed = [c.name for c in cases if codes[c.name] != 0]
     log.info(
         "index written to %s; %d of %d case(s) did not pass%s",
         index,
         len(failed),
-        len(results),
+        len(cases),
         f": {', '.join(failed)}" if failed else "",
     )
-    return worst([code for _, code, _ in results])
+    return worst(list(codes.values()))
 
 
 def _index_row(reports_dir: Path, name: str, code: int | None) -> tuple[list, str]:

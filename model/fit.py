@@ -24,6 +24,7 @@ from model import MODEL_VERSION, __version__, variables
 from model.build import Readings, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
 from model.checks import PARETO_K, no_measured_rows
+from model.diagnostics import CHECKED, check
 from model.observation import measurement_draw, observations
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
 from model.reweight import (
@@ -269,6 +270,10 @@ class Alternatives:
         self.model, self.defaults, self.watch = model, defaults, watch
         self.reweight = reweight
         self._density: PriorDensity | None = None
+        # A main fit that fails its own diagnostics fails the run whatever else is done; a
+        # refit then cannot change the verdict, so only an untrustworthy k makes one.
+        names = [n for n in CHECKED if n in self.posterior]
+        self.main_passes = check(self.posterior, self.diverging, "mixture", names)["passed"]
 
     def prior_density(self) -> PriorDensity:
         """Compiled on first use (only cases with prior-only scenarios need it)."""
@@ -293,6 +298,14 @@ class Alternatives:
             node = reweighted(self.posterior, self.diverging, REFIT_VARS, weights)
             reason = refit_reason(weights, effective_sizes(node, REFIT_VARS, weights.efficiency))
             watch.mark("reweighting")
+            if reason and not self.main_passes and weights.pareto_k <= PARETO_K:
+                log.info(
+                    "%s: reweighted although %s: the main fit fails its diagnostics, so "
+                    "the run fails and a refit would not change that",
+                    what,
+                    reason,
+                )
+                return node
             if not reason:
                 log.info(
                     "%s: reweighted the main fit (Pareto k %.2f, efficiency %.2f)",

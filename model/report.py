@@ -20,6 +20,7 @@ from pathlib import Path
 import xarray as xr
 
 from model import plots, variables
+from model.reweight import how_obtained
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -407,6 +408,10 @@ def _headline_blocks(summary: dict) -> list[tuple]:
     ]
 
 
+def _paragraph(text: str) -> list[tuple]:
+    return [("p", text)] if text else []
+
+
 def _readings_blocks(summary: dict) -> list[tuple]:
     return [
         ("h2", "The size of the new building: estimate under each reading"),
@@ -431,6 +436,7 @@ def _readings_blocks(summary: dict) -> list[tuple]:
             ],
             [_reading_row(r) for r in summary["readings"]],
         ),
+        *_paragraph(how_obtained(summary["readings"], "reading")),
         ("img", "readings.png", FIGURES["readings.png"]),
     ]
 
@@ -1002,6 +1008,7 @@ def _scenario_blocks(summary: dict) -> list[tuple]:
             ],
             table,
         ),
+        *_paragraph(how_obtained(rows, "scenario")),
     ]
 
 

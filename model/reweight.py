@@ -19,12 +19,7 @@ from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
-import pymc as pm
-import pytensor
-import pytensor.tensor as pt
 import xarray as xr
-from pytensor.graph.replace import graph_replace
-from pytensor.graph.traversal import ancestors
 
 from model.checks import PARETO_K
 from model.diagnostics import MAX_RHAT, MIN_ESS_BULK, MIN_ESS_TAIL
@@ -74,7 +69,14 @@ class PriorDensity:
     """Log prior density of the model's free variables at posterior draws, as a function of
     the prior parameters (the model's pm.Data), compiled once for every scenario."""
 
-    def __init__(self, model: pm.Model):
+    def __init__(self, model):
+        # PyMC and PyTensor only here: the report (how_obtained) imports this module too.
+        import pymc as pm
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.graph.replace import graph_replace
+        from pytensor.graph.traversal import ancestors
+
         data = {d.name: d for d in model.data_vars}
         self.variables, self.data_names, terms = [], [], []
         for rv in model.free_RVs:
@@ -215,3 +217,20 @@ def probability(event: xr.DataArray, log_weight: xr.DataArray) -> float:
     """The weighted share of draws in which `event` holds."""
     w = np.exp(log_weight.transpose(*SAMPLE).to_numpy().ravel())
     return float(np.sum(w * event.transpose(*SAMPLE).to_numpy().ravel()) / w.sum())
+
+
+def how_obtained(rows: list[dict], key: str) -> str:
+    """One sentence for the report: which rows of a readings or scenarios table (summary.json)
+    are the main fit reweighted and which were refitted, and why."""
+    reweighted = [str(r[key]) for r in rows if r.get("method") == "reweighted"]
+    refitted = [r for r in rows if r.get("method") == "refit"]
+    parts = []
+    if reweighted:
+        parts.append(
+            f"{', '.join(reweighted)}: the main fit reweighted (Pareto-smoothed importance "
+            f"sampling; Pareto k <= {PARETO_K} and reweighted ESS >= {MIN_ESS_BULK})"
+        )
+    for r in refitted:
+        why = r.get("refit_reason", "")
+        parts.append(f"{r[key]}: refitted" + (f" ({why})" if why else ""))
+    return "How each row was obtained: " + "; ".join(parts) + "." if parts else ""

@@ -102,6 +102,26 @@ def test_refit_when_the_reweighted_ess_is_below_the_diagnostics_threshold():
     assert node.attrs["pareto_k"] <= 0.7  # the weights are fine: too few of them count
 
 
+def test_no_refit_for_ess_when_the_main_fit_fails_its_own_diagnostics():
+    """Too few draws in the main fit (it fails the ESS rule itself, so the run fails): a
+    refit could not change the verdict, so a reweighted result with too small an ESS stays
+    (and fails the diagnostics in its turn); a large k still refits."""
+    post = _draws(np.random.default_rng(5), n_chains=2, n_draws=150)  # 300 draws < 400
+    main = _alternatives(post)
+    assert not main.main_passes
+    calls = []
+    mild = xr.DataArray(np.log(post["rate_before"]).to_numpy(), dims=SAMPLE)
+    node = main.result("few", lambda: mild, _refit(post, calls))
+    assert calls == [] and node.attrs["method"] == "reweighted"
+    from model.reweight import check
+
+    assert any("reweighted bulk ESS" in f for f in check(node, "reading: x")["failures"])
+    z = (np.log(post["rate_before"]) - 2.5) / 0.4
+    far = xr.DataArray(3.0 * z.to_numpy() ** 2, dims=SAMPLE)
+    node = main.result("far", lambda: far, _refit(post, calls))
+    assert calls == [1] and node.attrs["method"] == "refit"
+
+
 def test_equal_weights_give_the_plain_quantiles_and_an_mcse():
     rng = np.random.default_rng(4)
     x = xr.DataArray(rng.normal(size=(4, 1000)), dims=SAMPLE)
@@ -175,3 +195,34 @@ def test_reweighted_readings_and_scenarios_match_their_refits():
             assert abs(w["median"] - r["median"]) <= 4 * se, (path, q, w["median"], r["median"])
             compared += 1
     assert compared >= 3 * 6  # most readings and scenarios reweight on this case
+
+
+def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_fit):
+    """What the user sees: a reading saved as the main fit reweighted has the weighted
+    quantiles of those draws in summary.json, is held to the diagnostics' rules (this small
+    fit has too few draws, so it fails them, saying why) and the report says how it was
+    obtained."""
+    from model.report import report_blocks
+    from model.reweight import reading_log_ratio, reweighted
+    from model.summary import summarize
+
+    tree = small_fit.copy()
+    post = tree["posterior"].to_dataset()
+    names = list(tree["conditional"]["size_of"].to_dataset().data_vars)
+    names.remove("diverging")
+    weights = psis(reading_log_ratio(post, "size_of"))
+    tree["conditional/size_of"] = reweighted(
+        post, tree["sample_stats"]["diverging"], names, weights
+    )
+    summary = summarize(tree)
+    row = next(r for r in summary["readings"] if r["reading"] == "size_of")
+    assert row["method"] == "reweighted" and row["pareto_k"] == pytest.approx(weights.pareto_k)
+    x = post["rate_after"].transpose(*SAMPLE).to_numpy().ravel()
+    w = np.exp(weights.log_weight.to_numpy().ravel())
+    assert row["rate_after"]["median"] == pytest.approx(weighted_quantile(x, w, 0.5))
+    fit = next(f for f in summary["diagnostics"]["fits"] if f["fit"] == "reading: size_of")
+    assert fit["method"] == "reweighted" and not fit["passed"]
+    assert any("reweighted bulk ESS" in f for f in fit["failures"])  # 400 draws in all
+    assert fit["min_ess_bulk"] < 400 and not summary["diagnostics"]["passed"]
+    text = " ".join(str(b[1]) for b in report_blocks(summary, tree) if b[0] == "p")
+    assert "size_of: the main fit reweighted" in text

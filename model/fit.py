@@ -5,6 +5,7 @@ return one DataTree holding the posterior, the prior, the evidence and the prove
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import subprocess
@@ -270,10 +271,13 @@ class Alternatives:
         self.model, self.defaults, self.watch = model, defaults, watch
         self.reweight = reweight
         self._density: PriorDensity | None = None
-        # A main fit that fails its own diagnostics fails the run whatever else is done; a
-        # refit then cannot change the verdict, so only an untrustworthy k makes one.
+
+    @functools.cached_property
+    def main_passes(self) -> bool:
+        """A main fit that fails its own diagnostics fails the run whatever else is done; a
+        refit then cannot change the verdict, so only an untrustworthy k makes one."""
         names = [n for n in CHECKED if n in self.posterior]
-        self.main_passes = check(self.posterior, self.diverging, "mixture", names)["passed"]
+        return check(self.posterior, self.diverging, "mixture", names)["passed"]
 
     def prior_density(self) -> PriorDensity:
         """Compiled on first use (only cases with prior-only scenarios need it)."""

@@ -41,9 +41,11 @@ class Weights:
 def psis(log_ratio: xr.DataArray) -> Weights:
     """Pareto-smoothed importance weights for these log density ratios (target over the
     sampled posterior), per draw."""
-    if np.ptp(log_ratio.to_numpy()) == 0.0:  # the same target: every draw counts alike
-        n = log_ratio.size
-        uniform = xr.full_like(log_ratio.transpose(*SAMPLE), -np.log(n), dtype=float)
+    values = log_ratio.to_numpy()
+    uniform = xr.full_like(log_ratio.transpose(*SAMPLE), -np.log(values.size), dtype=float)
+    if not np.isfinite(values).all():  # e.g. a reading of weight 0 in the main fit: refit
+        return Weights(uniform.rename(LOG_WEIGHT), np.inf, 0.0)
+    if np.ptp(values) == 0.0:  # the same target: every draw counts alike
         return Weights(uniform.rename(LOG_WEIGHT), 0.0, 1.0)
     # arviz-stats' psislw smooths the weights of -input (it is written for LOO, where the
     # ratios are 1 / likelihood), hence the minus sign.

@@ -226,3 +226,11 @@ def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_f
     assert fit["min_ess_bulk"] < 400 and not summary["diagnostics"]["passed"]
     text = " ".join(str(b[1]) for b in report_blocks(summary, tree) if b[0] == "p")
     assert "size_of: the main fit reweighted" in text
+
+
+def test_a_reading_the_main_fit_gives_no_weight_is_refitted():
+    post = _draws(np.random.default_rng(6))
+    never = xr.DataArray(np.full((4, 1000), -np.inf), dims=SAMPLE)  # log(0) responsibility
+    calls = []
+    node = _alternatives(post).result("weight 0", lambda: never, _refit(post, calls))
+    assert calls == [1] and "Pareto k inf" in node.attrs["refit_reason"]

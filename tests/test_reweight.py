@@ -208,8 +208,8 @@ def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_f
 
     tree = small_fit.copy()
     post = tree["posterior"].to_dataset()
-    names = list(tree["conditional"]["size_of"].to_dataset().data_vars)
-    names.remove("diverging")
+    from model.fit import REFIT_VARS as names
+
     weights = psis(reading_log_ratio(post, "size_of"))
     tree["conditional/size_of"] = reweighted(
         post, tree["sample_stats"]["diverging"], names, weights

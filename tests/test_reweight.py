@@ -225,7 +225,7 @@ def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_f
     assert any("reweighted bulk ESS" in f for f in fit["failures"])  # 400 draws in all
     assert fit["min_ess_bulk"] < 400 and not summary["diagnostics"]["passed"]
     texts = [str(b[1]) for b in report_blocks(summary, tree) if b[0] == "p"]
-    sentence = next(t for t in texts if t.startswith("How each row was obtained"))
+    sentence = next(t for t in texts if t.startswith("How each row") and "size_of" in t)
     assert "size_of" in sentence.split(": the main fit reweighted")[0]
 
 

@@ -320,7 +320,7 @@ def estimate(args: argparse.Namespace) -> int:
     """model/pipeline.py's run_estimate with the command's options; refused input exits 2."""
     from model.timing import Stopwatch
 
-    watch = Stopwatch()
+    watch = Stopwatch("estimate")
     from model.errors import Busy, InputError
     from model.fit import SamplerSettings
     from model.pipeline import run_estimate

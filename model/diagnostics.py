@@ -55,6 +55,8 @@ def check(
 
 def diagnose(idata: xr.DataTree) -> dict:
     """Checks of the main fit and of each conditional (one-reading) fit."""
+    from model import reweight  # it uses this module's thresholds
+
     fits = [check(idata["posterior"].to_dataset(), idata["sample_stats"]["diverging"], "mixture")]
     for group, label in (
         ("conditional", "reading"),
@@ -65,6 +67,9 @@ def diagnose(idata: xr.DataTree) -> dict:
         if group in idata.children:
             for name, node in idata[group].children.items():
                 ds = node.to_dataset()
+                if reweight.LOG_WEIGHT in ds:  # the main fit's draws, reweighted
+                    fits.append(reweight.check(ds, f"{label}: {name}"))
+                    continue
                 fits.append(check(ds.drop_vars("diverging"), ds["diverging"], f"{label}: {name}"))
     return combine(fits)
 

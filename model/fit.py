@@ -1,9 +1,11 @@
-"""Fit a case: compile once, sample the case and each reading of the size ratio, and return
-one DataTree holding the posterior, the prior, the evidence and the provenance."""
+"""Fit a case: compile once, sample the case once, get each reading of the size ratio and
+each scenario by reweighting that fit (or refitting when the weights cannot be trusted), and
+return one DataTree holding the posterior, the prior, the evidence and the provenance."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import subprocess
@@ -20,12 +22,20 @@ import pymc as pm
 import xarray as xr
 
 from model import MODEL_VERSION, __version__, variables
-from model.build import Readings, build_model, prior_data, prior_families, readings
+from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case, input_hash
 from model.checks import PARETO_K, no_measured_rows, sources_to_refit
-from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
-from model.observation import measurement_draw, observations
+from model.diagnostics import CHECKED, RETRY_MIN_DRAWS, check, sample_with_retry
+from model.observation import measurement_draw
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
+from model.reweight import (
+    PriorDensity,
+    effective_sizes,
+    psis,
+    reading_log_ratio,
+    refit_reason,
+    reweighted,
+)
 from model.serials import serial_rows
 from model.timing import Stopwatch
 
@@ -95,6 +105,7 @@ class Sampler:
                 log.warning("nutpie is not installed: falling back to PyMC's NUTS")
                 self.name = "pymc"
             else:
+                self.watch.begin("compiling the model for nutpie")
                 self.compiled = nutpie.compile_pymc_model(model, backend="numba")
         self.watch.mark("compile")
 
@@ -163,25 +174,29 @@ def fit(
     *,
     conditional: bool = True,
     checks: bool = True,
+    reweight: bool = True,
 ) -> xr.DataTree:
     """Posterior under the case's reading weights, plus (if `conditional`) the headline
-    quantities under each reading alone, and (if `checks`) the refits the health checks
-    need: each of the case's scenarios, and rows that PSIS-LOO cannot leave out reliably.
+    quantities under each reading alone, and (if `checks`) what the health checks need:
+    each of the case's scenarios, and refits without rows that PSIS-LOO cannot leave out
+    reliably. Readings and scenarios that change only priors of the same families are the
+    main fit reweighted (model/reweight.py) unless PSIS says the weights cannot be trusted;
+    then, or with `reweight=False`, they are refitted through the compiled model.
     Deterministic given inputs and settings.seed."""
-    watch = Stopwatch()
-    model = build_model(case, priors)
-    mix = readings(case, priors["elasticity"])
+    watch = Stopwatch("fit")
+    watch.begin("building the model")
+    model, mix, obs = build(case, priors)
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
     sampler.retry = True  # a fit that fails the diagnostics is sampled once more
-    log.info("sampling %s with %s", case.id, sampler.name)
+    watch.begin(f"sampling {case.id} with {sampler.name}")
     idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
     rng = np.random.default_rng(settings.seed)
-    obs = observations(case.evidence, case.window, priors.noise)
     _split_log_densities(idata, obs)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
     idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
 
+    watch.begin("prior predictive draws")
     with model, warnings.catch_warnings():
         # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
         # object mode and says so; that is expected and costs nothing measurable here.
@@ -228,16 +243,22 @@ def fit(
             )
         )
 
+    main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight)
     if conditional:
         for i, name in enumerate(mix.names):
-            log.info("sampling %s under the reading '%s' alone", case.id, name)
-            one = sampler.sample(np.eye(len(mix.names))[i], settings.seed + i + 1)
-            idata[f"conditional/{name}"] = _headline(one)
+            watch.begin(f"the reading '{name}' alone", i + 1, len(mix.names))
+            idata[f"conditional/{name}"] = main.result(
+                f"the reading '{name}' alone",
+                lambda name=name: reading_log_ratio(main.posterior, name),
+                lambda i=i: sampler.sample(np.eye(len(mix.names))[i], settings.seed + i + 1),
+            )
     if checks:
         _influence_refits(idata, sampler, mix, settings)
         _source_refits(idata, sampler, mix, settings)
-        for name in case.scenarios:
-            idata[f"scenarios/{name}"] = _scenario(case, priors, name, sampler, mix, settings)
+        scenarios = list(case.scenarios)
+        for i, name in enumerate(scenarios):
+            watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
+            idata[f"scenarios/{name}"] = _scenario(case, priors, name, main, sampler, settings)
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
@@ -247,6 +268,80 @@ def fit(
     timings |= {f"{k} (count)": n for k, n in watch.counts.items() if k != "other"}
     idata.attrs["timings"] = json.dumps(timings)
     return idata
+
+
+class Alternatives:
+    """The case under another reading or other priors: the main fit reweighted (PSIS) when
+    its weights can be trusted by the rules every fit meets, else a refit."""
+
+    def __init__(
+        self,
+        idata: xr.DataTree,
+        model: pm.Model,
+        defaults: dict[str, np.ndarray],
+        watch: Stopwatch,
+        reweight: bool = True,
+    ):
+        self.posterior = idata["posterior"].to_dataset()
+        self.diverging = idata["sample_stats"]["diverging"]
+        # the model and the pm.Data values the main fit was sampled with
+        self.model, self.defaults, self.watch = model, defaults, watch
+        self.reweight = reweight
+        self._density: PriorDensity | None = None
+
+    @functools.cached_property
+    def main_passes(self) -> bool:
+        """A main fit that fails its own diagnostics fails the run whatever else is done; a
+        refit then cannot change the verdict, so only an untrustworthy k makes one."""
+        names = [n for n in CHECKED if n in self.posterior]
+        return check(self.posterior, self.diverging, "mixture", names)["passed"]
+
+    def prior_density(self) -> PriorDensity:
+        """Compiled on first use (only cases with prior-only scenarios need it)."""
+        if self._density is None:
+            self._density = PriorDensity(self.model)
+        return self._density
+
+    def prior_log_ratio(self, data: dict[str, np.ndarray]) -> xr.DataArray:
+        """Log prior density under these pm.Data values over that of the main fit."""
+        density = self.prior_density()
+        base = self.defaults
+        return density(self.posterior, {**base, **data}) - density(self.posterior, base)
+
+    def result(self, what: str, log_ratio, refit, reason: str = "") -> xr.Dataset:
+        """`log_ratio()` gives the log density ratio of the target to the main posterior per
+        draw; `refit()` samples the target. `reason` (not empty) forces a refit."""
+        watch = self.watch
+        watch.mark("other")
+        weights = None
+        if self.reweight and not reason:
+            weights = psis(log_ratio())
+            node = reweighted(self.posterior, self.diverging, REFIT_VARS, weights)
+            reason = refit_reason(weights, effective_sizes(node, REFIT_VARS, weights.efficiency))
+            watch.mark("reweighting")
+            if reason and not self.main_passes and weights.pareto_k <= PARETO_K:
+                log.info(
+                    "%s: reweighted although %s: the main fit fails its diagnostics, so "
+                    "the run fails and a refit would not change that",
+                    what,
+                    reason,
+                )
+                return node
+            if not reason:
+                log.info(
+                    "%s: reweighted the main fit (Pareto k %.2f, efficiency %.2f)",
+                    what,
+                    weights.pareto_k,
+                    weights.efficiency,
+                )
+                return node
+        reason = reason or "reweighting switched off"
+        log.info("%s: refitting (%s)", what, reason)
+        node = _headline(refit())
+        node.attrs.update(method="refit", refit_reason=reason)
+        if weights is not None:
+            node.attrs.update(pareto_k=weights.pareto_k, efficiency=weights.efficiency)
+        return node
 
 
 def _headline(one: xr.DataTree) -> xr.Dataset:
@@ -261,8 +356,10 @@ def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, setti
         return
     k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k
     ids = idata["posterior"]["obs"].to_numpy()
-    for j in np.flatnonzero(k.to_numpy() > PARETO_K):
-        log.info("refitting without row %s (Pareto k %.2f)", ids[j], float(k[j]))
+    rows = np.flatnonzero(k.to_numpy() > PARETO_K)
+    for n, j in enumerate(rows):
+        what = f"refit without row {ids[j]} (Pareto k {float(k[j]):.2f})"
+        sampler.watch.begin(what, n + 1, len(rows))
         weight = np.ones(len(ids))
         weight[j] = 0.0
         idata[f"influence_refits/{ids[j]}"] = _headline(
@@ -285,24 +382,46 @@ def _source_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings
         idata[f"source_refits/{key}"] = node
 
 
-def _scenario(case, priors, name, sampler, mix, settings) -> xr.Dataset:
-    """The case under one of its [scenarios.<name>]: other reading weights and/or priors.
-    Same prior families: the compiled model is reused; otherwise the scenario compiles."""
+def scenario_priors(case: Case, priors: Priors, name: str) -> tuple[Priors, dict, Readings]:
+    """One of the case's [scenarios.<name>]: its priors, its reading weights and the
+    mixture they imply."""
     scenario = case.scenarios[name]
     alt = resolve_priors(case, scenario=name) if scenario.priors else priors
     weights = scenario.reading_weights(case.reading_weights)
     alt_mix = readings(dataclasses.replace(case, reading_weights=weights), alt["elasticity"])
-    log.info("sampling scenario '%s'", name)
+    return alt, weights, alt_mix
+
+
+def scenario_data(alt: Priors, alt_mix: Readings) -> dict[str, np.ndarray]:
+    """The pm.Data values of a scenario whose priors have the main fit's families."""
+    return {**prior_data(alt, alt_mix), "reading_weight": alt_mix.weights}
+
+
+def _scenario(case, priors, name, main: Alternatives, sampler: Sampler, settings) -> xr.Dataset:
+    """The case under one of its [scenarios.<name>]: other reading weights and/or priors.
+    Same prior families: the main fit reweighted by the prior ratio, or a refit of the
+    compiled model; other families: the scenario's model is built, compiled and sampled."""
+    alt, weights, alt_mix = scenario_priors(case, priors, name)
     seed = settings.seed + 1000
     if prior_families(alt) == prior_families(priors):
-        one = sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix))
+        node = main.result(
+            f"scenario '{name}'",
+            lambda: main.prior_log_ratio(scenario_data(alt, alt_mix)),
+            lambda: sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix)),
+        )
     else:
-        own = Sampler(build_model(case, alt), settings, sampler.watch)
-        own.retry = sampler.retry
-        one = own.sample(alt_mix.weights, seed)
-        sampler.retries += own.retries
-    node = _headline(one)
-    node.attrs["description"] = scenario.description
+
+        def own_fit():
+            own = Sampler(build_model(case, alt), settings, sampler.watch)
+            own.retry = sampler.retry
+            one = own.sample(alt_mix.weights, seed)
+            sampler.retries += own.retries
+            return one
+
+        node = main.result(
+            f"scenario '{name}'", None, own_fit, reason="it changes the family of a prior"
+        )
+    node.attrs["description"] = case.scenarios[name].description
     changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}
     node.attrs["priors"] = json.dumps(changed)
     node.attrs["weights"] = json.dumps(weights)

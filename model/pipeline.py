@@ -114,15 +114,19 @@ def run_estimate(
     from model.runs import case_lock
 
     watch = watch or Stopwatch()
+    watch.begin("loading the evidence and priors")
     settings = settings or SamplerSettings()
     job = prepare(case_path, as_of=as_of, conditional=conditional)
     watch.mark("load evidence and priors")
     log.info("case %s: %d evidence rows", job.case_id, job.evidence_rows)
     with case_lock(reports_dir, job.case_id):
+        watch.begin("fitting")
         idata = job.fit(settings)
         watch.mark("fit")
+        watch.begin("checks and summary")
         summary = add_history(job.summarise(idata), reports_dir, job.case_id)
         watch.mark("checks and summary")
+        watch.begin("writing the report")
         folder = write_report(idata, summary, reports_dir)
         watch.mark("write report")
     return Estimate(folder, summary, idata)

@@ -14,6 +14,7 @@ import xarray as xr
 from model import footprints_report, plots, variables, voi  # noqa: F401  (plots: tests patch model.report.plots.png)
 from model.publish import monthly_csv, remove_incomplete, write_report  # noqa: F401
 from model.render import Link, md_text, to_html, to_markdown  # noqa: F401
+from model.reweight import how_obtained
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -317,6 +318,10 @@ def _headline_blocks(summary: dict) -> list[tuple]:
     ]
 
 
+def _paragraph(text: str) -> list[tuple]:
+    return [("p", text)] if text else []
+
+
 def _readings_blocks(summary: dict) -> list[tuple]:
     return [
         ("h2", "The size of the new building: estimate under each reading"),
@@ -341,6 +346,7 @@ def _readings_blocks(summary: dict) -> list[tuple]:
             ],
             [_reading_row(r) for r in summary["readings"]],
         ),
+        *_paragraph(how_obtained(summary["readings"], "reading")),
         ("img", "readings.png", FIGURES["readings.png"]),
     ]
 
@@ -925,6 +931,7 @@ def _scenario_blocks(summary: dict) -> list[tuple]:
             ],
             table,
         ),
+        *_paragraph(how_obtained(rows, "scenario")),
     ]
 
 

@@ -210,13 +210,43 @@ def scenarios_table(idata: xr.DataTree) -> list[dict]:
                 "description": node.attrs.get("description", ""),
                 "priors": json.loads(node.attrs.get("priors", "{}")),
                 "weights": json.loads(node.attrs.get("weights", "{}")),
-                "rate_before": interval_summary(ds["rate_before"], f"{unit}/month", ""),
-                "rate_after": interval_summary(ds["rate_after"], f"{unit}/month", ""),
-                "capacity_multiplier": interval_summary(ds["capacity_multiplier"], "ratio", ""),
-                "p_capacity_doubled": float((ds["capacity_multiplier"] >= DOUBLED).mean()),
+                **alternative_summary(ds, unit),
             }
         )
     return rows
+
+
+def alternative_summary(ds: xr.Dataset, unit: str) -> dict:
+    """Headline quantities of a reading alone or a scenario, and how they were obtained:
+    `method` "reweighted" (the main fit's draws with PSIS weights, model/reweight.py) or
+    "refit", with the Pareto k and weight efficiency when reweighting was tried."""
+    from model import reweight
+
+    if reweight.LOG_WEIGHT in ds:
+        w = ds[reweight.LOG_WEIGHT]
+
+        def interval(name, u):
+            return reweight.interval_summary(ds[name], w, u, "", INTERVALS, MCSE_QUANTILES)
+
+        doubled = reweight.probability(ds["capacity_multiplier"] >= DOUBLED, w)
+    else:
+
+        def interval(name, u):
+            return interval_summary(ds[name], u, "")
+
+        doubled = float((ds["capacity_multiplier"] >= DOUBLED).mean())
+    out = {
+        "rate_before": interval("rate_before", f"{unit}/month"),
+        "rate_after": interval("rate_after", f"{unit}/month"),
+        "capacity_multiplier": interval("capacity_multiplier", "ratio"),
+        "p_capacity_doubled": doubled,
+        "method": ds.attrs.get("method", "refit"),
+    }
+    for key in ("pareto_k", "efficiency", "refit_reason"):
+        if key in ds.attrs:
+            value = ds.attrs[key]
+            out[key] = value if isinstance(value, str) else float(value)
+    return out
 
 
 def monthly_production(post: xr.Dataset, unit: str) -> list[dict]:
@@ -439,11 +469,7 @@ def readings_table(idata: xr.DataTree) -> list[dict]:
         }
         path = f"conditional/{name}"
         if "conditional" in idata.children and name in idata["conditional"].children:
-            cond = idata[path].to_dataset()
-            row["rate_before"] = interval_summary(cond["rate_before"], f"{unit}/month", "")
-            row["rate_after"] = interval_summary(cond["rate_after"], f"{unit}/month", "")
-            row["capacity_multiplier"] = interval_summary(cond["capacity_multiplier"], "ratio", "")
-            row["p_capacity_doubled"] = float((cond["capacity_multiplier"] >= DOUBLED).mean())
+            row.update(alternative_summary(idata[path].to_dataset(), unit))
         rows.append(row)
     return rows
 

@@ -1,17 +1,24 @@
-"""Wall-clock time per stage of a run, for the log and for benchmarks/ (never in results)."""
+"""Wall-clock time per stage of a run, for the log and for benchmarks/ (never in results),
+and the progress lines a long run writes to stderr (logger `capest.progress`)."""
 
 from __future__ import annotations
 
+import logging
 import time
+
+progress_log = logging.getLogger("capest.progress")
 
 
 class Stopwatch:
-    """`mark(name)` adds the time since the previous mark to `name` (stages may repeat)."""
+    """`mark(name)` adds the time since the previous mark to `name` (stages may repeat).
+    `begin(stage, done, total)` says on the progress log which stage starts, how far the
+    run is and the time so far, so that a run of minutes shows where it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "") -> None:
+        self.label = label
         self.seconds: dict[str, float] = {}
         self.counts: dict[str, int] = {}
-        self._last = time.perf_counter()
+        self._start = self._last = time.perf_counter()
 
     def mark(self, name: str) -> float:
         now = time.perf_counter()
@@ -20,3 +27,9 @@ class Stopwatch:
         self.counts[name] = self.counts.get(name, 0) + 1
         self._last = now
         return spent
+
+    def begin(self, stage: str, done: int | None = None, total: int | None = None) -> None:
+        how_far = f" ({done}/{total})" if total is not None else ""
+        so_far = time.perf_counter() - self._start
+        prefix = f"{self.label}: " if self.label else ""
+        progress_log.info("%s%s%s, %.0f s so far", prefix, stage, how_far, so_far)

@@ -1,0 +1,237 @@
+"""Sample once: readings and prior-only scenarios are the main fit reweighted by PSIS
+(model/reweight.py), with a refit when the weights cannot be trusted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+from model.reweight import (
+    LOG_WEIGHT,
+    PriorDensity,
+    interval_summary,
+    psis,
+    weighted_quantile,
+)
+from tests.conftest import CASE
+
+SAMPLE = ("chain", "draw")
+
+
+def _draws(rng, n_chains=4, n_draws=1000) -> xr.Dataset:
+    """Independent draws of the refit variables, as a posterior with chains."""
+    shape = (n_chains, n_draws)
+    rate_before = np.exp(rng.normal(2.5, 0.4, shape))
+    multiplier = np.exp(np.abs(rng.normal(0.4, 0.3, shape)))
+    return xr.Dataset(
+        {
+            "rate_before": (SAMPLE, rate_before),
+            "capacity_multiplier": (SAMPLE, multiplier),
+            "rate_after": (SAMPLE, rate_before * multiplier),
+            "production_by_year": ((*SAMPLE, "year"), rate_before[..., None] * [10.0, 12.0]),
+        },
+        coords={"year": [2024, 2025]},
+    )
+
+
+def _alternatives(post: xr.Dataset):
+    from model.fit import Alternatives
+    from model.timing import Stopwatch
+
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": post,
+            "sample_stats": xr.Dataset(
+                {"diverging": (SAMPLE, np.zeros((post.sizes["chain"], post.sizes["draw"]), bool))}
+            ),
+        }
+    )
+    return Alternatives(tree, None, {}, Stopwatch())
+
+
+def _refit(post: xr.Dataset, calls: list):
+    def refit():
+        calls.append(1)
+        return xr.DataTree.from_dict(
+            {
+                "posterior": post,
+                "sample_stats": xr.Dataset(
+                    {"diverging": (SAMPLE, np.zeros((post.sizes["chain"], post.sizes["draw"])))}
+                ),
+            }
+        )
+
+    return refit
+
+
+def test_reweighting_to_a_nearby_target_keeps_the_main_draws():
+    post = _draws(np.random.default_rng(1))
+    # the target: rate_before's log-normal shifted by a tenth of its sd (a mild prior change)
+    log_ratio = xr.DataArray(0.25 * (np.log(post["rate_before"]) - 2.5), dims=SAMPLE)
+    calls = []
+    node = _alternatives(post).result("mild", lambda: log_ratio, _refit(post, calls))
+    assert calls == [] and node.attrs["method"] == "reweighted"
+    assert node.attrs["pareto_k"] < 0.7 and LOG_WEIGHT in node
+    # the weighted median moves the way the exact target says: log-normal mean 2.5 + 0.25 sd^2
+    x = post["rate_before"].to_numpy().ravel()
+    w = np.exp(node[LOG_WEIGHT].to_numpy().ravel())
+    assert weighted_quantile(x, w, 0.5) == pytest.approx(np.exp(2.5 + 0.25 * 0.16), rel=0.03)
+
+
+def test_refit_when_pareto_k_is_large():
+    post = _draws(np.random.default_rng(2))
+    # a target far in the tail of the draws: weights ~ exp(3 z^2), Pareto k well above 0.7
+    z = (np.log(post["rate_before"]) - 2.5) / 0.4
+    log_ratio = xr.DataArray(3.0 * z.to_numpy() ** 2, dims=SAMPLE)
+    assert psis(log_ratio).pareto_k > 0.7
+    calls = []
+    node = _alternatives(post).result("far", lambda: log_ratio, _refit(post, calls))
+    assert calls == [1] and node.attrs["method"] == "refit"
+    assert "Pareto k" in node.attrs["refit_reason"] and node.attrs["pareto_k"] > 0.7
+    assert LOG_WEIGHT not in node
+
+
+def test_refit_when_the_reweighted_ess_is_below_the_diagnostics_threshold():
+    post = _draws(np.random.default_rng(3), n_chains=2, n_draws=300)  # 600 draws
+    log_ratio = xr.DataArray(2 * np.log(post["rate_before"]).to_numpy(), dims=SAMPLE)
+    calls = []
+    node = _alternatives(post).result("few", lambda: log_ratio, _refit(post, calls))
+    assert calls == [1] and "ESS" in node.attrs["refit_reason"]
+    assert node.attrs["pareto_k"] <= 0.7  # the weights are fine: too few of them count
+
+
+def test_no_refit_for_ess_when_the_main_fit_fails_its_own_diagnostics():
+    """Too few draws in the main fit (it fails the ESS rule itself, so the run fails): a
+    refit could not change the verdict, so a reweighted result with too small an ESS stays
+    (and fails the diagnostics in its turn); a large k still refits."""
+    post = _draws(np.random.default_rng(5), n_chains=2, n_draws=150)  # 300 draws < 400
+    main = _alternatives(post)
+    assert not main.main_passes
+    calls = []
+    mild = xr.DataArray(np.log(post["rate_before"]).to_numpy(), dims=SAMPLE)
+    node = main.result("few", lambda: mild, _refit(post, calls))
+    assert calls == [] and node.attrs["method"] == "reweighted"
+    from model.reweight import check
+
+    assert any("reweighted bulk ESS" in f for f in check(node, "reading: x")["failures"])
+    z = (np.log(post["rate_before"]) - 2.5) / 0.4
+    far = xr.DataArray(3.0 * z.to_numpy() ** 2, dims=SAMPLE)
+    node = main.result("far", lambda: far, _refit(post, calls))
+    assert calls == [1] and node.attrs["method"] == "refit"
+
+
+def test_equal_weights_give_the_plain_quantiles_and_an_mcse():
+    rng = np.random.default_rng(4)
+    x = xr.DataArray(rng.normal(size=(4, 1000)), dims=SAMPLE)
+    log_w = xr.full_like(x, -np.log(x.size))
+    out = interval_summary(x, log_w, "-", "", (0.5, 0.95), (0.025, 0.5))
+    assert out["median"] == pytest.approx(float(np.median(x)), abs=0.01)
+    lo, hi = out["intervals"]["0.95"]
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(x, [0.025, 0.975])), abs=0.02)
+    # MCSE of the median of 4000 independent N(0, 1) draws: sqrt(pi / 2 / 4000) = 0.0198
+    assert out["mcse"]["0.5"] == pytest.approx(0.0198, rel=0.25)
+
+
+def test_prior_density_is_the_model_prior_under_the_given_parameters(small_fit):
+    """The prior ratio of a scenario comes from the model's own distributions with the
+    scenario's parameters: here the export share's Beta(4, 2) against Beta(2, 2)."""
+    from model import load_case
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    case = load_case(CASE)
+    model = build_model(case, resolve_priors(case))
+    density = PriorDensity(model)
+    post = small_fit["posterior"].to_dataset()
+    base = {v.name: v.get_value() for v in model.data_vars}
+    alt = {**base, "prior__export_share__alpha": 2.0, "prior__export_share__beta": 2.0}
+    ratio = (density(post, alt) - density(post, base)).to_numpy()
+    share = post["export_share"].to_numpy()
+    expected = stats.beta(2, 2).logpdf(share) - stats.beta(4, 2).logpdf(share)
+    np.testing.assert_allclose(ratio, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_reweighted_readings_and_scenarios_match_their_refits():
+    """The previous design refitted every reading and scenario; reweighting the main fit must
+    give the same quantiles within Monte Carlo error (4 combined MCSEs)."""
+    from model import load_case
+    from model.build import build_model
+    from model.fit import Alternatives, SamplerSettings, fit, scenario_data, scenario_priors
+    from model.priors import resolve_priors
+    from model.reweight import reading_log_ratio
+    from model.summary import INTERVALS, MCSE_QUANTILES, alternative_summary
+    from model.timing import Stopwatch
+
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    settings = SamplerSettings(draws=1000, tune=1000, chains=2, prior_draws=100)
+    refitted = fit(case, priors, settings, reweight=False)
+    post = refitted["posterior"].to_dataset()
+    targets = {
+        f"conditional/{r}": reading_log_ratio(post, r) for r in refitted["conditional"].children
+    }
+    model = build_model(case, priors)
+    defaults = {v.name: v.get_value() for v in model.data_vars}
+    main = Alternatives(refitted, model, defaults, Stopwatch())
+    for name in refitted["scenarios"].children:
+        alt, _, alt_mix = scenario_priors(case, priors, name)
+        targets[f"scenarios/{name}"] = main.prior_log_ratio(scenario_data(alt, alt_mix))
+    compared = 0
+    for path, log_ratio in targets.items():
+        weights = psis(log_ratio)
+        if weights.pareto_k > 0.7:
+            continue  # fit() would refit: nothing to compare
+        for q in ("rate_before", "rate_after", "capacity_multiplier"):
+            w = interval_summary(post[q], weights.log_weight, "", "", INTERVALS, MCSE_QUANTILES)
+            r = alternative_summary(refitted[path].to_dataset(), "u")[q]
+            for p, lo_hi in ((0.1, 0), (0.9, 1)):
+                se = np.hypot(w["mcse"][str(p)], r["mcse"][str(p)])
+                a, b = w["intervals"]["0.8"][lo_hi], r["intervals"]["0.8"][lo_hi]
+                assert abs(a - b) <= 4 * se, (path, q, p, a, b, se)
+            se = np.hypot(w["mcse"]["0.5"], r["mcse"]["0.5"])
+            assert abs(w["median"] - r["median"]) <= 4 * se, (path, q, w["median"], r["median"])
+            compared += 1
+    assert compared >= 3 * 6  # most readings and scenarios reweight on this case
+
+
+def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_fit):
+    """What the user sees: a reading saved as the main fit reweighted has the weighted
+    quantiles of those draws in summary.json, is held to the diagnostics' rules (this small
+    fit has too few draws, so it fails them, saying why) and the report says how it was
+    obtained."""
+    from model.report import report_blocks
+    from model.reweight import reading_log_ratio, reweighted
+    from model.summary import summarize
+
+    tree = small_fit.copy()
+    post = tree["posterior"].to_dataset()
+    from model.fit import REFIT_VARS as names
+
+    weights = psis(reading_log_ratio(post, "size_of"))
+    tree["conditional/size_of"] = reweighted(
+        post, tree["sample_stats"]["diverging"], names, weights
+    )
+    summary = summarize(tree)
+    row = next(r for r in summary["readings"] if r["reading"] == "size_of")
+    assert row["method"] == "reweighted" and row["pareto_k"] == pytest.approx(weights.pareto_k)
+    x = post["rate_after"].transpose(*SAMPLE).to_numpy().ravel()
+    w = np.exp(weights.log_weight.to_numpy().ravel())
+    assert row["rate_after"]["median"] == pytest.approx(weighted_quantile(x, w, 0.5))
+    fit = next(f for f in summary["diagnostics"]["fits"] if f["fit"] == "reading: size_of")
+    assert fit["method"] == "reweighted" and not fit["passed"]
+    assert any("reweighted bulk ESS" in f for f in fit["failures"])  # 400 draws in all
+    assert fit["min_ess_bulk"] < 400 and not summary["diagnostics"]["passed"]
+    texts = [str(b[1]) for b in report_blocks(summary, tree) if b[0] == "p"]
+    sentence = next(t for t in texts if t.startswith("How each row") and "size_of" in t)
+    assert "size_of" in sentence.split(": the main fit reweighted")[0]
+
+
+def test_a_reading_the_main_fit_gives_no_weight_is_refitted():
+    post = _draws(np.random.default_rng(6))
+    never = xr.DataArray(np.full((4, 1000), -np.inf), dims=SAMPLE)  # log(0) responsibility
+    calls = []
+    node = _alternatives(post).result("weight 0", lambda: never, _refit(post, calls))
+    assert calls == [1] and "Pareto k inf" in node.attrs["refit_reason"]

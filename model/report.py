@@ -20,6 +20,7 @@ from pathlib import Path
 import xarray as xr
 
 from model import plots, variables
+from model.model_comparison import model_comparison_blocks
 from model.summary import ASSUMED_SHARE, DECIDED, INFORMED, MOVED
 
 FIGURES = {
@@ -361,6 +362,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ("h2", "Appendix"),
         *_health_blocks(summary),
         *_diagnostics_blocks(summary),
+        *model_comparison_blocks(summary),
         *_priors_blocks(summary),
         *_ledger_blocks(summary, idata),
         *_provenance_blocks(summary),
@@ -745,6 +747,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             ],
         ),
         ("p", f"Divergences in the fit: {summary['diagnostics']['divergences']}."),
+        *model_comparison_blocks(summary, "h2"),
         ("h2", "Provenance"),
         (
             "table",

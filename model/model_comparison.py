@@ -40,6 +40,7 @@ def model_comparison(fit_model_version: str, path: Path = COMPARISON_FILE) -> di
         "computed": record.get("computed", ""),
         "git_commit": record.get("git_commit", ""),
         "model_version": version,
+        "note": record.get("note", ""),  # what the file says about itself, if anything
         "cases": cases,
     }
 
@@ -80,6 +81,8 @@ def model_comparison_blocks(summary: dict, level: str = "h3") -> list[tuple]:
             f"{mc['git_commit'][:12] or 'unrecorded'}, model version {mc['model_version']}.",
         )
     )
+    if mc.get("note"):
+        blocks.append(("p", f"Note in the file: {mc['note']}"))
     if mc["status"] == "stale":
         blocks.append(
             (

@@ -54,6 +54,7 @@ def test_a_comparison_of_another_model_version_is_stale(tmp_path):
     # what it found: a is separated (3.456 > 2 x 1.2), b is not; k above 0.7 is flagged
     assert "| a | +3.46 | 1.20 | stock model ahead | 0.90 (approximate) |" in page
     assert "| b | -0.40 | 0.30 | not separated (within 2 se) |" in page
+    assert "Note in the file" not in page  # the file has none
     assert model_comparison("1", path)["status"] == "current"
     current = model_comparison_blocks({"model_comparison": model_comparison("1", path)})
     current = to_markdown(current)

@@ -8,7 +8,8 @@
                    1 - exp(-hazard[t]) of what it holds, hazard[t] = exp(burst_sd x z[t] -
                    burst_sd^2 / 2) / use_lag, z[t] ~ Normal(0, 1): use_lag is the mean months
                    an item is held, burst_sd how much the pace of use changes month to month
-    usage[t]       = units used in month t (latent, one per month, shared by every row)
+    usage[t]       = units used in month t (latent, one per month, shared by every row; at
+                     the mean pace, hazard 1 / use_lag, when no row measures use)
     launches(P)    = the sum of usage over the months of P (a share of a partial month)
     transfers(D)   = exported production up to date D
     use_lag / date_code rows = the mean age of the items used in the row's month
@@ -147,6 +148,13 @@ class Pooled:
 DYNAMICS = ("stock", "flow")
 
 
+def measures_use(obs: Observations) -> bool:
+    """Whether any row depends on the month-to-month pace of use: launches (the use in their
+    months) or use_lag and date_code rows (the age of what was used, which the pace sets).
+    Only then does the stock model need its latent monthly use."""
+    return bool(obs.weights["use"].any() or obs.weights["age"].any())
+
+
 class Built(NamedTuple):
     """A case's model and what building it computed, so that nobody computes it again."""
 
@@ -274,10 +282,17 @@ def plant_graph(
     )
     exported = export_share * production * exported_share_of_month
     if dynamics == "stock":
-        # Latent monthly use, shared by every row that covers the month: nested and
-        # overlapping counts agree or conflict through the same months (non-centred z).
-        z = pm.Normal("use_z", 0.0, 1.0, dims=f"{ns}month")
-        hazard = pt.exp(burst_sd * z - burst_sd**2 / 2) / use_lag
+        if measures_use(obs):
+            # Latent monthly use, shared by every row that covers the month: nested and
+            # overlapping counts agree or conflict through the same months (non-centred z).
+            z = pm.Normal("use_z", 0.0, 1.0, dims=f"{ns}month")
+            hazard = pt.exp(burst_sd * z - burst_sd**2 / 2) / use_lag
+        else:
+            # No row measures use: the latent months would touch no likelihood term, so NUTS
+            # would only sample their prior (one dimension a month, the slowest part of a
+            # serials- or production-only plant). Without them every other variable's
+            # posterior is the same; use follows the stock at its mean pace (data/README.md).
+            hazard = pt.ones(window.n_months) / use_lag
         initial = None
         if export_start <= 0:
             # Exports began before the window: the user then holds the steady-state stock of

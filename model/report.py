@@ -12,6 +12,7 @@ import re
 import xarray as xr
 
 from model import footprints_report, plots, variables, voi  # noqa: F401  (plots: tests patch model.report.plots.png)
+from model.model_comparison import model_comparison_blocks
 from model.publish import monthly_csv, remove_incomplete, write_report  # noqa: F401
 from model.render import Link, md_text, to_html, to_markdown  # noqa: F401
 from model.reweight import how_obtained
@@ -272,6 +273,7 @@ def report_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ("h2", "Appendix"),
         *_health_blocks(summary),
         *_diagnostics_blocks(summary),
+        *model_comparison_blocks(summary),
         *_priors_blocks(summary),
         *_ledger_blocks(summary, idata),
         *_provenance_blocks(summary),
@@ -684,6 +686,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
             ],
         ),
         ("p", f"Divergences in the fit: {summary['diagnostics']['divergences']}."),
+        *model_comparison_blocks(summary, "h2"),
         ("h2", "Provenance"),
         provenance_table(prov),
     ]

@@ -23,7 +23,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from model import variables
-from model.build import Readings, prior, readings
+from model.build import Readings, measures_use, prior, readings
 from model.evidence import EVIDENCE_KINDS, modelled
 from model.observation import (
     Observations,
@@ -52,7 +52,7 @@ class Plan:
     year_index: list[list[int]]  # each plant's years among the programme's
     readings: list[list[str]]
     rows: list[slice]  # each plant's rows in the stacked `obs` dimension
-    flat_months: list[slice]  # each plant's months in the stacked `plant_month` dimension
+    flat_months: list[slice | None]  # each plant's months in `plant_month` (None: no latent use)
     row_ids: list[list[str]]
 
 
@@ -83,9 +83,12 @@ def plan(programme, obs: list[Observations]) -> Plan:
         offset = plant.window.start.ordinal - start
         months.append(slice(offset, offset + plant.window.n_months))
         row_slices.append(slice(at, at + len(o.ids)))
-        flat.append(slice(flat_at, flat_at + plant.window.n_months))
         at += len(o.ids)
-        flat_at += plant.window.n_months
+        if measures_use(o):  # as in plant_graph: latent use only where a row measures it
+            flat.append(slice(flat_at, flat_at + plant.window.n_months))
+            flat_at += plant.window.n_months
+        else:
+            flat.append(None)
     return Plan(
         plants=[p.id for p in programme.plants],
         months=months,
@@ -123,10 +126,14 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
                 for p, ids in zip(layout.plants, layout.row_ids, strict=True)
                 for i in ids
             ],
-            # each plant's own months, one after another: the latent use of each (use_z)
+            # each plant's own months, one after another: the latent use of each (use_z) of
+            # the plants whose rows measure use
             "plant_month": [
                 f"{p}{SEP}{m}"
-                for p, labels in zip(layout.plants, layout.month_labels, strict=True)
+                for p, labels, flat in zip(
+                    layout.plants, layout.month_labels, layout.flat_months, strict=True
+                )
+                if flat is not None
                 for m in labels
             ],
         }
@@ -195,13 +202,20 @@ def stacked_graph(programme, priors: dict[str, Priors], log_e, sd_e, ramp_months
     exported = column(export_share) * production * exported_share_of_month
     # The stock as in plant_graph, on the programme's months: each plant's latent use lives on
     # its own months only (the same free variables as the nested model), the hazard is 0
-    # outside them, so a plant's initial stock waits for its first month.
-    flat_plant = np.concatenate([np.full(m.stop - m.start, i) for i, m in enumerate(layout.months)])
-    flat_month = np.concatenate([np.arange(m.start, m.stop) for m in layout.months])
-    z_flat = pm.Normal("use_z", 0.0, 1.0, dims="plant_month")
-    z = pt.set_subtensor(pt.zeros((len(plants), n_months))[flat_plant, flat_month], z_flat)
+    # outside them, so a plant's initial stock waits for its first month. A plant whose rows
+    # do not measure use has none: its hazard is the mean pace 1 / use_lag (as plant_graph).
+    latent = [i for i, f in enumerate(layout.flat_months) if f is not None]
     sd = column(burst_sd)
-    hazard = pt.exp(sd * z - sd**2 / 2) / column(use_lag) * inside
+    pace = pt.ones((len(plants), n_months))
+    if latent:
+        m = layout.months
+        flat_plant = np.concatenate([np.full(m[i].stop - m[i].start, i) for i in latent])
+        flat_month = np.concatenate([np.arange(m[i].start, m[i].stop) for i in latent])
+        z_flat = pm.Normal("use_z", 0.0, 1.0, dims="plant_month")
+        z = pt.set_subtensor(pt.zeros((len(plants), n_months))[flat_plant, flat_month], z_flat)
+        has_latent = np.isin(np.arange(len(plants)), latent)[:, None]
+        pace = pt.switch(has_latent, pt.exp(sd * z - sd**2 / 2), 1.0)
+    hazard = pace / column(use_lag) * inside
     mean_hazard = 1.0 / column(use_lag)
     steady = column(export_share * rate_before) * pt.exp(-mean_hazard) / -pt.expm1(-mean_hazard)
     initial = steady * (export_start <= 0)  # as in plant_graph: exports began before the window
@@ -287,6 +301,8 @@ def unstack(ds: xr.Dataset, layout: Plan) -> xr.Dataset:
         base = str(name).removeprefix(prefix)
         for i, plant in enumerate(layout.plants):
             part = var.isel(plant=i, drop=True) if "plant" in var.dims else var
+            if "plant_month" in part.dims and layout.flat_months[i] is None:
+                continue  # the plant has no latent use (no row measures it), as when nested
             picks = {
                 "month": (layout.months[i], layout.month_labels[i]),
                 "year": (layout.year_index[i], layout.years[i]),

@@ -14,6 +14,7 @@ import xarray as xr
 
 from model.checks import run_checks
 from model.diagnostics import check, combine, diagnose
+from model.model_comparison import model_comparison
 from model.timeline import Window
 from model.variables import EFFECT as EFFECT_ROLE
 from model.variables import (
@@ -305,6 +306,7 @@ def summarize(idata: xr.DataTree) -> dict:
         "readings": readings_table(idata),
         "stages": stages_table(post, prior),
         "scenarios": scenarios_table(idata),
+        "model_comparison": model_comparison(attrs["model_version"]),  # stock vs flow, LOO
         "priors": priors,
         "borrowed_priors": [n for n, s in priors.items() if s["borrowed"]],
         "evidence": {
@@ -446,6 +448,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         # one graph with a plant dimension, or one sub-graph per plant (same model; why)
         "programme_model": attrs.get("programme_model", "nested"),
         "programme_model_reasons": json.loads(attrs.get("programme_model_reasons", "[]")),
+        "model_comparison": model_comparison(attrs["model_version"]),  # stock vs flow, LOO
         "priors": priors,
         "borrowed_priors": select(SHARED),  # the pooled priors come from the reference class
         "evidence": {"rows": sum(p["evidence"]["rows"] for p in plants)},

@@ -288,27 +288,17 @@ def test_bad_serial_rows_name_file_row_and_column(case_copy):
     assert "evidence.csv" in text and "serial-x" in text and "block" in text
 
 
-@pytest.mark.slow
-def test_a_plant_with_serials_recovers_its_production(tmp_path):
-    """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in
-    month 12 with a 20-month ramp, exports from month 1, 4 months from making to use (the
-    use_lag prior's median). 20 serials are seen over two years, each drawn uniformly from the
-    items exported and made 4 months before its date and not seen before. The fit must cover
-    the true rate and the true production, and the serials must narrow rate_before well
-    inside its prior."""
-    from model.fit import SamplerSettings, fit
-    from model.priors import resolve_priors
+def write_serial_plant(case):
+    """The SYNTHETIC plant of the serial recovery test (invented numbers): its folder, the
+    truth and the monthly production (also for benchmarks/profile_fit.py)."""
     from model.production import production_rate
-    from model.report import write_report
-    from model.summary import summarize
 
     truth = {"rate_before": 12.0, "multiplier": 1.5, "completion": 12.0, "ramp": 20.0}
     months = np.arange(24) + 0.5
     made = production_rate(months, truth["rate_before"], truth["multiplier"],
                            truth["completion"], truth["ramp"]).eval()  # fmt: skip
     rng = np.random.default_rng(5)
-    case = tmp_path / "serial-plant"
-    case.mkdir()
+    case.mkdir(parents=True)
     (case / "case.toml").write_text(
         '# SYNTHETIC test case: invented numbers.\nid = "serial-plant"\n'
         'title = "Synthetic plant with serials"\nunit = "units"\nevidence = "evidence.csv"\n'
@@ -331,7 +321,23 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
     # The last item reported again by a second outlet: the same item, adding nothing.
     lines.append(_serial_row("serial-again", serial, date, "main"))
     (case / "evidence.csv").write_text("\n".join(lines) + "\n")
+    return case, truth, made
 
+
+@pytest.mark.slow
+def test_a_plant_with_serials_recovers_its_production(tmp_path):
+    """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in
+    month 12 with a 20-month ramp, exports from month 1, 4 months from making to use (the
+    use_lag prior's median). 20 serials are seen over two years, each drawn uniformly from the
+    items exported and made 4 months before its date and not seen before. The fit must cover
+    the true rate and the true production, and the serials must narrow rate_before well
+    inside its prior."""
+    from model.fit import SamplerSettings, fit
+    from model.priors import resolve_priors
+    from model.report import write_report
+    from model.summary import summarize
+
+    case, truth, made = write_serial_plant(tmp_path / "serial-plant")
     loaded = load_case(case)
     priors = resolve_priors(loaded)
     settings = SamplerSettings(draws=1000, tune=1000, chains=4, prior_draws=2000)

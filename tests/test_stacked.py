@@ -20,6 +20,7 @@ from model.stacked import STACK, unstack, why_not_stacked
 from tests.conftest import HEADER
 
 COLUMNS = [*HEADER.split(","), "used"]
+USE_KINDS = {"launches", "use_lag", "date_code"}  # the rows that measure use (build.measures_use)
 COMMON = {"source": "Synthetic", "url": "https://example.org/s", "reliability": "B",
           "quote": "synthetic", "bound": "exact", "unit": "units"}  # fmt: skip
 # (id, window, rate-before prior median or None for the default): invented
@@ -32,7 +33,9 @@ def _line(**cells) -> str:
     return ",".join(str(row[c]) for c in COLUMNS)
 
 
-def write_programme(folder, readings: int):
+def write_programme(folder, readings: int, unmeasured: str | None = None):
+    """Three plants; `unmeasured` names one whose ledger has no row that measures use (no
+    launches, use lags or date codes), so that it has no latent monthly use."""
     folder.mkdir(parents=True)
     names = [p[0] for p in PLANTS]
     (folder / "case.toml").write_text(
@@ -84,6 +87,8 @@ def write_programme(folder, readings: int):
                   period_end=f"{year + 1}-06-30", used=f"{year + 2}-02-01", unit="months",
                   bound="", date_reported=f"{year + 2}-03-01"),
         ]  # fmt: skip
+        if plant == unmeasured:
+            lines = [r for r in lines if r.split(",")[1] not in USE_KINDS]
         (folder / plant / "evidence.csv").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -113,12 +118,17 @@ def _logp(model: pm.Model, point: dict) -> float:
     return math.fsum(fn(**{v.name: point[v.name] for v in model.value_vars}))
 
 
-@pytest.mark.parametrize("readings", [1, 2], ids=["one reading (non-centred)", "two (mixture)"])
-def test_the_stacked_model_is_the_nested_model(tmp_path, readings):
+@pytest.mark.parametrize(
+    ("readings", "unmeasured"),
+    [(1, None), (2, None), (2, "south")],
+    ids=["one reading (non-centred)", "two (mixture)", "two, south's use unmeasured"],
+)
+def test_the_stacked_model_is_the_nested_model(tmp_path, readings, unmeasured):
     """At a random point, the two builders give the same log-density and, once unstacked,
     the same variables with the same dims, coords and values (to rounding: the stacked model
-    sums the same terms in another order)."""
-    programme = load_programme(write_programme(tmp_path / "programme", readings))
+    sums the same terms in another order). A plant whose rows do not measure use has no
+    latent monthly use in either."""
+    programme = load_programme(write_programme(tmp_path / "programme", readings, unmeasured))
     priors, hyper = resolve_programme_priors(programme)
     assert why_not_stacked(programme, priors) == []
     nested, _ = build_programme_model(programme, priors, hyper, stacked=False)
@@ -134,7 +144,7 @@ def test_the_stacked_model_is_the_nested_model(tmp_path, readings):
     for v in stacked.value_vars:
         if v.name.startswith(f"{STACK}::"):
             base = v.name.removeprefix(f"{STACK}::")
-            values = [point[f"{p}::{base}"] for p in plants]
+            values = [point[f"{p}::{base}"] for p in plants if f"{p}::{base}" in point]
             # the latent monthly use lies on each plant's own months, one plant after another
             join = np.concatenate if base == "use_z" else np.stack
             stacked_point[v.name] = join(values)
@@ -144,7 +154,11 @@ def test_the_stacked_model_is_the_nested_model(tmp_path, readings):
         f"{p}::{n.removeprefix(f'{STACK}::')}" for n in stacked_point for p in plants
         if n.startswith(f"{STACK}::")
     }  # fmt: skip
-    assert covered == set(point)  # every free variable of the nested model has its stacked one
+    unmeasured_z = {f"{p}::use_z" for p in plants if p == unmeasured}
+    assert not unmeasured_z & set(point)  # no latent use where no row measures it
+    assert covered - unmeasured_z == set(point)  # each nested free variable has its stacked one
+    z_size = sum(np.size(point[f"{p}::use_z"]) for p in plants if p != unmeasured)
+    assert np.size(stacked_point[f"{STACK}::use_z"]) == z_size
 
     assert _logp(stacked, stacked_point) == pytest.approx(_logp(nested, point), rel=1e-12)
     expected = _values(nested, point)

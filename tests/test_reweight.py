@@ -25,9 +25,11 @@ def _draws(rng, n_chains=4, n_draws=1000) -> xr.Dataset:
     shape = (n_chains, n_draws)
     rate_before = np.exp(rng.normal(2.5, 0.4, shape))
     multiplier = np.exp(np.abs(rng.normal(0.4, 0.3, shape)))
+    export_share = rng.beta(4.0, 4.0, shape)
     return xr.Dataset(
         {
             "rate_before": (SAMPLE, rate_before),
+            "exported_flow": (SAMPLE, rate_before * export_share),
             "capacity_multiplier": (SAMPLE, multiplier),
             "rate_after": (SAMPLE, rate_before * multiplier),
             "production_by_year": ((*SAMPLE, "year"), rate_before[..., None] * [10.0, 12.0]),

@@ -34,9 +34,10 @@ import xarray as xr
 from benchmarks.synthetic import write_programme
 from model import MODEL_VERSION, load_case
 from model.build import build_model
-from model.fit import Sampler, SamplerSettings, git_commit
 from model.priors import resolve_priors
 from model.programme import build_programme_model, load_programme, resolve_programme_priors
+from model.provenance import git_commit
+from model.sampler import Sampler, SamplerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {

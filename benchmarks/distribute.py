@@ -32,7 +32,7 @@ import sys, time
 from model import load_case
 from model.calibration import calibrate
 from model.distribute import cluster
-from model.fit import SamplerSettings
+from model.sampler import SamplerSettings
 from model.priors import resolve_priors
 workers, sims, draws = map(int, sys.argv[1:4])
 case = load_case("data/cases/february-11-plant")

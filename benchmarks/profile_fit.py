@@ -41,7 +41,6 @@ def main() -> int:
 
     import model
     from model.build import build_model
-    from model.fit import SamplerSettings
     from model.priors import resolve_priors
     from model.programme import (
         build_programme_model,
@@ -49,6 +48,7 @@ def main() -> int:
         load_programme,
         resolve_programme_priors,
     )
+    from model.sampler import SamplerSettings
 
     print(f"model/ from {Path(model.__file__).parent}")
     if is_programme(args.folder):

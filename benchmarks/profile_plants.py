@@ -42,8 +42,8 @@ def main() -> int:
     import pytensor.tensor as pt
     from pytensor.compile.mode import Mode
 
-    from model.fit import SamplerSettings
     from model.programme import build_programme_model, load_programme, resolve_programme_priors
+    from model.sampler import SamplerSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_programme(Path(tmp) / "programme", plants=args.plants, months=120, rows=12)

@@ -43,9 +43,10 @@ from model.build import build_model, readings
 from model.case import Case
 from model.diagnostics import check
 from model.distribute import Job, cached, cluster, job_seed, run, structural_key
-from model.fit import Sampler, SamplerSettings, with_elasticity
+from model.fit import with_elasticity
 from model.observation import UNBOUNDED, observations
 from model.priors import Priors
+from model.sampler import Sampler, SamplerSettings
 
 log = logging.getLogger(__name__)
 

@@ -322,8 +322,8 @@ def estimate(args: argparse.Namespace) -> int:
 
     watch = Stopwatch("estimate")
     from model.errors import Busy, InputError
-    from model.fit import SamplerSettings
     from model.pipeline import run_estimate
+    from model.sampler import SamplerSettings
 
     start = time.perf_counter()
     watch.mark("import")

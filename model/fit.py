@@ -8,26 +8,21 @@ import dataclasses
 import functools
 import json
 import logging
-import subprocess
 import warnings
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
-from pathlib import Path
 
 import arviz as az
 import numpy as np
-import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from model import MODEL_VERSION, __version__, variables
+from model import variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
-from model.case import Case, input_hash
+from model.case import Case
 from model.checks import PARETO_K, no_measured_rows, sources_to_refit
-from model.diagnostics import CHECKED, RETRY_MIN_DRAWS, check, sample_with_retry
+from model.diagnostics import CHECKED, check
 from model.observation import measurement_draw
-from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, resolve_priors
+from model.priors import Priors, resolve_priors
+from model.provenance import ledger_dataset, provenance
 from model.reweight import (
     PriorDensity,
     effective_sizes,
@@ -36,6 +31,7 @@ from model.reweight import (
     refit_reason,
     reweighted,
 )
+from model.sampler import Sampler, SamplerSettings
 from model.serials import serial_rows
 from model.timing import Stopwatch
 
@@ -45,126 +41,6 @@ log = logging.getLogger(__name__)
 # leave-one-out refits; the variables kept in the prior group (those the model has).
 REFIT_VARS = variables.select(variables.REFIT)
 PRIOR_VARS = variables.select(variables.PRIOR_DRAW)
-PACKAGES = [
-    "capest",
-    "pymc",
-    "pytensor",
-    "nutpie",
-    "numba",
-    "arviz",
-    "arviz-base",
-    "arviz-stats",
-    "arviz-plots",
-    "numpy",
-    "scipy",
-    "pandas",
-    "xarray",
-    "h5netcdf",
-]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    seed: int = 20241125  # any fixed number; the same seed and inputs give the same numbers
-    # "nutpie" (Rust NUTS on numba, the default and fastest here, see benchmarks/), "pymc"
-    # (PyMC's NUTS on numba, the fallback if nutpie is missing) or "pymc-c" (PyMC's NUTS on
-    # the C backend, PyMC 5's default, kept as the benchmark's baseline).
-    sampler: str = "nutpie"
-    target_accept: float = 0.9
-    # nutpie's mass-matrix adaptation. "draw_diag" (variances of the draws, as PyMC adapts)
-    # beat nutpie's own "diag" (draws and gradients) in effective draws per second on the
-    # Feb 11 case and on 50-plant programmes, with fewer divergences (benchmarks/README.md).
-    # PyMC's samplers ignore it.
-    adaptation: str = "draw_diag"
-    prior_draws: int = 2000
-    cores: int = 2
-
-
-class Sampler:
-    """Compiles a model once and samples it under several reading weights."""
-
-    def __init__(self, model: pm.Model, settings: SamplerSettings, watch: Stopwatch | None = None):
-        self.model, self.settings = model, settings
-        self.watch = watch or Stopwatch()
-        self.watch.mark("other")
-        # Every fit starts from the model's own data, whatever an earlier fit changed.
-        self.defaults = {v.name: v.get_value() for v in model.data_vars}
-        self.name = settings.sampler
-        self.compiled = None
-        self.retries: list[dict] = []  # fits sampled again (diagnostics.sample_with_retry)
-        # Off unless the caller's fits are a report's (fit, fit_programme): calibration's many
-        # fits are judged as a set, and retrying the failing ones would change what it measures.
-        self.retry = False
-        if self.name == "nutpie":
-            try:
-                import nutpie
-            except ImportError:  # pragma: no cover - depends on the environment
-                log.warning("nutpie is not installed: falling back to PyMC's NUTS")
-                self.name = "pymc"
-            else:
-                self.watch.begin("compiling the model for nutpie")
-                self.compiled = nutpie.compile_pymc_model(model, backend="numba")
-        self.watch.mark("compile")
-
-    def sample(
-        self, weights: np.ndarray | None, seed: int, stage: str = "sampling", **data: np.ndarray
-    ) -> xr.DataTree:
-        """Sample with these reading weights and any other pm.Data values (by name); a fit
-        that fails the diagnostics is sampled once more, more carefully (`self.retries`)."""
-        self.watch.mark("other")
-        s = self.settings
-        try:
-            if not self.retry or s.chains * s.draws < RETRY_MIN_DRAWS:
-                return self._sample(weights, seed, data)
-            one, retry = sample_with_retry(
-                lambda **over: self._sample(weights, seed, dict(data), **over),
-                f"{stage}, seed {seed}",
-                s.target_accept,
-                s.tune,
-            )
-            if retry is not None:
-                self.retries.append(retry)
-            return one
-        finally:
-            # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
-            self.watch.mark(stage)
-
-    def _sample(self, weights: np.ndarray | None, seed: int, data: dict, **over) -> xr.DataTree:
-        s = dataclasses.replace(self.settings, **over)  # over: a retry's settings
-        if weights is not None:  # None: a programme (each plant has its own weights)
-            data["reading_weight"] = weights
-        data = {**self.defaults, **data}
-        if self.compiled is not None:
-            import nutpie
-
-            return nutpie.sample(
-                self.compiled.with_data(**data),
-                draws=s.draws,
-                tune=s.tune,
-                chains=s.chains,
-                cores=s.cores,
-                seed=seed,
-                progress_bar=False,
-                save_warmup=False,
-                target_accept=s.target_accept,
-                adaptation=s.adaptation,
-            )
-        with self.model:
-            pm.set_data(data)
-            return pm.sample(
-                draws=s.draws,
-                tune=s.tune,
-                chains=s.chains,
-                cores=s.cores,
-                random_seed=seed,
-                nuts_sampler="pymc",
-                backend="c" if self.name == "pymc-c" else "numba",
-                target_accept=s.target_accept,
-                progressbar=False,
-            )
 
 
 def fit(
@@ -478,105 +354,3 @@ def with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> 
     # ln of the floor-area part of the multiplier (the whole of it unless workers enter too)
     elasticity = np.exp(ds["log_gain_log"].to_numpy()) / np.log(ratio)
     return ds.assign(area_ratio=(dims, ratio), elasticity=(dims, elasticity))
-
-
-def ledger_dataset(case: Case) -> xr.Dataset:
-    """The whole ledger (context rows too) as strings, so reports need nothing but the file.
-    Each cell is turned into text one by one: a column cast as a whole (`astype(str)` then
-    `to_numpy(dtype=str)`) is cut to one character under pandas 3 when it holds a missing value."""
-    ev = case.evidence.drop(columns=["line"])
-    data = {
-        c: ("row", np.array([cell_text(v) for v in ev[c]], dtype=object))
-        for c in ev.columns
-        if c != "id"
-    }
-    return xr.Dataset(data, coords={"row": np.array([str(i) for i in ev["id"]], dtype=object)})
-
-
-def cell_text(value) -> str:
-    """A validated ledger cell as the analyst wrote it: dates as YYYY-MM-DD, numbers as plain
-    decimals without a trailing .0 (74, 2.6), missing values as empty text."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d")
-    if isinstance(value, float | np.floating):
-        return np.format_float_positional(value, trim="-")
-    return str(value)
-
-
-def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: str) -> dict:
-    files = [*case.input_files, DEFAULT_PRIORS, *sorted(REFERENCE_DIR.glob("*.csv"))]
-    return {
-        "case_id": case.id,
-        "case_title": case.title,
-        "unit": case.unit,
-        **run_provenance(files, settings, sampler),
-        "priors": json.dumps(
-            {
-                n: {**dataclasses.asdict(s), "description": s.describe(), "borrowed": s.borrowed}
-                for n, s in priors.specs.items()
-            }
-        ),
-        "measurement": json.dumps(
-            {
-                "noise": priors.noise,
-                "outlier_share": priors.outlier_share,
-                "outlier_sd": priors.outlier_sd,
-                "rationale": priors.noise_rationale,
-            }
-        ),
-        "window": f"{case.window.start}/{case.window.end}",
-        "candidates": json.dumps(case.settings.get("candidates", {})),  # model/voi.py
-        "export_start": case.export_start.strftime("%Y-%m-%d"),
-        # The evidence cut-off: --as-of if given, else the last date a used row was reported.
-        "evidence_as_of": case.as_of or case.evidence["date_reported"].max().strftime("%Y-%m-%d"),
-        # A replay (--as-of) estimates from old evidence: it never becomes `latest`.
-        "replay": int(case.as_of is not None),
-    }
-
-
-def run_provenance(files: list[Path], settings: SamplerSettings, sampler: str) -> dict:
-    """What every saved fit records about its run: when, from which inputs and code, how."""
-    return {
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "input_hash": input_hash(files),
-        "input_files": json.dumps([str(p) for p in files]),
-        "git_commit": git_commit(),
-        "model_version": MODEL_VERSION,
-        "capest_version": __version__,
-        "packages": json.dumps(package_versions()),
-        "sampler": sampler,
-        "sampler_settings": json.dumps({**dataclasses.asdict(settings), "sampler": sampler}),
-        "seed": settings.seed,
-    }
-
-
-def git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "model", "data"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out + ("-dirty" if dirty else "")
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions

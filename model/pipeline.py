@@ -16,7 +16,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from model.fit import SamplerSettings
+from model.sampler import SamplerSettings
 from model.timing import Stopwatch
 
 log = logging.getLogger(__name__)

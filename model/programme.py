@@ -32,15 +32,10 @@ from model import variables
 from model.build import Pooled, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
-from model.fit import (
-    PRIOR_VARS,
-    Sampler,
-    SamplerSettings,
-    ledger_dataset,
-    run_provenance,
-    with_elasticity,
-)
+from model.fit import PRIOR_VARS, with_elasticity
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
+from model.provenance import ledger_dataset, run_provenance
+from model.sampler import Sampler, SamplerSettings
 from model.stacked import SEP, STACK, Plan, stacked_graph, unstack, why_not_stacked
 from model.timeline import Window
 from model.timing import Stopwatch

@@ -57,8 +57,9 @@ def small_fit(tmp_path_factory, worker_id):
     from filelock import FileLock
 
     from model import load_case
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
 
     def run(path):
         case = load_case(CASE)

@@ -119,8 +119,9 @@ def test_a_plant_limited_by_one_stage_recovers_its_multiplier_and_the_binding_st
     grew about 1.2x; the floor area alone would allow 1.55x. The analyst's prior expected the
     casting pits to double (so in the prior the floor area binds more often). The capacity
     multiplier must cover the truth at 95%, and the evidence must make motor casting bind."""
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
     from model.summary import stages_table
 
     doubled = '[priors.stage_growth__motor_casting]\ndist = "LogNormal"\nmedian = 2.0\n'

@@ -10,8 +10,9 @@ import pytest
 import xarray as xr
 
 from model import load_case
-from model.fit import SamplerSettings, fit
+from model.fit import fit
 from model.priors import resolve_priors
+from model.sampler import SamplerSettings
 from tests.conftest import ROOT
 
 SYNTHETIC = ROOT / "data" / "cases" / "synthetic-plant"

@@ -269,8 +269,8 @@ def test_report_all_on_two_workers_equals_the_local_run_even_when_a_worker_dies(
 def test_calibration_on_two_workers_equals_the_local_run(cluster):
     from model import load_case
     from model.calibration import calibrate
-    from model.fit import SamplerSettings
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
 
     case = load_case(CASE)
     priors = resolve_priors(case)

@@ -321,8 +321,8 @@ def test_footprints_replace_the_press_ratio_end_to_end(tmp_path):
     the weight, so the capacity multiplier follows their ratio (about 1.7-2.0), not the
     press's 1.2-1.3, which its press-only scenario still shows; the report has the map and
     the derived ratios beside the press reading, with the numbers of the summary."""
-    from model.fit import SamplerSettings
     from model.pipeline import run_estimate
+    from model.sampler import SamplerSettings
 
     case = _case_copy(tmp_path)
     settings = SamplerSettings(draws=300, tune=300, chains=2, prior_draws=400)

@@ -52,8 +52,9 @@ def test_a_source_that_doubles_its_figures_is_recovered_as_biased(tmp_path):
     bias_group) that reports twice the truth for the same periods, plus its capacity claim
     (also doubled). The fit must put the true rate and the source's true bias (log 2) inside
     their 95% intervals, and the honest rows must not be called outliers."""
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
 
     rng = np.random.default_rng(3)
     case = _new_case(
@@ -197,8 +198,9 @@ def test_shipment_counts_recover_the_rate(tmp_path):
     """With the carrying capacity, the carrying share and the export share known to a few
     percent, eight quarterly car counts must put the true rate in the 95% interval and narrow
     it well inside its prior."""
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
 
     case, _ = _shipment_case(tmp_path, SHIPMENT_PRIORS, np.random.default_rng(4))
     loaded = load_case(case)
@@ -289,8 +291,9 @@ def test_a_plant_that_added_workers_recovers_its_capacity_multiplier(tmp_path):
     """Production figures before and after, and two housing counts saying the workforce
     doubled: the capacity multiplier (mostly from workers, not floor area) and the workforce
     ratio must both fall inside their 95% intervals."""
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
 
     case, multiplier = _workforce_case(tmp_path, np.random.default_rng(6))
     loaded = load_case(case)

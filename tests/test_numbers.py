@@ -78,8 +78,9 @@ if __name__ == "__main__":  # record the numbers again (see the module's docstri
     import subprocess
 
     from model import load_case
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
     from model.summary import summarize
 
     from .conftest import CASE

@@ -14,8 +14,9 @@ import pytest
 
 from model import load_case
 from model.build import build_model
-from model.fit import SamplerSettings, fit
+from model.fit import fit
 from model.priors import resolve_priors
+from model.sampler import SamplerSettings
 from tests.conftest import CASE
 
 TRUTH = {

@@ -7,8 +7,8 @@ import numpy as np
 import xarray as xr
 
 from model.diagnostics import RETRY_TARGET_ACCEPT, diagnose, sample_with_retry
-from model.fit import Sampler, SamplerSettings
 from model.report import report_blocks, to_markdown
+from model.sampler import Sampler, SamplerSettings
 from model.summary import summarize
 from model.timing import Stopwatch
 
@@ -62,7 +62,7 @@ def test_a_fit_that_fails_again_is_recorded_as_failed_and_fails_the_diagnostics(
 
 
 def test_the_sampler_retries_through_its_hook_and_keeps_the_record():
-    """fit.Sampler.sample is the hook: every fit of a case (main, reading, scenario, refit)
+    """sampler.Sampler.sample is the hook: every fit of a case (main, reading, scenario, refit)
     goes through it, and fit() saves sampler.retries in the fit's attrs (summary `retries`)."""
     sampler = Sampler.__new__(Sampler)  # no model: _sample is replaced below
     sampler.settings, sampler.watch, sampler.retries = SamplerSettings(), Stopwatch(), []

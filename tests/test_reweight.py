@@ -161,9 +161,10 @@ def test_reweighted_readings_and_scenarios_match_their_refits():
     give the same quantiles within Monte Carlo error (4 combined MCSEs)."""
     from model import load_case
     from model.build import build_model
-    from model.fit import Alternatives, SamplerSettings, fit, scenario_data, scenario_priors
+    from model.fit import Alternatives, fit, scenario_data, scenario_priors
     from model.priors import resolve_priors
     from model.reweight import reading_log_ratio
+    from model.sampler import SamplerSettings
     from model.summary import INTERVALS, MCSE_QUANTILES, alternative_summary
     from model.timing import Stopwatch
 

@@ -332,9 +332,10 @@ def test_a_plant_with_serials_recovers_its_production(tmp_path):
     items exported and made 4 months before its date and not seen before. The fit must cover
     the true rate and the true production, and the serials must narrow rate_before well
     inside its prior."""
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
     from model.report import write_report
+    from model.sampler import SamplerSettings
     from model.summary import summarize
 
     case, truth, made = write_serial_plant(tmp_path / "serial-plant")

@@ -55,8 +55,9 @@ def test_influence_refits_rows_where_psis_is_unreliable(monkeypatch):
     import model.fit
     from model import load_case
     from model.checks import influence_check
-    from model.fit import SamplerSettings, fit
+    from model.fit import fit
     from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
 
     monkeypatch.setattr(model.fit, "PARETO_K", -1.0)
     monkeypatch.setattr(model.checks, "PARETO_K", -1.0)

@@ -228,9 +228,10 @@ def test_evsi_agrees_with_brute_force_refits(tmp_path):
 
     from model import load_case
     from model.build import build_model
-    from model.fit import Sampler, SamplerSettings, fit
+    from model.fit import fit
     from model.observation import measurement_draw
     from model.priors import resolve_priors
+    from model.sampler import Sampler, SamplerSettings
     from model.summary import window_of
 
     settings = SamplerSettings(draws=400, tune=400, chains=2, prior_draws=200)

@@ -593,7 +593,10 @@ def busiest_months_share(idata: xr.DataTree) -> dict:
         "the shorter rows inside its period (exact rows); fail if p < "
         f"{PATTERN_FAIL}, warn if p < {PATTERN_WARN}"
     )
-    rows = _rows(idata) if not no_measured_rows(idata) else {"kind": np.array([])}
+    if no_measured_rows(idata):  # e.g. serials only: no launch rows to compare
+        return {"name": name, "status": PASS, "rule": rule, "p": None,
+                "finding": "no measured rows"}  # fmt: skip
+    rows = _rows(idata)
     exact = [j for j in np.flatnonzero(rows["kind"] == "launches") if rows["exact"][j] > 0.5]
     starts = _ledger_cells(idata, rows["ids"][exact], "period_start")
     ends = _ledger_cells(idata, rows["ids"][exact], "period_end")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from functools import cache
 
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -339,7 +340,18 @@ def evsi(
     log_lik = _logp_function(robust)(
         y[:, None], mu[None, :], sigma, max(share, 1e-12), measurement["outlier_sd"]
     )
-    return reweighted(values, log_lik)
+    out = reweighted(values, log_lik)
+    # The simulations' spread is not the only Monte Carlo error: every simulated posterior is
+    # the same saved draws reweighted, so the draws' own error in the sd of the log (ArviZ's
+    # autocorrelation-aware MCSE) carries over to the expected sd, in proportion.
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    for name, y_draws in values.items():
+        r = out[name]
+        logy = xr.DataArray(_log(y_draws).reshape(shape), dims=("chain", "draw"))
+        relative = float(azs.mcse(logy, method="sd")) / float(np.std(logy))
+        r["mcse_sd_log_simulations"] = r["mcse_sd_log"]
+        r["mcse_sd_log"] = float(np.hypot(r["mcse_sd_log"], r["expected_sd_log"] * relative))
+    return out
 
 
 # ------------------------------------------------------------------------ the whole table

@@ -101,6 +101,12 @@ def no_measured_rows(idata: xr.DataTree) -> bool:
     return idata["posterior"].sizes.get("obs", 0) == 0
 
 
+def _nothing_measured(name: str, rule: str, **empty) -> dict:
+    """A check's verdict on a fit with no measured rows (serial sightings only): it passes,
+    saying there was nothing to check, with its detail fields empty."""
+    return {"name": name, "status": PASS, "rule": rule, "finding": "no measured rows", **empty}
+
+
 def prior_predictive_check(idata: xr.DataTree) -> dict:
     if no_measured_rows(idata):
         # Serial sightings are a Potential, which prior draws cannot honour: nothing to check.
@@ -196,8 +202,7 @@ def loo_pit_ecdf_check(idata: xr.DataTree) -> dict:
         "simultaneous (Kolmogorov-Smirnov) band of uniform PIT values; fail if it leaves it"
     )
     if no_measured_rows(idata):
-        return {"name": name, "status": PASS, "rule": rule, "finding": "no measured rows",
-                "streams": {}}  # fmt: skip
+        return _nothing_measured(name, rule, streams={})
     rows = _rows(idata)
     with warnings.catch_warnings():  # high k is the influence checks' business
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
@@ -431,8 +436,7 @@ def source_influence_check(idata: xr.DataTree) -> dict:
         "on a source the rest contradicts)"
     )
     if no_measured_rows(idata):
-        return {"name": name, "status": PASS, "rule": rule, "finding": "no measured rows",
-                "sources": {}}  # fmt: skip
+        return _nothing_measured(name, rule, sources={})
     rows = _rows(idata)
     where = {r: j for j, r in enumerate(rows["ids"])}
     post = idata["posterior"].to_dataset()
@@ -594,8 +598,7 @@ def busiest_months_share(idata: xr.DataTree) -> dict:
         f"{PATTERN_FAIL}, warn if p < {PATTERN_WARN}"
     )
     if no_measured_rows(idata):  # e.g. serials only: no launch rows to compare
-        return {"name": name, "status": PASS, "rule": rule, "p": None,
-                "finding": "no measured rows"}  # fmt: skip
+        return _nothing_measured(name, rule, p=None)
     rows = _rows(idata)
     exact = [j for j in np.flatnonzero(rows["kind"] == "launches") if rows["exact"][j] > 0.5]
     starts = _ledger_cells(idata, rows["ids"][exact], "period_start")

@@ -73,12 +73,8 @@ def _status_word(passed: bool) -> str:
 def to_markdown(blocks: list[tuple]) -> str:
     out = []
     for kind, *rest in blocks:
-        if kind == "h1":  # the case's title: input
-            out.append(f"# {md_text(rest[0])}")
-        elif kind == "h2":
-            out.append(f"## {rest[0]}")
-        elif kind == "h3":
-            out.append(f"### {rest[0]}")
+        if kind in ("h1", "h2", "h3"):  # headings are text (a case or plant title is input)
+            out.append(f"{'#' * int(kind[1])} {md_text(rest[0])}")
         elif kind == "p":
             out.append(rest[0])
         elif kind == "list":

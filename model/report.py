@@ -627,7 +627,7 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
     for plant in plants:
         pq, prior_q = plant["quantities"], plant["prior_quantities"]
         blocks += [
-            ("h2", f"{plant['title']} (`{plant['plant']}`)"),
+            ("h2", f"{plant['title']} ({plant['plant']})"),
             ("p", f"Window {plant['window']}; {plant['evidence']['rows']} ledger rows."),
             (
                 "table",

@@ -111,6 +111,16 @@ def test_hostile_evidence_text_renders_as_text(small_fit, summary):
     assert 'href="javascript' not in page
 
 
+def test_a_heading_from_a_case_file_renders_as_text():
+    """A plant's title heads its section of a programme report: it is input, not markup."""
+    title = "North *hall* <img src=x> | [link](javascript:alert(1))"
+    md = to_markdown([("h2", title)])
+    assert md == f"## {md_text(title)}\n"
+    assert "\\<img src=x\\>" in md and "\\[link\\]" in md and "\\*hall\\*" in md
+    page = to_html([("h2", title)], {}, "t")
+    assert "<img src=x>" not in page and "&lt;img src=x&gt;" in page
+
+
 def test_failed_diagnostics_show_at_the_top(small_fit, summary):
     fit = {**summary["diagnostics"]["fits"][0], "passed": False, "failures": ["R-hat 1.2 > 1.01"]}
     diagnostics = {**summary["diagnostics"], "passed": False, "fits": [fit]}

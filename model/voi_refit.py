@@ -160,29 +160,31 @@ def refit_flagged(
     """Refit the flagged simulated values (see the module's docstring) and save them in
     `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why)."""
     start = time.perf_counter()
-    flagged = flagged_values(idata, simulations)
-    refittable = {i: f for i, (c, _, f) in flagged.items() if c.kind != IMAGERY}
     info = {
         "cap": cap,
         "chains": REFIT_CHAINS,
         "draws": REFIT_DRAWS,
         "tune": REFIT_TUNE,
         "simulations": simulations,
-        "flagged": int(sum(len(f) for _, _, f in flagged.values())),
-        "flagged_imagery": int(sum(len(f) for c, _, f in flagged.values() if c.kind == IMAGERY)),
         "refits": 0,
         "skipped": "",
     }
-    if not refittable:
-        info["skipped"] = "no simulated value of a ledger candidate needed one"
-    elif settings.chains * settings.draws < RETRY_MIN_DRAWS:
+    if settings.chains * settings.draws < RETRY_MIN_DRAWS:
         info["skipped"] = (
             f"the fit has fewer than {RETRY_MIN_DRAWS} draws (a quick look): flagged values "
             "stay flagged"
         )
     elif cap <= 0:
         info["skipped"] = "refits switched off (a cap of 0)"
-    if info["skipped"]:
+    if info["skipped"]:  # decided before simulating: a quick fit costs nothing more
+        idata.attrs["voi_refits"] = json.dumps(info)
+        return
+    flagged = flagged_values(idata, simulations)
+    refittable = {i: f for i, (c, _, f) in flagged.items() if c.kind != IMAGERY}
+    info["flagged"] = int(sum(len(f) for _, _, f in flagged.values()))
+    info["flagged_imagery"] = int(sum(len(f) for c, _, f in flagged.values() if c.kind == IMAGERY))
+    if not refittable:
+        info["skipped"] = "no simulated value of a ledger candidate needed one"
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     seed = int(idata.attrs.get("seed", settings.seed))

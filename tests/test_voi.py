@@ -494,3 +494,64 @@ def test_refitted_values_replace_the_flagged_ones_in_the_expectation():
     assert half["mcse_sd_log"] >= got["mcse_sd_log"] * 0.99
     plain = voi.combine(stats)
     assert plain["expected_sd_log"] == pytest.approx(np.sqrt(stats["var_log"].mean()))
+
+
+@pytest.mark.slow
+def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypatch):
+    """A launch count graded A on the small fit: a few draws carry the weight of some of its
+    simulated values (Pareto k far above 0.7). The fit's refits (model/voi_refit.py) replace
+    them, and the expected variance of log rate_after moves toward brute force: every
+    simulated value refitted (other seeds) through the same compiled model."""
+    from model import load_case, voi_refit
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
+    from model.summary import window_of
+
+    monkeypatch.setattr(voi, "defaults", lambda window, rows: [])  # this candidate alone
+    monkeypatch.setattr(voi_refit, "RETRY_MIN_DRAWS", 0)  # refit on a small fit
+    idata = small_fit.copy(deep=True)
+    spec = {"kind": "launches", "start": "2025-12", "end": "2025-12", "reliability": "A"}
+    idata.attrs["candidates"] = json.dumps({"december-graded-a": spec})
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    settings = SamplerSettings(draws=200, tune=300, chains=2)  # the small fit's
+    sims = 20
+
+    def rate_after() -> dict:
+        rows = voi.what_to_measure_next(idata, simulations=sims)["what_to_measure_next"]
+        return next(r for r in rows if r["quantity"] == "rate_after")
+
+    plain = rate_after()
+    voi_refit.refit_flagged(idata, case, priors, settings, cap=sims, simulations=sims)
+    info = json.loads(idata.attrs["voi_refits"])
+    refitted = rate_after()
+    assert plain["method"] == "reweighted" and plain["pareto_k"] > voi.PARETO_K_MAX
+    m = refitted["flagged"]
+    assert m >= 2 and info["refits"] == m
+    assert refitted["method"] == f"reweighted+refit ({m} of {m})"
+    assert not refitted["pareto_k_flag"]
+
+    (candidate,) = voi.all_candidates(idata, window_of(idata))
+    post = idata["posterior"].to_dataset()
+    seed = int(idata.attrs["seed"]) + voi.SEED_OFFSET
+    y, _ = voi.simulate(
+        candidate,
+        post,
+        window_of(idata),
+        pd.Timestamp(idata.attrs["export_start"]),
+        json.loads(idata.attrs["measurement"]),
+        idata.attrs["unit"],
+        sims,
+        voi.candidate_rng(seed, 0),
+    )
+    model = voi_refit.RowModel.of(case, priors, settings, [candidate])  # compiled: cached
+    variances = [
+        float(np.var(np.log(model.refit(candidate, y[j], 7000 + j)["rate_after"].to_numpy())))
+        for j in range(sims)
+    ]
+    brute, brute_se = np.mean(variances), np.std(variances, ddof=1) / np.sqrt(sims)
+    before, after = plain["expected_sd_log"] ** 2, refitted["expected_sd_log"] ** 2
+    after_se = 2 * refitted["expected_sd_log"] * refitted["mcse_sd_log"]
+    print("reweighted", before, "with refits", after, "brute force", brute, "+-", brute_se)
+    assert abs(after - brute) < abs(before - brute)
+    assert abs(after - brute) < 3 * np.hypot(after_se, brute_se)

@@ -1,5 +1,6 @@
 """What to measure next: the value of information of each uncertain input and of concrete new
-measurements, as pure functions of a saved fit (posterior.nc); nothing is refitted.
+measurements, as pure functions of a saved fit (posterior.nc): nothing is sampled here; the
+few refits it uses were made by the fit and saved in it (model/voi_refit.py).
 
 **Learning an input exactly (EVPPI for estimation).** If input X were known, the posterior
 variance of a quantity Y would be Var(Y | X); before knowing it, its expectation is
@@ -21,8 +22,12 @@ posterior draw by that value's likelihood with Pareto-smoothed importance sampli
 (arviz-stats `psislw`); the reweighted draws are the posterior after observing it. Averaged
 over the simulated values: the expected posterior variance and the expected 80% interval
 width. The Monte Carlo error is the standard error over the simulated values. A Pareto k above
-0.7 means the reweighted posterior rests on few draws: the figure is flagged (a refit through
-the compiled model would settle it; tests/test_voi.py does that by brute force).
+0.7 means the reweighted posterior rests on few draws: the fit refits some of those values
+(model/voi_refit.py, capped), and their mean stands for all of the candidate's flagged values
+(`combine`, a stratified mean); with none refitted the figure is flagged as approximate.
+
+The ranking is by the quantity the case names (case.toml `[voi] target`, checked by
+model/candidates.py), by default the full rate after the expansion.
 
 Positive quantities are handled on the log scale (their uncertainty is multiplicative) and
 converted back: sd and interval width are in the quantity's unit. The values are for this
@@ -815,7 +820,7 @@ def print_ranking(summary: dict) -> str:
         f"the expected sd of log {label}",
     ]
     for i, row in enumerate(ranking(summary), 1):
-        lines.append(f"{i}. {sentence(row, label)} [{row.get('method', 'reweighted')}]")
+        lines.append(f"{i}. {sentence(row, label)}")
     refits = refits_sentence(summary)
     if refits:
         lines.append(refits)

@@ -15,18 +15,44 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from model.evidence import GRADES
+from model import variables
+from model.evidence import CASE_UNIT, DATE, GRADES, KIND, SPAN
 from model.timeline import Window, parse_date
 
-# Kinds a candidate may be, and whether it covers a span (start, end) or a date. These are
-# the kinds whose prediction the saved posterior holds (usage, production, the export share,
-# the floor-area ratio); a workforce count, a stage ratio, shipments or serials need terms
-# that a case without such rows does not have in its model, so they cannot be valued from
-# its fit (README, "What to measure next").
-SPAN_KINDS = ("launches", "production")
-DATE_KINDS = ("transfers", "capacity")
+# Kinds a candidate may be, from the evidence-kind registry (model/evidence.py), looked up
+# when used (a test may add a kind): modelled counts in the case's unit over a span or to a
+# date. These read the monthly paths the saved posterior holds (usage, production and, with
+# the export share, exports: model/likelihood.py), so a fit can value them; a workforce
+# count, a stage ratio, shipments or serials need terms that a case without such rows does
+# not have in its model (README, "What to measure next"). Imagery of the floor-area ratio is
+# valued on its own (its readings are a mixture, not a likelihood row).
 IMAGERY = "area_ratio"
-KINDS = (*SPAN_KINDS, *DATE_KINDS, IMAGERY)
+
+
+def _counts(period: str) -> tuple[str, ...]:
+    return tuple(
+        k.name for k in KIND.values() if k.modelled and k.unit == CASE_UNIT and k.period == period
+    )
+
+
+def span_kinds() -> tuple[str, ...]:
+    return _counts(SPAN)
+
+
+def date_kinds() -> tuple[str, ...]:
+    return _counts(DATE)
+
+
+def kinds() -> tuple[str, ...]:
+    return (*span_kinds(), *date_kinds(), IMAGERY)
+
+
+# How the report words a candidate of a kind; a kind without an entry gets "a <kind> figure".
+SPAN_WORDS = {"launches": "a launch count for", "production": "a production figure for"}
+DATE_WORDS = {
+    "transfers": "a total transferred up to",
+    "capacity": "a capacity figure ('can produce N a year') at",
+}
 KEYS = {"kind", "start", "end", "date", "reliability", "precision", "description"}
 DEFAULT_GRADE = "B"
 # Assumption (change it per candidate with `precision`): an imagery measurement of the
@@ -51,15 +77,11 @@ class Candidate:
         grade = f"graded {self.reliability}"
         if self.kind == IMAGERY:
             return f"an imagery measurement of the floor-area ratio to ±{self.precision:.0%}"
-        if self.kind in DATE_KINDS:
-            what = {
-                "transfers": "a total transferred up to",
-                "capacity": "a capacity figure ('can produce N a year') at",
-            }
-            return f"{what[self.kind]} {self.end:%d %B %Y} {grade}"
-        span = _span_words(self.start, self.end)
-        what = {"launches": "a launch count for", "production": "a production figure for"}
-        return f"{what[self.kind]} {span} {grade}"
+        if self.start is None:  # a date kind
+            what = DATE_WORDS.get(self.kind, f"a {self.kind} figure at")
+            return f"{what} {self.end:%d %B %Y} {grade}"
+        what = SPAN_WORDS.get(self.kind, f"a {self.kind} figure for")
+        return f"{what} {_span_words(self.start, self.end)} {grade}"
 
     def ledger_row(self, unit: str) -> dict:
         """The candidate as one exact ledger row (model/observation.py reads it)."""
@@ -91,9 +113,41 @@ def _span_words(start: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{start:%d %b %Y} to {end:%d %b %Y}"
 
 
+# The quantity a case may name as its target (`[voi] target`): a scalar the registry keeps
+# from every refit (role REFIT, so a refit of a candidate can value it), or a year's production
+# by year (`production_2025`) or the next calendar year's (`production_next_year`, the year
+# after the latest evidence's). Without one the ranking is by the full rate after (DEFAULT).
+DEFAULT_TARGET = "rate_after"
+YEARLY = "production_by_year"
+NEXT_YEAR = "production_next_year"
+
+
+def target_names(window: Window) -> list[str]:
+    """Every name `[voi] target` accepts for a case of this window."""
+    scalars = [n for n in variables.select(variables.REFIT) if n != YEARLY]
+    years = range(window.start.year, window.end.year + 1)
+    return [*scalars, NEXT_YEAR, *[f"production_{y}" for y in years]]
+
+
+def check_voi(settings: dict, window: Window, bad) -> list:
+    """Problems in case.toml's [voi] table (its keys are checked with the rest of the file)."""
+    table = settings.get("voi", {})
+    if not isinstance(table, dict):
+        return [bad("voi", 'expected a table [voi] (e.g. target = "rate_after")')]
+    if "target" not in table:
+        return []
+    allowed = target_names(window)
+    target = table["target"]
+    if target not in allowed:
+        message = f"expected one of {', '.join(allowed)}, got {target!r}"
+        return [bad("voi.target", message)]
+    return []
+
+
 def check(settings: dict, window: Window, bad) -> list:
-    """Problems in case.toml's [candidates.<name>] tables (`bad(key, message)` makes one)."""
-    problems = []
+    """Problems in case.toml's [candidates.<name>] tables and its [voi] table (`bad(key,
+    message)` makes one)."""
+    problems = check_voi(settings, window, bad)
     table = settings.get("candidates", {})
     if not isinstance(table, dict):
         return [bad("candidates", "expected one table [candidates.<name>] per candidate")]
@@ -107,10 +161,12 @@ def check(settings: dict, window: Window, bad) -> list:
             message = f"unknown key (allowed here: {', '.join(sorted(KEYS))})"
             problems.append(bad(f"{key}.{extra}", message))
         kind = spec.get("kind")
-        if kind not in KINDS:
-            problems.append(bad(f"{key}.kind", f"expected one of {', '.join(KINDS)}, got {kind!r}"))
+        if kind not in kinds():
+            message = f"expected one of {', '.join(kinds())}, got {kind!r}"
+            problems.append(bad(f"{key}.kind", message))
             continue
-        need = {"start", "end"} if kind in SPAN_KINDS else {"date"} if kind in DATE_KINDS else set()
+        need = {"start", "end"} if kind in span_kinds() else set()
+        need = {"date"} if kind in date_kinds() else need
         for k in sorted(need - set(spec)):
             problems.append(bad(f"{key}.{k}", f"a {kind} candidate needs '{k}'"))
         for k in sorted({"start", "end", "date"} & set(spec) - need):

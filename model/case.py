@@ -44,7 +44,9 @@ _SCHEMA: dict[str, set[str]] = {
         "stages",
         "footprints",
         "candidates",  # measurements to value (model/candidates.py checks their keys)
+        "voi",  # the quantity "what to measure next" ranks by (model/candidates.py)
     },
+    "voi": {"target"},
     "window": {"start", "end"},
     "exports": {"start", "rationale", "evidence"},
     "area_ratio": {"weights", "rationale", "evidence"},

@@ -34,6 +34,7 @@ from model.reweight import (
 from model.sampler import Sampler, SamplerSettings
 from model.serials import serial_rows
 from model.timing import Stopwatch
+from model.voi_refit import refit_flagged
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ def fit(
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
+    if checks:  # what to measure next: values whose reweighting cannot be trusted, refitted
+        refit_flagged(idata, case, priors, settings)
+        watch.mark("what to measure next (refits)")
     idata.attrs["retries"] = json.dumps(sampler.retries)
     # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.
     timings = {k: round(v, 3) for k, v in watch.seconds.items()}

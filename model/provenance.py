@@ -85,6 +85,7 @@ def provenance(case: Case, priors: Priors, settings: SamplerSettings, sampler: s
         ),
         "window": f"{case.window.start}/{case.window.end}",
         "candidates": json.dumps(case.settings.get("candidates", {})),  # model/voi.py
+        "voi": json.dumps(case.settings.get("voi", {})),  # its target (model/voi.py)
         "export_start": case.export_start.strftime("%Y-%m-%d"),
         # The evidence cut-off: --as-of if given, else the last date a used row was reported.
         "evidence_as_of": case.as_of or case.evidence["date_reported"].max().strftime("%Y-%m-%d"),

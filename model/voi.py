@@ -1,5 +1,6 @@
 """What to measure next: the value of information of each uncertain input and of concrete new
-measurements, as pure functions of a saved fit (posterior.nc); nothing is refitted.
+measurements, as pure functions of a saved fit (posterior.nc): nothing is sampled here; the
+few refits it uses were made by the fit and saved in it (model/voi_refit.py).
 
 **Learning an input exactly (EVPPI for estimation).** If input X were known, the posterior
 variance of a quantity Y would be Var(Y | X); before knowing it, its expectation is
@@ -21,8 +22,12 @@ posterior draw by that value's likelihood with Pareto-smoothed importance sampli
 (arviz-stats `psislw`); the reweighted draws are the posterior after observing it. Averaged
 over the simulated values: the expected posterior variance and the expected 80% interval
 width. The Monte Carlo error is the standard error over the simulated values. A Pareto k above
-0.7 means the reweighted posterior rests on few draws: the figure is flagged (a refit through
-the compiled model would settle it; tests/test_voi.py does that by brute force).
+0.7 means the reweighted posterior rests on few draws: the fit refits some of those values
+(model/voi_refit.py, capped), and their mean stands for all of the candidate's flagged values
+(`combine`, a stratified mean); with none refitted the figure is flagged as approximate.
+
+The ranking is by the quantity the case names (case.toml `[voi] target`, checked by
+model/candidates.py), by default the full rate after the expansion.
 
 Positive quantities are handled on the log scale (their uncertainty is multiplicative) and
 converted back: sd and interval width are in the quantity's unit. The values are for this
@@ -42,7 +47,15 @@ import xarray as xr
 from scipy.interpolate import BSpline
 
 from model import variables
-from model.candidates import IMAGERY, Candidate, declared, defaults
+from model.candidates import (
+    DEFAULT_TARGET,
+    IMAGERY,
+    NEXT_YEAR,
+    YEARLY,
+    Candidate,
+    declared,
+    defaults,
+)
 from model.observation import measurement_draw, observations, robust_logp, row_logp
 from model.timeline import Window, parse_date
 
@@ -59,16 +72,33 @@ SEED_OFFSET = 1717  # the fit's seed plus this: the simulation repeats with the 
 
 def targets(post: xr.Dataset, attrs: dict) -> dict[str, np.ndarray]:
     """The quantities valued, as flat positive draws: the rates kept in the run history
-    (before and after the expansion) and production in the next calendar year: the year
-    after the latest evidence's, or the window's last year when that one is past it."""
+    (before and after the expansion), production in the next calendar year (the year after
+    the latest evidence's, or the window's last year when that one is past it), and the
+    quantity the case names as its target (case.toml `[voi] target`), if another."""
     out = {n: _flat(post[n]) for n in variables.select(variables.HISTORY) if n in post}
-    if "production_by_year" in post:
-        years = [int(y) for y in post["year"].to_numpy()]
-        as_of = attrs.get("evidence_as_of")
-        year = min(parse_date(as_of).year + 1, years[-1]) if as_of else years[-1]
-        year = max(year, years[0])
-        out[f"production_{year}"] = _flat(post["production_by_year"].sel(year=year))
+    if YEARLY in post:
+        year = next_year(post, attrs)
+        out[f"production_{year}"] = _flat(post[YEARLY].sel(year=year))
+    name = target(post, attrs)
+    if name not in out:
+        year = name.removeprefix("production_")
+        out[name] = _flat(post[YEARLY].sel(year=int(year)) if year.isdigit() else post[name])
     return out
+
+
+def next_year(post: xr.Dataset, attrs: dict) -> int:
+    years = [int(y) for y in post["year"].to_numpy()]
+    as_of = attrs.get("evidence_as_of")
+    year = min(parse_date(as_of).year + 1, years[-1]) if as_of else years[-1]
+    return max(year, years[0])
+
+
+def target(post: xr.Dataset, attrs: dict) -> str:
+    """The quantity the ranking is by: the case's `[voi] target` (checked when the case was
+    loaded, model/candidates.py), with `production_next_year` resolved to its year; else the
+    full rate after the expansion."""
+    name = json.loads(attrs.get("voi", "{}")).get("target", DEFAULT_TARGET)
+    return f"production_{next_year(post, attrs)}" if name == NEXT_YEAR else name
 
 
 def _flat(da: xr.DataArray) -> np.ndarray:
@@ -225,11 +255,9 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray
     return np.array([np.interp(q, c, v) for c in cum])
 
 
-def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float = 1.0) -> dict:
-    """The posterior after each simulated measurement: PSIS-smoothed weights from its
-    log-likelihood (simulations, draws), then per quantity (positive draws, handled on the
-    log scale) the expected posterior variance on that scale, the expected sd and 80% width in
-    the quantity's unit, and their Monte Carlo errors over the simulations."""
+def psis_weights(log_lik: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised PSIS weights of the draws after each simulated measurement (simulations,
+    draws), from its log-likelihood, and each simulation's Pareto k."""
     from arviz_stats.base import array_stats
 
     log_w, k = np.zeros_like(log_lik), np.zeros(len(log_lik))
@@ -244,26 +272,66 @@ def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float 
             # no smoothing: plain importance weights, k taken as 0 (no heavy tail).
             log_w[s], k[s] = row - row.max(), 0.0
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    out = {"pareto_k": np.asarray(k)}
+    # k is NaN when the tail fit fails: a few draws carry all the weight, the worst case
+    return w / w.sum(axis=1, keepdims=True), np.where(np.isnan(k), np.inf, k)
+
+
+def posterior_stats(y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Per simulation (a row of `w`, weights over the draws of `y`): the posterior variance of
+    log y and of y, and the 80% interval's width in y's units and on the log scale."""
+    logy = _log(y)
+    m = w @ logy
+    return {
+        "var_log": np.maximum(w @ logy**2 - m**2, 0.0),
+        "var_units": np.maximum(w @ y**2 - (w @ y) ** 2, 0.0),
+        "width": np.diff(weighted_quantiles(y, w, TAILS), axis=1)[:, 0],
+        "log_width": np.diff(weighted_quantiles(logy, w, TAILS), axis=1)[:, 0],
+    }
+
+
+def combine(stats: dict, refitted: dict | None = None, flagged=None) -> dict:
+    """The expected posterior sd and 80% width over the simulations and their Monte Carlo
+    errors. With `refitted` (the same statistics from refits of a random subset of the
+    `flagged` simulations, those whose weights cannot be trusted): a stratified mean, the
+    unflagged simulations reweighted and the flagged ones' mean estimated by their refits."""
+    n_sim = len(stats["var_log"])
+    if not refitted or not len(refitted["var_log"]):
+        mean = {k: float(v.mean()) for k, v in stats.items()}
+        se = {k: float(np.std(v, ddof=1) / np.sqrt(n_sim)) for k, v in stats.items()}
+    else:
+        keep = np.ones(n_sim, bool)
+        keep[np.asarray(flagged, int)] = False
+        share = 1.0 - keep.mean()  # of the simulations, flagged
+        mean, se = {}, {}
+        for k, v in stats.items():
+            u, r = v[keep], np.asarray(refitted[k])
+            # a single refit has no spread of its own: the flagged values' reweighted spread
+            spread = r if len(r) > 1 else v[~keep]
+            r_var = np.var(spread, ddof=1) if len(spread) > 1 else 0.0
+            u_var = np.var(u, ddof=1) / len(u) if len(u) > 1 else 0.0
+            u_mean = u.mean() if len(u) else 0.0
+            mean[k] = float((1 - share) * u_mean + share * r.mean())
+            se[k] = float(np.sqrt((1 - share) ** 2 * u_var + share**2 * r_var / len(r)))
+    sd_log = np.sqrt(mean["var_log"])
+    return {
+        "expected_sd_log": float(sd_log),
+        "mcse_sd_log": float(se["var_log"] / (2 * sd_log)) if sd_log > 0 else 0.0,
+        "expected_sd": float(np.sqrt(mean["var_units"])),
+        "expected_interval_80_width": mean["width"],
+        "mcse_interval_80_width": se["width"],
+        "expected_interval_80_log_width": mean["log_width"],
+    }
+
+
+def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float = 1.0) -> dict:
+    """The posterior after each simulated measurement: PSIS-smoothed weights from its
+    log-likelihood (simulations, draws), then per quantity (positive draws, handled on the
+    log scale) the expected posterior variance on that scale, the expected sd and 80% width in
+    the quantity's unit, and their Monte Carlo errors over the simulations."""
+    w, k = psis_weights(log_lik, r_eff)
+    out = {"pareto_k": k}
     for name, y in values.items():
-        logy = _log(y)
-        m = w @ logy
-        var_log = np.maximum(w @ logy**2 - m**2, 0.0)
-        var_units = np.maximum(w @ y**2 - (w @ y) ** 2, 0.0)
-        widths = np.diff(weighted_quantiles(y, w, TAILS), axis=1)[:, 0]
-        log_widths = np.diff(weighted_quantiles(logy, w, TAILS), axis=1)[:, 0]
-        s = len(w)
-        out[name] = {
-            "expected_sd_log": float(np.sqrt(var_log.mean())),
-            "mcse_sd_log": float(
-                np.std(var_log, ddof=1) / np.sqrt(s) / (2 * np.sqrt(var_log.mean()))
-            ),
-            "expected_sd": float(np.sqrt(var_units.mean())),
-            "expected_interval_80_width": float(widths.mean()),
-            "mcse_interval_80_width": float(np.std(widths, ddof=1) / np.sqrt(s)),
-            "expected_interval_80_log_width": float(log_widths.mean()),
-        }
+        out[name] = combine(posterior_stats(y, w))
     return out
 
 
@@ -316,18 +384,20 @@ def candidate_measurement(
     return np.log1p(predicted), float(obs.sigma[0]), True
 
 
-def evsi(
+def simulate(
     candidate: Candidate,
     post: xr.Dataset,
-    values: dict[str, np.ndarray],
     window: Window,
     export_start,
     measurement: dict,
     unit: str,
     simulations: int = SIMULATIONS,
     rng=None,
-) -> dict:
-    """Preposterior simulation of one candidate: see the module's docstring."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's simulated measured values (log(1 + value) scale for a ledger row, log
+    ratio for imagery), drawn from the posterior predictive, and each value's log-likelihood
+    under every posterior draw (simulations, draws). Deterministic given `rng`: the fit's
+    refits (model/voi_refit.py) and the summary draw the same values."""
     rng = np.random.default_rng(0) if rng is None else rng
     mu, sigma, robust = candidate_measurement(
         candidate, post, window, export_start, measurement, unit
@@ -340,17 +410,68 @@ def evsi(
     log_lik = _logp_function(robust)(
         y[:, None], mu[None, :], sigma, max(share, 1e-12), measurement["outlier_sd"]
     )
-    out = reweighted(values, log_lik)
+    return y, log_lik
+
+
+def candidate_rng(seed: int, index: int) -> np.random.Generator:
+    """The random numbers of the `index`-th candidate (model/voi_refit.py draws the same)."""
+    return np.random.default_rng([seed, index])
+
+
+def evsi(
+    candidate: Candidate,
+    post: xr.Dataset,
+    values: dict[str, np.ndarray],
+    window: Window,
+    export_start,
+    measurement: dict,
+    unit: str,
+    simulations: int = SIMULATIONS,
+    rng=None,
+    refits: xr.Dataset | None = None,
+    attrs: dict | None = None,
+) -> dict:
+    """Preposterior simulation of one candidate: see the module's docstring. `refits`: the
+    fit's refits of some of its simulations whose Pareto k is above PARETO_K_MAX
+    (model/voi_refit.py, coordinate `simulation`), which replace their reweighted values."""
+    y, log_lik = simulate(
+        candidate, post, window, export_start, measurement, unit, simulations, rng
+    )
+    w, k = psis_weights(log_lik)
+    out = {"pareto_k": k, "flagged": int((k > PARETO_K_MAX).sum()), "refitted": 0}
+    flagged = np.flatnonzero(k > PARETO_K_MAX)
+    refit_values = None
+    if refits is not None and refits.sizes.get("simulation", 0):
+        sims = refits["simulation"].to_numpy()
+        if (
+            not np.allclose(refits["measured"].to_numpy(), y[sims])
+            or not np.isin(sims, flagged).all()
+        ):
+            raise RuntimeError(
+                f"the saved refits of candidate {candidate.name} are not of this simulation: "
+                "they were made by another version of model/voi.py"
+            )
+        out["refitted"] = len(sims)
+        refit_values = [targets(refits.isel(simulation=j), attrs or {}) for j in range(len(sims))]
     # The simulations' spread is not the only Monte Carlo error: every simulated posterior is
     # the same saved draws reweighted, so the draws' own error in the sd of the log (ArviZ's
     # autocorrelation-aware MCSE) carries over to the expected sd, in proportion.
     shape = (post.sizes["chain"], post.sizes["draw"])
     for name, y_draws in values.items():
-        r = out[name]
+        stats = posterior_stats(y_draws, w)
+        refitted = None
+        if refit_values is not None:
+            per_refit = [
+                posterior_stats(v[name], np.full((1, len(v[name])), 1 / len(v[name])))
+                for v in refit_values
+            ]
+            refitted = {s: np.concatenate([p[s] for p in per_refit]) for s in stats}
+        r = combine(stats, refitted, flagged)
         logy = xr.DataArray(_log(y_draws).reshape(shape), dims=("chain", "draw"))
         relative = float(azs.mcse(logy, method="sd")) / float(np.std(logy))
         r["mcse_sd_log_simulations"] = r["mcse_sd_log"]
         r["mcse_sd_log"] = float(np.hypot(r["mcse_sd_log"], r["expected_sd_log"] * relative))
+        out[name] = r
     return out
 
 
@@ -381,13 +502,24 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
             "sd_log": float(np.std(_log(y))),
         }
     rows = []
-    for candidate in all_candidates(idata, window):
-        rng = np.random.default_rng([seed, len(rows)])
+    for i, candidate in enumerate(all_candidates(idata, window)):
+        node = saved_refits(idata, i, candidate, simulations)
         result = evsi(
-            candidate, post, values, window, export_start, measurement, unit, simulations, rng
+            candidate,
+            post,
+            values,
+            window,
+            export_start,
+            measurement,
+            unit,
+            simulations,
+            candidate_rng(seed, i),
+            refits=node,
+            attrs=attrs,
         )
         k = result["pareto_k"]
         k90 = float(np.quantile(k, 0.9))
+        flagged, refitted = result["flagged"], result["refitted"]
         for name in values:
             r = result[name]
             rows.append(
@@ -410,9 +542,23 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                         current[name], r["expected_interval_80_log_width"]
                     ),
                     "narrowing": 1 - r["expected_sd_log"] / current[name]["sd_log"],
-                    "method": f"preposterior simulation ({simulations} values), PSIS reweighting",
+                    "method": f"reweighted+refit ({refitted} of {flagged})"
+                    if refitted
+                    else "reweighted",
+                    "method_detail": f"preposterior simulation ({simulations} values), PSIS "
+                    "reweighting"
+                    + (
+                        f"; {refitted} of the {flagged} values with Pareto k > {PARETO_K_MAX} "
+                        "refitted through the model with the row added"
+                        if refitted
+                        else ""
+                    ),
+                    "simulations": simulations,
+                    "flagged": flagged,  # simulated values whose Pareto k is above PARETO_K_MAX
+                    "refitted": refitted,
                     "pareto_k": k90,
-                    "pareto_k_flag": bool(k90 > PARETO_K_MAX),
+                    # approximate: the weights cannot be trusted and no refit replaced them
+                    "pareto_k_flag": bool(k90 > PARETO_K_MAX and not refitted),
                 }
             )
     learning = []
@@ -437,7 +583,29 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                     f"bootstrap MCSE ({BOOTSTRAP})",
                 }
             )
-    return {"what_to_measure_next": rows, "value_of_learning": learning}
+    return {
+        "what_to_measure_next": rows,
+        "value_of_learning": learning,
+        "voi_target": {
+            "quantity": target(post, attrs),
+            "named": json.loads(attrs.get("voi", "{}")).get("target"),
+        },
+        "voi_refits": json.loads(attrs.get("voi_refits", "{}")),  # model/voi_refit.py
+    }
+
+
+def saved_refits(
+    idata: xr.DataTree, index: int, candidate: Candidate, simulations: int
+) -> xr.Dataset | None:
+    """The fit's refits of the `index`-th candidate (model/voi_refit.py), if it made any for
+    this number of simulations."""
+    path = f"voi_refits/candidate_{index}"
+    if "voi_refits" not in idata.children or f"candidate_{index}" not in idata["voi_refits"]:
+        return None
+    node = idata[path].to_dataset()
+    if node.attrs.get("candidate") != candidate.name:
+        raise RuntimeError(f"{path} holds the refits of {node.attrs.get('candidate')!r}")
+    return node if int(node.attrs["simulations"]) == simulations else None
 
 
 def typical_interval(current: dict, log_width: float) -> list[float]:
@@ -477,8 +645,15 @@ def all_candidates(idata: xr.DataTree, window: Window) -> list[Candidate]:
 # ------------------------------------------------------------------------ the report
 
 
-def ranking(summary: dict, quantity: str = "rate_after") -> list[dict]:
-    """The candidates' rows for `quantity`, the most narrowing first."""
+def ranked_quantity(summary: dict) -> str:
+    """What the ranking is by: the case's target (`voi_target`), else the full rate after."""
+    return summary.get("voi_target", {}).get("quantity") or DEFAULT_TARGET
+
+
+def ranking(summary: dict, quantity: str | None = None) -> list[dict]:
+    """The candidates' rows for `quantity` (default: the case's target), the most narrowing
+    first."""
+    quantity = quantity or ranked_quantity(summary)
     rows = [r for r in summary.get("what_to_measure_next", []) if r["quantity"] == quantity]
     return sorted(rows, key=lambda r: r["expected_sd_log"])
 
@@ -496,6 +671,11 @@ def sentence(row: dict, label: str) -> str:
         if row["pareto_k_flag"]
         else ""
     )
+    if row.get("refitted"):
+        flag = (
+            f" ({row['refitted']} of the {row['flagged']} simulated values whose reweighting "
+            f"could not be trusted refitted)"
+        )
     return (
         f"{row['description'][0].upper()}{row['description'][1:]} would narrow the 80% "
         f"interval of the {label} from {_fmt(lo)}–{_fmt(hi)} to about {_fmt(new_lo)}–"
@@ -504,16 +684,41 @@ def sentence(row: dict, label: str) -> str:
     )
 
 
+def refits_sentence(summary: dict) -> str:
+    """What the fit refitted for this section, and its cap (model/voi_refit.py)."""
+    info = summary.get("voi_refits") or {}
+    if not info:
+        return ""
+    ranked = ranking(summary)
+    flagged = sum(r.get("flagged", 0) for r in ranked)
+    n_sim = info.get("simulations", SIMULATIONS)
+    text = (
+        f"Of the {len(ranked) * n_sim:,} simulated values ({len(ranked)} candidates x {n_sim}), "
+        f"{flagged} had importance weights that cannot be trusted (Pareto k above "
+        f"{PARETO_K_MAX}); {info.get('refits', 0)} of them were refitted through the model with "
+        f"the row added ({info.get('chains')} chains x {info.get('draws')} draws, the model "
+        f"compiled once), at most {info.get('cap')} refits a report, shared out among the "
+        "candidates in turn; a candidate's other flagged values are represented by its "
+        "refitted ones (a stratified mean, the refitted values picked at random)."
+    )
+    if info.get("skipped"):
+        text += f" No refit was made: {info['skipped']}."
+    return text
+
+
 def report_blocks(summary: dict) -> list[tuple]:
     """The report's "What to measure next" section (model/report.py adds it)."""
     if not summary.get("what_to_measure_next"):
         return []
     unit = summary["unit"]
-    after = ranking(summary, "rate_after")
-    label = variables.label("rate_after")
+    quantity = ranked_quantity(summary)
+    ranked = ranking(summary)
+    label = variables.label(quantity)
+    named = summary.get("voi_target", {}).get("named")
+    why = "the target case.toml names" if named else "the default target"
     quantities = list(dict.fromkeys(r["quantity"] for r in summary["what_to_measure_next"]))
     table = []
-    for r in after:
+    for r in ranked:
         cells = [r["description"]]
         for q in quantities:
             row = next(
@@ -525,23 +730,27 @@ def report_blocks(summary: dict) -> list[tuple]:
                 f"{row['expected_sd_log']:.3f} (±{row['mcse_sd_log']:.3f}), "
                 f"{row['narrowing']:.0%} less; 80% width {_fmt(row['expected_interval_80_width'])}"
             )
-        cells.append(f"{r['pareto_k']:.2f}" + (" (flagged)" if r["pareto_k_flag"] else ""))
+        k = f"{r['pareto_k']:.2f}" + (" (flagged)" if r["pareto_k_flag"] else "")
+        cells.append(k + (f"; {r['method']}" if r.get("refitted") else ""))
         table.append(cells)
-    learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == "rate_after"]
+    learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == quantity]
     learning.sort(key=lambda x: x["expected_sd_log"])
-    return [
+    blocks = [
         ("h2", "What to measure next"),
         (
             "p",
-            "How much each possible new piece of evidence would narrow the estimate, by "
+            f"How much each possible new piece of evidence would narrow the estimate of the "
+            f"{label} ({why}), by "
             "preposterior simulation from this fit: its value is drawn from what the model "
-            "predicts, the posterior is reweighted by it (Pareto-smoothed importance sampling) "
+            "predicts, the posterior is reweighted by it (Pareto-smoothed importance sampling, "
+            "refitted where the weights cannot be trusted) "
             "and the 80% interval recomputed, averaged over the values it could take. Values "
             "are for this model and its priors (README, What to measure next). Ranked by the "
-            f"expected posterior sd of the log {label} (a width in {unit} also depends on where "
-            "the measurement moves the estimate: up, intervals widen in units).",
+            f"expected posterior sd of the log {label} (a width in {_unit(quantity, unit)} also "
+            "depends on where the measurement moves the estimate: up, intervals widen in units).",
         ),
-        ("list", [sentence(r, label) for r in after]),
+        ("list", [sentence(r, label) for r in ranked]),
+        ("p", refits_sentence(summary)),
         (
             "table",
             [
@@ -583,6 +792,7 @@ def report_blocks(summary: dict) -> list[tuple]:
             ],
         ),
     ]
+    return [b for b in blocks if b != ("p", "")]
 
 
 def _unit(name: str, unit: str) -> str:
@@ -600,16 +810,21 @@ def _current_width(summary: dict, name: str) -> float:
 
 
 def print_ranking(summary: dict) -> str:
-    """`capest next`: the candidates ranked for the full rate, one line each, then what
-    knowing each input exactly would do; the same numbers as the report's section."""
-    label = variables.label("rate_after")
+    """`capest next`: the candidates ranked for the case's target (default the full rate),
+    one line each, then what knowing each input exactly would do; the same numbers as the
+    report's section."""
+    quantity = ranked_quantity(summary)
+    label = variables.label(quantity)
     lines = [
         f"{summary['case_title']} (run {summary['created']}): what to measure next, ranked by "
         f"the expected sd of log {label}",
     ]
     for i, row in enumerate(ranking(summary), 1):
         lines.append(f"{i}. {sentence(row, label)}")
-    learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == "rate_after"]
+    refits = refits_sentence(summary)
+    if refits:
+        lines.append(refits)
+    learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == quantity]
     if learning:
         lines.append(
             f"If an input were known exactly (sd of log {label} now "

@@ -341,3 +341,217 @@ def test_tied_draws_are_weighted_not_dropped():
     w /= w.sum(axis=1, keepdims=True)
     direct = np.sqrt(np.mean(w @ theta**2 - (w @ theta) ** 2))
     assert got == pytest.approx(direct, rel=1e-6, abs=1e-9)
+
+
+# ------------------------------------------- candidate kinds from the evidence registry
+
+
+def test_candidate_kinds_are_the_registrys_counts_and_follow_a_new_kind(monkeypatch, case_copy):
+    """The kinds a candidate may be come from model/evidence.py's registry (modelled counts in
+    the case's unit over a span or to a date): each reads a monthly path the saved posterior
+    holds; a kind added to the registry is a candidate kind with no other change."""
+    from model import candidates, evidence
+    from model.evidence import CASE_UNIT, SPAN, Kind
+    from model.likelihood import OnPath
+    from model.timeline import Window
+
+    assert candidates.span_kinds() == ("launches", "production")
+    assert candidates.date_kinds() == ("transfers", "capacity")
+    window = Window(pd.Period("2024-01", "M"), pd.Period("2025-12", "M"))
+    probe = pd.Series(
+        {"period_start": pd.Timestamp("2025-01-01"), "period_end": pd.Timestamp("2025-03-31")}
+    )
+    for kind in [*candidates.span_kinds(), *candidates.date_kinds()]:
+        measures = evidence.KIND[kind].likelihood(probe, window)
+        assert isinstance(measures, OnPath) and measures.path in ("use", "exported", "production")
+
+    def made(row, window):
+        return OnPath("production", window.overlap(row["period_start"], row["period_end"]))
+
+    monkeypatch.setitem(
+        evidence.KIND, "assembled", Kind("assembled", CASE_UNIT, SPAN, likelihood=made, stacks=0)
+    )
+    assert "assembled" in candidates.kinds()
+    case = _with_candidates(
+        case_copy, '[candidates.x]\nkind = "assembled"\nstart = "2025-01"\nend = "2025-06"\n'
+    )
+    (got,) = candidates.declared(case.settings)
+    assert got.words() == "a assembled figure for 01 Jan 2025 to 30 Jun 2025 graded B"
+
+
+# ------------------------------------------------------------- [voi] target in case.toml
+
+
+def test_a_named_target_is_valued_and_resolved(small_fit):
+    """`[voi] target` adds its quantity to those valued; production_next_year is the year the
+    table already values as the next one."""
+    post = small_fit["posterior"].to_dataset()
+    attrs = dict(small_fit.attrs)
+    default = voi.targets(post, attrs)
+    assert voi.target(post, attrs) == "rate_after"
+    attrs["voi"] = json.dumps({"target": "capacity_multiplier"})
+    named = voi.targets(post, attrs)
+    assert set(named) - set(default) == {"capacity_multiplier"}
+    np.testing.assert_array_equal(
+        named["capacity_multiplier"], post["capacity_multiplier"].to_numpy().reshape(-1)
+    )
+    attrs["voi"] = json.dumps({"target": "production_next_year"})
+    year = voi.target(post, attrs)
+    assert year.startswith("production_") and year in default
+    assert set(voi.targets(post, attrs)) == set(default)
+
+
+def test_the_target_orders_the_ranking_and_names_itself(small_fit, table, tmp_path, capsys):
+    """With a target the report's section, its first sentence and `capest next` rank by it."""
+    from model.cli import main
+    from model.report import to_markdown
+
+    year = next(q for q in {r["quantity"] for r in table["what_to_measure_next"]} if "20" in q)
+    summary = _summary(small_fit, table) | {
+        "voi_target": {"quantity": year, "named": "production_next_year"}
+    }
+    ranked = voi.ranking(summary)
+    assert {r["quantity"] for r in ranked} == {year}
+    assert [r["expected_sd_log"] for r in ranked] == sorted(r["expected_sd_log"] for r in ranked)
+    blocks = voi.report_blocks(summary)
+    first = next(text for kind, text, *_ in blocks if kind == "p")
+    label = f"production in {year.removeprefix('production_')}"
+    assert first.startswith(
+        f"How much each possible new piece of evidence would narrow the "
+        f"estimate of the {label} (the target case.toml names)"
+    )
+    md = to_markdown(blocks)
+    for r in ranked:
+        assert voi.sentence(r, label) in md
+    folder = tmp_path / "reports" / small_fit.attrs["case_id"] / "latest"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert main(["next", str(CASE), "--reports-dir", str(tmp_path / "reports")]) == 0
+    printed = capsys.readouterr().out
+    assert f"ranked by the expected sd of log {label}" in printed
+    assert printed.index(ranked[0]["description"][1:]) < printed.index(
+        ranked[-1]["description"][1:]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "message"),
+    [
+        ('target = "production_next_yr"', "voi.target", "expected one of exported_flow, "),
+        ('target = "production_2030"', "voi.target", "production_2025, got 'production_2030'"),
+        ('target = "rate_after"\nrank = "sd"', "voi.rank", "unknown key (allowed here: target)"),
+    ],
+)
+def test_a_bad_target_exits_2_before_sampling(
+    case_copy, tmp_path, monkeypatch, caplog, text, column, message
+):
+    import model.fit
+    from model.cli import main
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a bad [voi] must stop before sampling")
+
+    monkeypatch.setattr(model.fit, "fit", no_fit)
+    with pytest.raises(InputError) as err:
+        _with_candidates(case_copy, f"[voi]\n{text}\n")
+    (problem,) = [p for p in err.value.problems if p.column == column]
+    assert problem.file.endswith("case.toml") and problem.row.startswith("line")
+    assert message in problem.message
+    reports = tmp_path / "reports"
+    assert main(["estimate", str(case_copy), "--reports-dir", str(reports)]) == 2
+    said = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert column in said and "case.toml" in said
+    assert not reports.exists()
+
+
+# ------------------------------------------------ refits of untrustworthy values (fast)
+
+
+def test_refits_are_dealt_in_turn_up_to_the_cap():
+    from model.voi_refit import deal
+
+    flagged = {0: np.arange(10), 3: np.array([5, 7]), 4: np.array([1])}
+    got = deal(flagged, 6, np.random.default_rng(1))
+    assert sum(map(len, got.values())) == 6
+    assert {i: len(c) for i, c in got.items()} == {0: 3, 3: 2, 4: 1}
+    assert all(set(c) <= set(flagged[i]) for i, c in got.items())
+    assert deal(flagged, 100, np.random.default_rng(1)) == {0: list(range(10)), 3: [5, 7], 4: [1]}
+
+
+def test_refitted_values_replace_the_flagged_ones_in_the_expectation():
+    """All flagged values refitted: the mean over simulations with theirs replaced. A random
+    half refitted: the unflagged values' mean plus the flagged share times the refits' mean."""
+    rng = np.random.default_rng(5)
+    stats = {k: rng.uniform(0.1, 0.3, 40) for k in ("var_log", "var_units", "width", "log_width")}
+    flagged = np.array([3, 9, 20, 33])
+    refits = {k: np.full(4, 0.5) for k in stats}
+    got = voi.combine(stats, refits, flagged)
+    replaced = stats["var_log"].copy()
+    replaced[flagged] = 0.5
+    assert got["expected_sd_log"] == pytest.approx(np.sqrt(replaced.mean()))
+    half = voi.combine(stats, {k: v[:2] for k, v in refits.items()}, flagged)
+    assert half["expected_sd_log"] == pytest.approx(got["expected_sd_log"])
+    assert half["mcse_sd_log"] >= got["mcse_sd_log"] * 0.99
+    plain = voi.combine(stats)
+    assert plain["expected_sd_log"] == pytest.approx(np.sqrt(stats["var_log"].mean()))
+
+
+@pytest.mark.slow
+def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypatch):
+    """A launch count graded A on the small fit: a few draws carry the weight of some of its
+    simulated values (Pareto k far above 0.7). The fit's refits (model/voi_refit.py) replace
+    them, and the expected variance of log rate_after moves toward brute force: every
+    simulated value refitted (other seeds) through the same compiled model."""
+    from model import load_case, voi_refit
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
+    from model.summary import window_of
+
+    monkeypatch.setattr(voi, "defaults", lambda window, rows: [])  # this candidate alone
+    monkeypatch.setattr(voi_refit, "RETRY_MIN_DRAWS", 0)  # refit on a small fit
+    idata = small_fit.copy(deep=True)
+    spec = {"kind": "launches", "start": "2025-12", "end": "2025-12", "reliability": "A"}
+    idata.attrs["candidates"] = json.dumps({"december-graded-a": spec})
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    settings = SamplerSettings(draws=200, tune=300, chains=2)  # the small fit's
+    sims = 20
+
+    def rate_after() -> dict:
+        rows = voi.what_to_measure_next(idata, simulations=sims)["what_to_measure_next"]
+        return next(r for r in rows if r["quantity"] == "rate_after")
+
+    plain = rate_after()
+    voi_refit.refit_flagged(idata, case, priors, settings, cap=sims, simulations=sims)
+    info = json.loads(idata.attrs["voi_refits"])
+    refitted = rate_after()
+    assert plain["method"] == "reweighted" and plain["pareto_k"] > voi.PARETO_K_MAX
+    m = refitted["flagged"]
+    assert m >= 2 and info["refits"] == m
+    assert refitted["method"] == f"reweighted+refit ({m} of {m})"
+    assert not refitted["pareto_k_flag"]
+
+    (candidate,) = voi.all_candidates(idata, window_of(idata))
+    post = idata["posterior"].to_dataset()
+    seed = int(idata.attrs["seed"]) + voi.SEED_OFFSET
+    y, _ = voi.simulate(
+        candidate,
+        post,
+        window_of(idata),
+        pd.Timestamp(idata.attrs["export_start"]),
+        json.loads(idata.attrs["measurement"]),
+        idata.attrs["unit"],
+        sims,
+        voi.candidate_rng(seed, 0),
+    )
+    model = voi_refit.RowModel.of(case, priors, settings, [candidate])  # compiled: cached
+    variances = [
+        float(np.var(np.log(model.refit(candidate, y[j], 7000 + j)["rate_after"].to_numpy())))
+        for j in range(sims)
+    ]
+    brute, brute_se = np.mean(variances), np.std(variances, ddof=1) / np.sqrt(sims)
+    before, after = plain["expected_sd_log"] ** 2, refitted["expected_sd_log"] ** 2
+    after_se = 2 * refitted["expected_sd_log"] * refitted["mcse_sd_log"]
+    print("reweighted", before, "with refits", after, "brute force", brute, "+-", brute_se)
+    assert abs(after - brute) < abs(before - brute)
+    assert abs(after - brute) < 3 * np.hypot(after_se, brute_se)

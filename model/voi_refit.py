@@ -1,0 +1,217 @@
+"""What to measure next: refit the simulated measurements whose reweighting cannot be trusted.
+
+model/voi.py values a candidate by drawing its measured value from the posterior predictive
+and reweighting the saved draws by each value's likelihood (PSIS). For a value far in the
+tail a few draws carry all the weight (Pareto k above voi.PARETO_K_MAX); for those the fit
+samples the posterior after that value instead: the case's model with the candidates' rows
+added (one row per candidate, a row weight of 0 for all but the one refitted), compiled once
+per report and sampled at reduced draws (REFIT_DRAWS) for each value. Called by model/fit.py
+while the case and priors are at hand; the refits are saved in the fit (`voi_refits/
+candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
+`capest next` never samples.
+
+The cost is bounded: at most CAP refits a report, dealt out to the candidates in turn, each
+candidate's picked at random among its flagged values (a random subset keeps the stratified
+mean of model/voi.py `combine` unbiased). Imagery of the floor-area ratio is not refitted: its
+readings are a mixture in the model, not a likelihood row, so there is no row to add. A fit
+too small for its own diagnostics to be judged (fewer than RETRY_MIN_DRAWS draws, a quick
+look or a test) makes no refit; its flagged values stay flagged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from model import variables, voi
+from model.build import build
+from model.candidates import IMAGERY, Candidate
+from model.case import Case
+from model.diagnostics import RETRY_MIN_DRAWS
+from model.distribute import cached, structural_key
+from model.priors import Priors
+from model.sampler import Sampler, SamplerSettings
+from model.timing import Stopwatch
+
+CAP = 16  # refits a report at most: a compile (once) plus about 5-10 s a refit on 2 cores
+REFIT_CHAINS, REFIT_DRAWS, REFIT_TUNE = 2, 300, 300  # reduced: the sd of a log, not its tails
+REFIT_SEED_OFFSET = 2000  # refit j samples with the fit's seed + this + j
+KEPT = variables.select(variables.REFIT)
+
+
+def flagged_values(
+    idata: xr.DataTree, simulations: int = voi.SIMULATIONS
+) -> dict[int, tuple[Candidate, np.ndarray, np.ndarray]]:
+    """Per candidate (by its index in voi.all_candidates) with any: the candidate, its
+    simulated values and the indices of those whose Pareto k is above voi.PARETO_K_MAX: the
+    same simulation as the summary's (voi.candidate_rng)."""
+    from model.summary import window_of
+
+    attrs = idata.attrs
+    post = idata["posterior"].to_dataset()
+    window = window_of(idata)
+    export_start = pd.Timestamp(attrs["export_start"])
+    measurement = json.loads(attrs["measurement"])
+    seed = int(attrs.get("seed", 0)) + voi.SEED_OFFSET
+    out = {}
+    for i, candidate in enumerate(voi.all_candidates(idata, window)):
+        y, log_lik = voi.simulate(
+            candidate,
+            post,
+            window,
+            export_start,
+            measurement,
+            attrs["unit"],
+            simulations,
+            voi.candidate_rng(seed, i),
+        )
+        _, k = voi.psis_weights(log_lik)
+        flagged = np.flatnonzero(k > voi.PARETO_K_MAX)
+        if len(flagged):
+            out[i] = (candidate, y, flagged)
+    return out
+
+
+def deal(flagged: dict[int, np.ndarray], cap: int, rng: np.random.Generator) -> dict:
+    """Which flagged values to refit: one candidate after another, one value each turn, until
+    `cap`; each candidate's in a random order."""
+    order = {i: list(rng.permutation(f)) for i, f in flagged.items()}
+    chosen: dict[int, list[int]] = {i: [] for i in flagged}
+    left = cap
+    while left > 0 and any(order.values()):
+        for i in order:
+            if order[i] and left > 0:
+                chosen[i].append(int(order[i].pop(0)))
+                left -= 1
+    return {i: sorted(c) for i, c in chosen.items() if c}
+
+
+def with_rows(case: Case, candidates: list[Candidate]) -> Case:
+    """The case with each candidate's ledger row appended (its value a stand-in)."""
+    rows = pd.DataFrame([c.ledger_row(case.unit) for c in candidates])
+    rows.index = rows["id"]
+    evidence = pd.concat([case.evidence, rows])
+    for column in case.evidence.columns:  # text columns stay text ("" not NaN)
+        if pd.api.types.is_string_dtype(case.evidence[column]):
+            evidence[column] = evidence[column].fillna("")
+    return dataclasses.replace(case, evidence=evidence)
+
+
+@dataclass(frozen=True)
+class RowModel:
+    """The case's model with the candidates' rows appended, compiled once (per process, for
+    these inputs: distribute.cached) and sampled at reduced draws with one row in at a time."""
+
+    sampler: Sampler
+    readings: np.ndarray  # the case's reading weights
+    rows: dict[str, int]  # candidate name -> its row's index on `obs`
+
+    @classmethod
+    def of(
+        cls, case: Case, priors: Priors, settings: SamplerSettings, candidates: list[Candidate]
+    ) -> RowModel:
+        added = with_rows(case, candidates)
+        reduced = dataclasses.replace(
+            settings, chains=REFIT_CHAINS, draws=REFIT_DRAWS, tune=REFIT_TUNE, seed=0
+        )
+
+        def make() -> RowModel:
+            built = build(added, priors)
+            ids = list(built.observations.ids)
+            rows = {c.name: ids.index(c.ledger_row(case.unit)["id"]) for c in candidates}
+            sampler = Sampler(built.model, reduced, Stopwatch("what to measure next"))
+            return cls(sampler, built.readings.weights, rows)
+
+        # the seed is not part of the model: one compiled model serves every refit
+        return cached(
+            structural_key("voi refits", added, added.evidence.to_csv(), priors, reduced), make
+        )
+
+    def refit(self, candidate: Candidate, measured: float, seed: int) -> xr.Dataset:
+        """The posterior (the REFIT quantities and divergences) after the candidate's row is
+        measured at `measured` (its log(1 + value) scale); the other candidates' rows out."""
+        names = ("evidence_observed", "evidence_lower", "evidence_upper", "row_weight")
+        data = {k: self.sampler.defaults[k].copy() for k in names}
+        at = self.rows[candidate.name]
+        data["row_weight"][list(self.rows.values())] = 0.0  # every candidate's row out ...
+        data["row_weight"][at] = 1.0  # ... but this one, at its simulated value
+        data["evidence_observed"][at] = measured
+        data["evidence_lower"][at], data["evidence_upper"][at] = measured - 1.0, measured + 1.0
+        one = self.sampler.sample(self.readings, seed, stage="refit", **data)
+        node = one["posterior"].to_dataset()[[v for v in KEPT if v in one["posterior"]]]
+        node["diverging"] = one["sample_stats"]["diverging"]
+        return node
+
+
+def refit_flagged(
+    idata: xr.DataTree,
+    case: Case,
+    priors: Priors,
+    settings: SamplerSettings,
+    cap: int = CAP,
+    simulations: int = voi.SIMULATIONS,
+) -> None:
+    """Refit the flagged simulated values (see the module's docstring) and save them in
+    `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why)."""
+    start = time.perf_counter()
+    info = {
+        "cap": cap,
+        "chains": REFIT_CHAINS,
+        "draws": REFIT_DRAWS,
+        "tune": REFIT_TUNE,
+        "simulations": simulations,
+        "refits": 0,
+        "skipped": "",
+    }
+    if settings.chains * settings.draws < RETRY_MIN_DRAWS:
+        info["skipped"] = (
+            f"the fit has fewer than {RETRY_MIN_DRAWS} draws (a quick look): flagged values "
+            "stay flagged"
+        )
+    elif cap <= 0:
+        info["skipped"] = "refits switched off (a cap of 0)"
+    if info["skipped"]:  # decided before simulating: a quick fit costs nothing more
+        idata.attrs["voi_refits"] = json.dumps(info)
+        return
+    flagged = flagged_values(idata, simulations)
+    refittable = {i: f for i, (c, _, f) in flagged.items() if c.kind != IMAGERY}
+    info["flagged"] = int(sum(len(f) for _, _, f in flagged.values()))
+    info["flagged_imagery"] = int(sum(len(f) for c, _, f in flagged.values() if c.kind == IMAGERY))
+    if not refittable:
+        info["skipped"] = "no simulated value of a ledger candidate needed one"
+        idata.attrs["voi_refits"] = json.dumps(info)
+        return
+    seed = int(idata.attrs.get("seed", settings.seed))
+    chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]))
+    candidates = [flagged[i][0] for i in chosen]
+    compiling = time.perf_counter()
+    model = RowModel.of(case, priors, settings, candidates)
+    compile_seconds = time.perf_counter() - compiling
+    sampling = time.perf_counter()
+    n, total = 0, sum(len(c) for c in chosen.values())
+    for i, sims in chosen.items():
+        candidate, y, all_flagged = flagged[i]
+        fits = []
+        for sim in sims:
+            n += 1
+            model.sampler.watch.begin(f"refit of {candidate.name}, simulated value {sim}", n, total)
+            fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n))
+        saved = xr.concat(fits, dim="simulation").assign_coords(simulation=sims)
+        saved["measured"] = ("simulation", y[sims])
+        saved.attrs.update(
+            candidate=candidate.name, simulations=simulations, flagged=len(all_flagged)
+        )
+        idata[f"voi_refits/candidate_{i}"] = saved
+    info.update(
+        refits=n,
+        compile_seconds=round(compile_seconds, 1),
+        sampling_seconds=round(time.perf_counter() - sampling, 1),
+        seconds=round(time.perf_counter() - start, 1),
+    )
+    idata.attrs["voi_refits"] = json.dumps(info)

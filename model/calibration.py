@@ -112,14 +112,14 @@ SIZES = {
         "draws": 1000,
         "tune": 500,
         "chains": 4,
-        "controls": {"at_least_as_at_most": 40},
+        "controls": {"at_least_as_at_most": 40, "exact_as_at_least": 40},
     },
     "ci": {
         "sims": 100,
         "draws": 500,
         "tune": 500,
         "chains": 2,
-        "controls": {"at_least_as_at_most": 20},
+        "controls": {"at_least_as_at_most": 20, "exact_as_at_least": 20},
     },
 }
 

@@ -100,9 +100,10 @@ CHANGES_MODEL = ("noise_halved", "outlier_removed")
 # may miss ESS 400, which SBC does not need (ranks use 99 thinned draws), and the result says
 # how many did. The controls' sizes are measured (reports/calibration/README.md), on the
 # stock model with the February 11 ledger's bound types: at_least_as_at_most fails decisively
-# with 20 simulations (coverage and ranks); exact_as_at_least fails 20 at each seed measured
-# (10005, 10006) on the rank tests (POT-C p 6e-4 on rate_before; the used-in-window ECDF
-# outside its band), its coverage not below the bounds at 20. The others do not fail reliably
+# with 20 simulations (coverage and ranks); exact_as_at_least failed 20 at three seeds on the
+# rank tests, narrowly at one (rate_before's POT-C p 7.6e-4 against 9.1e-4), and 40 (seed
+# 20005, CI's) decisively (exported flow p 7e-7, 18 points outside the band), its coverage
+# within the bounds: it runs at 40. The others do not fail reliably
 # and run only on request (calibrate(control=...)): noise_halved, a likelihood twice too
 # confident, passed 100 simulations (13 of the 21 counted rows are censored, where the noise
 # sd barely matters, and the latent monthly use carries the launch counts' variation);
@@ -124,7 +125,7 @@ SIZES = {
         "draws": 500,
         "tune": 500,
         "chains": 2,
-        "controls": {"at_least_as_at_most": 20, "exact_as_at_least": 20},
+        "controls": {"at_least_as_at_most": 20, "exact_as_at_least": 40},
     },
 }
 

@@ -69,7 +69,7 @@ def fit(
     watch.begin(f"sampling {case.id} with {sampler.name}")
     idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
     rng = np.random.default_rng(settings.seed)
-    _split_log_densities(idata, obs)
+    _split_log_densities(idata, obs.kind)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
     idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
 
@@ -92,19 +92,7 @@ def fit(
     idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
     idata["observed_data"] = prior["observed_data"]
-    idata["constant_data"] = xr.Dataset(
-        {
-            "reading_weight": ("reading", mix.weights),
-            "ratio_low": ("reading", mix.ratio_low),
-            "ratio_high": ("reading", mix.ratio_high),
-            "kind": ("obs", obs.kind.astype(str)),
-            "reliability": ("obs", obs.grade.astype(str)),
-            "lower": ("obs", obs.lower),
-            "upper": ("obs", obs.upper),
-            "exact": ("obs", obs.exact),
-        },
-        coords={"reading": mix.names, "obs": obs.ids},
-    )
+    idata["constant_data"] = constant_data(mix, obs)
     idata["evidence"] = ledger_dataset(case)
     sightings = serial_rows(case)
     if sightings is not None:  # which serial rows repeat an item already seen
@@ -308,15 +296,34 @@ def _scenario(case, priors, name, main: Alternatives, sampler: Sampler, settings
     return node
 
 
-def _split_log_densities(idata: xr.DataTree, obs) -> None:
+def constant_data(mix: Readings, obs) -> xr.Dataset:
+    """What the checks read about the readings and the modelled rows (their kinds, grades and
+    bounds), beside the observed values; a programme saves one per plant (model/programme.py)."""
+    return xr.Dataset(
+        {
+            "reading_weight": ("reading", mix.weights),
+            "ratio_low": ("reading", mix.ratio_low),
+            "ratio_high": ("reading", mix.ratio_high),
+            "kind": ("obs", obs.kind.astype(str)),
+            "reliability": ("obs", obs.grade.astype(str)),
+            "lower": ("obs", obs.lower),
+            "upper": ("obs", obs.upper),
+            "exact": ("obs", obs.exact),
+        },
+        coords={"reading": mix.names, "obs": obs.ids},
+    )
+
+
+def _split_log_densities(idata: xr.DataTree, kinds: np.ndarray) -> None:
     """Move the pointwise log-likelihood and the log-prior densities, computed as
     deterministics with every draw, into the `log_likelihood` and `log_prior` groups.
-    The likelihood is also split by evidence stream (dims obs_<kind>) for sensitivity."""
+    The likelihood is also split by evidence stream (dims obs_<kind>; `kinds`: each modelled
+    row's kind) for sensitivity."""
     post = idata["posterior"].to_dataset()
     ll = post["log_likelihood__evidence"]
     streams = {"evidence": ll}
-    for kind in dict.fromkeys(obs.kind):
-        idx = np.flatnonzero(obs.kind == kind)
+    for kind in dict.fromkeys(kinds):
+        idx = np.flatnonzero(kinds == kind)
         streams[str(kind)] = ll.isel(obs=idx).rename(obs=f"obs_{kind}")
     extra = [n for n in post.data_vars if n.startswith("log_likelihood__") and n != ll.name]
     for name in extra:  # indicators outside the measurement model, e.g. serials

@@ -575,9 +575,11 @@ def programme_blocks(summary: dict, idata: xr.DataTree) -> list[tuple]:
         ),
         (
             "p",
-            "A programme is fitted once, with its plants' elasticities and ramp-up times pooled; "
-            "the predictive, sensitivity and influence checks and the per-reading and scenario "
-            "fits are those of each plant's own estimate (`capest estimate <plant folder>`).",
+            "A programme is fitted once, with its plants' elasticities and ramp-up times pooled. "
+            "Each plant's rows get a single plant's predictive and sensitivity checks "
+            "(`<plant>: <check>` above), judged against the programme's joint posterior; the "
+            "influence checks and the per-reading and scenario fits are those of each plant's "
+            "own estimate (`capest estimate <plant folder>`).",
         ),
         (
             "p",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from model.checks import run_checks
+from model.checks import PLANT_IN_PROGRAMME, run_checks
 from model.diagnostics import check, combine, diagnose
 from model.model_comparison import model_comparison
 from model.timeline import Window
@@ -428,6 +428,7 @@ def summarize_programme(idata: xr.DataTree) -> dict:
     diagnostics = combine(fits)
     diagnostics["divergences"] = int(diverging.sum())  # one fit: count its divergences once
     checks = [diagnostics_check(diagnostics, "parts of one fit (the pooled terms, each plant)")]
+    checks += plant_checks(idata, plants)
     priors = json.loads(attrs["priors"])
     return {
         **_header(attrs, diagnostics, checks),
@@ -453,6 +454,24 @@ def summarize_programme(idata: xr.DataTree) -> dict:
         "borrowed_priors": select(SHARED),  # the pooled priors come from the reference class
         "evidence": {"rows": sum(p["evidence"]["rows"] for p in plants)},
     }
+
+
+def plant_checks(idata: xr.DataTree, plants: list[dict]) -> list[dict]:
+    """The single-plant predictive and sensitivity checks (checks.PLANT_IN_PROGRAMME) on each
+    plant of a programme fit (programme.plant_view), named `<plant>: <check>` and added to
+    the plant's entry of `plants` as `checks`. A fit saved before programmes kept what they
+    need (no `log_prior` group) has none."""
+    from model.programme import plant_view
+
+    if "log_prior" not in idata.children:
+        return []
+    out = []
+    for entry in plants:
+        results = run_checks(plant_view(idata, entry["plant"]), PLANT_IN_PROGRAMME)
+        entry["checks"] = results
+        out += [{**c, "name": f"{entry['plant']}: {c['name']}", "plant": entry["plant"],
+                 "check": c["name"]} for c in results]  # fmt: skip
+    return out
 
 
 def readings_table(idata: xr.DataTree) -> list[dict]:

@@ -109,6 +109,17 @@ def test_controls_change_what_the_fit_sees_and_nothing_else():
         assert (flipped[k][~at_least] == right[k][~at_least]).all()
     dropped = fit_view(r, i, "at_least_dropped")
     assert (dropped["row_weight"] == np.where(at_least, 0.0, 1.0)).all()
+    exact = r["kind"][i] == "exact"
+    assert exact.any()
+    floor = fit_view(r, i, "exact_as_at_least")  # a stated figure read as a minimum
+    assert (floor["evidence_exact"] == 0).all()
+    assert (floor["evidence_lower"][exact] == r["observed"][i][exact]).all()
+    assert (floor["evidence_upper"][exact] == UNBOUNDED).all()
+    for k in ("evidence_lower", "evidence_upper", "evidence_observed"):
+        assert (floor[k][~exact] == right[k][~exact]).all()
+    r["row_kind"] = np.array(["launches", "launches", "transfers", "launches", "use_lag"])
+    no_counts = fit_view(r, i, "exact_launches_dropped")  # row 0: the exact launch row
+    assert (no_counts["row_weight"] == np.where(exact & (r["row_kind"] == "launches"), 0, 1)).all()
 
 
 def sbc_ranks(noise_in_fit: float, sims: int, seed: int) -> np.ndarray:

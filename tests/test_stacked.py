@@ -18,6 +18,7 @@ from pytensor.compile.mode import Mode
 from model.programme import build_programme_model, load_programme, resolve_programme_priors
 from model.stacked import STACK, unstack, why_not_stacked
 from tests.conftest import HEADER
+from tests.programme_checks import assert_plant_checks
 
 COLUMNS = [*HEADER.split(","), "used"]
 USE_KINDS = {"launches", "use_lag", "date_code"}  # the rows that measure use (build.measures_use)
@@ -219,3 +220,5 @@ def test_a_stacked_programme_runs_end_to_end_with_the_nested_layout(tmp_path):
             "launches-month", "launches-year", "transfers", "made", "capacity", "lag", "datecode"
         ]  # fmt: skip
     assert not any(str(v).startswith(f"{STACK}::") for v in tree["posterior"].data_vars)
+    # each plant gets a plant's predictive and sensitivity checks, which can fail
+    assert_plant_checks(run, tree, [p[0] for p in PLANTS], bad_plant="north")

@@ -60,8 +60,11 @@ class Sampler:
                 log.warning("nutpie is not installed: falling back to PyMC's NUTS")
                 self.name = "pymc"
             else:
+                from model.callbacks import compile_nutpie
+
                 self.watch.begin("compiling the model for nutpie")
-                self.compiled = nutpie.compile_pymc_model(model, backend="numba")
+                # nutpie's compile, with its numba callbacks cached on disk (model/callbacks.py)
+                self.compiled = compile_nutpie(model)
         self.watch.mark("compile")
 
     def sample(

@@ -6,14 +6,16 @@ them: each closes over a dispatcher (pickled with a random uuid) and names the s
 fresh uuids, so every process type-infers and lowers them again, with the library functions
 they use: about 34 s of a 51 s warm compile of the February 11 model (benchmarks/README.md).
 
-`compile_nutpie` calls nutpie's own compile with two changes: the shared data are named in
-order (s0, s1, ...) instead of by random uuids, and each callback is cached under a key made
-of what decides its machine code: PyTensor's own cache key of the function it wraps, the
-dtype and rank of each shared array, the sizes baked into it, the bytecode and the nutpie and
-numba versions. Data values are not in the key (they are read through pointers at run time),
-so a changed or added ledger row reuses the cache when the graph is the same. When any part
-has no stable key (a PyTensor function that PyTensor does not cache), the callback is compiled
-as nutpie does, uncached.
+`compile_nutpie` calls nutpie's own compile with three changes: the shared data are named in
+order (s0, s1, ...) instead of by random uuids; the two callbacks are ours (`_logp_callback`,
+`_expand_callback`: nutpie's, with the sizes taken from nutpie's arguments instead of baked
+in); and each is cached under a key made of what decides its machine code: PyTensor's own
+cache key of the function it wraps, the dtype and rank of each shared array, the bytecode,
+and the nutpie and numba versions. Data values and sizes are not in the key (they are read at
+run time), so a ledger with a row more reuses the cache when the graph is the same
+(model/build.py keeps the rows' arrays in pm.Data for that). When any part has no stable key
+(a PyTensor function that PyTensor does not cache, another nutpie), the callback is compiled
+as nutpie does, uncached. The draws are nutpie's own (tests/test_callbacks.py).
 """
 
 from __future__ import annotations
@@ -188,7 +190,12 @@ def _fingerprint(obj, seen=None) -> str | None:
             return f"pytensor:{pytensor_key}"
         return _fingerprint(obj.py_func, seen)
     if isinstance(obj, types.FunctionType):
-        parts = [obj.__qualname__, obj.__code__.co_code.hex(), repr(obj.__code__.co_consts)]
+        code = obj.__code__
+        # a nested function's code object would print its memory address: its bytecode instead
+        consts = [
+            c.co_code.hex() if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts
+        ]
+        parts = [obj.__qualname__, code.co_code.hex(), *consts]
         if "_extract" in obj.__code__.co_names:  # our callbacks: nutpie's extract function
             part = _fingerprint(obj.__globals__["_extract"], seen)
             if part is None:

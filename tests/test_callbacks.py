@@ -4,6 +4,7 @@ graph does not; and the draws are nutpie's own."""
 
 import numpy as np
 import nutpie
+import pandas as pd
 import pymc as pm
 
 from model.callbacks import compile_nutpie
@@ -59,3 +60,28 @@ def test_another_graph_has_another_key(monkeypatch):
     # log-density then deterministics, per compile
     assert keys[0] == keys[2] != keys[4]
     assert keys[1] == keys[3] != keys[5]
+
+
+def test_one_row_more_leaves_the_case_graph_as_it_was():
+    """What the rows read is pm.Data (model/build.py `_row_data`), so the February 11 graph
+    with a launch row more has the same constants, and PyTensor's cache key, as before."""
+    import dataclasses
+    from pathlib import Path
+
+    from pytensor.graph.basic import Constant, ancestors
+
+    from model import load_case
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    case = load_case(Path(__file__).resolve().parents[1] / "data/cases/february-11-plant")
+    launches = case.evidence[case.evidence["kind"] == "launches"]
+    extra = launches.iloc[[0]].assign(id="launches-one-more")
+    plus = dataclasses.replace(case, evidence=pd.concat([case.evidence, extra]))
+
+    def constants(c):
+        model = build_model(c, resolve_priors(c))
+        graph = ancestors([model.logp(), *model.deterministics])
+        return sorted(str(v.type) for v in graph if isinstance(v, Constant) and np.ndim(v.data) > 0)
+
+    assert constants(case) == constants(plus)

@@ -55,7 +55,7 @@ class Sampler:
         self.retry = False
         if self.name == "nutpie":
             try:
-                import nutpie
+                import nutpie  # noqa: F401 - is it installed? (compile_nutpie uses it)
             except ImportError:  # pragma: no cover - depends on the environment
                 log.warning("nutpie is not installed: falling back to PyMC's NUTS")
                 self.name = "pymc"

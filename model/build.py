@@ -213,6 +213,7 @@ def plant_graph(
     if case.stages:
         coords["stage"] = [ASSEMBLY, *case.stages]
     pm.modelcontext(None).add_coords({f"{ns}{k}": v for k, v in coords.items()})
+    rows = _row_data(obs, ns)
     # Mutable so that one compiled model serves every reading (conditional fits).
     reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 
@@ -302,7 +303,7 @@ def plant_graph(
         used, held, mean_age = stock_flow(exported, hazard, initial)
         use = pm.Deterministic("usage", used, dims=f"{ns}month")
         pm.Deterministic("stock", held - used, dims=f"{ns}month")  # held at each month's end
-        age = pt.dot(obs.weights["age"], mean_age)
+        age = pt.dot(rows["age"], mean_age)
     else:
         use = pm.Deterministic(
             "usage",
@@ -318,41 +319,41 @@ def plant_graph(
             ),
             dims=f"{ns}month",
         )
-        age = obs.weights["age"].sum(axis=1) * use_lag  # the flow model's lag is use_lag
+        age = rows["age"].sum(axis=1) * use_lag  # the flow model's lag is use_lag
     # What each row measures (model/likelihood.py): one product per path that rows read (of
     # every row: zeros for the rows of other paths), then the variables rows measure directly.
     # Terms no row has stay out of the graph (compile time grows with it); use, exported and
     # age are always in, in this order, so that the graph and its numbers are those of before.
-    quantity = pt.dot(obs.weights["use"], use) + pt.dot(obs.weights["exported"], exported) + age
+    quantity = pt.dot(rows["use"], use) + pt.dot(rows["exported"], exported) + age
     if obs.weights["production"].any():
-        quantity = quantity + pt.dot(obs.weights["production"], production)
+        quantity = quantity + pt.dot(rows["production"], production)
     for name in dict.fromkeys(obs.variable[obs.variable != ""]):
-        quantity = quantity + (obs.variable == name) * direct[name]
+        quantity = quantity + rows[f"is_{name}"] * direct[name]
     if obs.weights["shipped"].any():  # the "shipped" path: exported / per_shipment
         # Shipments seen = exported units in the period / (units a carrying shipment holds
         # x share of shipments that carry the product); both priors come from the case.
         per_shipment = prior(priors["units_per_shipment"]) * prior(priors["shipment_share"])
-        quantity = quantity + pt.dot(obs.weights["shipped"], exported) / per_shipment
+        quantity = quantity + pt.dot(rows["shipped"], exported) / per_shipment
     if obs.bias_groups:
         # A source's figures may share one multiplicative bias (rows in a bias_group).
         bias_sd = pm.Data("prior__source_bias__sigma", priors.bias_sd)
         bias = pm.Normal("source_bias", 0.0, bias_sd, dims=f"{ns}bias_group")
-        factor = pt.exp(pt.concatenate([bias, pt.zeros(1)]))[obs.bias_index]
+        factor = pt.exp(pt.concatenate([bias, pt.zeros(1)]))[rows["bias_index"]]
         quantity = quantity * factor
     predicted = pm.Deterministic("predicted", quantity, dims=f"{ns}obs")
 
-    months = obs.weights["use"].sum(axis=1)
+    months = rows["use"].sum(axis=1)
     if dynamics == "stock":
         # Salvos inside a month are not shared between rows: a row shorter than a month sees
         # its share of the month's use times day-to-day clustering, taken as independent with
         # the month-to-month sd (an assumption): variance log(1 + (e^sd^2 - 1)(1/n - 1)) for
         # a row covering n < 1 months, none for a row of whole months.
-        short = np.maximum(1.0 / np.maximum(months, 1e-3) - 1.0, 0.0)
+        short = pt.maximum(1.0 / pt.maximum(months, 1e-3) - 1.0, 0.0)
         burst_var = pt.log1p(pt.expm1(burst_sd**2) * short)
     else:
         # The flow model: each row's own salvo noise, as if its months were independent.
-        burst_var = pt.log1p(pt.expm1(burst_sd**2) / np.maximum(months, 1e-3))
-    sigma = pt.sqrt(obs.sigma**2 + burst_var * (obs.kind == "launches"))
+        burst_var = pt.log1p(pt.expm1(burst_sd**2) / pt.maximum(months, 1e-3))
+    sigma = pt.sqrt(rows["sd"] ** 2 + burst_var * rows["is_launches"])
 
     # The observed values and their forms are data, so that checks can refit one compiled
     # model without a row (row_weight 0) or with simulated evidence (calibration).
@@ -388,6 +389,28 @@ def plant_graph(
         dims=f"{ns}obs",
     )
     return mix, obs
+
+
+def _row_data(obs: Observations, ns: str = "") -> dict:
+    """What the rows read and their noise, as pm.Data (dims obs, month), not constants: the
+    compiled graph is then the same for a ledger with one row more of kinds it has, and
+    the compile cache (model/callbacks.py) serves the rerun. Names `evidence_<what>`."""
+    dims = (f"{ns}obs", f"{ns}month")
+    # Only the paths the graph reads (use, exported and age always, the others when a row
+    # reads them): nutpie knows only the data its graph uses.
+    used = {p: w for p, w in obs.weights.items() if p in ("use", "exported", "age") or w.any()}
+    data = {path: pm.Data(f"evidence_weights__{path}", w, dims=dims) for path, w in used.items()}
+    data["sd"] = pm.Data("evidence_sd", obs.sigma, dims=f"{ns}obs")
+    data["is_launches"] = pm.Data(
+        "evidence_is_launches", (obs.kind == "launches") * 1.0, dims=f"{ns}obs"
+    )
+    for name in dict.fromkeys(obs.variable[obs.variable != ""]):
+        data[f"is_{name}"] = pm.Data(
+            f"evidence_is__{name}", (obs.variable == name) * 1.0, dims=f"{ns}obs"
+        )
+    if obs.bias_groups:
+        data["bias_index"] = pm.Data("evidence_bias_index", obs.bias_index, dims=f"{ns}obs")
+    return data
 
 
 def _serial_likelihood(serials, production, use_lag, export_start: float, ns: str = "") -> None:

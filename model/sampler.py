@@ -55,13 +55,16 @@ class Sampler:
         self.retry = False
         if self.name == "nutpie":
             try:
-                import nutpie
+                import nutpie  # noqa: F401 - is it installed? (compile_nutpie uses it)
             except ImportError:  # pragma: no cover - depends on the environment
                 log.warning("nutpie is not installed: falling back to PyMC's NUTS")
                 self.name = "pymc"
             else:
+                from model.callbacks import compile_nutpie
+
                 self.watch.begin("compiling the model for nutpie")
-                self.compiled = nutpie.compile_pymc_model(model, backend="numba")
+                # nutpie's compile, with its numba callbacks cached on disk (model/callbacks.py)
+                self.compiled = compile_nutpie(model)
         self.watch.mark("compile")
 
     def sample(

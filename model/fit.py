@@ -133,29 +133,28 @@ def fit(
         )
 
     main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight)
-    refits: list[Refit] = []  # what reweighting cannot give: sampled below, as jobs
+    # each node reweighted, or the Refit that samples it (below, as jobs), in the order the
+    # DataTree keeps them (readings in the case's order, then the checks' refits, scenarios)
+    nodes: dict[str, xr.Dataset | Refit] = {}
     if conditional:
         for i, name in enumerate(mix.names):
             watch.begin(f"the reading '{name}' alone", i + 1, len(mix.names))
             what = f"the reading '{name}' alone"
-            _place(
-                idata,
-                refits,
-                f"conditional/{name}",
-                main.result(
-                    what,
-                    lambda name=name: reading_log_ratio(main.posterior, name),
-                    Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
-                ),
+            nodes[f"conditional/{name}"] = main.result(
+                what,
+                lambda name=name: reading_log_ratio(main.posterior, name),
+                Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
             )
     if checks:
-        refits += _influence_refits(idata, mix)
-        refits += _source_refits(idata, mix)
+        nodes |= {r.node: r for r in _influence_refits(idata, mix) + _source_refits(idata, mix)}
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
-            _place(idata, refits, f"scenarios/{name}", _scenario(case, priors, name, main))
-    run_refits(idata, refits, sampler, case, priors, settings, scheduler)
+            nodes[f"scenarios/{name}"] = _scenario(case, priors, name, main)
+    refits = [n for n in nodes.values() if isinstance(n, Refit)]
+    sampled = run_refits(refits, sampler, case, priors, settings, scheduler)
+    for path, node in nodes.items():
+        idata[path] = sampled[path] if isinstance(node, Refit) else node
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
@@ -256,14 +255,6 @@ class Refit:
     attrs: dict = field(default_factory=dict)  # set on the node (how and why it was refitted)
 
 
-def _place(idata: xr.DataTree, refits: list[Refit], node: str, out: xr.Dataset | Refit) -> None:
-    """A reweighted node goes into the DataTree now; a refit joins the jobs."""
-    if isinstance(out, Refit):
-        refits.append(out)
-    else:
-        idata[node] = out
-
-
 def sample_refit(sampler: Sampler, refit: Refit, seed: int) -> tuple[xr.Dataset, list[dict]]:
     """Sample one refit with a compiled model of its priors: its headline node, and the
     records of the fits the sampler retried for it."""
@@ -297,21 +288,20 @@ def refit_job(
 
 
 def run_refits(
-    idata: xr.DataTree,
     refits: list[Refit],
     sampler: Sampler,
     case: Case,
     priors: Priors,
     settings: SamplerSettings,
     scheduler: str | None = None,
-) -> None:
+) -> dict[str, xr.Dataset]:
     """Sample every refit, each a job (model/distribute.py) with its seed from the run's seed
-    and its node's name, so the numbers are the same here or on any workers. Without a
-    scheduler (and inside a job of a cluster: a case of `report --all`) they run here one
-    after another through the main fit's compiled model: no cluster is started for a few
-    refits. A refit that raises fails the estimate, naming every one that did."""
+    and its node's path, so the numbers are the same here or on any workers; the nodes by
+    path. Without a scheduler (and inside a job of a cluster: a case of `report --all`) they
+    run here one after another through the main fit's compiled model: no cluster is started
+    for a few refits. A refit that raises fails the estimate, naming every one that did."""
     if not refits:
-        return
+        return {}
     address = None if inside_job() else scheduler_address(scheduler)
     watch = sampler.watch
     seeds = [job_seed(settings.seed, r.node) for r in refits]
@@ -327,8 +317,8 @@ def run_refits(
                 own[id(refit.priors)].retry = sampler.retry
             return sample_refit(own[id(refit.priors)], refit, seeds[n])
 
-        jobs = [Job(r.node, functools.partial(local, n, r)) for n, r in enumerate(refits)]
-        results = run(jobs, None, on_done=lambda *_: None)
+        # called directly: a refit that raises stops the estimate with its own traceback
+        values = [local(n, r) for n, r in enumerate(refits)]
     else:
         watch.begin(f"{len(refits)} refit(s) on the cluster at {address}")
         jobs = [
@@ -348,13 +338,15 @@ def run_refits(
         with cluster(address, 1, len(jobs)) as client:
             results = run(jobs, client, on_done=say)
         watch.mark("refits (on the cluster)")
-    broken = [f"{r.name}: {r.error}" for r in results if not r.ok]
-    if broken:
-        raise RuntimeError(f"{len(broken)} of {len(refits)} refits failed: " + "; ".join(broken))
-    for refit, result in zip(refits, results, strict=True):
-        node, retried = result.value
-        idata[refit.node] = node
+        broken = [f"{r.name}: {r.error}" for r in results if not r.ok]
+        if broken:
+            raise RuntimeError(
+                f"{len(broken)} of {len(refits)} refits failed: " + "; ".join(broken)
+            )
+        values = [r.value for r in results]
+    for _, retried in values:
         sampler.retries += retried
+    return {r.node: node for r, (node, _) in zip(refits, values, strict=True)}
 
 
 def _headline(one: xr.DataTree) -> xr.Dataset:

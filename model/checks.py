@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Collection
 
 import arviz as az
 import numpy as np
@@ -398,14 +399,19 @@ def source_loo(idata: xr.DataTree) -> tuple[dict[str, list[str]], xr.DataArray, 
     return groups, loo.log_weights, loo.pareto_k.to_numpy()
 
 
-def sources_to_refit(idata: xr.DataTree) -> dict[str, list[str]]:
+def sources_to_refit(
+    idata: xr.DataTree, refitted: Collection[str] | None = None
+) -> dict[str, list[str]]:
     """Sources that PSIS cannot leave out reliably (Pareto k > PARETO_K), by node name
-    (`source_refits/<name>`): fit() refits without them, after the row-level refits. A one-row
-    source that has its row-level refit (`influence_refits/<id>`) uses that one."""
+    (`source_refits/<name>`): fit() refits without them. A one-row source that has its
+    row-level refit (`influence_refits/<id>`, or among the row ids `refitted`, when fit()
+    samples both at once) uses that one."""
     if no_measured_rows(idata):
         return {}
     groups, _, k = source_loo(idata)
-    refitted = idata["influence_refits"].children if "influence_refits" in idata.children else {}
+    if refitted is None:
+        has = "influence_refits" in idata.children
+        refitted = idata["influence_refits"].children if has else {}
     return {
         _slug(name): rows
         for (name, rows), kj in zip(groups.items(), k, strict=True)

@@ -95,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         help="write seconds per stage (import, fit stages, checks, report) as JSON to FILE",
     )
     est.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler, e.g. tcp://host:8786, for the refits (scenarios, left-out rows "
+        "and sources) that reweighting cannot replace (default: $CAPEST_SCHEDULER, else this "
+        "process)",
+    )
+    est.add_argument(
         "--no-conditional",
         action="store_true",
         help="skip the per-reading fits (faster; the report then omits them)",
@@ -340,6 +348,7 @@ def estimate(args: argparse.Namespace) -> int:
             as_of=args.as_of,
             conditional=not args.no_conditional,
             watch=watch,
+            scheduler=args.scheduler,
         )
     except (Busy, InputError) as exc:
         log.error("%s", exc)

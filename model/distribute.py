@@ -1,4 +1,4 @@
-"""Independent named jobs (a case to estimate, a simulation to fit) as Dask tasks.
+"""Independent named jobs (a case to estimate, a simulation to fit, a refit inside an estimate)
 
 `run(jobs, client)` submits each job, reports progress on stderr as jobs finish, and returns
 one `Result` per job in the jobs' order: a job that raises is reported by name with its error
@@ -81,6 +81,18 @@ def cached(key: str, make: Callable[[], Any]) -> Any:
 def structural_key(*parts: Any) -> str:
     """A key for `cached` from the reprs of what a model is built from."""
     return hashlib.sha256("\0".join(map(repr, parts)).encode()).hexdigest()
+
+
+def inside_job() -> bool:
+    """True in a job running on a Dask worker (a case of `report --all`): its own jobs then
+    run in its process, since waiting on the same cluster's workers could wait forever."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
 
 
 def scheduler_address(option: str | None) -> str | None:

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import warnings
+from dataclasses import dataclass, field
 
 import arviz as az
 import numpy as np
@@ -20,6 +21,16 @@ from model.build import Readings, build, build_model, prior_data, prior_families
 from model.case import Case
 from model.checks import PARETO_K, no_measured_rows, sources_to_refit
 from model.diagnostics import CHECKED, check
+from model.distribute import (
+    Job,
+    cached,
+    cluster,
+    inside_job,
+    job_seed,
+    run,
+    scheduler_address,
+    structural_key,
+)
 from model.observation import measurement_draw
 from model.priors import Priors, resolve_priors
 from model.provenance import ledger_dataset, provenance
@@ -33,7 +44,7 @@ from model.reweight import (
 )
 from model.sampler import Sampler, SamplerSettings
 from model.serials import serial_rows
-from model.timing import Stopwatch
+from model.timing import Stopwatch, progress_log
 from model.voi_refit import refit_flagged
 
 log = logging.getLogger(__name__)
@@ -52,14 +63,16 @@ def fit(
     conditional: bool = True,
     checks: bool = True,
     reweight: bool = True,
+    scheduler: str | None = None,
 ) -> xr.DataTree:
     """Posterior under the case's reading weights, plus (if `conditional`) the headline
     quantities under each reading alone, and (if `checks`) what the health checks need:
     each of the case's scenarios, and refits without rows that PSIS-LOO cannot leave out
     reliably. Readings and scenarios that change only priors of the same families are the
     main fit reweighted (model/reweight.py) unless PSIS says the weights cannot be trusted;
-    then, or with `reweight=False`, they are refitted through the compiled model.
-    Deterministic given inputs and settings.seed."""
+    then, or with `reweight=False`, they are refitted through the compiled model: one job
+    each (`run_refits`), here one after another, or on the Dask cluster of `scheduler` (or
+    $CAPEST_SCHEDULER). Deterministic given inputs and settings.seed, wherever the jobs run."""
     watch = Stopwatch("fit")
     watch.begin("building the model")
     model, mix, obs = build(case, priors)
@@ -109,21 +122,28 @@ def fit(
         )
 
     main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight)
+    # each node reweighted, or the Refit that samples it (below, as jobs), in the order the
+    # DataTree keeps them (readings in the case's order, then the checks' refits, scenarios)
+    nodes: dict[str, xr.Dataset | Refit] = {}
     if conditional:
         for i, name in enumerate(mix.names):
             watch.begin(f"the reading '{name}' alone", i + 1, len(mix.names))
-            idata[f"conditional/{name}"] = main.result(
-                f"the reading '{name}' alone",
+            what = f"the reading '{name}' alone"
+            nodes[f"conditional/{name}"] = main.result(
+                what,
                 lambda name=name: reading_log_ratio(main.posterior, name),
-                lambda i=i: sampler.sample(np.eye(len(mix.names))[i], settings.seed + i + 1),
+                Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
             )
     if checks:
-        _influence_refits(idata, sampler, mix, settings)
-        _source_refits(idata, sampler, mix, settings)
+        nodes |= {r.node: r for r in _influence_refits(idata, mix) + _source_refits(idata, mix)}
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
-            idata[f"scenarios/{name}"] = _scenario(case, priors, name, main, sampler, settings)
+            nodes[f"scenarios/{name}"] = _scenario(case, priors, name, main)
+    refits = [n for n in nodes.values() if isinstance(n, Refit)]
+    sampled = run_refits(refits, sampler, case, priors, settings, scheduler)
+    for path, node in nodes.items():
+        idata[path] = sampled[path] if isinstance(node, Refit) else node
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
@@ -176,9 +196,10 @@ class Alternatives:
         base = self.defaults
         return density(self.posterior, {**base, **data}) - density(self.posterior, base)
 
-    def result(self, what: str, log_ratio, refit, reason: str = "") -> xr.Dataset:
+    def result(self, what: str, log_ratio, refit: Refit, reason: str = "") -> xr.Dataset | Refit:
         """`log_ratio()` gives the log density ratio of the target to the main posterior per
-        draw; `refit()` samples the target. `reason` (not empty) forces a refit."""
+        draw; `refit` says how to sample the target, returned (with why) when the weights
+        cannot be trusted. `reason` (not empty) forces a refit."""
         watch = self.watch
         watch.mark("other")
         weights = None
@@ -204,12 +225,120 @@ class Alternatives:
                 )
                 return node
         reason = reason or "reweighting switched off"
-        log.info("%s: refitting (%s)", what, reason)
-        node = _headline(refit())
-        node.attrs.update(method="refit", refit_reason=reason)
+        log.info("%s: to refit (%s)", what, reason)
+        refit.attrs.update(method="refit", refit_reason=reason)
         if weights is not None:
-            node.attrs.update(pareto_k=weights.pareto_k, efficiency=weights.efficiency)
-        return node
+            refit.attrs.update(pareto_k=weights.pareto_k, efficiency=weights.efficiency)
+        return refit
+
+
+@dataclass
+class Refit:
+    """One fit that reweighting cannot replace: the case sampled under other pm.Data values
+    (reading weights, priors of the same families, row weights), or under priors of other
+    families (`priors`: the scenario's own model). A job of `run_refits`."""
+
+    node: str  # where it goes in the DataTree, e.g. "scenarios/fast-ramp"; names the job
+    what: str  # for the log, and the label of its retry
+    weights: np.ndarray  # the reading weights
+    data: dict[str, np.ndarray] = field(default_factory=dict)  # other pm.Data values
+    keep: tuple[str, ...] = ()  # rows whose predictions the node keeps (source refits)
+    priors: Priors | None = None  # other prior families: a model of its own
+    attrs: dict = field(default_factory=dict)  # set on the node (how and why it was refitted)
+
+
+def sample_refit(sampler: Sampler, refit: Refit, seed: int) -> tuple[xr.Dataset, list[dict]]:
+    """Sample one refit with a compiled model of its priors: its headline node, and the
+    records of the fits the sampler retried for it."""
+    before = len(sampler.retries)
+    one = sampler.sample(refit.weights, seed, label=refit.what, **refit.data)
+    node = _headline(one)
+    if refit.keep:  # the left-out rows' predictions, for the source-influence check
+        post = one["posterior"].to_dataset()
+        for name in ("predicted", "measurement_sd"):
+            node[name] = post[name].sel(obs=list(refit.keep))
+    node.attrs.update(refit.attrs)
+    return node, sampler.retries[before:]
+
+
+def refit_job(
+    case: Case, priors: Priors, settings: SamplerSettings, refit: Refit, seed: int
+) -> tuple[xr.Dataset, list[dict]]:
+    """`sample_refit` on a Dask worker: the model compiled once per worker and model (the
+    seed is not part of it), as the main fit's was."""
+    own = refit.priors or priors
+    key = structural_key(
+        "fit", case, case.evidence.to_csv(), own, dataclasses.replace(settings, seed=0)
+    )
+
+    def compile_it() -> Sampler:
+        sampler = Sampler(build_model(case, own), settings)
+        sampler.retry = True  # as the main fit's refits (a report's fits)
+        return sampler
+
+    return sample_refit(cached(key, compile_it), refit, seed)
+
+
+def run_refits(
+    refits: list[Refit],
+    sampler: Sampler,
+    case: Case,
+    priors: Priors,
+    settings: SamplerSettings,
+    scheduler: str | None = None,
+) -> dict[str, xr.Dataset]:
+    """Sample every refit, each a job (model/distribute.py) with its seed from the run's seed
+    and its node's path, so the numbers are the same here or on any workers; the nodes by
+    path. Without a scheduler (and inside a job of a cluster: a case of `report --all`) they
+    run here one after another through the main fit's compiled model: no cluster is started
+    for a few refits. A refit that raises fails the estimate, naming every one that did."""
+    if not refits:
+        return {}
+    address = None if inside_job() else scheduler_address(scheduler)
+    watch = sampler.watch
+    seeds = [job_seed(settings.seed, r.node) for r in refits]
+    if address is None:
+        own: dict[int, Sampler] = {}  # a scenario's model of other prior families, by id
+
+        def local(n: int, refit: Refit) -> tuple[xr.Dataset, list[dict]]:
+            watch.begin(refit.what, n + 1, len(refits))
+            if refit.priors is None:
+                return sample_refit(sampler, refit, seeds[n])
+            if id(refit.priors) not in own:
+                own[id(refit.priors)] = Sampler(build_model(case, refit.priors), settings, watch)
+                own[id(refit.priors)].retry = sampler.retry
+            return sample_refit(own[id(refit.priors)], refit, seeds[n])
+
+        # called directly: a refit that raises stops the estimate with its own traceback
+        values = [local(n, r) for n, r in enumerate(refits)]
+    else:
+        watch.begin(f"{len(refits)} refit(s) on the cluster at {address}")
+        jobs = [
+            Job(r.node, refit_job, (case, priors, settings, r, seed))
+            for r, seed in zip(refits, seeds, strict=True)
+        ]
+
+        def say(result, done: int, total: int) -> None:
+            what = refits[[r.node for r in refits].index(result.name)].what
+            if result.ok:
+                progress_log.info(
+                    "[%d/%d] refitted %s in %.0f s", done, total, what, result.seconds
+                )
+            else:
+                log.error("[%d/%d] FAILED %s: %s", done, total, what, result.error)
+
+        with cluster(address, 1, len(jobs)) as client:
+            results = run(jobs, client, on_done=say)
+        watch.mark("refits (on the cluster)")
+        broken = [f"{r.name}: {r.error}" for r in results if not r.ok]
+        if broken:
+            raise RuntimeError(
+                f"{len(broken)} of {len(refits)} refits failed: " + "; ".join(broken)
+            )
+        values = [r.value for r in results]
+    for _, retried in values:
+        sampler.retries += retried
+    return {r.node: node for r, (node, _) in zip(refits, values, strict=True)}
 
 
 def _headline(one: xr.DataTree) -> xr.Dataset:
@@ -218,36 +347,41 @@ def _headline(one: xr.DataTree) -> xr.Dataset:
     return node
 
 
-def _influence_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
-    """Refit without each row whose Pareto k says PSIS-LOO cannot drop it reliably."""
+def _influence_refits(idata: xr.DataTree, mix: Readings) -> list[Refit]:
+    """A refit without each row whose Pareto k says PSIS-LOO cannot drop it reliably."""
     if no_measured_rows(idata):
-        return
+        return []
     k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k
     ids = idata["posterior"]["obs"].to_numpy()
-    rows = np.flatnonzero(k.to_numpy() > PARETO_K)
-    for n, j in enumerate(rows):
-        what = f"refit without row {ids[j]} (Pareto k {float(k[j]):.2f})"
-        sampler.watch.begin(what, n + 1, len(rows))
+    refits = []
+    for j in np.flatnonzero(k.to_numpy() > PARETO_K):
         weight = np.ones(len(ids))
         weight[j] = 0.0
-        idata[f"influence_refits/{ids[j]}"] = _headline(
-            sampler.sample(mix.weights, settings.seed + 100 + j, row_weight=weight)
+        what = f"refit without row {ids[j]} (Pareto k {float(k[j]):.2f})"
+        refits.append(
+            Refit(f"influence_refits/{ids[j]}", what, mix.weights, {"row_weight": weight})
         )
+    return refits
 
 
-def _source_refits(idata: xr.DataTree, sampler: Sampler, mix: Readings, settings) -> None:
-    """Refit without each source of several rows that PSIS cannot leave out reliably
-    (checks.sources_to_refit), keeping its rows' predictions for the source-influence check."""
-    for j, (key, rows) in enumerate(sources_to_refit(idata).items()):
-        ids = idata["posterior"]["obs"].to_numpy()
-        log.info("refitting without the source %s (%d rows)", key, len(rows))
+def _source_refits(idata: xr.DataTree, mix: Readings) -> list[Refit]:
+    """A refit without each source of several rows that PSIS cannot leave out reliably
+    (checks.sources_to_refit), keeping its rows' predictions for the source-influence check;
+    a one-row source uses its row's refit (`_influence_refits`, among the same jobs)."""
+    if no_measured_rows(idata):
+        return []
+    k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k.to_numpy()
+    ids = idata["posterior"]["obs"].to_numpy()
+    refitted = {str(i) for i in ids[k > PARETO_K]}
+    refits = []
+    for key, rows in sources_to_refit(idata, refitted).items():
+        log.info("to refit without the source %s (%d rows)", key, len(rows))
         weight = (~np.isin(ids, rows)).astype(float)
-        one = sampler.sample(mix.weights, settings.seed + 500 + j, row_weight=weight)
-        node = _headline(one)
-        post = one["posterior"].to_dataset()
-        for name in ("predicted", "measurement_sd"):
-            node[name] = post[name].sel(obs=rows)
-        idata[f"source_refits/{key}"] = node
+        what = f"refit without the source {key}"
+        refits.append(
+            Refit(f"source_refits/{key}", what, mix.weights, {"row_weight": weight}, tuple(rows))
+        )
+    return refits
 
 
 def scenario_priors(case: Case, priors: Priors, name: str) -> tuple[Priors, dict, Readings]:
@@ -265,35 +399,28 @@ def scenario_data(alt: Priors, alt_mix: Readings) -> dict[str, np.ndarray]:
     return {**prior_data(alt, alt_mix), "reading_weight": alt_mix.weights}
 
 
-def _scenario(case, priors, name, main: Alternatives, sampler: Sampler, settings) -> xr.Dataset:
+def _scenario(case, priors, name, main: Alternatives) -> xr.Dataset | Refit:
     """The case under one of its [scenarios.<name>]: other reading weights and/or priors.
     Same prior families: the main fit reweighted by the prior ratio, or a refit of the
-    compiled model; other families: the scenario's model is built, compiled and sampled."""
+    compiled model; other families: a refit of the scenario's own model."""
     alt, weights, alt_mix = scenario_priors(case, priors, name)
-    seed = settings.seed + 1000
+    node, what = f"scenarios/{name}", f"scenario '{name}'"
     if prior_families(alt) == prior_families(priors):
-        node = main.result(
-            f"scenario '{name}'",
+        out = main.result(
+            what,
             lambda: main.prior_log_ratio(scenario_data(alt, alt_mix)),
-            lambda: sampler.sample(alt_mix.weights, seed, **prior_data(alt, alt_mix)),
+            Refit(node, what, alt_mix.weights, prior_data(alt, alt_mix)),
         )
     else:
-
-        def own_fit():
-            own = Sampler(build_model(case, alt), settings, sampler.watch)
-            own.retry = sampler.retry
-            one = own.sample(alt_mix.weights, seed)
-            sampler.retries += own.retries
-            return one
-
-        node = main.result(
-            f"scenario '{name}'", None, own_fit, reason="it changes the family of a prior"
-        )
-    node.attrs["description"] = case.scenarios[name].description
+        own = Refit(node, what, alt_mix.weights, priors=alt)
+        out = main.result(what, None, own, reason="it changes the family of a prior")
     changed = {n: s.describe() for n, s in alt.specs.items() if s != priors.specs[n]}
-    node.attrs["priors"] = json.dumps(changed)
-    node.attrs["weights"] = json.dumps(weights)
-    return node
+    out.attrs.update(
+        description=case.scenarios[name].description,
+        priors=json.dumps(changed),
+        weights=json.dumps(weights),
+    )
+    return out
 
 
 def constant_data(mix: Readings, obs) -> xr.Dataset:

@@ -44,9 +44,15 @@ class Estimate:
         return 0 if self.summary["passed"] else 1
 
 
-def prepare(case_path: str | Path, as_of: str | None = None, conditional: bool = True) -> Prepared:
+def prepare(
+    case_path: str | Path,
+    as_of: str | None = None,
+    conditional: bool = True,
+    scheduler: str | None = None,
+) -> Prepared:
     """Load and check everything the fit would otherwise find wrong only after minutes of
-    sampling: the case or programme, its priors, each scenario's priors, the serial rows."""
+    sampling: the case or programme, its priors, each scenario's priors, the serial rows.
+    `scheduler`: a Dask scheduler for the case's refits (model/fit.py's run_refits)."""
     from model import load_case
     from model.fit import fit
     from model.footprints_report import summary_block
@@ -81,7 +87,7 @@ def prepare(case_path: str | Path, as_of: str | None = None, conditional: bool =
     return Prepared(
         case.id,
         len(case.evidence),
-        lambda settings: fit(case, priors, settings, conditional=conditional),
+        lambda settings: fit(case, priors, settings, conditional=conditional, scheduler=scheduler),
         lambda idata: summarize(idata) | ({"footprints": footprints} if footprints else {}),
     )
 
@@ -108,6 +114,7 @@ def run_estimate(
     as_of: str | None = None,
     conditional: bool = True,
     watch: Stopwatch | None = None,
+    scheduler: str | None = None,
 ) -> Estimate:
     """Estimate a case (or programme) and write its report under `reports_dir`."""
     from model.report import write_report
@@ -116,7 +123,7 @@ def run_estimate(
     watch = watch or Stopwatch()
     watch.begin("loading the evidence and priors")
     settings = settings or SamplerSettings()
-    job = prepare(case_path, as_of=as_of, conditional=conditional)
+    job = prepare(case_path, as_of=as_of, conditional=conditional, scheduler=scheduler)
     watch.mark("load evidence and priors")
     log.info("case %s: %d evidence rows", job.case_id, job.evidence_rows)
     with case_lock(reports_dir, job.case_id):

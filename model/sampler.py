@@ -68,10 +68,16 @@ class Sampler:
         self.watch.mark("compile")
 
     def sample(
-        self, weights: np.ndarray | None, seed: int, stage: str = "sampling", **data: np.ndarray
+        self,
+        weights: np.ndarray | None,
+        seed: int,
+        stage: str = "sampling",
+        label: str | None = None,
+        **data: np.ndarray,
     ) -> xr.DataTree:
         """Sample with these reading weights and any other pm.Data values (by name); a fit
-        that fails the diagnostics is sampled once more, more carefully (`self.retries`)."""
+        that fails the diagnostics is sampled once more, more carefully (`self.retries`, where
+        `label`, else the stage, names it)."""
         self.watch.mark("other")
         s = self.settings
         try:
@@ -79,7 +85,7 @@ class Sampler:
                 return self._sample(weights, seed, data)
             one, retry = sample_with_retry(
                 lambda **over: self._sample(weights, seed, dict(data), **over),
-                f"{stage}, seed {seed}",
+                f"{label or stage}, seed {seed}",
                 s.target_accept,
                 s.tune,
             )

@@ -266,7 +266,10 @@ def test_report_all_on_two_workers_equals_the_local_run_even_when_a_worker_dies(
 
 
 @pytest.mark.slow
-def test_calibration_on_two_workers_equals_the_local_run(cluster):
+def test_a_20_simulation_calibration_on_two_workers_equals_the_local_run(cluster):
+    """Issue #18's test: 20 simulations (few draws each: the numbers, not the calibration,
+    are compared) in this process and on the two workers give the same ranks, coverage,
+    z-scores, contractions, rank tests and sampler figures."""
     from model import load_case
     from model.calibration import calibrate
     from model.priors import resolve_priors
@@ -274,12 +277,102 @@ def test_calibration_on_two_workers_equals_the_local_run(cluster):
 
     case = load_case(CASE)
     priors = resolve_priors(case)
-    settings = SamplerSettings(draws=100, tune=100, chains=2, seed=4)
-    here = calibrate(case, priors, sims=4, seed=4, settings=settings)
-    there = calibrate(case, priors, sims=4, seed=4, settings=settings, client=cluster.client)
+    settings = SamplerSettings(draws=40, tune=60, chains=2, seed=4)
+    compiled = cluster.client.run(compiled_models)
+    here = calibrate(case, priors, sims=20, seed=4, settings=settings)
+    there = calibrate(case, priors, sims=20, seed=4, settings=settings, client=cluster.client)
     for key in ("ranks", "z_score", "contraction", "coverage", "sampler", "rank_tests"):
         assert there[key] == here[key], key
-    assert len(there["ranks"]["rate_before"]) == 4
+    assert len(there["ranks"]["rate_before"]) == 20
     # each worker that fitted compiled the model once, not once per simulation
-    assert set(cluster.client.run(compiled_models).values()) <= {0, 1}
-    assert sum(cluster.client.run(compiled_models).values()) >= 1
+    added = {w: n - compiled[w] for w, n in cluster.client.run(compiled_models).items()}
+    assert set(added.values()) <= {0, 1} and sum(added.values()) >= 1
+
+
+def where_am_i() -> bool:
+    from model.distribute import inside_job
+
+    return inside_job()
+
+
+def test_a_job_knows_it_runs_on_a_worker_so_an_estimate_there_refits_in_its_process(cluster):
+    """`report --all` on a cluster runs each case's estimate as a job; its refits must not
+    wait on the same cluster's workers (model/fit.py's run_refits)."""
+    from model.distribute import inside_job
+
+    assert not inside_job()
+    assert cluster.client.submit(where_am_i, pure=False).result() is True
+
+
+def test_each_refit_has_its_own_seed_from_the_run_seed_and_its_name():
+    """Scenarios once all shared seed + 1000, so their retries were indistinguishable."""
+    nodes = ["scenarios/fast-ramp", "scenarios/readings-by-copies", "conditional/larger",
+             "influence_refits/launches-a", "source_refits/outlet"]  # fmt: skip
+    seeds = [job_seed(20241125, n) for n in nodes]
+    assert len(set(seeds)) == len(nodes)
+    assert seeds == [job_seed(20241125, n) for n in nodes]
+    assert job_seed(1, nodes[0]) != seeds[0]
+
+
+def summary_numbers(idata) -> dict:
+    """What a summary says that the inputs and seed decide: everything but when, how long
+    and on which machine."""
+    from model.summary import summarize
+
+    summary = summarize(idata)
+    for key in ("created", "provenance", "timings"):
+        summary.pop(key, None)
+    # as summary.json holds them (NaN where a figure does not exist, equal to itself there)
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in summary.items()}
+
+
+@pytest.mark.slow
+def test_an_estimate_with_a_scheduler_refits_there_and_gives_the_local_numbers(cluster, caplog):
+    """Every reading and scenario refitted (reweighting off) and the left-out rows PSIS
+    cannot drop: here one after another through the main fit's compiled model, then as jobs on
+    the two workers (each compiles its own): the same summary, number for number."""
+    from model import load_case
+    from model.fit import fit
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
+
+    caplog.set_level(logging.INFO)
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    settings = SamplerSettings(draws=60, tune=100, chains=2, seed=5, prior_draws=100)
+    compiled = cluster.client.run(compiled_models)
+    here = fit(case, priors, settings, reweight=False)
+    assert "on the cluster" not in caplog.text
+    there = fit(case, priors, settings, reweight=False, scheduler=cluster.address)
+    refits = [
+        f"{group}/{name}"
+        for group in ("conditional", "scenarios", "influence_refits", "source_refits")
+        if group in there.children
+        for name in there[group].children
+    ]
+    assert len(refits) >= len(case.scenarios) + 2
+    assert f"{len(refits)} refit(s) on the cluster at {cluster.address}" in caplog.text
+    assert f"[{len(refits)}/{len(refits)}] refitted" in caplog.text
+    assert all(
+        there[n].attrs["method"] == "refit"
+        for n in refits
+        if n.startswith(("conditional/", "scenarios/"))
+    )
+    assert [n for n in refits if not here[n].to_dataset().equals(there[n].to_dataset())] == []
+    a, b = summary_numbers(here), summary_numbers(there)
+    assert [k for k in a if a[k] != b.get(k)] == []
+    # the workers compiled the case's model once each (and a scenario's model of other prior
+    # families, if any, once), however many refits each was given
+    own = sum(family_changes(case, priors))
+    added = {w: n - compiled[w] for w, n in cluster.client.run(compiled_models).items()}
+    assert sum(added.values()) >= 1 and max(added.values()) <= 1 + own
+
+
+def family_changes(case, priors) -> list[bool]:
+    from model.build import prior_families
+    from model.fit import scenario_priors
+
+    return [
+        prior_families(scenario_priors(case, priors, name)[0]) != prior_families(priors)
+        for name in case.scenarios
+    ]

@@ -68,7 +68,8 @@ def test_one_row_more_leaves_the_case_graph_as_it_was():
     import dataclasses
     from pathlib import Path
 
-    from pytensor.graph.basic import Constant, ancestors
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import ancestors
 
     from model import load_case
     from model.build import build_model

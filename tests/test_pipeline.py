@@ -16,7 +16,7 @@ def test_a_notebook_run_twice_says_what_changed(tmp_path, monkeypatch, small_fit
     elsewhere): what is tested is everything run_estimate does around it."""
     fits = []
 
-    def saved_fit(case, priors, settings, conditional=True):
+    def saved_fit(case, priors, settings, conditional=True, scheduler=None):
         fits.append(case.id)
         return small_fit
 

@@ -181,23 +181,6 @@ def test_the_programme_model_sums_its_plants(tmp_path):
     assert model.named_vars_to_dims["serial-plant::production"] == ("serial-plant::month",)
 
 
-def test_a_programme_with_serials_samples_with_a_low_rank_mass_matrix(tmp_path):
-    """The serial plant's ridge (model/programme.py: programme_settings) needs nutpie's
-    low-rank metric; without serial rows the programme keeps the default adaptation."""
-    import dataclasses
-
-    from model.programme import programme_settings
-    from model.sampler import SamplerSettings
-
-    programme = load_programme(write_programme(tmp_path / "programme"))
-    default = SamplerSettings()
-    assert programme_settings(programme, default).adaptation == "low_rank"
-    others = dataclasses.replace(programme, plants=programme.plants[1:])
-    assert programme_settings(others, default) == default
-    pymc = dataclasses.replace(default, sampler="pymc")  # PyMC's NUTS has no such option
-    assert programme_settings(programme, pymc) == pymc
-
-
 @pytest.mark.slow
 def test_a_synthetic_programme_recovers_each_plant_and_the_total(tmp_path):
     """Three plants, three indicators, one model, through `capest estimate`: each plant's

@@ -32,8 +32,7 @@ from model import variables
 from model.build import Pooled, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
-from model.fit import PRIOR_VARS, _predictive, _split_log_densities, constant_data, with_elasticity
-from model.observation import observations
+from model.fit import PRIOR_VARS, with_elasticity
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
 from model.provenance import ledger_dataset, run_provenance
 from model.sampler import Sampler, SamplerSettings
@@ -204,7 +203,7 @@ def build_programme_model(
         production = pm.Deterministic("production", monthly, dims="month")
         by_year = pt.dot(window.year_of_month, production)
         pm.Deterministic("production_by_year", by_year, dims="year")
-    return model, layout  # fit_programme adds the log-prior deterministics (_add_log_priors)
+    return model, layout  # no log-prior deterministics: the programme runs no sensitivity check
 
 
 def _nested_plants(programme, priors, log_e, sd_e, ramp, model, dynamics="stock"):
@@ -259,17 +258,14 @@ def fit_programme(
     def plant_layout(ds: xr.Dataset) -> xr.Dataset:  # the same layout from either model
         return ds if layout is None else unstack(ds, layout)
 
-    _add_log_priors(model)
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
     sampler.retry = True  # a fit that fails the diagnostics is sampled once more
     idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
     post = plant_layout(idata["posterior"].to_dataset())
     ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]
-    lp = [v for v in post.data_vars if "log_prior__" in str(v)]
     idata["log_likelihood"] = post[ll]
-    idata["log_prior"] = post[lp]
-    post = post.drop_vars(ll + lp)
+    post = post.drop_vars(ll)
 
     owners = [STACK] if layout else [p.id for p in programme.plants]
     plant_vars = [
@@ -295,17 +291,6 @@ def fit_programme(
     idata["posterior"], idata["prior"] = groups["posterior"], groups["prior"]
     idata["prior_predictive"] = plant_layout(prior["prior_predictive"].to_dataset())
     idata["observed_data"] = plant_layout(prior["observed_data"].to_dataset())
-    # What a single plant's checks read (plant_view), per plant: its rows' posterior
-    # predictive draws and their kinds and bounds.
-    predictive, constants = [], []
-    for plant in programme.plants:
-        own = plant_dataset(groups["posterior"], plant.id)
-        predictive.append(_prefixed(_predictive(own, priors[plant.id], rng), plant.id))
-        obs = observations(plant.evidence, plant.window, priors[plant.id].noise)
-        mix = readings(plant, priors[plant.id]["elasticity"])
-        constants.append(_prefixed(constant_data(mix, obs), plant.id))
-    idata["posterior_predictive"] = xr.merge(predictive)
-    idata["constant_data"] = xr.merge(constants)
     for plant in programme.plants:
         idata[f"evidence/{plant.id}"] = ledger_dataset(plant)
     idata.attrs.update(_provenance(programme, priors, hyper, settings, sampler.name))
@@ -316,45 +301,6 @@ def fit_programme(
     watch.mark("other")
     idata.attrs["timings"] = json.dumps({k: round(v, 3) for k, v in watch.seconds.items()})
     return idata
-
-
-def _add_log_priors(model: pm.Model) -> None:
-    """Each free variable's log prior density per draw, for the plants' sensitivity checks
-    (build.add_log_priors for one plant): `<plant>::log_prior__<v>` (stacked: `plants::...` on
-    the `plant` dim, which unstack splits), `log_prior__<v>` for the pooled terms. The
-    non-centred N(0, 1) variables (`*_z`) are structure: their scales carry the prior."""
-    with model:
-        for rv in list(model.free_RVs):
-            if rv.name.endswith("_z"):
-                continue
-            owner, _, name = rv.name.rpartition(SEP)
-            pm.Deterministic(
-                f"{owner}{SEP}log_prior__{name}" if owner else f"log_prior__{name}",
-                pm.logp(rv, rv),
-                dims=model.named_vars_to_dims.get(rv.name),
-            )
-
-
-def plant_view(idata: xr.DataTree, plant: str) -> xr.DataTree:
-    """One plant of a programme fit laid out as a single plant's fit (the groups and names
-    `model/checks.py` reads), so that the plant checks run on it unchanged: its variables,
-    rows, predictive draws and ledger, its own log priors and the pooled terms'. The draws are
-    the programme's: each check judges the plant's rows against the joint posterior."""
-    post = plant_dataset(idata["posterior"].to_dataset(), plant)
-    log_prior = idata["log_prior"].to_dataset()
-    pooled = [v for v in log_prior.data_vars if SEP not in str(v)]
-    own = plant_dataset(log_prior, plant)
-    ll = plant_dataset(idata["log_likelihood"].to_dataset(), plant)
-    view = xr.DataTree()
-    view["posterior"] = xr.merge([post, ll, own, log_prior[pooled]])
-    view["sample_stats"] = idata["sample_stats"].to_dataset()
-    for group in ("prior", "prior_predictive", "observed_data", "posterior_predictive"):
-        view[group] = plant_dataset(idata[group].to_dataset(), plant)
-    view["constant_data"] = plant_dataset(idata["constant_data"].to_dataset(), plant)
-    view["evidence"] = idata[f"evidence/{plant}"].to_dataset()
-    _split_log_densities(view, view["constant_data"]["kind"].to_numpy().astype(str))
-    view.attrs = dict(idata.attrs)
-    return view
 
 
 def _provenance(programme, priors, hyper, settings, sampler: str) -> dict:

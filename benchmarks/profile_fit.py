@@ -10,11 +10,17 @@ write_programme(Path('/tmp/programme'))"`). One nutpie fit at capest's default s
 dimensions, leapfrog steps, ESS per 1,000 gradients) next to what does (seconds; the CPU
 seconds of the process, all its threads, are steadier than the wall clock on a shared machine).
 Run it with another checkout's `model/` on PYTHONPATH to compare two versions of the model.
+`--plants a,b` fits only those plants of a programme (to find which plant makes the trees
+long); `--geometry` also prints, per unconstrained coordinate, its posterior sd times the sd
+of the log-density's gradient (about 1 for a Gaussian; far above 1 where a sharp feature,
+such as the serials' walls, forces small steps) and how far the draws with the largest
+energy errors sit from the rest (benchmarks/README.md: why the programme's trees saturate).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -31,6 +37,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--evaluations", type=int, default=2000)
+    parser.add_argument("--plants", default="", help="comma-separated plants of a programme")
+    parser.add_argument("--draws", type=int, help="default: capest's")
+    parser.add_argument("--tune", type=int, help="default: capest's")
+    parser.add_argument("--geometry", action="store_true")
     args = parser.parse_args()
 
     import arviz as az
@@ -53,6 +63,11 @@ def main() -> int:
     print(f"model/ from {Path(model.__file__).parent}")
     if is_programme(args.folder):
         programme = load_programme(args.folder)
+        if args.plants:
+            keep = args.plants.split(",")
+            plants = tuple(p for p in programme.plants if p.id in keep)
+            programme = dataclasses.replace(programme, plants=plants)
+            print(f"only {', '.join(p.id for p in plants)}")
         priors, hyper = resolve_programme_priors(programme)
         pm_model, layout = build_programme_model(programme, priors, hyper)
         print(f"programme, {'stacked' if layout else 'nested'} model")
@@ -84,6 +99,9 @@ def main() -> int:
     print(f"log-density + gradient: {per_call * 1e6:.0f} us CPU per evaluation (C backend)")
 
     settings = SamplerSettings()
+    settings = dataclasses.replace(
+        settings, draws=args.draws or settings.draws, tune=args.tune or settings.tune
+    )
     wall = time.perf_counter()
     compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
     print(f"nutpie compile: {time.perf_counter() - wall:.1f} s")
@@ -99,6 +117,8 @@ def main() -> int:
         progress_bar=False,
         adaptation=settings.adaptation,
         save_warmup=True,  # to count the tuning's gradients too
+        store_unconstrained=args.geometry,
+        store_gradient=args.geometry,
     )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     stats = trace["sample_stats"]
@@ -120,7 +140,26 @@ def main() -> int:
           f"{1e3 * low / steps:.1f} per 1k gradients")  # fmt: skip
     for name in [n for n in ("rate_before", "rate_after") if n in post]:
         print(f"  bulk ESS {name}: {float(ess[name]):.0f}")
+    if args.geometry:
+        geometry(stats)
     return 0
+
+
+def geometry(stats) -> None:
+    """Where the posterior is stiff: per coordinate, sd(draws) x sd(gradient) (1 for a
+    Gaussian), and the shift, in sds, of the draws whose trajectories had the largest energy
+    errors (the top fifth) from the others."""
+    draws = stats["unconstrained_draw"]
+    names = [str(n) for n in draws.coords[draws.dims[-1]].values]
+    u = draws.to_numpy().reshape(-1, len(names))
+    g = stats["gradient"].to_numpy().reshape(-1, len(names))
+    error = np.abs(stats["max_energy_error"].to_numpy().ravel())
+    high = error > np.quantile(error, 0.8)
+    shift = (u[high].mean(0) - u[~high].mean(0)) / u.std(0)
+    stiff = u.std(0) * g.std(0)
+    print("coordinate                                     sd x grad sd   high-error shift")
+    for i in np.argsort(-stiff):
+        print(f"  {names[i]:45s} {stiff[i]:10.1f} {shift[i]:+12.2f}")
 
 
 if __name__ == "__main__":

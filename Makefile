@@ -44,7 +44,7 @@ test: $(VENV)/.dev $(CHROMIUM) lint
 	$(BIN)/python -m pytest -m "not slow" -n 2 -q
 
 test-slow: $(VENV)/.dev
-	$(BIN)/python -m pytest -m slow -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -m slow -n 2 --dist loadfile -q --durations=40
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

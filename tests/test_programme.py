@@ -219,7 +219,7 @@ def test_a_synthetic_programme_recovers_each_plant_and_the_total(tmp_path):
     assert summary["passed"]
     page = (run / "report.md").read_text()
     assert "## Programme total" in page and "outside view" in page
-    assert all(f"`{plant}`" in page for plant in TRUTH)
+    assert all(f"({plant})\n" in page for plant in TRUTH)  # each plant's heading
     assert "Bottleneck: which stage limits capacity" in page
     # serials, workforce and stages keep each plant its own sub-graph (model/stacked.py)
     assert summary["programme_model"] == "nested"

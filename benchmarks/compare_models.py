@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,11 @@ from pathlib import Path
 import arviz_stats
 import numpy as np
 import xarray as xr
+
+# Run as a script (`python benchmarks/compare_models.py`), the checkout is not on sys.path;
+# PYTHONPATH (another checkout's model/) still comes first.
+if str(Path(__file__).resolve().parent.parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.synthetic import write_programme
 from model import MODEL_VERSION, load_case

@@ -52,9 +52,16 @@ def _case(entry: dict) -> dict:
         reading = f"{'stock' if diff > 0 else 'flow'} model ahead"
     else:
         reading = f"not separated (within {SEPARATED:g} se)"
-    k = max(float(m["max_pareto_k"]) for m in entry["models"].values())
+    models = entry["models"].values()
+    k = max(float(m["max_pareto_k"]) for m in models)
+    # Rows PSIS could not judge were refitted exactly (compare_models.py's `reloo`) in files
+    # that record it; then the largest k left is what qualifies the numbers.
+    after = [m.get("max_pareto_k_after_refits") for m in models]
+    k_after = max(float(a) for a in after) if None not in after else k
+    refitted = sum(len(r.get("rows_refitted", [])) for r in entry.get("runs", {}).values())
     return {"case": entry["case"], "elpd_diff": diff, "se": se, "reading": reading,
-            "max_pareto_k": k}  # fmt: skip
+            "max_pareto_k": k, "max_pareto_k_after_refits": k_after,
+            "rows_refitted": refitted}  # fmt: skip
 
 
 def model_comparison_blocks(summary: dict, level: str = "h3") -> list[tuple]:
@@ -98,9 +105,21 @@ def model_comparison_blocks(summary: dict, level: str = "h3") -> list[tuple]:
             f"{c['elpd_diff']:+.2f}",
             f"{c['se']:.2f}",
             c["reading"],
-            f"{c['max_pareto_k']:.2f}" + (" (approximate)" if c["max_pareto_k"] > PARETO_K else ""),
+            _k_cell(c),
         ]
         for c in mc["cases"]
     ]
     header = ["case", "elpd difference (stock - flow)", "se", "reading", "largest Pareto k"]
     return blocks + [("table", header, rows)]
+
+
+def _k_cell(case: dict) -> str:
+    """The largest PSIS Pareto k, and what was done about rows above PARETO_K: refitted exactly
+    (the numbers are then exact for them), or left (the numbers are approximate)."""
+    k, after = case["max_pareto_k"], case.get("max_pareto_k_after_refits", case["max_pareto_k"])
+    cell = f"{k:.2f}"
+    if case.get("rows_refitted"):
+        cell += f" ({case['rows_refitted']} rows above {PARETO_K:g} refitted exactly)"
+    if after > PARETO_K:
+        cell += " (approximate)"
+    return cell

@@ -56,6 +56,19 @@ def test_a_comparison_of_another_model_version_is_stale(tmp_path):
     assert "| b | -0.40 | 0.30 | not separated (within 2 se) |" in page
     assert "Note in the file" not in page  # the file has none
     assert model_comparison("1", path)["status"] == "current"
+    # rows above 0.7 refitted exactly (compare_models.py's reloo): no longer approximate
+    record = json.loads(json.dumps(_record("2")))  # the two cases' own copies of `models`
+    record["cases"][0]["models"]["flow"]["max_pareto_k_after_refits"] = 0.6
+    record["cases"][0]["models"]["stock"]["max_pareto_k_after_refits"] = 0.5
+    record["cases"][0]["runs"] = {"stock": {"rows_refitted": []}, "flow": {"rows_refitted": [4]}}
+    path.write_text(json.dumps(record))
+    page = to_markdown(model_comparison_blocks({"model_comparison": model_comparison("2", path)}))
+    assert (
+        "| a | +3.46 | 1.20 | stock model ahead | 0.90 (1 rows above 0.7 refitted exactly) |"
+        in page
+    )
+    assert "| b | -0.40 | 0.30 | not separated (within 2 se) | 0.90 (approximate) |" in page
+    path.write_text(json.dumps(_record("1")))
     current = model_comparison_blocks({"model_comparison": model_comparison("1", path)})
     current = to_markdown(current)
     assert "Stale" not in current and "0123456789ab" in current

@@ -65,16 +65,18 @@ def loglik(tree: xr.DataTree) -> xr.DataTree:
     """The evidence rows' pointwise log-likelihood (every plant's, for a programme) as one
     `log_likelihood` variable over one `row` dimension, as arviz-stats expects."""
     post = tree["posterior"].to_dataset()
-    parts = [
-        post[name].rename({post[name].dims[-1]: "row"})
-        for name in post.data_vars
-        if str(name).endswith("log_likelihood__evidence")
-    ]
+    parts = [post[name].rename({post[name].dims[-1]: "row"}) for name in evidence_vars(post)]
     ll = xr.concat(parts, dim="row") if len(parts) > 1 else parts[0]
     ll = ll.drop_vars("row", errors="ignore")
     return xr.DataTree.from_dict(
         {"posterior": post[["rate_before"]], "log_likelihood": xr.Dataset({"evidence": ll})}
     )
+
+
+def evidence_vars(post: xr.Dataset) -> list[str]:
+    """The pointwise log-likelihood variables, in the order `loglik` joins their rows: one for
+    a plant or a stacked programme, one per plant (`<plant>::...`) otherwise."""
+    return [str(n) for n in post.data_vars if str(n).endswith("log_likelihood__evidence")]
 
 
 def sample(model, settings) -> tuple[xr.DataTree, dict, Sampler]:
@@ -103,22 +105,23 @@ class LeaveRowOut(arviz_stats.SamplingWrapper):
     (every row's log-likelihood is still computed with each draw, so the left-out row's
     predictive density comes from the refit's draws)."""
 
-    def __init__(self, model, tree: xr.DataTree, seed: int):
+    def __init__(self, model, tree: xr.DataTree, parts: list[tuple[str, int]], seed: int):
         super().__init__(model, idata_orig=tree)
         self.sampler = Sampler(model, REFIT_SETTINGS)  # the compile is cached (callbacks.py)
-        self.ones = np.ones(len(model["row_weight"].get_value()))
-        self.seed = seed
+        self.parts, self.seed = parts, seed  # (row_weight's name, rows) in `loglik`'s order
 
     def sel_observations(self, idx):
-        weight = self.ones.copy()
-        weight[idx] = 0.0
-        return weight, int(idx)
+        weights, offset = {}, 0
+        for name, rows in self.parts:
+            weights[name] = np.ones(rows)
+            if offset <= idx < offset + rows:
+                weights[name][idx - offset] = 0.0
+            offset += rows
+        return (weights, int(idx)), int(idx)
 
     def sample(self, modified_observed_data):
-        left_out = int(np.flatnonzero(modified_observed_data == 0)[0])
-        return self.sampler.sample(
-            reading_weights(self.model), self.seed + 1 + left_out, row_weight=modified_observed_data
-        )
+        weights, left_out = modified_observed_data
+        return self.sampler.sample(reading_weights(self.model), self.seed + 1 + left_out, **weights)
 
     def get_inference_data(self, fitted_model):
         return loglik(fitted_model)
@@ -127,15 +130,21 @@ class LeaveRowOut(arviz_stats.SamplingWrapper):
         return idata__i["log_likelihood"]["evidence"].isel(row=[excluded_obs])
 
 
-def elpd(tree: xr.DataTree, model, seed: int):
+def elpd(full: xr.DataTree, model, seed: int):
     """PSIS-LOO, with the rows PSIS cannot judge (k > K_MAX) refitted exactly."""
+    tree = loglik(full)
+    post = full["posterior"]
+    parts = [
+        (name.removesuffix("log_likelihood__evidence") + "row_weight", post[name].shape[-1])
+        for name in evidence_vars(post.to_dataset())
+    ]
     psis = arviz_stats.loo(tree, pointwise=True)
     k = np.asarray(psis.pareto_k)
     refitted = [int(i) for i in np.flatnonzero(k > K_MAX)]
     if not refitted:
         return psis, psis, refitted
-    exact = arviz_stats.reloo(LeaveRowOut(model, tree, seed), loo_orig=psis, k_threshold=K_MAX,
-                              pointwise=True)  # fmt: skip
+    wrapper = LeaveRowOut(model, tree, parts, seed)
+    exact = arviz_stats.reloo(wrapper, loo_orig=psis, k_threshold=K_MAX, pointwise=True)
     return psis, exact, refitted
 
 
@@ -146,7 +155,7 @@ def compare(name: str, build, settings: SamplerSettings) -> dict:
         tree, runs[dynamics], _ = sample(model, settings)
         trees[dynamics] = loglik(tree)
         start = time.perf_counter()
-        psis[dynamics], exact[dynamics], refitted = elpd(trees[dynamics], model, settings.seed)
+        psis[dynamics], exact[dynamics], refitted = elpd(tree, model, settings.seed)
         runs[dynamics]["rows_refitted"] = refitted
         runs[dynamics]["refit_seconds"] = round(time.perf_counter() - start, 1)
     table = arviz_stats.compare(exact, method="stacking", round_to="none")

@@ -89,3 +89,17 @@ def test_a_missing_or_unreadable_comparison_reads_not_computed(tmp_path):
     for summary in ({"model_comparison": missing}, {}):
         page = to_markdown(model_comparison_blocks(summary))
         assert "## Model comparison" in page and "not computed" in page
+
+
+def test_the_readme_states_the_committed_comparison():
+    """The README's comparison paragraph quotes the committed file: each case's elpd
+    difference and se as the file has them (rounded as written), and its commit."""
+    from .conftest import ROOT
+
+    record = json.loads(COMPARISON_FILE.read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"commit {record['git_commit'][:7]}" in readme
+    feb, synthetic, programme = (c["stock_vs_flow"] for c in record["cases"])
+    assert f"ahead by {feb['elpd_diff']:.2f} (se {feb['se']:.2f};" in readme
+    assert f"behind by {-synthetic['elpd_diff']:.2f} (se {synthetic['se']:.2f})" in readme
+    assert f"ahead by {programme['elpd_diff']:.1f} (se {programme['se']:.1f};" in readme

@@ -357,9 +357,11 @@ def estimate(args: argparse.Namespace) -> int:
     if args.timings:
         import json
 
+        from model import strict_json
+
         stages = {**watch.seconds, "fit stages": json.loads(idata.attrs["timings"])}
         with open(args.timings, "w") as f:
-            json.dump(stages, f, indent=2)
+            f.write(strict_json.dumps(stages, indent=2))
     q = summary["quantities"]
     log.info(
         "rate before %.3g/month, after %.3g/month, P(doubled) %.2f",

@@ -16,7 +16,7 @@ writing is never published (model/report.py writes a report atomically, and the 
 the case clears the `.incomplete-*` folder).
 
 `cached(key, make)` keeps one compiled model per process and key, so a worker compiles each
-model once however many simulations it fits.
+model once however many simulations it fits; the CACHE_SIZE most recently used are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,15 +68,26 @@ def job_seed(run_seed: int, key: int | str) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0])
 
 
-_CACHE: dict[str, Any] = {}
+# Compiled models kept per process, the least recently used dropped first: a long-lived worker
+# that serves many cases would otherwise keep every model it ever compiled. Four hold what one
+# job needs at once: a case's model, a scenario's of other prior families and the value-of-
+# information refits' model, or the calibration's model and its two likelihood controls.
+CACHE_SIZE = 4
+_CACHE: OrderedDict[str, Any] = OrderedDict()
 
 
 def cached(key: str, make: Callable[[], Any]) -> Any:
     """`make()` once per process and key (a compiled model, by a hash of what it is built
-    from); later jobs on the same worker reuse it."""
-    if key not in _CACHE:
-        _CACHE[key] = make()
-    return _CACHE[key]
+    from); later jobs on the same worker reuse it, while it is among the CACHE_SIZE most
+    recently used."""
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = make()
+    while len(_CACHE) > CACHE_SIZE:
+        dropped, _ = _CACHE.popitem(last=False)
+        log.info("dropped the least recently used compiled model (%s)", dropped[:12])
+    return value
 
 
 def structural_key(*parts: Any) -> str:

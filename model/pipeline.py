@@ -119,6 +119,7 @@ def run_estimate(
     """Estimate a case (or programme) and write its report under `reports_dir`."""
     from model.report import write_report
     from model.runs import case_lock
+    from model.strict_json import finite
 
     watch = watch or Stopwatch()
     watch.begin("loading the evidence and priors")
@@ -136,4 +137,4 @@ def run_estimate(
         watch.begin("writing the report")
         folder = write_report(idata, summary, reports_dir)
         watch.mark("write report")
-    return Estimate(folder, summary, idata)
+    return Estimate(folder, finite(summary), idata)  # as summary.json holds it (null, not NaN)

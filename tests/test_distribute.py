@@ -153,6 +153,24 @@ def test_the_cache_builds_once_per_key():
     assert cached("test-key", lambda: 99) == 1 and built == [1]
 
 
+def test_the_cache_keeps_the_most_recently_used_models_only(monkeypatch):
+    # a long-lived worker serving many cases must not keep every model it compiled
+    from model import distribute
+
+    monkeypatch.setattr(distribute, "CACHE_SIZE", 2)
+    monkeypatch.setattr(distribute, "_CACHE", type(distribute._CACHE)())
+    built = []
+
+    def make(name):
+        return lambda: built.append(name) or name
+
+    for key in ("a", "b", "a", "c"):  # "a" used again after "b": "b" is the one dropped
+        assert cached(key, make(key)) == key
+    assert list(distribute._CACHE) == ["a", "c"] and built == ["a", "b", "c"]
+    assert cached("b", make("b")) == "b" and built == ["a", "b", "c", "b"]  # compiled again
+    assert list(distribute._CACHE) == ["c", "b"]
+
+
 def test_jobs_on_two_workers_give_the_local_numbers_and_a_failing_job_is_named(cluster, caplog):
     caplog.set_level(logging.INFO, logger="capest")
     jobs = [Job(f"job {i}", draws, (job_seed(11, i),)) for i in range(6)]

@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="ADDRESS",
         help="a Dask scheduler, e.g. tcp://host:8786, for the refits (scenarios, left-out rows "
-        "and sources) that reweighting cannot replace (default: $CAPEST_SCHEDULER, else this "
-        "process)",
+        "and sources) that reweighting cannot replace, or a programme's fit (default: "
+        "$CAPEST_SCHEDULER, else this process)",
     )
     est.add_argument(
         "--no-conditional",

@@ -203,3 +203,17 @@ def run(
             finished(Result(name, error=f"{type(exc).__name__}: {exc}"))
         future.release()
     return [results[n] for n in names]
+
+
+def one_job(scheduler: str | None, job: Job) -> Any:
+    """`job` as the one job on the cluster of `scheduler` (or $CAPEST_SCHEDULER), else here (no
+    scheduler, or inside a job already); its value. A job that raised on the cluster raises
+    RuntimeError naming it. `capest estimate <programme> --scheduler` fits the programme so."""
+    address = None if inside_job() else scheduler_address(scheduler)
+    if address is None:
+        return job.fn(*job.args, **job.kwargs)
+    with cluster(address, 1, 1) as client:
+        (result,) = run([job], client)
+    if not result.ok:
+        raise RuntimeError(f"{job.name} failed on the cluster at {address}: {result.error}")
+    return result.value

@@ -52,8 +52,10 @@ def prepare(
 ) -> Prepared:
     """Load and check everything the fit would otherwise find wrong only after minutes of
     sampling: the case or programme, its priors, each scenario's priors, the serial rows.
-    `scheduler`: a Dask scheduler for the case's refits (model/fit.py's run_refits)."""
+    `scheduler`: a Dask scheduler for the case's refits (model/fit.py's run_refits), or for a
+    programme's fit (one job)."""
     from model import load_case
+    from model.distribute import Job, one_job
     from model.fit import fit
     from model.footprints_report import summary_block
     from model.priors import resolve_priors
@@ -74,7 +76,15 @@ def prepare(
         return Prepared(
             programme.id,
             sum(len(p.evidence) for p in programme.plants),
-            lambda settings: fit_programme(programme, programme_priors, hyper, settings),
+            # one job on the cluster with a scheduler (a programme has no refits to hand out)
+            lambda settings: one_job(
+                scheduler,
+                Job(
+                    f"programme {programme.id}",
+                    fit_programme,
+                    (programme, programme_priors, hyper, settings),
+                ),
+            ),
             summarize_programme,
         )
     case = load_case(case_path, as_of=as_of)

@@ -133,6 +133,22 @@ def compiled_models() -> int:
     return len(distribute._CACHE)
 
 
+def where(tag: str) -> tuple[str, int]:
+    return tag, os.getpid()
+
+
+def test_one_job_runs_on_the_scheduler_or_here(cluster, monkeypatch):
+    # a programme's fit with --scheduler (model/pipeline.py): the one job on the cluster
+    from model.distribute import one_job
+
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    tag, pid = one_job(cluster.address, Job("programme p", where, ("p",)))
+    assert tag == "p" and pid != os.getpid()
+    assert one_job(None, Job("programme p", where, ("p",))) == ("p", os.getpid())
+    with pytest.raises(RuntimeError, match="programme q failed on the cluster at .*no such"):
+        one_job(cluster.address, Job("programme q", broken, ("no such plant",)))
+
+
 def slow_draws(seed: int, pause: float) -> list[float]:
     time.sleep(pause)
     return draws(seed)

@@ -82,8 +82,6 @@ def fit(
     idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
     rng = np.random.default_rng(settings.seed)
     _split_log_densities(idata, obs.kind)
-    if checks and not no_measured_rows(idata):  # once, for the refits below and the checks
-        idata[loo.NODE] = loo.compute(idata)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
     idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
 
@@ -136,6 +134,8 @@ def fit(
                 Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
             )
     if checks:
+        if not no_measured_rows(idata):  # once, for these refits and the checks (model/loo.py)
+            idata[loo.NODE] = loo.compute(idata)  # on the final posterior: its r_eff reads all
         nodes |= {r.node: r for r in _influence_refits(idata, mix) + _source_refits(idata, mix)}
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):

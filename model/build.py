@@ -146,6 +146,7 @@ class Pooled:
 
 
 DYNAMICS = ("stock", "flow")
+SEP = "::"  # a programme's names: `<plant>::<variable>` (model/programme.py, model/stacked.py)
 
 
 def measures_use(obs: Observations) -> bool:
@@ -175,13 +176,22 @@ def build_model(case: Case, priors: Priors, dynamics: str = "stock") -> pm.Model
 
 
 def add_log_priors(model: pm.Model) -> None:
-    """Each free variable's log prior density per draw (for power-scaling sensitivity)."""
+    """Each free variable's log prior density per draw, on the variable's dims, for the
+    power-scaling sensitivity check: `log_prior__<v>`; in a programme `<plant>::log_prior__<v>`
+    (stacked: `plants::log_prior__<v>` on the `plant` dim, which unstack splits) and
+    `log_prior__<v>` for the pooled terms. The check scales the priors an analyst sets: a
+    non-centred N(0, 1) (`*_z`: use_z, log_gain_log_z, ramp_z) is structure, not one; its
+    scale (burst_sd, the pooled sds) carries the prior."""
     with model:
         for rv in list(model.free_RVs):
-            if rv.name.endswith("use_z"):
-                # the latent monthly use's N(0, 1) is structure: its scale, burst_sd, is the prior
+            if rv.name.endswith("_z"):
                 continue
-            pm.Deterministic(f"log_prior__{rv.name}", pm.logp(rv, rv))
+            owner, _, name = rv.name.rpartition(SEP)
+            pm.Deterministic(
+                f"{owner}{SEP}log_prior__{name}" if owner else f"log_prior__{name}",
+                pm.logp(rv, rv),
+                dims=model.named_vars_to_dims.get(rv.name),
+            )
 
 
 def plant_graph(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -47,6 +46,7 @@ from model.fit import with_elasticity
 from model.observation import UNBOUNDED, observations
 from model.priors import Priors
 from model.sampler import Sampler, SamplerSettings
+from model.strict_json import dumps as strict_dumps
 
 log = logging.getLogger(__name__)
 
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     write_figures(result, out)
     for c in result["controls"]:
         write_figures(c, out, prefix=f"control_{c['name']}_")
-    (out / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "calibration.json").write_text(strict_dumps(result, indent=1) + "\n")
     print(summary_text(result))
     ok = result["passed"] and not any(c["passed"] for c in result["controls"])
     return 0 if ok else 1

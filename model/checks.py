@@ -31,6 +31,8 @@ import xarray as xr
 from scipy.special import ndtr
 from scipy.stats import kstest
 
+from model.loo import rows as loo_rows
+from model.loo import with_loo
 from model.timeline import parse_date
 from model.variables import EFFECT, REFIT, label, labelled, select
 from model.variables import HEADLINE as HEADLINE_ROLE
@@ -152,12 +154,12 @@ def posterior_predictive_check(idata: xr.DataTree) -> dict:
             "streams": {},
         }
     rows = _rows(idata)
-    loo = az.loo(idata, pointwise=True, var_name="evidence")
-    log_w = _stacked(loo.log_weights)
+    loo = loo_rows(idata)
+    log_w = _stacked(loo["log_weights"])
     weights = np.exp(log_w - log_w.max(0))
     weights /= weights.sum(0)
     p = _region_p(_stacked(idata["posterior_predictive"]["evidence"]), weights, rows)
-    k = loo.pareto_k.to_numpy()
+    k = loo["pareto_k"].to_numpy()
     streams, status = {}, PASS
     for kind in dict.fromkeys(rows["kind"]):
         ids = rows["ids"][rows["kind"] == kind]
@@ -187,7 +189,7 @@ def posterior_predictive_check(idata: xr.DataTree) -> dict:
         "streams": streams,
         "p": {str(i): float(v) for i, v in zip(rows["ids"], p, strict=True)},
         "pareto_k": {str(i): float(v) for i, v in zip(rows["ids"], k, strict=True)},
-        "elpd_loo": float(loo.elpd),
+        "elpd_loo": float(loo.attrs["elpd"]),
     }
 
 
@@ -205,10 +207,7 @@ def loo_pit_ecdf_check(idata: xr.DataTree) -> dict:
     if no_measured_rows(idata):
         return _nothing_measured(name, rule, streams={})
     rows = _rows(idata)
-    with warnings.catch_warnings():  # high k is the influence checks' business
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        loo = az.loo(idata, pointwise=True, var_name="evidence")
-    log_w = _stacked(loo.log_weights)
+    log_w = _stacked(loo_rows(idata)["log_weights"])
     weights = np.exp(log_w - log_w.max(0))
     weights /= weights.sum(0)
     draws = _stacked(idata["posterior_predictive"]["evidence"])
@@ -321,9 +320,9 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
         }
     rows = _rows(idata)
     post = idata["posterior"].to_dataset()
-    loo = az.loo(idata, pointwise=True, var_name="evidence")
-    log_w = _stacked(loo.log_weights)
-    k = loo.pareto_k.to_numpy()
+    loo = loo_rows(idata)
+    log_w = _stacked(loo["log_weights"])
+    k = loo["pareto_k"].to_numpy()
     refits = idata["influence_refits"].children if "influence_refits" in idata.children else {}
     shifts, methods, unresolved = {q: {} for q in HEADLINE}, {}, []
     for j, row_id in enumerate(rows["ids"]):
@@ -344,14 +343,26 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
             x = _stacked(post[q])
             shifts[q][row_id] = float((_weighted_median(x, w) - np.median(x)) / x.std())
     ranked = sorted(shifts["rate_after"], key=lambda i: -abs(shifts["rate_after"][i]))[:top]
+    # ArviZ's warning about high k is not shown (model/loo.py): the finding says it instead
+    refitted = [i for i, m in methods.items() if m == "refit"]
+    high_k = [
+        f"Pareto k > {PARETO_K} for {len(ids)} row(s), {what}: {', '.join(ids)}"
+        for ids, what in ((refitted, "each refitted without it"), (unresolved, "not refitted"))
+        if ids
+    ]
     return {
         "name": "influence",
         "status": WARN if unresolved else PASS,
         "rule": "shift of each headline median when a row is left out, in posterior sds "
         f"(PSIS-LOO; refit without the row where Pareto k > {PARETO_K}); warn if a row has "
         "k > 0.7 and no refit",
-        "finding": f"rows that move the {label('rate_after')} most: "
-        + ", ".join(f"{i} ({shifts['rate_after'][i]:+.2f} sd)" for i in ranked),
+        "finding": "; ".join(
+            [
+                f"rows that move the {label('rate_after')} most: "
+                + ", ".join(f"{i} ({shifts['rate_after'][i]:+.2f} sd)" for i in ranked),
+                *high_k,
+            ]
+        ),
         "top_rate_after": ranked,
         "shifts": shifts,
         "method": methods,
@@ -678,6 +689,7 @@ PLANT_IN_PROGRAMME = [n for n in CHECKS if n not in ("influence", "source influe
 def run_checks(idata: xr.DataTree, names: list[str] | None = None) -> list[dict]:
     """Every check (or those `names`d); one that cannot be computed fails visibly instead of
     stopping the report."""
+    idata = with_loo(idata)  # PSIS-LOO once for the checks that read it
     results = []
     for name, check in CHECKS.items():
         if names is not None and name not in names:

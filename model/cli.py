@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="ADDRESS",
         help="a Dask scheduler, e.g. tcp://host:8786, for the refits (scenarios, left-out rows "
-        "and sources) that reweighting cannot replace (default: $CAPEST_SCHEDULER, else this "
-        "process)",
+        "and sources) that reweighting cannot replace, or a programme's fit (default: "
+        "$CAPEST_SCHEDULER, else this process)",
     )
     est.add_argument(
         "--no-conditional",
@@ -357,9 +357,11 @@ def estimate(args: argparse.Namespace) -> int:
     if args.timings:
         import json
 
+        from model import strict_json
+
         stages = {**watch.seconds, "fit stages": json.loads(idata.attrs["timings"])}
         with open(args.timings, "w") as f:
-            json.dump(stages, f, indent=2)
+            f.write(strict_json.dumps(stages, indent=2))
     q = summary["quantities"]
     log.info(
         "rate before %.3g/month, after %.3g/month, P(doubled) %.2f",

@@ -16,7 +16,7 @@ writing is never published (model/report.py writes a report atomically, and the 
 the case clears the `.incomplete-*` folder).
 
 `cached(key, make)` keeps one compiled model per process and key, so a worker compiles each
-model once however many simulations it fits.
+model once however many simulations it fits; the CACHE_SIZE most recently used are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,15 +68,28 @@ def job_seed(run_seed: int, key: int | str) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0])
 
 
-_CACHE: dict[str, Any] = {}
+# Compiled models kept per process, the least recently used dropped first: a long-lived worker
+# that serves many cases would otherwise keep every model it ever compiled. Four hold what one
+# job needs at once: a case's model, a scenario's of other prior families and the value-of-
+# information refits' model, or the calibration's model and its two likelihood controls. Each
+# February 11 model holds about 50 MB (resident memory of one process compiling three in turn:
+# +178 MB with the first, numba's start-up included, then +49 and +47 MB; 2026-12-02).
+CACHE_SIZE = 4
+_CACHE: OrderedDict[str, Any] = OrderedDict()
 
 
 def cached(key: str, make: Callable[[], Any]) -> Any:
     """`make()` once per process and key (a compiled model, by a hash of what it is built
-    from); later jobs on the same worker reuse it."""
-    if key not in _CACHE:
-        _CACHE[key] = make()
-    return _CACHE[key]
+    from); later jobs on the same worker reuse it, while it is among the CACHE_SIZE most
+    recently used."""
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = make()
+    while len(_CACHE) > CACHE_SIZE:
+        dropped, _ = _CACHE.popitem(last=False)
+        log.info("dropped the least recently used compiled model (%s)", dropped[:12])
+    return value
 
 
 def structural_key(*parts: Any) -> str:
@@ -191,3 +205,17 @@ def run(
             finished(Result(name, error=f"{type(exc).__name__}: {exc}"))
         future.release()
     return [results[n] for n in names]
+
+
+def one_job(scheduler: str | None, job: Job) -> Any:
+    """`job` as the one job on the cluster of `scheduler` (or $CAPEST_SCHEDULER), else here (no
+    scheduler, or inside a job already); its value. A job that raised on the cluster raises
+    RuntimeError naming it. `capest estimate <programme> --scheduler` fits the programme so."""
+    address = None if inside_job() else scheduler_address(scheduler)
+    if address is None:
+        return job.fn(*job.args, **job.kwargs)
+    with cluster(address, 1, 1) as client:
+        (result,) = run([job], client)
+    if not result.ok:
+        raise RuntimeError(f"{job.name} failed on the cluster at {address}: {result.error}")
+    return result.value

@@ -11,12 +11,11 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 
-import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import variables
+from model import loo, variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import PARETO_K, no_measured_rows, sources_to_refit
@@ -135,6 +134,8 @@ def fit(
                 Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
             )
     if checks:
+        if not no_measured_rows(idata):  # once, for these refits and the checks (model/loo.py)
+            idata[loo.NODE] = loo.compute(idata)  # on the final posterior: its r_eff reads all
         nodes |= {r.node: r for r in _influence_refits(idata, mix) + _source_refits(idata, mix)}
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
@@ -351,7 +352,7 @@ def _influence_refits(idata: xr.DataTree, mix: Readings) -> list[Refit]:
     """A refit without each row whose Pareto k says PSIS-LOO cannot drop it reliably."""
     if no_measured_rows(idata):
         return []
-    k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k
+    k = loo.rows(idata)["pareto_k"]
     ids = idata["posterior"]["obs"].to_numpy()
     refits = []
     for j in np.flatnonzero(k.to_numpy() > PARETO_K):
@@ -370,7 +371,7 @@ def _source_refits(idata: xr.DataTree, mix: Readings) -> list[Refit]:
     a one-row source uses its row's refit (`_influence_refits`, among the same jobs)."""
     if no_measured_rows(idata):
         return []
-    k = az.loo(idata, pointwise=True, var_name="evidence").pareto_k.to_numpy()
+    k = loo.rows(idata)["pareto_k"].to_numpy()
     ids = idata["posterior"]["obs"].to_numpy()
     refitted = {str(i) for i in ids[k > PARETO_K]}
     refits = []

@@ -52,8 +52,10 @@ def prepare(
 ) -> Prepared:
     """Load and check everything the fit would otherwise find wrong only after minutes of
     sampling: the case or programme, its priors, each scenario's priors, the serial rows.
-    `scheduler`: a Dask scheduler for the case's refits (model/fit.py's run_refits)."""
+    `scheduler`: a Dask scheduler for the case's refits (model/fit.py's run_refits), or for a
+    programme's fit (one job)."""
     from model import load_case
+    from model.distribute import Job, one_job
     from model.fit import fit
     from model.footprints_report import summary_block
     from model.priors import resolve_priors
@@ -74,7 +76,15 @@ def prepare(
         return Prepared(
             programme.id,
             sum(len(p.evidence) for p in programme.plants),
-            lambda settings: fit_programme(programme, programme_priors, hyper, settings),
+            # one job on the cluster with a scheduler (a programme has no refits to hand out)
+            lambda settings: one_job(
+                scheduler,
+                Job(
+                    f"programme {programme.id}",
+                    fit_programme,
+                    (programme, programme_priors, hyper, settings),
+                ),
+            ),
             summarize_programme,
         )
     case = load_case(case_path, as_of=as_of)
@@ -119,6 +129,7 @@ def run_estimate(
     """Estimate a case (or programme) and write its report under `reports_dir`."""
     from model.report import write_report
     from model.runs import case_lock
+    from model.strict_json import finite
 
     watch = watch or Stopwatch()
     watch.begin("loading the evidence and priors")
@@ -136,4 +147,4 @@ def run_estimate(
         watch.begin("writing the report")
         folder = write_report(idata, summary, reports_dir)
         watch.mark("write report")
-    return Estimate(folder, summary, idata)
+    return Estimate(folder, finite(summary), idata)  # as summary.json holds it (null, not NaN)

@@ -29,7 +29,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from model import variables
-from model.build import Pooled, plant_graph, readings
+from model.build import Pooled, add_log_priors, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
 from model.fit import PRIOR_VARS, _predictive, _split_log_densities, constant_data, with_elasticity
@@ -204,7 +204,7 @@ def build_programme_model(
         production = pm.Deterministic("production", monthly, dims="month")
         by_year = pt.dot(window.year_of_month, production)
         pm.Deterministic("production_by_year", by_year, dims="year")
-    return model, layout  # fit_programme adds the log-prior deterministics (_add_log_priors)
+    return model, layout  # fit_programme adds the log-prior deterministics (add_log_priors)
 
 
 def _nested_plants(programme, priors, log_e, sd_e, ramp, model, dynamics="stock"):
@@ -259,7 +259,7 @@ def fit_programme(
     def plant_layout(ds: xr.Dataset) -> xr.Dataset:  # the same layout from either model
         return ds if layout is None else unstack(ds, layout)
 
-    _add_log_priors(model)
+    add_log_priors(model)
     watch.mark("build model")
     sampler = Sampler(model, settings, watch)
     sampler.retry = True  # a fit that fails the diagnostics is sampled once more
@@ -316,23 +316,6 @@ def fit_programme(
     watch.mark("other")
     idata.attrs["timings"] = json.dumps({k: round(v, 3) for k, v in watch.seconds.items()})
     return idata
-
-
-def _add_log_priors(model: pm.Model) -> None:
-    """Each free variable's log prior density per draw, for the plants' sensitivity checks
-    (build.add_log_priors for one plant): `<plant>::log_prior__<v>` (stacked: `plants::...` on
-    the `plant` dim, which unstack splits), `log_prior__<v>` for the pooled terms. The
-    non-centred N(0, 1) variables (`*_z`) are structure: their scales carry the prior."""
-    with model:
-        for rv in list(model.free_RVs):
-            if rv.name.endswith("_z"):
-                continue
-            owner, _, name = rv.name.rpartition(SEP)
-            pm.Deterministic(
-                f"{owner}{SEP}log_prior__{name}" if owner else f"log_prior__{name}",
-                pm.logp(rv, rv),
-                dims=model.named_vars_to_dims.get(rv.name),
-            )
 
 
 def plant_view(idata: xr.DataTree, plant: str) -> xr.DataTree:

@@ -8,7 +8,6 @@ What the report says is model/report.py; how it looks, model/render.py.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from model import footprints_report, plots
+from model import footprints_report, plots, strict_json
 from model.render import to_html, to_markdown
 
 
@@ -43,7 +42,7 @@ def write_report(idata: xr.DataTree, summary: dict, reports_dir: str | Path = "r
         for name, data in figures.items():
             (tmp / name).write_bytes(data)
         idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / "summary.json").write_text(strict_json.dumps(summary, indent=2) + "\n")
         if "monthly_production" in summary:  # summaries saved before it have none
             (tmp / "monthly_production.csv").write_text(monthly_csv(summary))
         from model import report  # deferred: model.report re-exports write_report

@@ -23,7 +23,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from model import variables
-from model.build import Readings, measures_use, prior, readings
+from model.build import SEP, Readings, measures_use, prior, readings
 from model.evidence import EVIDENCE_KINDS, modelled
 from model.observation import (
     Observations,
@@ -35,7 +35,6 @@ from model.observation import (
 from model.priors import Priors, PriorSpec
 from model.production import production_rate, stock_flow
 
-SEP = "::"
 STACK = "plants"  # the sub-model holding the stacked variables: `plants::rate_before` (plant)
 STACKING_KINDS = {k.name for k in EVIDENCE_KINDS if k.stacks}
 PLANT_PRIORS = tuple(variables.select(variables.PLANT_PRIOR))

@@ -38,6 +38,7 @@ whether the model is right.
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 
 import arviz_stats as azs
@@ -274,6 +275,15 @@ def psis_weights(log_lik: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, n
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     # k is NaN when the tail fit fails: a few draws carry all the weight, the worst case
     return w / w.sum(axis=1, keepdims=True), np.where(np.isnan(k), np.inf, k)
+
+
+def k_quantile(k: np.ndarray, q: float = 0.9) -> float:
+    """The `q` quantile of a candidate's Pareto k over its simulated values. k is infinite
+    where the tail fit failed (psis_weights); interpolating between two infinite k would give
+    NaN, which compares false with PARETO_K_MAX and would unflag the worst case."""
+    with np.errstate(invalid="ignore"):  # inf - inf, taken as the infinite k it is
+        value = float(np.quantile(k, q))
+    return math.inf if math.isnan(value) else value
 
 
 def posterior_stats(y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
@@ -517,8 +527,7 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
             refits=node,
             attrs=attrs,
         )
-        k = result["pareto_k"]
-        k90 = float(np.quantile(k, 0.9))
+        k90 = k_quantile(result["pareto_k"])
         flagged, refitted = result["flagged"], result["refitted"]
         for name in values:
             r = result[name]
@@ -662,12 +671,24 @@ def _fmt(x: float) -> str:
     return f"{x:.2g}" if abs(x) < 10 else f"{x:,.0f}"
 
 
+def _num(x: float | None, spec: str, undefined: str = "undefined") -> str:
+    """`x` formatted, or `undefined` when it is not a finite number: summary.json holds such
+    numbers as null (model/strict_json.py), the fit as NaN or infinity."""
+    return format(x, spec) if x is not None and math.isfinite(x) else undefined
+
+
+def _k(x: float | None) -> str:
+    """A Pareto k; an infinite one (the tail fit failed: a few draws carry all the weight) is
+    null in summary.json."""
+    return _num(x, ".2f", "not estimable")
+
+
 def sentence(row: dict, label: str) -> str:
     """One plain sentence per candidate, for the report and `capest next`."""
     lo, hi = row["current_interval_80"]
     new_lo, new_hi = row["typical_interval_80"]
     flag = (
-        f" (approximate: Pareto k {row['pareto_k']:.2f} > {PARETO_K_MAX}, few draws carry it)"
+        f" (approximate: Pareto k {_k(row['pareto_k'])} > {PARETO_K_MAX}, few draws carry it)"
         if row["pareto_k_flag"]
         else ""
     )
@@ -727,10 +748,10 @@ def report_blocks(summary: dict) -> list[tuple]:
                 if x["candidate"] == r["candidate"] and x["quantity"] == q
             )
             cells.append(
-                f"{row['expected_sd_log']:.3f} (±{row['mcse_sd_log']:.3f}), "
+                f"{row['expected_sd_log']:.3f} (±{_num(row['mcse_sd_log'], '.3f')}), "
                 f"{row['narrowing']:.0%} less; 80% width {_fmt(row['expected_interval_80_width'])}"
             )
-        k = f"{r['pareto_k']:.2f}" + (" (flagged)" if r["pareto_k_flag"] else "")
+        k = _k(r["pareto_k"]) + (" (flagged)" if r["pareto_k_flag"] else "")
         cells.append(k + (f"; {r['method']}" if r.get("refitted") else ""))
         table.append(cells)
     learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == quantity]
@@ -784,7 +805,7 @@ def report_blocks(summary: dict) -> list[tuple]:
             [
                 [
                     x["label"],
-                    f"{x['expected_sd_log']:.3f} (±{x['mcse_sd_log']:.3f})",
+                    f"{x['expected_sd_log']:.3f} (±{_num(x['mcse_sd_log'], '.3f')})",
                     f"{x['narrowing']:.0%}",
                     _fmt(x["expected_interval_80_width"]),
                 ]
@@ -832,7 +853,7 @@ def print_ranking(summary: dict) -> str:
         )
         for x in sorted(learning, key=lambda x: x["expected_sd_log"]):
             lines.append(
-                f"  {x['label']:<60} {x['expected_sd_log']:.3f} (±{x['mcse_sd_log']:.3f}), "
-                f"{x['narrowing']:.0%} less"
+                f"  {x['label']:<60} {x['expected_sd_log']:.3f} "
+                f"(±{_num(x['mcse_sd_log'], '.3f')}), {x['narrowing']:.0%} less"
             )
     return "\n".join(lines)

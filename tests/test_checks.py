@@ -144,3 +144,42 @@ def test_time_pattern_checks_pass_a_fit_with_no_measured_rows():
     for check in (busiest_months_share, launches_within_transfers):
         result = check(idata)
         assert result["status"] == PASS and result["p"] is None, result
+
+
+def test_psis_loo_is_computed_once_per_fit_and_the_checks_reuse_it(small_fit, monkeypatch):
+    """fit() saves the rows' PSIS-LOO (model/loo.py); the three checks that read it compute
+    it no more, and without ArviZ's warning about high k (the influence check states k)."""
+    import warnings
+
+    import arviz as az
+    import xarray as xr
+
+    from model import loo
+    from model.checks import run_checks
+
+    assert loo.NODE in small_fit.children  # saved by fit(), and with it in posterior.nc
+    xr.testing.assert_allclose(loo.compute(small_fit), small_fit[loo.NODE].to_dataset())
+    calls, real = [], az.loo
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("var_name"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(az, "loo", counted)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        checks = {c["name"]: c for c in run_checks(small_fit)}
+    assert calls.count("evidence") == 0
+    assert not [w for w in seen if "shape parameter of Pareto" in str(w.message)]
+    influence = checks["influence"]
+    refitted = [i for i, m in influence["method"].items() if m == "refit"]  # ledger order
+    saved = small_fit["influence_refits"] if "influence_refits" in small_fit.children else None
+    assert sorted(refitted) == sorted(saved.children if saved is not None else [])
+    said = f"Pareto k > 0.7 for {len(refitted)} row(s), each refitted without it: "
+    assert (said + ", ".join(refitted) in influence["finding"]) == bool(refitted)
+    # a tree without the saved node (a programme plant's view): once for all the checks
+    bare = small_fit.copy()
+    del bare[loo.NODE]
+    calls.clear()
+    assert [c["status"] for c in run_checks(bare)] == [c["status"] for c in checks.values()]
+    assert calls.count("evidence") == 1

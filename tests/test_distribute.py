@@ -133,6 +133,22 @@ def compiled_models() -> int:
     return len(distribute._CACHE)
 
 
+def where(tag: str) -> tuple[str, int]:
+    return tag, os.getpid()
+
+
+def test_one_job_runs_on_the_scheduler_or_here(cluster, monkeypatch):
+    # a programme's fit with --scheduler (model/pipeline.py): the one job on the cluster
+    from model.distribute import one_job
+
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    tag, pid = one_job(cluster.address, Job("programme p", where, ("p",)))
+    assert tag == "p" and pid != os.getpid()
+    assert one_job(None, Job("programme p", where, ("p",))) == ("p", os.getpid())
+    with pytest.raises(RuntimeError, match="programme q failed on the cluster at .*no such"):
+        one_job(cluster.address, Job("programme q", broken, ("no such plant",)))
+
+
 def slow_draws(seed: int, pause: float) -> list[float]:
     time.sleep(pause)
     return draws(seed)
@@ -151,6 +167,24 @@ def test_the_cache_builds_once_per_key():
     for _ in range(3):
         cached("test-key", lambda: built.append(1) or len(built))
     assert cached("test-key", lambda: 99) == 1 and built == [1]
+
+
+def test_the_cache_keeps_the_most_recently_used_models_only(monkeypatch):
+    # a long-lived worker serving many cases must not keep every model it compiled
+    from model import distribute
+
+    monkeypatch.setattr(distribute, "CACHE_SIZE", 2)
+    monkeypatch.setattr(distribute, "_CACHE", type(distribute._CACHE)())
+    built = []
+
+    def make(name):
+        return lambda: built.append(name) or name
+
+    for key in ("a", "b", "a", "c"):  # "a" used again after "b": "b" is the one dropped
+        assert cached(key, make(key)) == key
+    assert list(distribute._CACHE) == ["a", "c"] and built == ["a", "b", "c"]
+    assert cached("b", make("b")) == "b" and built == ["a", "b", "c", "b"]  # compiled again
+    assert list(distribute._CACHE) == ["c", "b"]
 
 
 def test_jobs_on_two_workers_give_the_local_numbers_and_a_failing_job_is_named(cluster, caplog):

@@ -181,6 +181,55 @@ def test_the_programme_model_sums_its_plants(tmp_path):
     assert model.named_vars_to_dims["serial-plant::production"] == ("serial-plant::month",)
 
 
+def test_log_priors_are_the_priors_an_analyst_sets_in_any_model():
+    """One function (build.add_log_priors) for a plant alone and a programme: each free
+    variable's log prior under its owner's name and on its dims, except the non-centred
+    N(0, 1) variables (`*_z`), whose scales are the priors the sensitivity check scales."""
+    import pymc as pm
+
+    from model.build import add_log_priors
+
+    with pm.Model(coords={"plant": ["a", "b"]}) as model:
+        pm.HalfNormal("ramp_sd", 1.0)  # a pooled prior: scaled
+        pm.Normal("ramp_z", 0.0, 1.0, dims="plant")  # its non-centred draws: structure
+        pm.Normal("a::rate_before", 0.0, 1.0)
+        pm.Normal("a::log_gain_log_z", 0.0, 1.0)
+        pm.Normal("plants::rate_before", 0.0, 1.0, dims="plant")
+        pm.Normal("plants::use_z", 0.0, 1.0, dims="plant")
+    add_log_priors(model)
+    added = {n for n in model.named_vars if "log_prior__" in n}
+    assert added == {
+        "log_prior__ramp_sd",
+        "a::log_prior__rate_before",
+        "plants::log_prior__rate_before",
+    }
+    assert model.named_vars_to_dims["plants::log_prior__rate_before"] == ("plant",)
+
+
+def test_the_programme_and_the_plant_alone_scale_the_same_priors(tmp_path):
+    """A plant's log priors in the programme model are those of the plant alone, less the
+    priors the programme pools (and the pooled ones appear once, unprefixed)."""
+    from model.build import add_log_priors, build_model
+    from model.programme import build_programme_model
+
+    programme = load_programme(write_programme(tmp_path / "programme"))
+    priors, hyper = resolve_programme_priors(programme)
+    model, _ = build_programme_model(programme, priors, hyper)
+    add_log_priors(model)
+    names = [n for n in model.named_vars if "log_prior__" in n]
+    assert not any(n.endswith("_z") for n in names)
+    pooled = {n.removeprefix("log_prior__") for n in names if "::" not in n}
+    assert pooled == {f"{v}_{p}" for v in ("elasticity", "ramp") for p in ("log_mean", "plant_sd")}
+    for plant in programme.plants:
+        alone = build_model(plant, priors[plant.id])
+        own = {n.removeprefix("log_prior__") for n in alone.named_vars if "log_prior__" in n}
+        assert own == {v.name for v in alone.free_RVs} - {"use_z"}
+        prefix = f"{plant.id}::log_prior__"
+        in_programme = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
+        assert in_programme <= own
+        assert own - in_programme <= {"ramp_months", "log_gain_log"}, plant.id
+
+
 @pytest.mark.slow
 def test_a_synthetic_programme_recovers_each_plant_and_the_total(tmp_path):
     """Three plants, three indicators, one model, through `capest estimate`: each plant's

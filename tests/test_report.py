@@ -90,6 +90,25 @@ def test_saved_posterior_reopens_with_provenance(small_fit, summary, tmp_path):
     assert summarize(back)["quantities"] == summary["quantities"]
 
 
+def test_summary_json_is_strict_json(small_fit, summary, tmp_path):
+    """A Pareto k whose tail fit failed is infinite; summary.json holds it as null, which
+    JavaScript, jq and a scheduler can parse (Python's json would write Infinity)."""
+    import math
+
+    from tests.test_strict_json import strict_loads
+
+    rows = copy.deepcopy(summary.get("what_to_measure_next", []))
+    for r in rows[:1]:
+        r["pareto_k"], r["mcse_sd_log"] = math.inf, math.nan
+    odd = {**summary, "what_to_measure_next": rows, "ratio": math.nan}
+    folder = write_report(small_fit, odd, tmp_path)
+    saved = strict_loads((folder / "summary.json").read_text())
+    assert saved["ratio"] is None
+    if rows:
+        assert saved["what_to_measure_next"][0]["pareto_k"] is None
+    assert saved["quantities"] == json.loads(json.dumps(summary["quantities"]))
+
+
 def test_html_is_self_contained(small_fit, summary, tmp_path):
     page = (write_report(small_fit, summary, tmp_path) / "report.html").read_text()
     assert "<script" not in page and "<link" not in page
@@ -141,7 +160,7 @@ def test_failed_diagnostics_show_at_the_top(small_fit, summary):
 
 def test_a_check_that_cannot_compute_fails_visibly(small_fit):
     broken = small_fit.copy()
-    del broken["log_likelihood"]
+    del broken["posterior_predictive"]  # (the fit's saved PSIS-LOO needs no log-likelihood)
     checks = {c["name"]: c for c in run_checks(broken)}
     assert checks["posterior predictive"]["status"] == "fail"
     assert "could not be computed" in checks["posterior predictive"]["finding"]

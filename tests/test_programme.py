@@ -181,7 +181,7 @@ def test_the_programme_model_sums_its_plants(tmp_path):
     assert model.named_vars_to_dims["serial-plant::production"] == ("serial-plant::month",)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=15.3)
 def test_a_synthetic_programme_recovers_each_plant_and_the_total(tmp_path):
     """Three plants, three indicators, one model, through `capest estimate`: each plant's
     capacity multiplier and rate before, and the programme's 2024 production, fall inside

@@ -43,8 +43,11 @@ $(CHROMIUM):
 test: $(VENV)/.dev $(CHROMIUM) lint
 	$(BIN)/python -m pytest -m "not slow" -n 2 -q
 
+# Two workers, a test file each at a time, longest files first (tests/conftest.py orders them by
+# their tests' slow(minutes=...); --no-loadscope-reorder keeps that order instead of xdist's
+# own, by number of tests). The durations printed are what the minutes are updated from.
 test-slow: $(VENV)/.dev
-	$(BIN)/python -m pytest -m slow -n 2 --dist loadfile -q --durations=40
+	$(BIN)/python -m pytest -m slow -n 2 --dist loadfile --no-loadscope-reorder -q --durations=40
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,21 @@ def row(**cells) -> str:
     }
     base.update(cells)
     return ",".join(f'"{v}"' if "," in v else v for v in base.values())
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected: only the tests that will run count
+def pytest_collection_modifyitems(items):
+    """Longest files first. `make test-slow` gives each of its two workers a test file at a
+    time (--dist loadfile), in collection order; a long file handed out last sets the end of
+    the run while the other worker idles. So the files are ordered by the sum of their tests'
+    `slow(minutes=...)` (measured in CI; a stale figure only costs balance, never a result),
+    longest first; the sort is stable, so a file's tests keep their order and the default
+    tier (no minutes) is unchanged."""
+    minutes: dict[Path, float] = defaultdict(float)
+    for item in items:
+        mark = item.get_closest_marker("slow")
+        minutes[item.path] += mark.kwargs.get("minutes", 0) if mark else 0
+    items.sort(key=lambda item: -minutes[item.path])
 
 
 @pytest.fixture

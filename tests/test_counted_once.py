@@ -46,7 +46,7 @@ def _sd_and_mcse(draws: xr.DataArray) -> tuple[float, float]:
     return float(draws.std()), mcse
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=0.7)
 def test_a_relayed_copy_leaves_the_posterior_and_an_independent_copy_narrows_it(tmp_path):
     base, base_se = _sd_and_mcse(_log_exported_flow(tmp_path, "base", None))
     relayed, relayed_se = _sd_and_mcse(_log_exported_flow(tmp_path, "relayed", ORIGINAL))

@@ -58,7 +58,7 @@ def test_notebook_opens_the_saved_run_without_sampling(small_fit, tmp_path):
     assert seconds < 240, seconds  # kernel start and imports dominate; a fit takes minutes
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=0.9)
 def test_notebook_refits_with_few_draws():
     """REFIT = True: the notebook fits the case itself (about 2.5 minutes on 2 cores)."""
     nb = _execute("RUN = None\nREFIT = True\nDRAWS = 100\nTUNE = 200\nCHAINS = 2\nSEED = 1")

@@ -324,7 +324,7 @@ def write_serial_plant(case):
     return case, truth, made
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=3.6)
 def test_a_plant_with_serials_recovers_its_production(tmp_path):
     """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in
     month 12 with a 20-month ramp, exports from month 1, 4 months from making to use (the
@@ -380,7 +380,7 @@ def _closed_form_posterior(case, k: int, m: int, draws: int = 100_000):
     return n, w, 1.0 / np.sum(w**2)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=5.5)
 @pytest.mark.parametrize(
     ("scale", "k"),
     [(300, 10), (30_000, 1)],

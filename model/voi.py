@@ -25,6 +25,11 @@ width. The Monte Carlo error is the standard error over the simulated values. A 
 0.7 means the reweighted posterior rests on few draws: the fit refits some of those values
 (model/voi_refit.py, capped), and their mean stands for all of the candidate's flagged values
 (`combine`, a stratified mean); with none refitted the figure is flagged as approximate.
+Refits are made only where they can matter (`bounded`): a flagged value's posterior variance
+lies between 0 and the current one (FLAGGED_VARIANCE_BOUND), so the flagged share of the
+simulations bounds how far any refit could move the expected sd; when that bound is within
+the figure's Monte Carlo error for every quantity valued, the candidate's flagged values are
+bounded, not refitted, and the summary and report say so with the bound.
 
 The ranking is by the quantity the case names (case.toml `[voi] target`, checked by
 model/candidates.py), by default the full rate after the expansion.
@@ -66,6 +71,14 @@ SIMULATIONS = 200  # simulated values per candidate: MC error of the expected sd
 BOOTSTRAP = 20  # resamples for the EVPPI's Monte Carlo error
 SPLINE_TERMS = 20  # B-splines per input in the regression spline
 SEED_OFFSET = 1717  # the fit's seed plus this: the simulation repeats with the fit
+# Assumption (the refit rule, `bounded`): after one more measurement the posterior variance of
+# a log quantity lies between 0 (the value decides it) and this times its current variance
+# (the value teaches nothing). Rationale: averaged over the values a measurement can take it
+# holds exactly (the law of total variance); for one value it holds whenever the posterior is
+# one hump (normal measurement error), and the robust error's outlier component lets a
+# conflicting value be discounted rather than split the posterior. A value can still widen
+# it (two humps of similar weight): raise this to be more careful (more refits), e.g. 2.
+FLAGGED_VARIANCE_BOUND = 1.0
 
 # ----------------------------------------------------------------------------- targets
 
@@ -471,8 +484,44 @@ def evsi(
         relative = float(azs.mcse(logy, method="sd")) / float(np.std(logy))
         r["mcse_sd_log_simulations"] = r["mcse_sd_log"]
         r["mcse_sd_log"] = float(np.hypot(r["mcse_sd_log"], r["expected_sd_log"] * relative))
+        if len(flagged):  # how far refits of the flagged values could move it (`bounded`)
+            r["bound_sd_log"] = flagged_bound(stats["var_log"], flagged, float(np.var(logy)))
         out[name] = r
+    out["bounded"] = bool(not out["refitted"] and bounded(out, list(values)))
+    out["measured"], out["flagged_simulations"] = y, flagged  # for model/voi_refit.py
     return out
+
+
+def flagged_bound(
+    var_log: np.ndarray,
+    flagged: np.ndarray,
+    current_var: float,
+    bound: float = FLAGGED_VARIANCE_BOUND,
+) -> list[float]:
+    """The lowest and highest expected sd of the log that refits of the `flagged` simulations
+    could give, each flagged value's posterior variance being anywhere between 0 and `bound`
+    times `current_var` (FLAGGED_VARIANCE_BOUND): the stratified mean of `combine` with the
+    unflagged values as reweighted and the flagged ones' mean at either end."""
+    keep = np.ones(len(var_log), bool)
+    keep[np.asarray(flagged, int)] = False
+    share = 1.0 - keep.mean()
+    unflagged = float(var_log[keep].sum() / len(var_log))  # (1 - share) x their mean
+    return [float(np.sqrt(unflagged)), float(np.sqrt(unflagged + share * bound * current_var))]
+
+
+def bound_move(r: dict) -> float:
+    """How far refits could move this expected sd of the log, at most (`flagged_bound`)."""
+    lo, hi = r["bound_sd_log"]
+    return float(max(r["expected_sd_log"] - lo, hi - r["expected_sd_log"], 0.0))
+
+
+def bounded(result: dict, names: list[str]) -> bool:
+    """The refit rule: a candidate's flagged values need no refit when, for every quantity
+    valued (`names`), the most their refits could move its expected sd of the log is within
+    that figure's Monte Carlo error; then the bound stands behind the figure instead."""
+    return result["flagged"] > 0 and all(
+        bound_move(result[n]) <= result[n]["mcse_sd_log"] for n in names
+    )
 
 
 # ------------------------------------------------------------------------ the whole table
@@ -519,9 +568,13 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
         )
         k = result["pareto_k"]
         k90 = float(np.quantile(k, 0.9))
-        flagged, refitted = result["flagged"], result["refitted"]
+        flagged, refitted, is_bounded = result["flagged"], result["refitted"], result["bounded"]
         for name in values:
             r = result[name]
+            if refitted:
+                method = f"reweighted+refit ({refitted} of {flagged})"
+            else:
+                method = f"reweighted, {flagged} bounded" if is_bounded else "reweighted"
             rows.append(
                 {
                     "candidate": candidate.name,
@@ -542,9 +595,7 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                         current[name], r["expected_interval_80_log_width"]
                     ),
                     "narrowing": 1 - r["expected_sd_log"] / current[name]["sd_log"],
-                    "method": f"reweighted+refit ({refitted} of {flagged})"
-                    if refitted
-                    else "reweighted",
+                    "method": method,
                     "method_detail": f"preposterior simulation ({simulations} values), PSIS "
                     "reweighting"
                     + (
@@ -552,13 +603,27 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                         "refitted through the model with the row added"
                         if refitted
                         else ""
+                    )
+                    + (
+                        f"; the {flagged} values with Pareto k > {PARETO_K_MAX} bounded, not "
+                        "refitted: whatever their posterior variance (0 to "
+                        f"{FLAGGED_VARIANCE_BOUND:g} x the current one), refits could move "
+                        "each figure of this candidate by less than its Monte Carlo error"
+                        if is_bounded
+                        else ""
                     ),
                     "simulations": simulations,
                     "flagged": flagged,  # simulated values whose Pareto k is above PARETO_K_MAX
                     "refitted": refitted,
+                    # the flagged values' bound stands behind the figure (voi.bounded)
+                    "bounded": is_bounded,
+                    # the expected sd of the log's range over the flagged values' posterior
+                    # variances (flagged_bound), and the most refits could move it
+                    "bound_sd_log": r.get("bound_sd_log"),
+                    "bound_move": bound_move(r) if "bound_sd_log" in r else None,
                     "pareto_k": k90,
-                    # approximate: the weights cannot be trusted and no refit replaced them
-                    "pareto_k_flag": bool(k90 > PARETO_K_MAX and not refitted),
+                    # approximate: the weights cannot be trusted and no refit or bound stands in
+                    "pareto_k_flag": bool(k90 > PARETO_K_MAX and not refitted and not is_bounded),
                 }
             )
     learning = []
@@ -676,6 +741,13 @@ def sentence(row: dict, label: str) -> str:
             f" ({row['refitted']} of the {row['flagged']} simulated values whose reweighting "
             f"could not be trusted refitted)"
         )
+    elif row.get("bounded"):
+        flag = (
+            f" ({row['flagged']} simulated values whose reweighting could not be trusted "
+            f"bounded, not refitted: refits could move the {row['expected_sd_log']:.2f} by "
+            f"{row['bound_move']:.3f} at most, within its Monte Carlo error "
+            f"{row['mcse_sd_log']:.3f})"
+        )
     return (
         f"{row['description'][0].upper()}{row['description'][1:]} would narrow the 80% "
         f"interval of the {label} from {_fmt(lo)}–{_fmt(hi)} to about {_fmt(new_lo)}–"
@@ -701,6 +773,17 @@ def refits_sentence(summary: dict) -> str:
         "candidates in turn; a candidate's other flagged values are represented by its "
         "refitted ones (a stratified mean, the refitted values picked at random)."
     )
+    bounded = [r["description"] for r in ranked if r.get("bounded")]
+    if bounded:
+        text += (
+            f" Refits are made only where they can matter: a flagged value's posterior "
+            f"variance lies between 0 and {FLAGGED_VARIANCE_BOUND:g} times the current one (an "
+            "assumption, model/voi.py), so the flagged share bounds what refits could change; "
+            "for "
+            + "; ".join(bounded)
+            + " that bound is within the Monte Carlo error of every figure, so their flagged "
+            "values were bounded, not refitted."
+        )
     if info.get("skipped"):
         text += f" No refit was made: {info['skipped']}."
     return text
@@ -731,7 +814,11 @@ def report_blocks(summary: dict) -> list[tuple]:
                 f"{row['narrowing']:.0%} less; 80% width {_fmt(row['expected_interval_80_width'])}"
             )
         k = f"{r['pareto_k']:.2f}" + (" (flagged)" if r["pareto_k_flag"] else "")
-        cells.append(k + (f"; {r['method']}" if r.get("refitted") else ""))
+        if r.get("bounded"):
+            k += f"; {r['method']} (refits could move it ±{r['bound_move']:.3f} at most)"
+        elif r.get("refitted"):
+            k += f"; {r['method']}"
+        cells.append(k)
         table.append(cells)
     learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == quantity]
     learning.sort(key=lambda x: x["expected_sd_log"])

@@ -10,12 +10,16 @@ while the case and priors are at hand; the refits are saved in the fit (`voi_ref
 candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
 `capest next` never samples.
 
-The cost is bounded: at most CAP refits a report, dealt out to the candidates in turn, each
-candidate's picked at random among its flagged values (a random subset keeps the stratified
-mean of model/voi.py `combine` unbiased). Imagery of the floor-area ratio is not refitted: its
-readings are a mixture in the model, not a likelihood row, so there is no row to add. A fit
-too small for its own diagnostics to be judged (fewer than RETRY_MIN_DRAWS draws, a quick
-look or a test) makes no refit; its flagged values stay flagged.
+Refits are made only where they can matter: a candidate whose flagged values could not move
+any of its figures beyond their Monte Carlo error, whatever their posterior variance (voi.py
+`bounded`, FLAGGED_VARIANCE_BOUND), is not refitted, and the summary says its figure rests on
+that bound. The cost is bounded too: at most CAP refits a report, dealt out to the
+candidates in turn, each candidate's picked at random among its flagged values (a random
+subset keeps the stratified mean of model/voi.py `combine` unbiased). Imagery of the
+floor-area ratio is not refitted: its readings are a mixture in the model, not a likelihood
+row, so there is no row to add. A fit too small for its own diagnostics to be judged (fewer
+than RETRY_MIN_DRAWS draws, a quick look or a test) makes no refit; its flagged values stay
+flagged (or bounded).
 """
 
 from __future__ import annotations
@@ -47,35 +51,37 @@ KEPT = variables.select(variables.REFIT)
 
 def flagged_values(
     idata: xr.DataTree, simulations: int = voi.SIMULATIONS
-) -> dict[int, tuple[Candidate, np.ndarray, np.ndarray]]:
+) -> dict[int, tuple[Candidate, np.ndarray, np.ndarray, dict]]:
     """Per candidate (by its index in voi.all_candidates) with any: the candidate, its
-    simulated values and the indices of those whose Pareto k is above voi.PARETO_K_MAX: the
-    same simulation as the summary's (voi.candidate_rng)."""
+    simulated values, the indices of those whose Pareto k is above voi.PARETO_K_MAX, and its
+    reweighted valuation (voi.evsi: each quantity's expected sd, MCSE and the flagged values'
+    bound, and whether that bound makes refits needless): the same simulation as the
+    summary's (voi.candidate_rng)."""
     from model.summary import window_of
 
-    attrs = idata.attrs
+    attrs = dict(idata.attrs)
     post = idata["posterior"].to_dataset()
     window = window_of(idata)
     export_start = pd.Timestamp(attrs["export_start"])
     measurement = json.loads(attrs["measurement"])
     seed = int(attrs.get("seed", 0)) + voi.SEED_OFFSET
+    values = voi.targets(post, attrs)
     out = {}
     for i, candidate in enumerate(voi.all_candidates(idata, window)):
-        y, log_lik = voi.simulate(
+        result = voi.evsi(
             candidate,
             post,
+            values,
             window,
             export_start,
             measurement,
             attrs["unit"],
             simulations,
             voi.candidate_rng(seed, i),
+            attrs=attrs,
         )
-        _, k = voi.psis_weights(log_lik)
-        flagged = np.flatnonzero(k > voi.PARETO_K_MAX)
-        if len(flagged):
-            out[i] = (candidate, y, flagged)
-    return out
+        if result["flagged"]:
+            out[i] = (candidate, result["measured"], result["flagged_simulations"], result)
 
 
 def deal(flagged: dict[int, np.ndarray], cap: int, rng: np.random.Generator) -> dict:
@@ -180,11 +186,19 @@ def refit_flagged(
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     flagged = flagged_values(idata, simulations)
-    refittable = {i: f for i, (c, _, f) in flagged.items() if c.kind != IMAGERY}
-    info["flagged"] = int(sum(len(f) for _, _, f in flagged.values()))
-    info["flagged_imagery"] = int(sum(len(f) for c, _, f in flagged.values() if c.kind == IMAGERY))
+    ledger = {i: v for i, v in flagged.items() if v[0].kind != IMAGERY}
+    # refits only where they can matter (voi.bounded): else the flagged values' bound stands
+    bounded = {v[0].name: len(v[2]) for v in ledger.values() if v[3]["bounded"]}
+    refittable = {i: f for i, (c, _, f, _) in ledger.items() if c.name not in bounded}
+    info["flagged"] = int(sum(len(v[2]) for v in flagged.values()))
+    info["flagged_imagery"] = int(sum(len(v[2]) for v in flagged.values() if v[0].kind == IMAGERY))
+    info["bounded"] = bounded  # candidate -> its flagged values, bounded rather than refitted
     if not refittable:
-        info["skipped"] = "no simulated value of a ledger candidate needed one"
+        info["skipped"] = (
+            "no simulated value of a ledger candidate needed one"
+            if not ledger
+            else "every flagged value was bounded within the Monte Carlo error"
+        )
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     seed = int(idata.attrs.get("seed", settings.seed))
@@ -196,7 +210,7 @@ def refit_flagged(
     sampling = time.perf_counter()
     n, total = 0, sum(len(c) for c in chosen.values())
     for i, sims in chosen.items():
-        candidate, y, all_flagged = flagged[i]
+        candidate, y, all_flagged, _ = flagged[i]
         fits = []
         for sim in sims:
             n += 1

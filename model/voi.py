@@ -25,11 +25,14 @@ width. The Monte Carlo error is the standard error over the simulated values. A 
 0.7 means the reweighted posterior rests on few draws: the fit refits some of those values
 (model/voi_refit.py, capped), and their mean stands for all of the candidate's flagged values
 (`combine`, a stratified mean); with none refitted the figure is flagged as approximate.
-Refits are made only where they can matter (`bounded`): a flagged value's posterior variance
-lies between 0 and the current one (FLAGGED_VARIANCE_BOUND), so the flagged share of the
-simulations bounds how far any refit could move the expected sd; when that bound is within
-the figure's Monte Carlo error for every quantity valued, the candidate's flagged values are
-bounded, not refitted, and the summary and report say so with the bound.
+Refits are made only where they can matter. The law of total variance bounds what they can
+change: averaged over the values a measurement can take, the posterior variance is at most
+the current one, so the flagged values' share of the expected variance lies between 0 and
+what the unflagged ones leave of the current variance (`flagged_bound`; no assumption). When
+that bound is within the figure's Monte Carlo error for every quantity valued, the flagged
+values are bounded, not refitted (`bounded`). Otherwise the refits estimate the flagged
+values' mean (a stratified mean), and only as many are made as keep their own error a small
+part of the figure's MCSE (`refits_needed`); the summary and report say which.
 
 The ranking is by the quantity the case names (case.toml `[voi] target`, checked by
 model/candidates.py), by default the full rate after the expansion.
@@ -71,14 +74,10 @@ SIMULATIONS = 200  # simulated values per candidate: MC error of the expected sd
 BOOTSTRAP = 20  # resamples for the EVPPI's Monte Carlo error
 SPLINE_TERMS = 20  # B-splines per input in the regression spline
 SEED_OFFSET = 1717  # the fit's seed plus this: the simulation repeats with the fit
-# Assumption (the refit rule, `bounded`): after one more measurement the posterior variance of
-# a log quantity lies between 0 (the value decides it) and this times its current variance
-# (the value teaches nothing). Rationale: averaged over the values a measurement can take it
-# holds exactly (the law of total variance); for one value it holds whenever the posterior is
-# one hump (normal measurement error), and the robust error's outlier component lets a
-# conflicting value be discounted rather than split the posterior. A value can still widen
-# it (two humps of similar weight): raise this to be more careful (more refits), e.g. 2.
-FLAGGED_VARIANCE_BOUND = 1.0
+# How many of a candidate's flagged values to refit (`refits_needed`): enough that the refits'
+# own sampling error (their stratum's mean, `combine`) adds at most this share of the figure's
+# other Monte Carlo error, in quadrature (0.5: the MCSE grows by 12% at most).
+REFIT_ERROR_SHARE = 0.5
 
 # ----------------------------------------------------------------------------- targets
 
@@ -486,27 +485,24 @@ def evsi(
         r["mcse_sd_log"] = float(np.hypot(r["mcse_sd_log"], r["expected_sd_log"] * relative))
         if len(flagged):  # how far refits of the flagged values could move it (`bounded`)
             r["bound_sd_log"] = flagged_bound(stats["var_log"], flagged, float(np.var(logy)))
+            v = stats["var_log"][flagged]  # and their spread (`refits_needed`)
+            r["flagged_spread"] = float(np.std(v, ddof=1)) if len(v) > 1 else float(v[0])
         out[name] = r
     out["bounded"] = bool(not out["refitted"] and bounded(out, list(values)))
     out["measured"], out["flagged_simulations"] = y, flagged  # for model/voi_refit.py
     return out
 
 
-def flagged_bound(
-    var_log: np.ndarray,
-    flagged: np.ndarray,
-    current_var: float,
-    bound: float = FLAGGED_VARIANCE_BOUND,
-) -> list[float]:
+def flagged_bound(var_log: np.ndarray, flagged: np.ndarray, current_var: float) -> list[float]:
     """The lowest and highest expected sd of the log that refits of the `flagged` simulations
-    could give, each flagged value's posterior variance being anywhere between 0 and `bound`
-    times `current_var` (FLAGGED_VARIANCE_BOUND): the stratified mean of `combine` with the
-    unflagged values as reweighted and the flagged ones' mean at either end."""
+    could give (a stratified mean, as `combine`): the unflagged values as reweighted and the
+    flagged ones' posterior variance at 0 (lowest), or at what the law of total variance
+    allows (highest: the expected posterior variance is at most `current_var`, the current
+    one; when the reweighted estimate is already above it by Monte Carlo error, that)."""
     keep = np.ones(len(var_log), bool)
     keep[np.asarray(flagged, int)] = False
-    share = 1.0 - keep.mean()
     unflagged = float(var_log[keep].sum() / len(var_log))  # (1 - share) x their mean
-    return [float(np.sqrt(unflagged)), float(np.sqrt(unflagged + share * bound * current_var))]
+    return [float(np.sqrt(unflagged)), float(np.sqrt(max(current_var, var_log.mean())))]
 
 
 def bound_move(r: dict) -> float:
@@ -522,6 +518,26 @@ def bounded(result: dict, names: list[str]) -> bool:
     return result["flagged"] > 0 and all(
         bound_move(result[n]) <= result[n]["mcse_sd_log"] for n in names
     )
+
+
+def refits_needed(result: dict, names: list[str], share: float = REFIT_ERROR_SHARE) -> int:
+    """How many of a candidate's flagged values to refit: 0 when `bounded`; else the fewest
+    whose stratum mean (`combine`) adds at most `share` of the figure's Monte Carlo error for
+    every quantity valued: its standard error is the flagged share of the simulations times
+    the flagged values' spread (their reweighted posterior variances stand in for the refits')
+    over the square root of the number refitted. At least one, at most all of them."""
+    m = result["flagged"]
+    if m == 0 or bounded(result, names):
+        return 0
+    n_sim = len(result["pareto_k"])
+    need = 1
+    for name in names:
+        r = result[name]
+        se_var = 2 * r["expected_sd_log"] * r["mcse_sd_log"]  # the MCSE on the variance scale
+        spread = (m / n_sim) * r["flagged_spread"]
+        if se_var > 0 and spread > 0:
+            need = max(need, int(np.ceil((spread / (share * se_var)) ** 2)))
+    return int(min(need, m))
 
 
 # ------------------------------------------------------------------------ the whole table
@@ -606,9 +622,9 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                     )
                     + (
                         f"; the {flagged} values with Pareto k > {PARETO_K_MAX} bounded, not "
-                        "refitted: whatever their posterior variance (0 to "
-                        f"{FLAGGED_VARIANCE_BOUND:g} x the current one), refits could move "
-                        "each figure of this candidate by less than its Monte Carlo error"
+                        "refitted: whatever their posterior variance (0 to what the law of "
+                        "total variance allows), refits could move each figure of this "
+                        "candidate by less than its Monte Carlo error"
                         if is_bounded
                         else ""
                     ),
@@ -769,17 +785,18 @@ def refits_sentence(summary: dict) -> str:
         f"{flagged} had importance weights that cannot be trusted (Pareto k above "
         f"{PARETO_K_MAX}); {info.get('refits', 0)} of them were refitted through the model with "
         f"the row added ({info.get('chains')} chains x {info.get('draws')} draws, the model "
-        f"compiled once), at most {info.get('cap')} refits a report, shared out among the "
+        f"compiled once), only as many of a candidate's as keep the refits' own error within "
+        f"{REFIT_ERROR_SHARE:g} of the rest of its Monte Carlo error, and at most "
+        f"{info.get('cap')} a report, shared out among the "
         "candidates in turn; a candidate's other flagged values are represented by its "
         "refitted ones (a stratified mean, the refitted values picked at random)."
     )
     bounded = [r["description"] for r in ranked if r.get("bounded")]
     if bounded:
         text += (
-            f" Refits are made only where they can matter: a flagged value's posterior "
-            f"variance lies between 0 and {FLAGGED_VARIANCE_BOUND:g} times the current one (an "
-            "assumption, model/voi.py), so the flagged share bounds what refits could change; "
-            "for "
+            " Refits are made only where they can matter: the expected posterior variance is "
+            "at most the current one (the law of total variance), so the flagged values' share "
+            "bounds what refits could change; for "
             + "; ".join(bounded)
             + " that bound is within the Monte Carlo error of every figure, so their flagged "
             "values were bounded, not refitted."

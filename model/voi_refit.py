@@ -12,10 +12,12 @@ candidate_<i>`, the draws of every REFIT quantity) and the summary reads them fr
 
 Refits are made only where they can matter: a candidate whose flagged values could not move
 any of its figures beyond their Monte Carlo error, whatever their posterior variance (voi.py
-`bounded`, FLAGGED_VARIANCE_BOUND), is not refitted, and the summary says its figure rests on
-that bound. The cost is bounded too: at most CAP refits a report, dealt out to the
-candidates in turn, each candidate's picked at random among its flagged values (a random
-subset keeps the stratified mean of model/voi.py `combine` unbiased). Imagery of the
+`bounded`: the law of total variance bounds it), is not refitted, and the summary says its
+figure rests on that bound; of the others only as many are refitted as keep the refits' own
+error a small part of each figure's (voi.py `refits_needed`). The cost is bounded too: at
+most CAP refits a report, dealt out to the candidates in turn, each candidate's picked at
+random among its flagged values (a random subset keeps the stratified mean of model/voi.py
+`combine` unbiased). Imagery of the
 floor-area ratio is not refitted: its readings are a mixture in the model, not a likelihood
 row, so there is no row to add. A fit too small for its own diagnostics to be judged (fewer
 than RETRY_MIN_DRAWS draws, a quick look or a test) makes no refit; its flagged values stay
@@ -82,12 +84,20 @@ def flagged_values(
         )
         if result["flagged"]:
             out[i] = (candidate, result["measured"], result["flagged_simulations"], result)
+    return out
 
 
-def deal(flagged: dict[int, np.ndarray], cap: int, rng: np.random.Generator) -> dict:
+def deal(
+    flagged: dict[int, np.ndarray],
+    cap: int,
+    rng: np.random.Generator,
+    needed: dict[int, int] | None = None,
+) -> dict:
     """Which flagged values to refit: one candidate after another, one value each turn, until
-    `cap`; each candidate's in a random order."""
+    `cap` (and each candidate's `needed`, if given); each candidate's in a random order."""
     order = {i: list(rng.permutation(f)) for i, f in flagged.items()}
+    for i, n in (needed or {}).items():
+        order[i] = order[i][:n]
     chosen: dict[int, list[int]] = {i: [] for i in flagged}
     left = cap
     while left > 0 and any(order.values()):
@@ -187,9 +197,13 @@ def refit_flagged(
         return
     flagged = flagged_values(idata, simulations)
     ledger = {i: v for i, v in flagged.items() if v[0].kind != IMAGERY}
-    # refits only where they can matter (voi.bounded): else the flagged values' bound stands
+    # refits only where they can matter (voi.bounded): else the flagged values' bound stands;
+    # and only as many as keep their own error a small part of the figure's (refits_needed)
     bounded = {v[0].name: len(v[2]) for v in ledger.values() if v[3]["bounded"]}
-    refittable = {i: f for i, (c, _, f, _) in ledger.items() if c.name not in bounded}
+    names = list(voi.targets(idata["posterior"].to_dataset(), dict(idata.attrs)))
+    needed = {i: voi.refits_needed(v[3], names) for i, v in ledger.items()}
+    refittable = {i: f for i, (c, _, f, _) in ledger.items() if needed[i] > 0}
+    info["needed"] = {ledger[i][0].name: n for i, n in needed.items() if n}
     info["flagged"] = int(sum(len(v[2]) for v in flagged.values()))
     info["flagged_imagery"] = int(sum(len(v[2]) for v in flagged.values() if v[0].kind == IMAGERY))
     info["bounded"] = bounded  # candidate -> its flagged values, bounded rather than refitted
@@ -202,7 +216,7 @@ def refit_flagged(
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     seed = int(idata.attrs.get("seed", settings.seed))
-    chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]))
+    chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]), needed)
     candidates = [flagged[i][0] for i in chosen]
     compiling = time.perf_counter()
     model = RowModel.of(case, priors, settings, candidates)

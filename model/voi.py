@@ -520,12 +520,13 @@ def bounded(result: dict, names: list[str]) -> bool:
     )
 
 
-def refits_needed(result: dict, names: list[str], share: float = REFIT_ERROR_SHARE) -> int:
+def refits_needed(result: dict, names: list[str], share: float | None = None) -> int:
     """How many of a candidate's flagged values to refit: 0 when `bounded`; else the fewest
     whose stratum mean (`combine`) adds at most `share` of the figure's Monte Carlo error for
     every quantity valued: its standard error is the flagged share of the simulations times
     the flagged values' spread (their reweighted posterior variances stand in for the refits')
     over the square root of the number refitted. At least one, at most all of them."""
+    share = REFIT_ERROR_SHARE if share is None else share
     m = result["flagged"]
     if m == 0 or bounded(result, names):
         return 0

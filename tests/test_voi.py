@@ -509,6 +509,8 @@ def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypat
 
     monkeypatch.setattr(voi, "defaults", lambda window, rows: [])  # this candidate alone
     monkeypatch.setattr(voi_refit, "RETRY_MIN_DRAWS", 0)  # refit on a small fit
+    # every flagged value refitted (refits_needed would make fewer: the point here is bias)
+    monkeypatch.setattr(voi, "REFIT_ERROR_SHARE", 1e-9)
     idata = small_fit.copy(deep=True)
     spec = {"kind": "launches", "start": "2025-12", "end": "2025-12", "reliability": "A"}
     idata.attrs["candidates"] = json.dumps({"december-graded-a": spec})

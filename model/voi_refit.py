@@ -17,11 +17,10 @@ figure rests on that bound; of the others only as many are refitted as keep the 
 error a small part of each figure's (voi.py `refits_needed`). The cost is bounded too: at
 most CAP refits a report, dealt out to the candidates in turn, each candidate's picked at
 random among its flagged values (a random subset keeps the stratified mean of model/voi.py
-`combine` unbiased). Imagery of the
-floor-area ratio is not refitted: its readings are a mixture in the model, not a likelihood
-row, so there is no row to add. A fit too small for its own diagnostics to be judged (fewer
-than RETRY_MIN_DRAWS draws, a quick look or a test) makes no refit; its flagged values stay
-flagged (or bounded).
+`combine` unbiased). Imagery of the floor-area ratio is not refitted: its readings are a
+mixture in the model, not a likelihood row, so there is no row to add. A fit too small for
+its own diagnostics to be judged (fewer than RETRY_MIN_DRAWS draws, a quick look or a test)
+makes no refit; its flagged values stay flagged (or bounded).
 """
 
 from __future__ import annotations
@@ -97,7 +96,8 @@ def deal(
     `cap` (and each candidate's `needed`, if given); each candidate's in a random order."""
     order = {i: list(rng.permutation(f)) for i, f in flagged.items()}
     for i, n in (needed or {}).items():
-        order[i] = order[i][:n]
+        if i in order:  # a bounded candidate (0 needed) need not be among the flagged
+            order[i] = order[i][:n]
     chosen: dict[int, list[int]] = {i: [] for i in flagged}
     left = cap
     while left > 0 and any(order.values()):

@@ -476,6 +476,9 @@ def test_refits_are_dealt_in_turn_up_to_the_cap():
     assert {i: len(c) for i, c in got.items()} == {0: 3, 3: 2, 4: 1}
     assert all(set(c) <= set(flagged[i]) for i, c in got.items())
     assert deal(flagged, 100, np.random.default_rng(1)) == {0: list(range(10)), 3: [5, 7], 4: [1]}
+    # as many as each candidate needs (voi.refits_needed), none for a bounded one
+    got = deal(flagged, 100, np.random.default_rng(1), {0: 2, 3: 0, 4: 1, 9: 0})
+    assert {i: len(c) for i, c in got.items()} == {0: 2, 4: 1}
 
 
 def test_refitted_values_replace_the_flagged_ones_in_the_expectation():

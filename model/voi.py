@@ -25,6 +25,14 @@ width. The Monte Carlo error is the standard error over the simulated values. A 
 0.7 means the reweighted posterior rests on few draws: the fit refits some of those values
 (model/voi_refit.py, capped), and their mean stands for all of the candidate's flagged values
 (`combine`, a stratified mean); with none refitted the figure is flagged as approximate.
+Refits are made only where they can matter. The law of total variance bounds what they can
+change: averaged over the values a measurement can take, the posterior variance is at most
+the current one, so the flagged values' share of the expected variance lies between 0 and
+what the unflagged ones leave of the current variance (`flagged_bound`; no assumption). When
+that bound is within the figure's Monte Carlo error for every quantity valued, the flagged
+values are bounded, not refitted (`bounded`). Otherwise the refits estimate the flagged
+values' mean (a stratified mean), and only as many are made as keep their own error a small
+part of the figure's MCSE (`refits_needed`); the summary and report say which.
 
 The ranking is by the quantity the case names (case.toml `[voi] target`, checked by
 model/candidates.py), by default the full rate after the expansion.
@@ -67,6 +75,10 @@ SIMULATIONS = 200  # simulated values per candidate: MC error of the expected sd
 BOOTSTRAP = 20  # resamples for the EVPPI's Monte Carlo error
 SPLINE_TERMS = 20  # B-splines per input in the regression spline
 SEED_OFFSET = 1717  # the fit's seed plus this: the simulation repeats with the fit
+# How many of a candidate's flagged values to refit (`refits_needed`): enough that the refits'
+# own sampling error (their stratum's mean, `combine`) adds at most this share of the figure's
+# other Monte Carlo error, in quadrature (0.5: the MCSE grows by 12% at most).
+REFIT_ERROR_SHARE = 0.5
 
 # ----------------------------------------------------------------------------- targets
 
@@ -481,8 +493,62 @@ def evsi(
         relative = float(azs.mcse(logy, method="sd")) / float(np.std(logy))
         r["mcse_sd_log_simulations"] = r["mcse_sd_log"]
         r["mcse_sd_log"] = float(np.hypot(r["mcse_sd_log"], r["expected_sd_log"] * relative))
+        if len(flagged):  # how far refits of the flagged values could move it (`bounded`)
+            r["bound_sd_log"] = flagged_bound(stats["var_log"], flagged, float(np.var(logy)))
+            v = stats["var_log"][flagged]  # and their spread (`refits_needed`)
+            r["flagged_spread"] = float(np.std(v, ddof=1)) if len(v) > 1 else float(v[0])
         out[name] = r
+    out["bounded"] = bool(not out["refitted"] and bounded(out, list(values)))
+    out["measured"], out["flagged_simulations"] = y, flagged  # for model/voi_refit.py
     return out
+
+
+def flagged_bound(var_log: np.ndarray, flagged: np.ndarray, current_var: float) -> list[float]:
+    """The lowest and highest expected sd of the log that refits of the `flagged` simulations
+    could give (a stratified mean, as `combine`): the unflagged values as reweighted and the
+    flagged ones' posterior variance at 0 (lowest), or at what the law of total variance
+    allows (highest: the expected posterior variance is at most `current_var`, the current
+    one; when the reweighted estimate is already above it by Monte Carlo error, that)."""
+    keep = np.ones(len(var_log), bool)
+    keep[np.asarray(flagged, int)] = False
+    unflagged = float(var_log[keep].sum() / len(var_log))  # (1 - share) x their mean
+    return [float(np.sqrt(unflagged)), float(np.sqrt(max(current_var, var_log.mean())))]
+
+
+def bound_move(r: dict) -> float:
+    """How far refits could move this expected sd of the log, at most (`flagged_bound`)."""
+    lo, hi = r["bound_sd_log"]
+    return float(max(r["expected_sd_log"] - lo, hi - r["expected_sd_log"], 0.0))
+
+
+def bounded(result: dict, names: list[str]) -> bool:
+    """The refit rule: a candidate's flagged values need no refit when, for every quantity
+    valued (`names`), the most their refits could move its expected sd of the log is within
+    that figure's Monte Carlo error; then the bound stands behind the figure instead."""
+    return result["flagged"] > 0 and all(
+        bound_move(result[n]) <= result[n]["mcse_sd_log"] for n in names
+    )
+
+
+def refits_needed(result: dict, names: list[str], share: float | None = None) -> int:
+    """How many of a candidate's flagged values to refit: 0 when `bounded`; else the fewest
+    whose stratum mean (`combine`) adds at most `share` of the figure's Monte Carlo error for
+    every quantity valued: its standard error is the flagged share of the simulations times
+    the flagged values' spread (their reweighted posterior variances stand in for the refits')
+    over the square root of the number refitted. At least one, at most all of them."""
+    share = REFIT_ERROR_SHARE if share is None else share
+    m = result["flagged"]
+    if m == 0 or bounded(result, names):
+        return 0
+    n_sim = len(result["pareto_k"])
+    need = 1
+    for name in names:
+        r = result[name]
+        se_var = 2 * r["expected_sd_log"] * r["mcse_sd_log"]  # the MCSE on the variance scale
+        spread = (m / n_sim) * r["flagged_spread"]
+        if se_var > 0 and spread > 0:
+            need = max(need, int(np.ceil((spread / (share * se_var)) ** 2)))
+    return int(min(need, m))
 
 
 # ------------------------------------------------------------------------ the whole table
@@ -528,9 +594,13 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
             attrs=attrs,
         )
         k90 = k_quantile(result["pareto_k"])
-        flagged, refitted = result["flagged"], result["refitted"]
+        flagged, refitted, is_bounded = result["flagged"], result["refitted"], result["bounded"]
         for name in values:
             r = result[name]
+            if refitted:
+                method = f"reweighted+refit ({refitted} of {flagged})"
+            else:
+                method = f"reweighted, {flagged} bounded" if is_bounded else "reweighted"
             rows.append(
                 {
                     "candidate": candidate.name,
@@ -551,9 +621,7 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                         current[name], r["expected_interval_80_log_width"]
                     ),
                     "narrowing": 1 - r["expected_sd_log"] / current[name]["sd_log"],
-                    "method": f"reweighted+refit ({refitted} of {flagged})"
-                    if refitted
-                    else "reweighted",
+                    "method": method,
                     "method_detail": f"preposterior simulation ({simulations} values), PSIS "
                     "reweighting"
                     + (
@@ -561,13 +629,27 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
                         "refitted through the model with the row added"
                         if refitted
                         else ""
+                    )
+                    + (
+                        f"; the {flagged} values with Pareto k > {PARETO_K_MAX} bounded, not "
+                        "refitted: whatever their posterior variance (0 to what the law of "
+                        "total variance allows), refits could move each figure of this "
+                        "candidate by less than its Monte Carlo error"
+                        if is_bounded
+                        else ""
                     ),
                     "simulations": simulations,
                     "flagged": flagged,  # simulated values whose Pareto k is above PARETO_K_MAX
                     "refitted": refitted,
+                    # the flagged values' bound stands behind the figure (voi.bounded)
+                    "bounded": is_bounded,
+                    # the expected sd of the log's range over the flagged values' posterior
+                    # variances (flagged_bound), and the most refits could move it
+                    "bound_sd_log": r.get("bound_sd_log"),
+                    "bound_move": bound_move(r) if "bound_sd_log" in r else None,
                     "pareto_k": k90,
-                    # approximate: the weights cannot be trusted and no refit replaced them
-                    "pareto_k_flag": bool(k90 > PARETO_K_MAX and not refitted),
+                    # approximate: the weights cannot be trusted and no refit or bound stands in
+                    "pareto_k_flag": bool(k90 > PARETO_K_MAX and not refitted and not is_bounded),
                 }
             )
     learning = []
@@ -697,6 +779,13 @@ def sentence(row: dict, label: str) -> str:
             f" ({row['refitted']} of the {row['flagged']} simulated values whose reweighting "
             f"could not be trusted refitted)"
         )
+    elif row.get("bounded"):
+        flag = (
+            f" ({row['flagged']} simulated values whose reweighting could not be trusted "
+            f"bounded, not refitted: refits could move the {row['expected_sd_log']:.2f} by "
+            f"{row['bound_move']:.3f} at most, within its Monte Carlo error "
+            f"{row['mcse_sd_log']:.3f})"
+        )
     return (
         f"{row['description'][0].upper()}{row['description'][1:]} would narrow the 80% "
         f"interval of the {label} from {_fmt(lo)}–{_fmt(hi)} to about {_fmt(new_lo)}–"
@@ -718,10 +807,22 @@ def refits_sentence(summary: dict) -> str:
         f"{flagged} had importance weights that cannot be trusted (Pareto k above "
         f"{PARETO_K_MAX}); {info.get('refits', 0)} of them were refitted through the model with "
         f"the row added ({info.get('chains')} chains x {info.get('draws')} draws, the model "
-        f"compiled once), at most {info.get('cap')} refits a report, shared out among the "
+        f"compiled once), only as many of a candidate's as keep the refits' own error within "
+        f"{REFIT_ERROR_SHARE:g} of the rest of its Monte Carlo error, and at most "
+        f"{info.get('cap')} a report, shared out among the "
         "candidates in turn; a candidate's other flagged values are represented by its "
         "refitted ones (a stratified mean, the refitted values picked at random)."
     )
+    bounded = [r["description"] for r in ranked if r.get("bounded")]
+    if bounded:
+        text += (
+            " Refits are made only where they can matter: the expected posterior variance is "
+            "at most the current one (the law of total variance), so the flagged values' share "
+            "bounds what refits could change; for "
+            + "; ".join(bounded)
+            + " that bound is within the Monte Carlo error of every figure, so their flagged "
+            "values were bounded, not refitted."
+        )
     if info.get("skipped"):
         text += f" No refit was made: {info['skipped']}."
     return text
@@ -752,7 +853,11 @@ def report_blocks(summary: dict) -> list[tuple]:
                 f"{row['narrowing']:.0%} less; 80% width {_fmt(row['expected_interval_80_width'])}"
             )
         k = _k(r["pareto_k"]) + (" (flagged)" if r["pareto_k_flag"] else "")
-        cells.append(k + (f"; {r['method']}" if r.get("refitted") else ""))
+        if r.get("bounded"):
+            k += f"; {r['method']} (refits could move it ±{r['bound_move']:.3f} at most)"
+        elif r.get("refitted"):
+            k += f"; {r['method']}"
+        cells.append(k)
         table.append(cells)
     learning = [x for x in summary.get("value_of_learning", []) if x["quantity"] == quantity]
     learning.sort(key=lambda x: x["expected_sd_log"])

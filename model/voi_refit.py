@@ -10,12 +10,17 @@ while the case and priors are at hand; the refits are saved in the fit (`voi_ref
 candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
 `capest next` never samples.
 
-The cost is bounded: at most CAP refits a report, dealt out to the candidates in turn, each
-candidate's picked at random among its flagged values (a random subset keeps the stratified
-mean of model/voi.py `combine` unbiased). Imagery of the floor-area ratio is not refitted: its
-readings are a mixture in the model, not a likelihood row, so there is no row to add. A fit
-too small for its own diagnostics to be judged (fewer than RETRY_MIN_DRAWS draws, a quick
-look or a test) makes no refit; its flagged values stay flagged.
+Refits are made only where they can matter: a candidate whose flagged values could not move
+any of its figures beyond their Monte Carlo error, whatever their posterior variance (voi.py
+`bounded`: the law of total variance bounds it), is not refitted, and the summary says its
+figure rests on that bound; of the others only as many are refitted as keep the refits' own
+error a small part of each figure's (voi.py `refits_needed`). The cost is bounded too: at
+most CAP refits a report, dealt out to the candidates in turn, each candidate's picked at
+random among its flagged values (a random subset keeps the stratified mean of model/voi.py
+`combine` unbiased). Imagery of the floor-area ratio is not refitted: its readings are a
+mixture in the model, not a likelihood row, so there is no row to add. A fit too small for
+its own diagnostics to be judged (fewer than RETRY_MIN_DRAWS draws, a quick look or a test)
+makes no refit; its flagged values stay flagged (or bounded).
 """
 
 from __future__ import annotations
@@ -47,41 +52,52 @@ KEPT = variables.select(variables.REFIT)
 
 def flagged_values(
     idata: xr.DataTree, simulations: int = voi.SIMULATIONS
-) -> dict[int, tuple[Candidate, np.ndarray, np.ndarray]]:
+) -> dict[int, tuple[Candidate, np.ndarray, np.ndarray, dict]]:
     """Per candidate (by its index in voi.all_candidates) with any: the candidate, its
-    simulated values and the indices of those whose Pareto k is above voi.PARETO_K_MAX: the
-    same simulation as the summary's (voi.candidate_rng)."""
+    simulated values, the indices of those whose Pareto k is above voi.PARETO_K_MAX, and its
+    reweighted valuation (voi.evsi: each quantity's expected sd, MCSE and the flagged values'
+    bound, and whether that bound makes refits needless): the same simulation as the
+    summary's (voi.candidate_rng)."""
     from model.summary import window_of
 
-    attrs = idata.attrs
+    attrs = dict(idata.attrs)
     post = idata["posterior"].to_dataset()
     window = window_of(idata)
     export_start = pd.Timestamp(attrs["export_start"])
     measurement = json.loads(attrs["measurement"])
     seed = int(attrs.get("seed", 0)) + voi.SEED_OFFSET
+    values = voi.targets(post, attrs)
     out = {}
     for i, candidate in enumerate(voi.all_candidates(idata, window)):
-        y, log_lik = voi.simulate(
+        result = voi.evsi(
             candidate,
             post,
+            values,
             window,
             export_start,
             measurement,
             attrs["unit"],
             simulations,
             voi.candidate_rng(seed, i),
+            attrs=attrs,
         )
-        _, k = voi.psis_weights(log_lik)
-        flagged = np.flatnonzero(k > voi.PARETO_K_MAX)
-        if len(flagged):
-            out[i] = (candidate, y, flagged)
+        if result["flagged"]:
+            out[i] = (candidate, result["measured"], result["flagged_simulations"], result)
     return out
 
 
-def deal(flagged: dict[int, np.ndarray], cap: int, rng: np.random.Generator) -> dict:
+def deal(
+    flagged: dict[int, np.ndarray],
+    cap: int,
+    rng: np.random.Generator,
+    needed: dict[int, int] | None = None,
+) -> dict:
     """Which flagged values to refit: one candidate after another, one value each turn, until
-    `cap`; each candidate's in a random order."""
+    `cap` (and each candidate's `needed`, if given); each candidate's in a random order."""
     order = {i: list(rng.permutation(f)) for i, f in flagged.items()}
+    for i, n in (needed or {}).items():
+        if i in order:  # a bounded candidate (0 needed) need not be among the flagged
+            order[i] = order[i][:n]
     chosen: dict[int, list[int]] = {i: [] for i in flagged}
     left = cap
     while left > 0 and any(order.values()):
@@ -180,15 +196,27 @@ def refit_flagged(
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     flagged = flagged_values(idata, simulations)
-    refittable = {i: f for i, (c, _, f) in flagged.items() if c.kind != IMAGERY}
-    info["flagged"] = int(sum(len(f) for _, _, f in flagged.values()))
-    info["flagged_imagery"] = int(sum(len(f) for c, _, f in flagged.values() if c.kind == IMAGERY))
+    ledger = {i: v for i, v in flagged.items() if v[0].kind != IMAGERY}
+    # refits only where they can matter (voi.bounded): else the flagged values' bound stands;
+    # and only as many as keep their own error a small part of the figure's (refits_needed)
+    bounded = {v[0].name: len(v[2]) for v in ledger.values() if v[3]["bounded"]}
+    names = list(voi.targets(idata["posterior"].to_dataset(), dict(idata.attrs)))
+    needed = {i: voi.refits_needed(v[3], names) for i, v in ledger.items()}
+    refittable = {i: f for i, (c, _, f, _) in ledger.items() if needed[i] > 0}
+    info["needed"] = {ledger[i][0].name: n for i, n in needed.items() if n}
+    info["flagged"] = int(sum(len(v[2]) for v in flagged.values()))
+    info["flagged_imagery"] = int(sum(len(v[2]) for v in flagged.values() if v[0].kind == IMAGERY))
+    info["bounded"] = bounded  # candidate -> its flagged values, bounded rather than refitted
     if not refittable:
-        info["skipped"] = "no simulated value of a ledger candidate needed one"
+        info["skipped"] = (
+            "no simulated value of a ledger candidate needed one"
+            if not ledger
+            else "every flagged value was bounded within the Monte Carlo error"
+        )
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     seed = int(idata.attrs.get("seed", settings.seed))
-    chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]))
+    chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]), needed)
     candidates = [flagged[i][0] for i in chosen]
     compiling = time.perf_counter()
     model = RowModel.of(case, priors, settings, candidates)
@@ -196,7 +224,7 @@ def refit_flagged(
     sampling = time.perf_counter()
     n, total = 0, sum(len(c) for c in chosen.values())
     for i, sims in chosen.items():
-        candidate, y, all_flagged = flagged[i]
+        candidate, y, all_flagged, _ = flagged[i]
         fits = []
         for sim in sims:
             n += 1

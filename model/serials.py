@@ -63,6 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
+from pymc.logprob.transforms import Transform
 
 from model.case import SerialBlock
 from model.errors import InputError, Problem
@@ -144,6 +145,46 @@ def serial_logp(made, before, order, needed, width):
     early = (proven - before) / proven  # < 0: the item was made before exports began
     walls = pt.minimum(late - width, 0.0) + pt.minimum(early - width, 0.0)
     return -pt.log(safe) + walls / width
+
+
+# rate_before's floor: items made at rate 1 below which a sighting's bound stops growing (the
+# bound is then far beyond anything its prior allows; the floor only keeps it finite).
+RATE_ONE_FLOOR = 1e-2
+
+
+def ridge_shift(serials: Serials, shape, use_lag, first):
+    """log of the lowest rate_before the sightings allow given the other variables: per
+    sighting, its proven count over the items the plant makes at rate 1 by the latest date
+    the item could be made (`shape`: the production path at rate_before = 1); their maximum,
+    smoothed at the wall's width (a log-sum-exp with sharpness 1 / wall_width: no feature
+    sharper than the likelihood's own walls). Duplicates (weight 0) add nothing."""
+    keep = serials.weight > 0
+    made_by = pt.minimum(serials.time - use_lag, serials.block_end)
+    per_rate = made_between(serials.block_start, made_by, shape)
+    bound = pt.log(serials.serial - first + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+    sharpness = 1.0 / float(np.min(wall_width(serials.seen)))
+    return pt.logsumexp(sharpness * bound[keep]) / sharpness
+
+
+class ShiftedLog(Transform):
+    """rate_before's unconstrained coordinate on the serial ridge: log(rate_before) less the
+    shift (ridge_shift) that the other variables set, so the serials' binding bound sits at
+    0 whatever they are (module docstring, "Geometry"). The shift is the distribution's first
+    parameter (model/build.py: shifted_prior); inputs are (size, shift, *prior parameters,
+    rng). log(rate_before) = shift + u has d/du = 1 for fixed other variables, so the
+    Jacobian is that of the plain log transform (log rate_before), and the prior and the
+    posterior of rate_before are unchanged: only the sampler's coordinates move."""
+
+    name = "ridge_log"
+
+    def forward(self, value, *inputs):
+        return pt.log(value) - inputs[1]
+
+    def backward(self, value, *inputs):
+        return pt.exp(value + inputs[1])
+
+    def log_jac_det(self, value, *inputs):
+        return value + inputs[1]
 
 
 def serial_rows(case) -> Serials | None:

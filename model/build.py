@@ -256,9 +256,13 @@ def plant_graph(
     # Mutable so that one compiled model serves every reading (conditional fits).
     reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 
-    # With serial rows rate_before is made below, once the shift of its ridge coordinate
-    # (serials.ridge_shift) can be: without them the graph is what it always was.
-    on_ridge = serials is not None and priors["rate_before"].dist in POSITIVE_FAMILIES
+    # With serial rows on one date rate_before is made below, once the shift of its ridge
+    # coordinate (serials.ridge_shift) can be; otherwise the graph is what it always was.
+    on_ridge = (
+        serials is not None
+        and serials.one_bound
+        and priors["rate_before"].dist in POSITIVE_FAMILIES
+    )
     rate_before = None if on_ridge else prior(priors["rate_before"])
     if pooled is None:
         mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims=f"{ns}reading")

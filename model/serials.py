@@ -104,6 +104,12 @@ class Serials:
     def weight(self) -> np.ndarray:
         return np.array([0.0 if d else 1.0 for d in self.duplicate_of])
 
+    @property
+    def one_bound(self) -> bool:
+        """Every sighting in one block on one date: then the largest serial's bound is the
+        binding one whatever the other variables are (ridge_shift, module docstring)."""
+        return len(set(self.block_of)) == 1 and len(set(self.time)) == 1
+
 
 def wall_width(seen):
     """Relative width of the wall for a block with `seen` distinct items (module docstring)."""
@@ -147,23 +153,22 @@ def serial_logp(made, before, order, needed, width):
     return -pt.log(safe) + walls / width
 
 
-# rate_before's floor: items made at rate 1 below which a sighting's bound stops growing (the
-# bound is then far beyond anything its prior allows; the floor only keeps it finite).
+# rate_before's floor: items made at rate 1 below which the bound stops growing (the bound is
+# then far beyond anything its prior allows; the floor only keeps it finite).
 RATE_ONE_FLOOR = 1e-2
 
 
 def ridge_shift(serials: Serials, shape, use_lag, first):
-    """log of the lowest rate_before the sightings allow given the other variables: per
-    sighting, its proven count over the items the plant makes at rate 1 by the latest date
-    the item could be made (`shape`: the production path at rate_before = 1); their maximum,
-    smoothed at the wall's width (a log-sum-exp with sharpness 1 / wall_width: no feature
-    sharper than the likelihood's own walls). Duplicates (weight 0) add nothing."""
+    """log of the lowest rate_before that the largest serial allows given the other variables:
+    its proven count over the items the plant makes at rate 1 (`shape`: the production path at
+    rate_before = 1) by the latest date the item could be made. One row's bound, not the
+    largest of all rows' bounds: a maximum has kinks where the binding row changes, and with
+    sightings on several dates they made the sampler worse (module docstring, "Geometry")."""
     keep = serials.weight > 0
-    made_by = pt.minimum(serials.time - use_lag, serials.block_end)
-    per_rate = made_between(serials.block_start, made_by, shape)
-    bound = pt.log(serials.serial - first + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
-    sharpness = 1.0 / float(np.min(wall_width(serials.seen)))
-    return pt.logsumexp(sharpness * bound[keep]) / sharpness
+    ref = int(np.argmax(np.where(keep, serials.serial, -np.inf)))
+    made_by = pt.minimum(serials.time[ref] - use_lag, serials.block_end[ref])
+    per_rate = made_between(serials.block_start[ref : ref + 1], made_by[None], shape)[0]
+    return pt.log(serials.serial[ref] - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
 
 
 class ShiftedLog(Transform):

@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("--draws", type=int, help="default: capest's")
     parser.add_argument("--tune", type=int, help="default: capest's")
     parser.add_argument("--geometry", action="store_true")
+    parser.add_argument("--adaptation", help="nutpie's mass matrix adaptation; default: capest's")
     args = parser.parse_args()
 
     import arviz as az
@@ -100,8 +101,13 @@ def main() -> int:
 
     settings = SamplerSettings()
     settings = dataclasses.replace(
-        settings, draws=args.draws or settings.draws, tune=args.tune or settings.tune
+        settings,
+        draws=args.draws or settings.draws,
+        tune=args.tune or settings.tune,
+        adaptation=args.adaptation or settings.adaptation,
     )
+    print(f"{settings.chains} chains, {settings.tune} tune + {settings.draws} draws, "
+          f"adaptation {settings.adaptation}")  # fmt: skip
     wall = time.perf_counter()
     compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
     print(f"nutpie compile: {time.perf_counter() - wall:.1f} s")

@@ -54,7 +54,14 @@ from model.observation import (
 )
 from model.priors import Priors, PriorSpec, stage_prior
 from model.production import production_rate, smooth_min, stock_flow, usage
-from model.serials import candidates, serial_logp, serial_rows, wall_width
+from model.serials import (
+    ShiftedLog,
+    candidates,
+    ridge_shift,
+    serial_logp,
+    serial_rows,
+    wall_width,
+)
 
 
 @dataclass(frozen=True)
@@ -120,19 +127,51 @@ def prior_families(priors: Priors) -> dict[str, str]:
     return {name: spec.dist for name, spec in priors.specs.items()}
 
 
+def _family(dist: str, p: dict):
+    """A prior family's PyMC class and its arguments from the parameters `p`."""
+    match dist:
+        case "LogNormal":
+            return pm.LogNormal, {"mu": pt.log(p["median"]), "sigma": p["sigma"]}
+        case "Beta":
+            return pm.Beta, {"alpha": p["alpha"], "beta": p["beta"]}
+        case "HalfNormal":
+            return pm.HalfNormal, {"sigma": p["sigma"]}
+        case "Uniform":
+            return pm.Uniform, {"lower": p["lower"], "upper": p["upper"]}
+    raise ValueError(f"unknown distribution {dist}")
+
+
 def prior(spec: PriorSpec, **kwargs):
     """A PyMC random variable from a PriorSpec; its parameters are pm.Data (see prior_data)."""
     p = {k: pm.Data(f"prior__{spec.name}__{k}", v) for k, v in spec.params.items()}
-    match spec.dist:
-        case "LogNormal":
-            return pm.LogNormal(spec.name, mu=pt.log(p["median"]), sigma=p["sigma"], **kwargs)
-        case "Beta":
-            return pm.Beta(spec.name, alpha=p["alpha"], beta=p["beta"], **kwargs)
-        case "HalfNormal":
-            return pm.HalfNormal(spec.name, sigma=p["sigma"], **kwargs)
-        case "Uniform":
-            return pm.Uniform(spec.name, lower=p["lower"], upper=p["upper"], **kwargs)
-    raise ValueError(f"unknown distribution {spec.dist}")
+    family, args = _family(spec.dist, p)
+    return family(spec.name, **args, **kwargs)
+
+
+# Families on (0, inf), which the ridge coordinate (serials.ShiftedLog) maps onto the line.
+POSITIVE_FAMILIES = ("LogNormal", "HalfNormal")
+
+
+def shifted_prior(spec: PriorSpec, shift):
+    """The same prior as prior(spec), sampled on the coordinate log(value) - shift
+    (serials.ShiftedLog): its density, draws and pm.Data are prior(spec)'s; only the
+    sampler's coordinate differs. For a family on (0, inf) only."""
+    p = {k: pm.Data(f"prior__{spec.name}__{k}", v) for k, v in spec.params.items()}
+    keys = list(p)
+
+    def family(values, size=None):
+        family, args = _family(spec.dist, dict(zip(keys, values, strict=True)))
+        return family.dist(**args, size=size)
+
+    def dist(shift, *values_and_size):  # CustomDist passes the size last
+        return family(values_and_size[:-1], values_and_size[-1])
+
+    def logp(value, shift, *values):  # the prior's own density: the shift is not in it
+        return pm.logp(family(values), value)
+
+    return pm.CustomDist(
+        spec.name, shift, *p.values(), dist=dist, logp=logp, transform=ShiftedLog()
+    )
 
 
 @dataclass(frozen=True)
@@ -227,7 +266,14 @@ def plant_graph(
     # Mutable so that one compiled model serves every reading (conditional fits).
     reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 
-    rate_before = prior(priors["rate_before"])
+    # With serial rows on one date rate_before is made below, once the shift of its ridge
+    # coordinate (serials.ridge_shift) can be; otherwise the graph is what it always was.
+    on_ridge = (
+        serials is not None
+        and serials.one_bound
+        and priors["rate_before"].dist in POSITIVE_FAMILIES
+    )
+    rate_before = None if on_ridge else prior(priors["rate_before"])
     if pooled is None:
         mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims=f"{ns}reading")
         mix_sigma = pm.Data("prior__log_gain_log__sigma", mix.sigma, dims=f"{ns}reading")
@@ -256,7 +302,7 @@ def plant_graph(
 
     log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)
     # The variables a row may measure directly (likelihood.OnVariable), by name.
-    direct = {"rate_before": rate_before, "completion": completion, "export_share": export_share}
+    direct = {"completion": completion, "export_share": export_share}
     direct |= {"ramp_months": ramp_months, "use_lag": use_lag, "burst_sd": burst_sd}
     if "workforce_ratio" in obs.variable:
         # Cobb-Douglas in floor area and workers: ln M = a ln(area) + b ln(workers).
@@ -271,6 +317,14 @@ def plant_graph(
         log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
         pm.Deterministic("stage_growth", pt.exp(log_growth), dims=f"{ns}stage")
         log_multiplier = smooth_min(log_growth)
+    first = None if serials is None else first_serials(serials)
+    if on_ridge:
+        # The serials bound rate_before below through every other variable of the production
+        # path: sampled as log(rate_before) less that bound, the ridge is straight (serials.py).
+        shape = production_rate(t_mid, 1.0, pt.exp(log_multiplier), completion, ramp_months)
+        shift = ridge_shift(serials, shape, use_lag, first)
+        rate_before = shifted_prior(priors["rate_before"], shift)
+    direct["rate_before"] = rate_before
     # The one rate the launch and transfer evidence sees directly (rate_before alone also
     # needs the export share, which only its prior sets unless a row measures it).
     pm.Deterministic("exported_flow", rate_before * export_share)
@@ -383,7 +437,7 @@ def plant_graph(
     pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims=f"{ns}obs")
 
     if serials is not None:
-        _serial_likelihood(serials, production, use_lag, export_start, ns)
+        _serial_likelihood(serials, first, production, use_lag, export_start, ns)
 
     pm.CustomDist(
         "evidence",
@@ -423,12 +477,9 @@ def _row_data(obs: Observations, ns: str = "") -> dict:
     return data
 
 
-def _serial_likelihood(serials, production, use_lag, export_start: float, ns: str = "") -> None:
-    """Serial sightings (model/serials.py): a first serial per block (known, or uniform
-    between its lower bound and the lowest serial seen); per sighting, the block's items
-    exported and made by the sighting's date less `use_lag` (`serial_candidates`); the
-    sightings' log-likelihood as a Potential plus a deterministic copy (Potentials are
-    invisible to PyMC's log-likelihood; LOO and psense need it)."""
+def first_serials(serials) -> pt.TensorVariable:
+    """Each sighting's block's first serial: known, or uniform between the block's lower
+    bound and the lowest serial seen (a free variable per such block)."""
     firsts = []
     for i, block in enumerate(serials.blocks):
         if block.first is not None:
@@ -439,7 +490,17 @@ def _serial_likelihood(serials, production, use_lag, export_start: float, ns: st
             firsts.append(
                 pm.Uniform(f"first_serial__{block.name}", block.first_lower, serials.lowest[i])
             )
-    first = pt.stack(firsts)[serials.block_of]
+    return pt.stack(firsts)[serials.block_of]
+
+
+def _serial_likelihood(
+    serials, first, production, use_lag, export_start: float, ns: str = ""
+) -> None:
+    """Serial sightings (model/serials.py): per sighting, the block's items exported and
+    made by the sighting's date less `use_lag` (`serial_candidates`), the serial counted
+    from its block's `first`; the sightings' log-likelihood as a Potential plus a
+    deterministic copy (Potentials are invisible to PyMC's log-likelihood; LOO and psense
+    need it)."""
     made, before = candidates(serials, production, use_lag, export_start)
     pm.Deterministic("serial_candidates", made - before, dims=f"{ns}serial")
     needed = serials.serial - first + 1

@@ -43,6 +43,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:
 from benchmarks.synthetic import write_programme
 from model import MODEL_VERSION, load_case
 from model.build import build_model
+from model.model_comparison import PARETO_K
 from model.priors import resolve_priors
 from model.programme import build_programme_model, load_programme, resolve_programme_priors
 from model.provenance import git_commit
@@ -55,7 +56,7 @@ CASES = {
 }
 PROGRAMME = "programme"  # the synthetic three-plant programme
 PROGRAMME_TITLE = "synthetic programme (3 plants x 36 months)"
-K_MAX = 0.7  # Pareto k above which a row's PSIS estimate is replaced by an exact refit
+K_MAX = PARETO_K  # above it a row's PSIS estimate is replaced by an exact refit
 # The refits without one row: fewer draws than the main fits (a row's log predictive density
 # is a mean over draws of its likelihood, not a tail quantity).
 REFIT_SETTINGS = SamplerSettings(draws=500, tune=500, chains=2)
@@ -79,20 +80,14 @@ def evidence_vars(post: xr.Dataset) -> list[str]:
     return [str(n) for n in post.data_vars if str(n).endswith("log_likelihood__evidence")]
 
 
-def sample(model, settings) -> tuple[xr.DataTree, dict, Sampler]:
+def sample(model, settings) -> tuple[xr.DataTree, dict]:
     start = time.perf_counter()
-    sampler = Sampler(model, settings)
-    weights = reading_weights(model)
-    tree = sampler.sample(weights, settings.seed)
+    tree = Sampler(model, settings).sample(reading_weights(model), settings.seed)
     stats = tree["sample_stats"]
-    return (
-        tree,
-        {
-            "seconds": round(time.perf_counter() - start, 1),
-            "divergences": int(stats["diverging"].sum()),
-        },
-        sampler,
-    )
+    return tree, {
+        "seconds": round(time.perf_counter() - start, 1),
+        "divergences": int(stats["diverging"].sum()),
+    }
 
 
 def reading_weights(model):
@@ -149,11 +144,10 @@ def elpd(full: xr.DataTree, model, seed: int):
 
 
 def compare(name: str, build, settings: SamplerSettings) -> dict:
-    trees, runs, psis, exact = {}, {}, {}, {}
+    runs, psis, exact = {}, {}, {}
     for dynamics in ("stock", "flow"):
         model = build(dynamics)
-        tree, runs[dynamics], _ = sample(model, settings)
-        trees[dynamics] = loglik(tree)
+        tree, runs[dynamics] = sample(model, settings)
         start = time.perf_counter()
         psis[dynamics], exact[dynamics], refitted = elpd(tree, model, settings.seed)
         runs[dynamics]["rows_refitted"] = refitted
@@ -170,7 +164,7 @@ def compare(name: str, build, settings: SamplerSettings) -> dict:
         "elpd_diff": models["stock"]["elpd"] - models["flow"]["elpd"],
         "se": max(models["stock"]["dse"], models["flow"]["dse"]),  # the lower-ranked one's
     }
-    for dynamics in trees:
+    for dynamics in psis:
         k = np.asarray(psis[dynamics].pareto_k)
         models[dynamics]["max_pareto_k"] = float(np.max(k))  # PSIS's, before the refits
         models[dynamics]["rows_k_above_0.7"] = int((k > K_MAX).sum())

@@ -43,7 +43,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:
 from benchmarks.synthetic import write_programme
 from model import MODEL_VERSION, load_case
 from model.build import build_model
-from model.model_comparison import PARETO_K
+from model.loo import PARETO_K
 from model.priors import resolve_priors
 from model.programme import build_programme_model, load_programme, resolve_programme_priors
 from model.provenance import git_commit

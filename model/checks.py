@@ -31,8 +31,9 @@ import xarray as xr
 from scipy.special import ndtr
 from scipy.stats import kstest
 
+from model.loo import PARETO_K, with_loo
 from model.loo import rows as loo_rows
-from model.loo import with_loo
+from model.loo import weights as loo_weights
 from model.timeline import parse_date
 from model.variables import EFFECT, REFIT, label, labelled, select
 from model.variables import HEADLINE as HEADLINE_ROLE
@@ -43,7 +44,6 @@ PRIOR_TAIL = 0.01  # prior predictive: outside the 99% interval
 POSTERIOR_TAIL = 0.01  # LOO predictive: outside the 99% interval
 STREAM_FAIL_SHARE = 0.25  # a stream fails when more than this share of its rows is flagged
 SENSITIVITY = 0.05  # psense's threshold on the CJS distance (its default)
-PARETO_K = 0.7  # above this, PSIS-LOO is unreliable for a row and it is refit
 # LOO-PIT ECDF: a stream fails when the ECDF of its rows' PIT values leaves the simultaneous
 # 99% band of uniform ones: the Kolmogorov-Smirnov band, exact for any number of rows (scipy).
 # Not arviz-stats' ecdf_pit band: with the few rows a stream has it is too narrow (measured on
@@ -155,9 +155,7 @@ def posterior_predictive_check(idata: xr.DataTree) -> dict:
         }
     rows = _rows(idata)
     loo = loo_rows(idata)
-    log_w = _stacked(loo["log_weights"])
-    weights = np.exp(log_w - log_w.max(0))
-    weights /= weights.sum(0)
+    weights = loo_weights(loo)
     p = _region_p(_stacked(idata["posterior_predictive"]["evidence"]), weights, rows)
     k = loo["pareto_k"].to_numpy()
     streams, status = {}, PASS
@@ -207,9 +205,7 @@ def loo_pit_ecdf_check(idata: xr.DataTree) -> dict:
     if no_measured_rows(idata):
         return _nothing_measured(name, rule, streams={})
     rows = _rows(idata)
-    log_w = _stacked(loo_rows(idata)["log_weights"])
-    weights = np.exp(log_w - log_w.max(0))
-    weights /= weights.sum(0)
+    weights = loo_weights(loo_rows(idata))
     draws = _stacked(idata["posterior_predictive"]["evidence"])
 
     def cdf(v: np.ndarray) -> np.ndarray:

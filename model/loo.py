@@ -17,9 +17,14 @@ from __future__ import annotations
 import warnings
 
 import arviz as az
+import numpy as np
 import xarray as xr
 
 NODE = "loo"
+# Above this Pareto k an importance-sampling estimate rests on a few draws and is not trusted
+# (Vehtari et al. 2024, "Pareto smoothed importance sampling"; arviz-stats' threshold): PSIS-LOO
+# rows, reweighted alternatives and value-of-information values all use this one threshold.
+PARETO_K = 0.7
 
 
 def compute(idata: xr.DataTree) -> xr.Dataset:
@@ -57,3 +62,10 @@ def with_loo(idata: xr.DataTree) -> xr.DataTree:
     copy = idata.copy()
     copy[NODE] = node
     return copy
+
+
+def weights(loo: xr.Dataset) -> np.ndarray:
+    """The leave-one-out importance weights of `rows`, normalised per row: (sample, obs)."""
+    log_w = loo["log_weights"].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+    w = np.exp(log_w - log_w.max(0))
+    return w / w.sum(0)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from model.loo import PARETO_K
+
 COMPARISON_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "model_comparison.json"
 SOURCE = "benchmarks/model_comparison.json"
 # A difference of more than two of its standard errors is read as LOO preferring one model (a
 # convention for reading the numbers, not a test; the report shows the numbers themselves).
 SEPARATED = 2.0
-PARETO_K = 0.7  # above it a row's PSIS estimate is unreliable (arviz-stats' threshold)
 
 
 def model_comparison(fit_model_version: str, path: Path = COMPARISON_FILE) -> dict:

@@ -65,12 +65,12 @@ from model.candidates import (
     declared,
     defaults,
 )
+from model.loo import PARETO_K as PARETO_K_MAX
 from model.observation import measurement_draw, observations, robust_logp, row_logp
 from model.timeline import Window, parse_date
 
 INTERVAL = 0.8  # the interval every width here is of (equal-tailed, stated with its probability)
 TAILS = ((1 - INTERVAL) / 2, (1 + INTERVAL) / 2)
-PARETO_K_MAX = 0.7  # above: the reweighted posterior is unreliable (Vehtari et al. 2024)
 SIMULATIONS = 200  # simulated values per candidate: MC error of the expected sd about 1-3%
 BOOTSTRAP = 20  # resamples for the EVPPI's Monte Carlo error
 SPLINE_TERMS = 20  # B-splines per input in the regression spline

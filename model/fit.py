@@ -233,6 +233,8 @@ class Alternatives:
             if not isinstance(node, Refit):
                 return node
         reason = reason or "reweighting switched off"
+        if "moment_matching" in refit.attrs:  # tried, and its weights failed the rules too
+            reason += f"; moment matching: {refit.attrs['moment_matching']}"
         log.info("%s: to refit (%s)", what, reason)
         refit.attrs.update(method="refit", refit_reason=reason)
         if weights is not None:

@@ -33,11 +33,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    import logging
+
     import xarray as xr
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from model import load_case
     from model.build import build, prior_data, prior_families
     from model.fit import (
+        REFIT_VARS,
         Alternatives,
         Refit,
         _influence_refits,
@@ -70,7 +75,8 @@ def main() -> int:
             )
     rows = []
     for refit in refits:
-        saved = tree[refit.node].to_dataset() if refit.node in tree else None
+        group, name = refit.node.split("/")
+        saved = tree[refit.node].to_dataset() if name in tree.get(group, {}) else None
         if saved is None or LOG_WEIGHT in saved:
             continue  # reweighted already, or not in this estimate: nothing to replace
         start = time.perf_counter()
@@ -80,7 +86,7 @@ def main() -> int:
         row = {"target": refit.node, "seconds": round(seconds, 2), "moment_matched": matched}
         if matched:
             w = out.attrs
-            ess = effective_sizes(out, list(saved.data_vars), 1.0)
+            ess = effective_sizes(out, REFIT_VARS, 1.0)
             row |= {
                 "pareto_k_before": w["pareto_k_reweighted"],
                 "pareto_k_after": w["pareto_k"],

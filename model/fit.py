@@ -264,8 +264,7 @@ class Alternatives:
     def moment_matched(self, refit: Refit, reason: str = "") -> xr.Dataset | Refit:
         """The target of `refit` (the same model under its pm.Data values) by moment matching
         the main fit's draws (model/moment_match.py), held to every rule a reweighted result
-        meets (k, bulk and tail ESS) and to the k of the moved draws against the main
-        posterior; else `refit`, with why."""
+        meets (k, bulk and tail ESS); else `refit`, with why."""
         # A main fit that fails its own diagnostics cannot give weights the ESS rule accepts
         # (and the run fails whatever is done): refit, as before moment matching.
         if not self.reweight or refit.priors is not None or not self.main_passes:
@@ -295,11 +294,13 @@ class Alternatives:
             pareto_k_posterior=matched.k_posterior,
             moment_matching_steps=matched.steps,
         )
-        ess = effective_sizes(node, REFIT_VARS, matched.weights.efficiency)
-        why = [refit_reason(matched.weights, ess)]
-        if matched.k_posterior > PARETO_K:  # the moved draws left the posterior behind
-            why.append(f"Pareto k of the moved draws {matched.k_posterior:.2f} > {PARETO_K}")
-        why = "; ".join(filter(None, why))
+        # The rules of a reweighted result, on the moved draws and their weights. The moved
+        # draws' k against the main posterior is recorded, not a rule: a target far from the
+        # posterior (fast-ramp) has it above 0.7 while its own weights are near-uniform, and
+        # what a result's numbers rest on is the weights to the target.
+        why = refit_reason(
+            matched.weights, effective_sizes(node, REFIT_VARS, matched.weights.efficiency)
+        )
         watch.mark("moment matching")
         k_text = f"Pareto k {matched.k_before:.2f} -> {matched.weights.pareto_k:.2f}"
         if why or matched.steps == 0:

@@ -53,9 +53,9 @@ class Density:
             v: b.reshape((b.shape[0], *s))
             for v, b, s in zip(self.value_vars, blocks, self.shapes, strict=True)
         }
-        logp = graph_replace(model.logp(jacobian=True, sum=True), symbols)
+        logp = graph_replace(model.logp(jacobian=True, sum=True), symbols, strict=False)
         outputs = [model.replace_rvs_by_values([model[n]])[0] for n in names]
-        outputs = graph_replace(outputs, symbols)
+        outputs = graph_replace(outputs, symbols, strict=False)
         inputs = [*blocks, *symbols.values()]
         logp, *outputs = vectorize_graph([logp, *outputs], batched)
         kw = {"mode": "FAST_RUN", "on_unused_input": "ignore"}
@@ -73,7 +73,7 @@ class Density:
                 forward.append(x)
             else:  # the transform's parameters are constants or pm.Data, never draws here
                 one = rv.type(name=rv.name)
-                y = graph_replace(transform.forward(one, *rv.owner.inputs), symbols)
+                y = graph_replace(transform.forward(one, *rv.owner.inputs), symbols, strict=False)
                 forward.append(vectorize_graph(y, {one: x}))
         flat = [f.reshape((f.shape[0], -1)) for f in forward]
         self._forward = pytensor.function(
@@ -119,9 +119,9 @@ class Density:
 class Matched:
     """The moved draws (unconstrained, chain after chain) and their PSIS weights to the
     target; the k of plain reweighting; the accepted steps; and the Pareto k of the weights
-    from the moved draws back to the main posterior (`k_posterior`): above 0.7 the moved
-    draws no longer cover the posterior they came from, and the weights' self-normalisation
-    cannot be trusted (Paananen et al. 2021, section 4.2)."""
+    from the moved draws back to the main posterior (`k_posterior`, recorded: above 0.7 the
+    moved draws no longer cover the posterior they came from, which matters for LOO's elpd
+    but not for expectations under the target, which rest on the target's weights)."""
 
     upars: np.ndarray
     weights: Weights

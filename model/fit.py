@@ -269,6 +269,8 @@ class Alternatives:
         # (and the run fails whatever is done): refit, as before moment matching.
         if not self.reweight or refit.priors is not None or not self.main_passes:
             return refit
+        if self.model is None:  # draws without their model (tests of reweighting alone)
+            return refit
         density, watch = self.density, self.watch
         watch.mark("other")
         shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"])

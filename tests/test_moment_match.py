@@ -131,7 +131,7 @@ def test_a_step_is_kept_only_when_it_improves_the_weights(seed):
     assert out.steps <= 1 and out.weights.pareto_k <= out.k_before
 
 
-@pytest.mark.slow(minutes=3)
+@pytest.mark.slow(minutes=4.3)  # 256 s under load (load average 5-6), alone
 def test_moment_matched_results_equal_their_refits_on_the_case():
     """The February 11 case refitted everywhere (the design before reweighting): each row,
     source and scenario that PSIS could not reach, moment matched from the same main fit

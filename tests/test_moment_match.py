@@ -186,3 +186,40 @@ def test_moment_matched_results_equal_their_refits_on_the_case():
     nothing = np.zeros(refitted["posterior"].sizes["obs"])
     prior = main.moment_matched(Refit("x", "every row left out", weights, {"row_weight": nothing}))
     assert isinstance(prior, Refit) and "moment_matching" in prior.attrs
+
+
+def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit):
+    """What the user sees: a row left out by moment matching enters the influence check with
+    its weighted median (not the plain median of its draws), named as moment matched, and
+    the diagnostics hold it to the reweighted result's rules under its own method."""
+    import xarray as xr
+
+    from model.checks import _weighted_median, influence_check
+    from model.diagnostics import diagnose
+    from model.fit import REFIT_VARS
+    from model.reweight import psis, reweighted
+
+    tree = small_fit.copy()
+    post = tree["posterior"].to_dataset()
+    row = str(post["obs"].to_numpy()[0])
+    tree["loo"] = (
+        tree["loo"]
+        .to_dataset()
+        .assign(pareto_k=tree["loo"]["pareto_k"].copy(data=np.r_[0.9, tree["loo"]["pareto_k"][1:]]))
+    )
+    # weights that favour high rates: the weighted median differs from the plain one
+    log_ratio = xr.DataArray(2 * np.log(post["rate_after"]).to_numpy(), dims=("chain", "draw"))
+    weights = psis(log_ratio)
+    node = reweighted(post, tree["sample_stats"]["diverging"], REFIT_VARS, weights)
+    node.attrs["method"] = "moment matched"
+    tree[f"influence_refits/{row}"] = node
+    result = influence_check(tree)
+    assert result["method"][row] == "moment matched" and result["unresolved"] == []
+    x = post["rate_after"].stack(s=("chain", "draw")).to_numpy()
+    w = np.exp(weights.log_weight.stack(s=("chain", "draw")).to_numpy())
+    want = (_weighted_median(x, w) - np.median(x)) / x.std()
+    assert result["shifts"]["rate_after"][row] == pytest.approx(want)
+    assert abs(want) > 0.1  # the plain median would give 0
+    assert "left out by moment matching" in result["finding"]
+    fit = next(f for f in diagnose(tree)["fits"] if f["fit"] == f"without row: {row}")
+    assert fit["method"] == "moment matched" and "pareto_k" in fit

@@ -300,6 +300,27 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
+def _node_median(node: xr.Dataset, name: str) -> float:
+    """The median of a saved refit's draws, weighted when the node is the main fit's draws
+    reweighted or moment matched (model/moment_match.py)."""
+    from model.reweight import LOG_WEIGHT  # it imports this module's PARETO_K
+
+    if LOG_WEIGHT not in node:
+        return float(np.median(node[name]))
+    return _weighted_median(_stacked(node[name]), np.exp(_stacked(node[LOG_WEIGHT])))
+
+
+def _node_weights(node: xr.Dataset) -> np.ndarray:
+    """(sample,) normalised weights of a saved refit's draws: equal, or its log weights."""
+    from model.reweight import LOG_WEIGHT
+
+    if LOG_WEIGHT not in node:
+        n = node.sizes["chain"] * node.sizes["draw"]
+        return np.full(n, 1.0 / n)
+    w = np.exp(_stacked(node[LOG_WEIGHT]))
+    return w / w.sum()
+
+
 def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     """How far leaving each row out moves the headline medians, in posterior sds: PSIS-LOO
     weights, or the saved refit without the row where Pareto k > 0.7."""
@@ -323,13 +344,11 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     shifts, methods, unresolved = {q: {} for q in HEADLINE}, {}, []
     for j, row_id in enumerate(rows["ids"]):
         if k[j] > PARETO_K and row_id in refits:
-            methods[row_id] = "refit"
             dropped = refits[row_id].to_dataset()
+            methods[row_id] = dropped.attrs.get("method", "refit")  # or "moment matched"
             for q in HEADLINE:
                 x = _stacked(post[q])
-                shifts[q][row_id] = float(
-                    (np.median(_stacked(dropped[q])) - np.median(x)) / x.std()
-                )
+                shifts[q][row_id] = float((_node_median(dropped, q) - np.median(x)) / x.std())
             continue
         methods[row_id] = "psis"
         if k[j] > PARETO_K:
@@ -341,16 +360,22 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     ranked = sorted(shifts["rate_after"], key=lambda i: -abs(shifts["rate_after"][i]))[:top]
     # ArviZ's warning about high k is not shown (model/loo.py): the finding says it instead
     refitted = [i for i, m in methods.items() if m == "refit"]
+    matched = [i for i, m in methods.items() if m == "moment matched"]
     high_k = [
         f"Pareto k > {PARETO_K} for {len(ids)} row(s), {what}: {', '.join(ids)}"
-        for ids, what in ((refitted, "each refitted without it"), (unresolved, "not refitted"))
+        for ids, what in (
+            (refitted, "each refitted without it"),
+            (matched, "each left out by moment matching (its k now <= 0.7)"),
+            (unresolved, "not refitted"),
+        )
         if ids
     ]
     return {
         "name": "influence",
         "status": WARN if unresolved else PASS,
         "rule": "shift of each headline median when a row is left out, in posterior sds "
-        f"(PSIS-LOO; refit without the row where Pareto k > {PARETO_K}); warn if a row has "
+        f"(PSIS-LOO; where Pareto k > {PARETO_K}, moment matching or a refit without the "
+        "row); warn if a row has "
         "k > 0.7 and no refit",
         "finding": "; ".join(
             [
@@ -441,8 +466,9 @@ def source_influence_check(idata: xr.DataTree) -> dict:
     medians (in posterior sds), and how probable the rest of the ledger finds its rows."""
     name = "source influence"
     rule = (
-        f"leave one source out (a bias group, or the rows of one source; PSIS, refit where "
-        f"Pareto k > {PARETO_K}): warn if it moves {label(INFLUENCED[0])} or a headline median "
+        f"leave one source out (a bias group, or the rows of one source; PSIS; where "
+        f"Pareto k > {PARETO_K}, moment matching or a refit): warn if it moves "
+        f"{label(INFLUENCED[0])} or a headline median "
         f"by more than {SOURCE_WARN_SD:g} posterior sd (the estimate rests on that source); "
         f"fail if by more than {SOURCE_FAIL_SD:g} sd and the rest of the ledger gives one of the "
         f"source's rows less than {SOURCE_TAIL:.0%} predictive probability (the estimate rests "
@@ -478,16 +504,17 @@ def source_influence_check(idata: xr.DataTree) -> dict:
             entry["p"] = _stated_p(mu, sd, np.repeat(w[:, None], len(ids), 1), data).tolist()
         elif node is not None:
             dropped = node.to_dataset()
-            entry["method"] = "refit"
+            entry["method"] = dropped.attrs.get("method", "refit")  # or "moment matched"
             entry["shifts"] = {
-                q: float((np.median(dropped[q]) - np.median(post[q])) / post[q].std())
+                q: float((_node_median(dropped, q) - np.median(post[q])) / post[q].std())
                 for q in INFLUENCED
                 if q in dropped
             }
             if "predicted" in dropped:
                 mu = np.log1p(_stacked(dropped["predicted"].sel(obs=ids)))
                 sd = _stacked(dropped["measurement_sd"].sel(obs=ids))
-                entry["p"] = _stated_p(mu, sd, np.full_like(mu, 1.0 / len(mu)), data).tolist()
+                w = np.repeat(_node_weights(dropped)[:, None], len(ids), 1)
+                entry["p"] = _stated_p(mu, sd, w, data).tolist()
         else:
             entry["method"] = "unresolved"
         largest = max((abs(v) for v in entry.get("shifts", {}).values()), default=0.0)

@@ -30,6 +30,7 @@ from model.distribute import (
     scheduler_address,
     structural_key,
 )
+from model.moment_match import MOMENT_MATCHED, Density, match
 from model.observation import measurement_draw
 from model.priors import Priors, resolve_priors
 from model.provenance import ledger_dataset, provenance
@@ -136,7 +137,9 @@ def fit(
     if checks:
         if not no_measured_rows(idata):  # once, for these refits and the checks (model/loo.py)
             idata[loo.NODE] = loo.compute(idata)  # on the final posterior: its r_eff reads all
-        nodes |= {r.node: r for r in _influence_refits(idata, mix) + _source_refits(idata, mix)}
+        for r in _influence_refits(idata, mix) + _source_refits(idata, mix):
+            watch.begin(f"moment matching: {r.what}")
+            nodes[r.node] = main.moment_matched(r)  # else (k or ESS still too poor) refitted
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
@@ -225,12 +228,103 @@ class Alternatives:
                     weights.efficiency,
                 )
                 return node
+        if self.reweight and refit.priors is None and self.main_passes:
+            node = self.moment_matched(refit, reason)
+            if not isinstance(node, Refit):
+                return node
         reason = reason or "reweighting switched off"
+        if "moment_matching" in refit.attrs:  # tried, and its weights failed the rules too
+            reason += f"; moment matching: {refit.attrs['moment_matching']}"
         log.info("%s: to refit (%s)", what, reason)
         refit.attrs.update(method="refit", refit_reason=reason)
         if weights is not None:
             refit.attrs.update(pareto_k=weights.pareto_k, efficiency=weights.efficiency)
         return refit
+
+    @functools.cached_property
+    def density(self) -> Density:
+        """The model's log density at unconstrained draws (model/moment_match.py), compiled
+        on first use: only targets that reweighting cannot reach need it."""
+        self.watch.mark("other")
+        density = Density(self.model, REFIT_VARS + ["predicted", "measurement_sd"])
+        self.watch.mark("moment matching (compile)")
+        return density
+
+    @functools.cached_property
+    def upars(self) -> np.ndarray:
+        """The main fit's draws in the unconstrained space, chain after chain."""
+        return self.density.unconstrained(self.posterior)
+
+    @functools.cached_property
+    def main_ess(self) -> dict:
+        """The main fit's smallest bulk and tail ESS of the refit variables: a reweighted
+        result's ESS is these times the weights' efficiency (reweight.effective_sizes)."""
+        return effective_sizes(self.posterior, REFIT_VARS, 1.0)
+
+    def moment_matched(self, refit: Refit, reason: str = "") -> xr.Dataset | Refit:
+        """The target of `refit` (the same model under its pm.Data values) by moment matching
+        the main fit's draws (model/moment_match.py), held to every rule a reweighted result
+        meets (k, bulk and tail ESS); else `refit`, with why."""
+        # A main fit that fails its own diagnostics cannot give weights the ESS rule accepts
+        # (and the run fails whatever is done): refit, as before moment matching.
+        if not self.reweight or refit.priors is not None or not self.main_passes:
+            return refit
+        if self.model is None:  # draws without their model (tests of reweighting alone)
+            return refit
+        density, watch = self.density, self.watch
+        watch.mark("other")
+        shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"])
+        data = {"reading_weight": refit.weights, **refit.data}
+        upars = self.upars
+
+        def done(weights) -> bool:
+            ess = {k: v * weights.efficiency for k, v in self.main_ess.items()}
+            return not refit_reason(weights, ess)
+
+        matched = match(
+            lambda u: density.logp(u, data), lambda u: density.logp(u, None), upars, shape, done
+        )
+        draws = density.draws(matched.upars, shape, data, self.posterior)
+        names = [*REFIT_VARS, *(["predicted", "measurement_sd"] if refit.keep else [])]
+        node = reweighted(draws, self.diverging, names, matched.weights)
+        if refit.keep:
+            for name in ("predicted", "measurement_sd"):
+                node[name] = node[name].sel(obs=list(refit.keep))
+        node.attrs.update(
+            method=MOMENT_MATCHED,
+            pareto_k_reweighted=matched.k_before,
+            pareto_k_posterior=matched.k_posterior,
+            moment_matching_steps=matched.steps,
+        )
+        # The rules of a reweighted result, on the moved draws and their weights. The moved
+        # draws' k against the main posterior is recorded, not a rule: a target far from the
+        # posterior (fast-ramp) has it above 0.7 while its own weights are near-uniform, and
+        # what a result's numbers rest on is the weights to the target.
+        why = refit_reason(
+            matched.weights, effective_sizes(node, REFIT_VARS, matched.weights.efficiency)
+        )
+        watch.mark("moment matching")
+        k_text = f"Pareto k {matched.k_before:.2f} -> {matched.weights.pareto_k:.2f}"
+        if why or matched.steps == 0:
+            log.info(
+                "%s: moment matching did not do (%s; %s)",
+                refit.what,
+                k_text,
+                why or "no step helped",
+            )
+            refit.attrs.update(
+                moment_matching=f"{k_text}: {why or 'no step helped'}",
+                pareto_k_moment_matched=matched.weights.pareto_k,
+            )
+            return refit
+        log.info(
+            "%s: moment matched the main fit (%s in %d step(s), efficiency %.2f)",
+            refit.what,
+            k_text,
+            matched.steps,
+            matched.weights.efficiency,
+        )
+        return node
 
 
 @dataclass

@@ -159,7 +159,7 @@ def check(ds: xr.Dataset, label: str) -> dict:
     rhat = az.rhat(ds[names])
     out = {
         "fit": label,
-        "method": "reweighted",
+        "method": ds.attrs.get("method", "reweighted"),  # or "moment matched"
         "pareto_k": k,
         "max_rhat": max(float(np.max(rhat[n].to_numpy())) for n in names),
         **ess,
@@ -225,12 +225,19 @@ def how_obtained(rows: list[dict], key: str) -> str:
     """One sentence for the report: which rows of a readings or scenarios table (summary.json)
     are the main fit reweighted and which were refitted, and why."""
     reweighted = [str(r[key]) for r in rows if r.get("method") == "reweighted"]
+    matched = [str(r[key]) for r in rows if r.get("method") == "moment matched"]
     refitted = [r for r in rows if r.get("method") == "refit"]
     parts = []
     if reweighted:
         parts.append(
             f"{', '.join(reweighted)}: the main fit reweighted (Pareto-smoothed importance "
             f"sampling; Pareto k <= {PARETO_K} and reweighted ESS >= {MIN_ESS_BULK})"
+        )
+    if matched:
+        parts.append(
+            f"{', '.join(matched)}: the main fit's draws moved by importance-weighted moment "
+            f"matching, then reweighted (Pareto k <= {PARETO_K} and reweighted ESS >= "
+            f"{MIN_ESS_BULK})"
         )
     for r in refitted:
         why = r.get("refit_reason", "")

@@ -1,0 +1,225 @@
+"""Moment matching (model/moment_match.py): the checks' targets that plain PSIS reweighting
+cannot reach (k > 0.7), reached by moving the main fit's draws, or refitted when even that
+cannot be trusted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.moment_match import match
+
+SHAPE = (4, 1000)
+
+
+class Regression:
+    """A line with known noise (sd 1) and a N(0, 10^2) prior on intercept and slope: the
+    posterior with and without any point is normal, in closed form. Twenty points on [0, 1]
+    and one far out (x = 4) and off the line: leaving it out is what PSIS-LOO cannot do."""
+
+    def __init__(self, seed: int = 1):
+        rng = np.random.default_rng(seed)
+        x = np.r_[rng.uniform(0, 1, 20), 4.0]
+        self.X = np.c_[np.ones(21), x]
+        self.y = np.r_[1 + 2 * x[:20] + rng.normal(size=20), 1 + 2 * 4.0 + 8.0]
+        self.mean, cov = self.posterior(self.X, self.y)
+        self.draws = rng.multivariate_normal(self.mean, cov, size=SHAPE[0] * SHAPE[1])
+
+    @staticmethod
+    def posterior(X, y):
+        cov = np.linalg.inv(np.eye(2) / 100 + X.T @ X)
+        return cov @ X.T @ y, cov
+
+    def log_posterior(self, u):
+        r = self.y[:, None] - self.X @ u.T
+        return -0.5 * (r**2).sum(0) - 0.5 * (u**2).sum(1) / 100
+
+    def log_without_last(self, u):
+        return self.log_posterior(u) + 0.5 * (self.y[-1] - u @ self.X[-1]) ** 2
+
+
+def test_leaving_out_an_influential_point_matches_its_closed_form():
+    m = Regression()
+    out = match(m.log_without_last, m.log_posterior, m.draws, SHAPE)
+    assert out.k_before > 0.7  # PSIS-LOO alone cannot leave the point out
+    assert out.weights.pareto_k <= 0.7 and out.steps >= 1
+    assert out.k_posterior <= 0.7
+    w = np.exp(out.weights.log_weight.to_numpy().ravel())
+    mean = w @ out.upars
+    sd = np.sqrt(w @ (out.upars - mean) ** 2)
+    exact, cov = m.posterior(m.X[:-1], m.y[:-1])
+    # independent draws: MCSE of a weighted mean is sd / sqrt(n * efficiency)
+    mcse = np.sqrt(np.diag(cov) / (out.upars.shape[0] * out.weights.efficiency))
+    assert np.all(np.abs(mean - exact) <= 4 * mcse), (mean, exact, mcse)
+    np.testing.assert_allclose(sd, np.sqrt(np.diag(cov)), rtol=0.15)
+    # the point left out moves the slope by several of its sds: the test can tell
+    assert abs(m.mean[1] - exact[1]) > 8 * mcse[1]
+
+
+def test_a_target_no_affine_move_reaches_keeps_a_large_k():
+    """Two narrow modes far apart: moving and stretching one normal-like cloud of draws
+    cannot cover both, so k stays above 0.7 and fit() refits."""
+    m = Regression()
+    sd = np.sqrt(np.diag(m.posterior(m.X, m.y)[1]))
+
+    def bimodal(u):
+        far = [((u - m.mean - s * 20 * sd) / sd * 3) ** 2 for s in (1, -1)]
+        return np.logaddexp(-0.5 * far[0].sum(1), -0.5 * far[1].sum(1))
+
+    out = match(bimodal, m.log_posterior, m.draws, SHAPE)
+    assert out.k_before > 0.7 and out.weights.pareto_k > 0.7
+
+
+def test_moved_draws_that_leave_the_posterior_behind_say_so():
+    """Modes 5 sds out: matching lowers k by stretching the draws far past the posterior,
+    and the weights back to the posterior say so (their k above 0.7, recorded)."""
+    m = Regression()
+    sd = np.sqrt(np.diag(m.posterior(m.X, m.y)[1]))
+
+    def bimodal(u):
+        far = [((u - m.mean - s * 5 * sd) / sd * 3) ** 2 for s in (1, -1)]
+        return np.logaddexp(-0.5 * far[0].sum(1), -0.5 * far[1].sum(1))
+
+    out = match(bimodal, m.log_posterior, m.draws, SHAPE)
+    assert out.k_before > 0.7 and out.steps >= 1 and out.k_posterior > 0.7
+
+
+def test_the_same_target_needs_no_step():
+    m = Regression()
+    out = match(m.log_posterior, m.log_posterior, m.draws, SHAPE)
+    assert out.steps == 0 and out.weights.pareto_k == 0.0
+    assert out.upars is m.draws
+
+
+def test_the_compiled_density_leaves_a_row_out_exactly(small_fit):
+    """The target of a row left out is the posterior over that row's likelihood: the compiled
+    log density with the row's weight at 0 less the main one is minus the row's saved
+    pointwise log-likelihood, at every draw; and the draws it computes at the posterior's
+    own (unconstrained) points are the posterior's."""
+    from model import load_case
+    from model.build import build_model
+    from model.fit import REFIT_VARS
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from tests.conftest import CASE
+
+    case = load_case(CASE)
+    model = build_model(case, resolve_priors(case))
+    names = [*REFIT_VARS, "predicted", "measurement_sd"]
+    density = Density(model, names)
+    post = small_fit["posterior"].to_dataset()
+    upars = density.unconstrained(post)
+    ll = small_fit["log_likelihood"]["evidence"].transpose("chain", "draw", "obs").to_numpy()
+    ids = list(post["obs"].to_numpy())
+    for j in (0, len(ids) - 1):
+        weight = np.ones(len(ids))
+        weight[j] = 0.0
+        diff = density.logp(upars, {"row_weight": weight}) - density.logp(upars)
+        np.testing.assert_allclose(diff, -ll[..., j].ravel(), rtol=1e-6, atol=1e-6)
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    again = density.draws(upars, shape, None, post)
+    for name in names:
+        want = post[name].transpose("chain", "draw", ...).to_numpy()
+        np.testing.assert_allclose(again[name].to_numpy(), want, rtol=1e-6, err_msg=name)
+    assert again["predicted"].dims == ("chain", "draw", "obs")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_step_is_kept_only_when_it_improves_the_weights(seed):
+    m = Regression(seed)
+    out = match(m.log_without_last, m.log_posterior, m.draws, SHAPE, max_iterations=1)
+    assert out.steps <= 1 and out.weights.pareto_k <= out.k_before
+
+
+@pytest.mark.slow(minutes=4.3)  # 256 s under load (load average 5-6), alone
+def test_moment_matched_results_equal_their_refits_on_the_case():
+    """The February 11 case refitted everywhere (the design before reweighting): each row,
+    source and scenario that PSIS could not reach, moment matched from the same main fit
+    instead, gives the refit's median and 10% / 90% quantiles within 4 combined MCSEs; and a
+    target no move of the draws reaches (every row left out: the prior) is refitted."""
+    from model import load_case
+    from model.build import build_model, prior_data, prior_families
+    from model.fit import Alternatives, Refit, fit, scenario_priors
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
+    from model.summary import alternative_summary
+    from model.timing import Stopwatch
+    from tests.conftest import CASE
+
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    refitted = fit(case, priors, SamplerSettings(prior_draws=100), reweight=False)
+    model = build_model(case, priors)
+    defaults = {v.name: v.get_value() for v in model.data_vars}
+    main = Alternatives(refitted, model, defaults, Stopwatch())
+    weights = refitted["constant_data"]["reading_weight"].to_numpy()
+    targets = []
+    for group in ("influence_refits", "source_refits"):
+        for name, node in refitted[group].children.items() if group in refitted else ():
+            ids = refitted["posterior"]["obs"].to_numpy()
+            left = [str(i) for i in node["obs"].to_numpy()] if "obs" in node.dims else [name]
+            row_weight = (~np.isin(ids, left)).astype(float)
+            keep = tuple(left) if group == "source_refits" else ()
+            data = {"row_weight": row_weight}
+            targets.append(Refit(f"{group}/{name}", name, weights, data, keep))
+    for name in case.scenarios:
+        alt, _, alt_mix = scenario_priors(case, priors, name)
+        if prior_families(alt) == prior_families(priors):
+            data = prior_data(alt, alt_mix)
+            targets.append(Refit(f"scenarios/{name}", name, alt_mix.weights, data))
+    matched = 0
+    for target in targets:
+        node = main.moment_matched(target)
+        if isinstance(node, Refit):
+            continue
+        a = alternative_summary(node, "u")
+        b = alternative_summary(refitted[target.node].to_dataset(), "u")
+        for q in ("rate_before", "rate_after", "capacity_multiplier"):
+            for p, pick in ((0.1, 0), (0.9, 1)):
+                se = np.hypot(a[q]["mcse"][str(p)], b[q]["mcse"][str(p)])
+                x, y = a[q]["intervals"]["0.8"][pick], b[q]["intervals"]["0.8"][pick]
+                assert abs(x - y) <= 4 * se, (target.node, q, p, x, y, se)
+            se = np.hypot(a[q]["mcse"]["0.5"], b[q]["mcse"]["0.5"])
+            assert abs(a[q]["median"] - b[q]["median"]) <= 4 * se, (target.node, q)
+        matched += 1
+    assert matched >= 1
+    nothing = np.zeros(refitted["posterior"].sizes["obs"])
+    prior = main.moment_matched(Refit("x", "every row left out", weights, {"row_weight": nothing}))
+    assert isinstance(prior, Refit) and "moment_matching" in prior.attrs
+
+
+def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit):
+    """What the user sees: a row left out by moment matching enters the influence check with
+    its weighted median (not the plain median of its draws), named as moment matched, and
+    the diagnostics hold it to the reweighted result's rules under its own method."""
+    import xarray as xr
+
+    from model.checks import _weighted_median, influence_check
+    from model.diagnostics import diagnose
+    from model.fit import REFIT_VARS
+    from model.reweight import psis, reweighted
+
+    tree = small_fit.copy()
+    post = tree["posterior"].to_dataset()
+    row = str(post["obs"].to_numpy()[0])
+    tree["loo"] = (
+        tree["loo"]
+        .to_dataset()
+        .assign(pareto_k=tree["loo"]["pareto_k"].copy(data=np.r_[0.9, tree["loo"]["pareto_k"][1:]]))
+    )
+    # weights that favour high rates: the weighted median differs from the plain one
+    log_ratio = xr.DataArray(2 * np.log(post["rate_after"]).to_numpy(), dims=("chain", "draw"))
+    weights = psis(log_ratio)
+    node = reweighted(post, tree["sample_stats"]["diverging"], REFIT_VARS, weights)
+    node.attrs["method"] = "moment matched"
+    tree[f"influence_refits/{row}"] = node
+    result = influence_check(tree)
+    assert result["method"][row] == "moment matched" and result["unresolved"] == []
+    x = post["rate_after"].stack(s=("chain", "draw")).to_numpy()
+    w = np.exp(weights.log_weight.stack(s=("chain", "draw")).to_numpy())
+    want = (_weighted_median(x, w) - np.median(x)) / x.std()
+    assert result["shifts"]["rate_after"][row] == pytest.approx(want)
+    assert abs(want) > 0.1  # the plain median would give 0
+    assert "left out by moment matching" in result["finding"]
+    fit = next(f for f in diagnose(tree)["fits"] if f["fit"] == f"without row: {row}")
+    assert fit["method"] == "moment matched" and "pareto_k" in fit

@@ -23,7 +23,7 @@ def test_default_estimate_of_the_real_case_passes(tmp_path):
     assert readme_table(summary) in (CASE.parents[2] / "README.md").read_text()
 
 
-@pytest.mark.slow(minutes=2.8)
+@pytest.mark.slow(minutes=2.6)
 def test_pymc_nuts_fallback_runs_and_is_recorded(tmp_path):
     out = capest(
         "estimate",

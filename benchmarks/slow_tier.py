@@ -9,7 +9,8 @@ script replays pytest-xdist's `--dist loadfile` on two workers: a file's tests g
 a worker is given the next file whenever it has two or fewer tests pending (xdist 3.8's
 LoadScopeScheduling), the files in the listed order (`--no-loadscope-reorder`) or sorted by
 number of tests (xdist's default). It prints when each worker would finish under three orders:
-xdist's default, the listed one, and longest file first.
+xdist's default, the listed one, and longest file first; then each test's measured minutes
+beside its `@pytest.mark.slow(minutes=...)`, so that stale figures can be updated.
 
 It is a model: each test takes its measured time whatever runs beside it. In CI a test running
 alone is faster (nutpie samples its chains on both cores), so the gain from balancing is at
@@ -19,8 +20,12 @@ most what it prints.
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WORKERS = 2
 PREFETCH = 2  # xdist gives a worker more work when it has this many tests pending or fewer
@@ -61,6 +66,19 @@ def schedule(files: list[list[str]], seconds: dict[str, float]) -> list[list[tup
     return done
 
 
+def stated_minutes(tests: Path = ROOT / "tests") -> dict[str, float]:
+    """Each slow test's `slow(minutes=...)`, by "tests/<file>::<function>" (a parametrized
+    test's figure is each case's)."""
+    out = {}
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            for dec in getattr(node, "decorator_list", []):
+                if isinstance(dec, ast.Call) and ast.unparse(dec.func) == "pytest.mark.slow":
+                    minutes = {k.arg: ast.literal_eval(k.value) for k in dec.keywords}
+                    out[f"tests/{path.name}::{node.name}"] = float(minutes.get("minutes", 0))
+    return out
+
+
 def by_file(order: list[str]) -> list[list[str]]:
     files: dict[str, list[str]] = {}
     for test in order:
@@ -98,6 +116,13 @@ def main(argv: list[str] | None = None) -> None:
                 for t, _ in tests
             ]
             print(f"  gw{w}: " + ", ".join(names))
+    stated = stated_minutes()
+    print("\nmeasured minutes against slow(minutes=...)")
+    for test in order:
+        measured = seconds.get(test, 0.0) / 60
+        mark = stated.get(test.split("[")[0])
+        flag = "" if mark is not None and abs(mark - measured) < 0.25 else "  <- update"
+        print(f"  {measured:5.1f}  {'-' if mark is None else f'{mark:4.1f}'}  {test}{flag}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 import xarray as xr
+from pymc.backends.ndarray import NDArray
 
 from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
 from model.timing import Stopwatch
@@ -65,6 +66,10 @@ class Sampler:
                 self.watch.begin("compiling the model for nutpie")
                 # nutpie's compile, with its numba callbacks cached on disk (model/callbacks.py)
                 self.compiled = compile_nutpie(model)
+        # PyMC's NUTS compiles in its first fit only (PyMCNuts)
+        self.pymc = None
+        if self.compiled is None:
+            self.pymc = PyMCNuts(model, "c" if self.name == "pymc-c" else "numba")
         self.watch.mark("compile")
 
     def sample(
@@ -116,16 +121,94 @@ class Sampler:
                 target_accept=s.target_accept,
                 adaptation=s.adaptation,
             )
+        return self.pymc.sample(s, seed, data)
+
+
+class PyMCNuts:
+    """PyMC's NUTS on a model compiled once: the fallback when nutpie is missing, and the
+    benchmarks' C-backend baseline. A fit runs pm.sample's own initialisation and sampler
+    (jitter+adapt_diag, a fresh step each fit: mass matrix and step size adapted anew, from
+    the seeds pm.sample would draw), but what pm.sample compiles or derives in every call is
+    made once: the log density and its gradient and the initial point (`reusable`), the
+    function that records each draw (`_Recorder`), and the choice of step method (symbolic
+    gradients of the whole model, 4.6 s a fit). What is left each fit is one relink of the
+    compiled log density (about 1.7 s) and a start point per chain (constants, compiled by
+    Python's VM)."""
+
+    def __init__(self, model: pm.Model, backend: str):
+        from pymc.pytensorf import resolve_backend_compile_kwargs
+
+        self.model, self.backend = reusable(model), backend
+        self.compile_kwargs = resolve_backend_compile_kwargs(backend, None)
+        self.trace = None
+
+    def sample(self, s: SamplerSettings, seed: int, data: dict) -> xr.DataTree:
+        from pymc.util import get_random_generator
+
         with self.model:
             pm.set_data(data)
+            if self.trace is None:  # after set_data: it evaluates the model at its start
+                self.trace = _Recorder(model=self.model)
+            # pm.sample's initialisation (jitter+adapt_diag) with the chains' seeds it draws
+            chains = get_random_generator(seed).spawn(s.chains)
+            start, step = pm.init_nuts(
+                init="jitter+adapt_diag",
+                chains=s.chains,
+                random_seed=[rng.integers(2**30) for rng in chains],
+                progressbar=False,
+                quiet=True,
+                tune=s.tune,
+                compile_kwargs=self.compile_kwargs,
+                target_accept=s.target_accept,
+            )
             return pm.sample(
                 draws=s.draws,
                 tune=s.tune,
                 chains=s.chains,
                 cores=s.cores,
                 random_seed=seed,
+                step=step,
+                initvals=start,
+                trace=self.trace,
                 nuts_sampler="pymc",
-                backend="c" if self.name == "pymc-c" else "numba",
-                target_accept=s.target_accept,
+                backend=self.backend,
                 progressbar=False,
             )
+
+
+class _Recorder(NDArray):
+    """PyMC's in-memory trace, whose copies share its compiled function but not its arrays.
+    pm.sample copies the trace it is given for each chain with copy.copy, which shares the
+    arrays too: every chain would write its draws into the same ones (tests/test_sampler.py
+    compares the draws with pm.sample's own)."""
+
+    def __copy__(self):
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
+        new.samples, new._stats, new.draws, new.draw_idx = {}, None, None, 0
+        return new
+
+
+def reusable(model: pm.Model) -> pm.Model:
+    """A copy of `model` whose compiled functions PyMC caches across pm.sample calls,
+    whatever pm.Data values are set between them (same shapes).
+
+    A plain model recompiles them in every pm.sample. PyMC 6's `freeze_model` caches them,
+    but also turns into constants the pm.Data that free variables depend on, here the priors'
+    parameters, which a scenario's refit changes (set_data on one then raises). So this is
+    freeze_model with every pm.Data and dim left as it is: the cached functions read the
+    data's values at each call. The copy's graph is the model's, rewritten in another order:
+    its gradient can differ from the model's in the last bits, so the draws are pm.sample's
+    in law, not bit for bit (bit for bit on a small model: tests/test_sampler.py)."""
+    from pymc.model.core import FrozenModel
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    copy = freeze_dims_and_data(model, dims=[], data=[])
+    # The copy lists its variables in graph order; the model's order decides where each sits
+    # in the sampler's vector, so each gets the start point and momentum it gets from
+    # pm.sample on the model as built.
+    for group in ("free_RVs", "observed_RVs", "potentials", "deterministics"):
+        order = {v.name: i for i, v in enumerate(getattr(model, group))}
+        getattr(copy, group).sort(key=lambda v: order.get(v.name, len(order)))
+    copy.__class__ = FrozenModel  # as freeze_model retypes its copy: its functions are cached
+    return copy

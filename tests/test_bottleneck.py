@@ -113,7 +113,7 @@ def test_the_assembly_floor_is_not_a_declarable_stage(tmp_path):
         load_case(case)
 
 
-@pytest.mark.slow(minutes=1.3)
+@pytest.mark.slow(minutes=0.4)
 def test_a_plant_limited_by_one_stage_recovers_its_multiplier_and_the_binding_stage(tmp_path):
     """Production before and after says capacity grew 1.2x; two pit counts say motor casting
     grew about 1.2x; the floor area alone would allow 1.55x. The analyst's prior expected the

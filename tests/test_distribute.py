@@ -260,7 +260,7 @@ def quantities(reports: Path, case: str) -> dict:
     return summary["quantities"]
 
 
-@pytest.mark.slow(minutes=1.6)
+@pytest.mark.slow(minutes=2.1)
 def test_report_all_on_two_workers_equals_the_local_run_even_when_a_worker_dies(cluster, tmp_path):
     """Two real cases at small sampler settings, on the cluster (one worker killed while it
     estimates) and in this process: the same reports, numbers for numbers."""
@@ -360,7 +360,7 @@ def summary_numbers(idata) -> dict:
     return {k: json.dumps(v, sort_keys=True, default=str) for k, v in summary.items()}
 
 
-@pytest.mark.slow(minutes=1.0)
+@pytest.mark.slow(minutes=1.2)
 def test_an_estimate_with_a_scheduler_refits_there_and_gives_the_local_numbers(cluster, caplog):
     """Every reading and scenario refitted (reweighting off) and the left-out rows PSIS
     cannot drop: here one after another through the main fit's compiled model, then as jobs on

@@ -315,7 +315,7 @@ def test_new_outlines_supersede_the_rows_of_the_old_file(tmp_path):
     assert in_row["lower"] < (7_200 + 2 * 4_800 + 2_000) / 7_200 < in_row["upper"]
 
 
-@pytest.mark.slow(minutes=2.0)
+@pytest.mark.slow(minutes=0.5)
 def test_footprints_replace_the_press_ratio_end_to_end(tmp_path):
     """The synthetic case, from its files to the report: the footprints' readings carry 95% of
     the weight, so the capacity multiplier follows their ratio (about 1.7-2.0), not the

@@ -46,7 +46,7 @@ def _row(header, **cells):
     return ",".join((base | cells)[c] for c in header)
 
 
-@pytest.mark.slow(minutes=1.8)
+@pytest.mark.slow(minutes=0.5)
 def test_a_source_that_doubles_its_figures_is_recovered_as_biased(tmp_path):
     """Honest half-year production figures (grade A) and a second source (grade B, one
     bias_group) that reports twice the truth for the same periods, plus its capacity claim
@@ -193,7 +193,7 @@ rationale = "Synthetic: 70% exported."
 """
 
 
-@pytest.mark.slow(minutes=1.9)
+@pytest.mark.slow(minutes=0.4)
 def test_shipment_counts_recover_the_rate(tmp_path):
     """With the carrying capacity, the carrying share and the export share known to a few
     percent, eight quarterly car counts must put the true rate in the 95% interval and narrow
@@ -286,7 +286,7 @@ def test_workforce_rows_bring_their_priors_with_a_derived_labour_elasticity(tmp_
     assert "workforce_ratio" not in feb11.specs  # no such rows there: no such prior
 
 
-@pytest.mark.slow(minutes=1.9)
+@pytest.mark.slow(minutes=0.3)
 def test_a_plant_that_added_workers_recovers_its_capacity_multiplier(tmp_path):
     """Production figures before and after, and two housing counts saying the workforce
     doubled: the capacity multiplier (mostly from workers, not floor area) and the workforce

@@ -104,7 +104,7 @@ def test_known_values_fall_inside_99_percent_intervals(case_copy):
     assert int(idata["sample_stats"]["diverging"].sum()) == 0
 
 
-@pytest.mark.slow(minutes=0.6)  # three compilations: about 3 minutes on 2 busy cores
+@pytest.mark.slow(minutes=0.6)  # three compilations, from warm caches
 @pytest.mark.parametrize("seed", [11])
 def test_same_seed_same_numbers_other_seed_other_numbers(seed):
     """Each fit() compiles afresh (the second from warm caches), as separate runs do."""

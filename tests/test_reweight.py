@@ -149,7 +149,7 @@ def test_prior_density_is_the_model_prior_under_the_given_parameters(small_fit):
     np.testing.assert_allclose(ratio, expected, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.slow(minutes=1.5)
+@pytest.mark.slow(minutes=1.9)
 def test_reweighted_readings_and_scenarios_match_their_refits():
     """The previous design refitted every reading and scenario; reweighting the main fit must
     give the same quantiles within Monte Carlo error (4 combined MCSEs)."""

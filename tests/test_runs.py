@@ -54,7 +54,7 @@ def test_the_index_is_rendered_with_the_reports_styles_from_the_package_file(tmp
     assert '<tr class="error">' in page and "input error" in page
 
 
-@pytest.mark.slow(minutes=1.2)
+@pytest.mark.slow(minutes=1.3)
 def test_report_all_runs_every_case_and_writes_the_index(tmp_path):
     reports = tmp_path / "reports"
     code = main(

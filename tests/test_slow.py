@@ -9,7 +9,7 @@ from tests.conftest import CASE
 from tests.test_cli import capest
 
 
-@pytest.mark.slow(minutes=3.2)
+@pytest.mark.slow(minutes=1.4)
 def test_default_estimate_of_the_real_case_passes(tmp_path):
     out = capest("estimate", str(CASE), "--reports-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
@@ -23,7 +23,7 @@ def test_default_estimate_of_the_real_case_passes(tmp_path):
     assert readme_table(summary) in (CASE.parents[2] / "README.md").read_text()
 
 
-@pytest.mark.slow(minutes=2.8)
+@pytest.mark.slow(minutes=2.6)
 def test_pymc_nuts_fallback_runs_and_is_recorded(tmp_path):
     out = capest(
         "estimate",
@@ -70,7 +70,7 @@ def test_influence_refits_rows_where_psis_is_unreliable(monkeypatch):
     assert set(result["method"].values()) == {"refit"} and result["unresolved"] == []
 
 
-@pytest.mark.slow(minutes=1.2)
+@pytest.mark.slow(minutes=1.9)
 def test_rerun_with_a_new_row_names_it_in_what_changed(tmp_path):
     import csv
     import shutil

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT, pytest_collection_modifyitems
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from slow_tier import by_file, durations, schedule  # noqa: E402
+from slow_tier import by_file, durations, schedule, stated_minutes  # noqa: E402
 
 
 def slow_marks(path: Path) -> list[tuple[str, ast.expr]]:
@@ -38,6 +38,21 @@ def test_every_slow_test_states_its_minutes_in_ci():
         if not (isinstance(dec, ast.Call) and [k.arg for k in dec.keywords] == ["minutes"])
     ]
     assert missing == []
+
+
+def test_the_replay_reads_every_slow_tests_stated_minutes(tmp_path):
+    stated = stated_minutes()
+    marks = {
+        f"tests/{p.name}::{name}"
+        for p in (ROOT / "tests").glob("test_*.py")
+        for name, _ in slow_marks(p)
+    }
+    assert set(stated) == marks
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n\n@pytest.mark.slow(minutes=2.5)\n@pytest.mark.parametrize('a', [1])\n"
+        "def test_one(a):\n    pass\n\ndef test_fast():\n    pass\n"
+    )
+    assert stated_minutes(tmp_path) == {"tests/test_x.py::test_one": 2.5}
 
 
 def item(path: str, minutes: float | None):

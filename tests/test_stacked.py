@@ -188,7 +188,7 @@ def test_plants_with_other_indicators_are_nested_and_say_why(tmp_path):
         build_programme_model(programme, priors, hyper, stacked=True)
 
 
-@pytest.mark.slow(minutes=2.4)
+@pytest.mark.slow(minutes=0.7)
 def test_a_stacked_programme_runs_end_to_end_with_the_nested_layout(tmp_path):
     """`capest estimate` on a stackable programme (few draws: this tests the plumbing, the
     equivalence test above the model): the report is written, says the plants were stacked,

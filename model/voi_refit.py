@@ -3,9 +3,12 @@
 model/voi.py values a candidate by drawing its measured value from the posterior predictive
 and reweighting the saved draws by each value's likelihood (PSIS). For a value far in the
 tail a few draws carry all the weight (Pareto k above voi.PARETO_K_MAX); for those the fit
-samples the posterior after that value instead: the case's model with the candidates' rows
-added (one row per candidate, a row weight of 0 for all but the one refitted), compiled once
-per report and sampled at reduced draws (REFIT_DRAWS) for each value. Called by model/fit.py
+samples the posterior after that value instead: the case's model with every ledger
+candidate's row added (a row weight of 0 for all but the one refitted, so the model is the
+same whichever values a run flags, and its compiled callbacks come from the disk cache in a
+warm run), compiled once per report and sampled at reduced draws (REFIT_DRAWS) for each
+value. Each refit's own Monte Carlo error enters its figure's MCSE (voi.combine), and its
+R-hat, ESS and divergences are recorded beside it (`diagnostics`). Called by model/fit.py
 while the case and priors are at hand; the refits are saved in the fit (`voi_refits/
 candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
 `capest next` never samples.

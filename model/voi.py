@@ -836,6 +836,19 @@ def refits_sentence(summary: dict) -> str:
         "candidates in turn; a candidate's other flagged values are represented by its "
         "refitted ones (a stratified mean, the refitted values picked at random)."
     )
+    sampled = info.get("diagnostics")  # model/voi_refit.py `diagnostics`
+    if sampled and info.get("refits"):
+        from model.diagnostics import MAX_RHAT, MIN_ESS_BULK
+
+        text += (
+            f" The refits are short (a refit's one number is a posterior variance): R-hat up "
+            f"to {sampled['max_rhat']:.3f}, bulk ESS down to {sampled['min_ess_bulk']}, "
+            f"{sampled['divergences']} divergences; {sampled['failing_fit_rules']} of the "
+            f"{info['refits']} miss the rules the report's fits meet (R-hat at most "
+            f"{MAX_RHAT}, ESS at least {MIN_ESS_BULK}, no divergence), so each one's Monte Carlo "
+            "error is carried into its candidate's MCSE (the refits' spread; a single refit's "
+            "own MCSE)."
+        )
     bounded = [r["description"] for r in ranked if r.get("bounded")]
     if bounded:
         text += (

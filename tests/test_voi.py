@@ -720,6 +720,9 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
     summary = _summary(idata, table)
     text = voi.refits_sentence(summary)
     assert f"{len(asked)} of them were refitted" in text
+    sampled = info["diagnostics"]  # each refit's R-hat, ESS and divergences, said as they are
+    assert f"R-hat up to {sampled['max_rhat']:.3f}, bulk ESS down to " in text
+    assert f"{sampled['failing_fit_rules']} of the {len(asked)} miss the rules" in text
     ranked = voi.ranking(summary)
     for r in ranked:
         if r["bounded"]:

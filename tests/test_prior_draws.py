@@ -13,16 +13,22 @@ import pymc as pm
 import pytest
 
 from model import prior_draws
+from tests.conftest import CASE
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 
 
 def _model() -> pm.Model:
-    with pm.Model() as model:
-        rate = pm.LogNormal("rate", 2.0, 0.5)
-        share = pm.Beta("share", 2.0, 3.0)
-        pm.Normal("evidence", np.log1p(rate * share), 0.3, observed=np.array([1.5, 2.0, 2.2]))
-    return model
+    """The February 11 model, the one the fit draws from. Not a toy model: compiling another
+    model's prior predictive first changes the next fit's numbers in this process (measured:
+    the small fit's median rate_before 15.43 -> 15.92), which would break test_numbers when
+    both run in one worker."""
+    from model import load_case
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    case = load_case(CASE)
+    return build_model(case, resolve_priors(case))
 
 
 def _same(a, b) -> None:
@@ -35,16 +41,16 @@ def _same(a, b) -> None:
 
 def test_forked_draws_are_the_in_process_draws():
     model = _model()
-    names = ["rate", "share"]
-    here = prior_draws.start(model, names, 300, 7, fork=False).result()
-    with prior_draws.start(model, names, 300, 7, fork=True) as pending:
+    names = ["rate_before", "export_share"]
+    here = prior_draws.start(model, names, 100, 7, fork=False).result()
+    with prior_draws.start(model, names, 100, 7, fork=True) as pending:
         assert pending.pid is not None  # it did fork
         there = pending.result()
     assert pending.seconds is not None  # answered by the child
     _same(here, there)
-    other = prior_draws.start(model, names, 300, 8, fork=False).result()
+    other = prior_draws.start(model, names, 100, 8, fork=False).result()
     assert not np.array_equal(  # the comparison can fail: another seed, other numbers
-        other["prior"]["rate"].to_numpy(), here["prior"]["rate"].to_numpy()
+        other["prior"]["rate_before"].to_numpy(), here["prior"]["rate_before"].to_numpy()
     )
 
 
@@ -59,10 +65,10 @@ def test_a_child_that_dies_is_replaced_by_in_process_draws(monkeypatch, caplog):
     monkeypatch.setattr(prior_draws, "draw", dies_in_the_child)
     model = _model()
     with caplog.at_level(logging.WARNING, logger="model.prior_draws"):
-        with prior_draws.start(model, ["rate"], 100, 3, fork=True) as pending:
+        with prior_draws.start(model, ["rate_before"], 100, 3, fork=True) as pending:
             got = pending.result()
     assert pending.seconds is None and "failed, made here" in caplog.text
-    _same(got, real(model, ["rate"], 100, 3))
+    _same(got, real(model, ["rate_before"], 100, 3))
 
 
 def test_an_error_in_the_draws_is_raised_as_in_process(monkeypatch):
@@ -70,7 +76,7 @@ def test_an_error_in_the_draws_is_raised_as_in_process(monkeypatch):
         raise ValueError("a prior with a negative sd")
 
     monkeypatch.setattr(prior_draws, "draw", fails)
-    with prior_draws.start(_model(), ["rate"], 100, 3, fork=True) as pending:
+    with prior_draws.start(_model(), ["rate_before"], 100, 3, fork=True) as pending:
         with pytest.raises(ValueError, match="negative sd"):
             pending.result()
 
@@ -81,7 +87,7 @@ def test_a_child_no_longer_wanted_is_stopped(monkeypatch):
 
     monkeypatch.setattr(prior_draws, "draw", forever)
     began = time.perf_counter()
-    with prior_draws.start(_model(), ["rate"], 100, 3, fork=True) as pending:
+    with prior_draws.start(_model(), ["rate_before"], 100, 3, fork=True) as pending:
         pid = pending.pid
     assert pending.pid is None and time.perf_counter() - began < 30
     with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
@@ -94,5 +100,5 @@ def test_threads_or_one_core_draw_in_process(monkeypatch):
     monkeypatch.setattr(prior_draws.threading, "active_count", lambda: 1)
     monkeypatch.setattr(prior_draws.os, "cpu_count", lambda: 1)
     assert not prior_draws.can_fork()
-    pending = prior_draws.start(_model(), ["rate"], 50, 1)
+    pending = prior_draws.start(_model(), ["rate_before"], 50, 1)
     assert pending.pid is None and pending.done is not None

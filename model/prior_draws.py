@@ -8,7 +8,8 @@ compiles and samples (`start`), and collected when the fit needs them (`Pending.
 The child runs the same function on the same model with the same seed, so the numbers are
 the ones an in-process call gives (tests/test_prior_draws.py).
 
-The draws are made in-process instead when fork is missing (not POSIX), with one core, or
+The draws are made in-process, when the fit asks for them (after the main fit, as before),
+when fork is missing (not POSIX), with one core, or
 when the process runs other threads (a Dask worker, a test runner): a child forked from a
 threaded process could wait forever on a lock one of those threads held. A child that fails
 for any reason (killed, out of memory, an error) is not an answer: the parent then makes the
@@ -55,7 +56,7 @@ def can_fork() -> bool:
 
 
 class Pending:
-    """Prior draws being made in a child process (or already made, `done`)."""
+    """Prior draws being made in a child process, or to be made here (`pid` None)."""
 
     def __init__(self, args: tuple, pid: int | None = None, fd: int | None = None, done=None):
         self.args, self.pid, self.fd, self.done = args, pid, fd, done
@@ -109,10 +110,12 @@ def start(
     model: pm.Model, names: list[str], draws: int, seed: int, fork: bool | None = None
 ) -> Pending:
     """Begin the prior draws: in a forked child when `fork` (by default when `can_fork`),
-    else here and now. Use as a context manager, so that a fit that fails stops the child."""
+    else here when `result` asks for them (after the main fit, as before: what a process
+    compiles first can change the numbers of what it compiles next). Use as a context
+    manager, so that a fit that fails stops the child."""
     args = (model, names, draws, seed)
     if not (can_fork() if fork is None else fork):
-        return Pending(args, done=draw(*args))
+        return Pending(args)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: draw, answer, and leave without running the parent's exit code

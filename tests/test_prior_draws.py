@@ -101,4 +101,5 @@ def test_threads_or_one_core_draw_in_process(monkeypatch):
     monkeypatch.setattr(prior_draws.os, "cpu_count", lambda: 1)
     assert not prior_draws.can_fork()
     pending = prior_draws.start(_model(), ["rate_before"], 50, 1)
-    assert pending.pid is None and pending.done is not None
+    assert pending.pid is None and pending.done is None  # drawn when asked, as before
+    assert pending.result()["prior"]["rate_before"].shape == (1, 50)

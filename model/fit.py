@@ -8,14 +8,13 @@ import dataclasses
 import functools
 import json
 import logging
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import loo, variables
+from model import loo, prior_draws, variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import PARETO_K, no_measured_rows, sources_to_refit
@@ -77,31 +76,24 @@ def fit(
     watch.begin("building the model")
     model, mix, obs = build(case, priors)
     watch.mark("build model")
-    sampler = Sampler(model, settings, watch)
-    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
-    watch.begin(f"sampling {case.id} with {sampler.name}")
-    idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
-    rng = np.random.default_rng(settings.seed)
-    _split_log_densities(idata, obs.kind)
-    idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
-    idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
-
-    watch.begin("prior predictive draws")
-    with model, warnings.catch_warnings():
-        # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
-        # object mode and says so; that is expected and costs nothing measurable here.
-        warnings.filterwarnings("ignore", message="Numba will use object mode")
-        # Serial sightings enter as a Potential, which prior draws cannot honour: the prior
-        # predictive is of the measured evidence only (the report's prior columns say so).
-        warnings.filterwarnings("ignore", message=".*Potential.*")
-        # The C backend (FAST_RUN) compiles this forward pass in seconds, numba in ~20 s.
-        prior = pm.sample_prior_predictive(
-            draws=settings.prior_draws,
-            var_names=[v for v in PRIOR_VARS if v in model.named_vars],
-            random_seed=settings.seed,
-            compile_kwargs={"mode": "FAST_RUN"},
-        )
+    # The prior predictive draws are made beside the compile and the main fit (a child
+    # process, model/prior_draws.py): the same numbers, off the critical path.
+    names = [v for v in PRIOR_VARS if v in model.named_vars]
+    with prior_draws.start(model, names, settings.prior_draws, settings.seed) as pending:
+        sampler = Sampler(model, settings, watch)
+        sampler.retry = True  # a fit that fails the diagnostics is sampled once more
+        watch.begin(f"sampling {case.id} with {sampler.name}")
+        idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
+        rng = np.random.default_rng(settings.seed)
+        _split_log_densities(idata, obs.kind)
+        idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+        idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
+        watch.begin("prior predictive draws")
+        watch.mark("other")
+        prior = pending.result()
     watch.mark("prior predictive")
+    if pending.seconds is not None:  # its own time, in the child, overlapped with the above
+        watch.add("prior predictive, in a child process (overlapped)", pending.seconds)
     idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
     idata["observed_data"] = prior["observed_data"]
@@ -152,8 +144,8 @@ def fit(
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
     if checks:  # what to measure next: values whose reweighting cannot be trusted, refitted
-        refit_flagged(idata, case, priors, settings)
-        watch.mark("what to measure next (refits)")
+        refit_flagged(idata, case, priors, settings, watch=watch)
+        watch.mark("what to measure next: simulation")
     idata.attrs["retries"] = json.dumps(sampler.retries)
     # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.
     timings = {k: round(v, 3) for k, v in watch.seconds.items()}

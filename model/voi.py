@@ -327,9 +327,13 @@ def combine(stats: dict, refitted: dict | None = None, flagged=None) -> dict:
         mean, se = {}, {}
         for k, v in stats.items():
             u, r = v[keep], np.asarray(refitted[k])
-            # a single refit has no spread of its own: the flagged values' reweighted spread
+            # a single refit has no spread of its own: the flagged values' reweighted spread,
+            # plus the refit's own Monte Carlo variance (`mc_var_log`; with several refits
+            # their spread holds it already)
             spread = r if len(r) > 1 else v[~keep]
             r_var = np.var(spread, ddof=1) if len(spread) > 1 else 0.0
+            if len(r) == 1 and k == "var_log":
+                r_var += float(np.sum(refitted.get("mc_var_log", 0.0)))
             u_var = np.var(u, ddof=1) / len(u) if len(u) > 1 else 0.0
             u_mean = u.mean() if len(u) else 0.0
             mean[k] = float((1 - share) * u_mean + share * r.mean())
@@ -475,6 +479,7 @@ def evsi(
             )
         out["refitted"] = len(sims)
         refit_values = [targets(refits.isel(simulation=j), attrs or {}) for j in range(len(sims))]
+        refit_shape = (refits.sizes["chain"], refits.sizes["draw"])
     # The simulations' spread is not the only Monte Carlo error: every simulated posterior is
     # the same saved draws reweighted, so the draws' own error in the sd of the log (ArviZ's
     # autocorrelation-aware MCSE) carries over to the expected sd, in proportion.
@@ -488,7 +493,18 @@ def evsi(
                 for v in refit_values
             ]
             refitted = {s: np.concatenate([p[s] for p in per_refit]) for s in stats}
+            # each refit's own Monte Carlo error in its variance of the log (ArviZ's MCSE of
+            # the sd, autocorrelation-aware): combine adds it where the refits' spread
+            # cannot show it (a single refit), and the summary records it
+            refitted["mc_var_log"] = np.array(
+                [refit_mcse_var_log(v[name], refit_shape) ** 2 for v in refit_values]
+            )
         r = combine(stats, refitted, flagged)
+        if refitted is not None:  # the refits' own error beside their spread, for the record
+            r["refit_mcse_var_log"] = float(np.sqrt(np.mean(refitted["mc_var_log"])))
+            r["refit_spread_var_log"] = (
+                float(np.std(refitted["var_log"], ddof=1)) if len(refit_values) > 1 else None
+            )
         logy = xr.DataArray(_log(y_draws).reshape(shape), dims=("chain", "draw"))
         relative = float(azs.mcse(logy, method="sd")) / float(np.std(logy))
         r["mcse_sd_log_simulations"] = r["mcse_sd_log"]
@@ -501,6 +517,13 @@ def evsi(
     out["bounded"] = bool(not out["refitted"] and bounded(out, list(values)))
     out["measured"], out["flagged_simulations"] = y, flagged  # for model/voi_refit.py
     return out
+
+
+def refit_mcse_var_log(y: np.ndarray, shape: tuple[int, int]) -> float:
+    """The Monte Carlo standard error of a refit's variance of log y (its draws, flat, of
+    `shape` chains x draws): 2 sd x the MCSE of the sd (the delta method)."""
+    logy = xr.DataArray(_log(y).reshape(shape), dims=("chain", "draw"))
+    return float(2 * np.std(logy) * float(azs.mcse(logy, method="sd")))
 
 
 def flagged_bound(var_log: np.ndarray, flagged: np.ndarray, current_var: float) -> list[float]:
@@ -813,6 +836,19 @@ def refits_sentence(summary: dict) -> str:
         "candidates in turn; a candidate's other flagged values are represented by its "
         "refitted ones (a stratified mean, the refitted values picked at random)."
     )
+    sampled = info.get("diagnostics")  # model/voi_refit.py `diagnostics`
+    if sampled and info.get("refits"):
+        from model.diagnostics import MAX_RHAT, MIN_ESS_BULK
+
+        text += (
+            f" The refits are short (a refit's one number is a posterior variance): R-hat up "
+            f"to {sampled['max_rhat']:.3f}, bulk ESS down to {sampled['min_ess_bulk']}, "
+            f"{sampled['divergences']} divergences; {sampled['failing_fit_rules']} of the "
+            f"{info['refits']} miss the rules the report's fits meet (R-hat at most "
+            f"{MAX_RHAT}, ESS at least {MIN_ESS_BULK}, no divergence), so each one's Monte Carlo "
+            "error is carried into its candidate's MCSE (the refits' spread; a single refit's "
+            "own MCSE)."
+        )
     bounded = [r["description"] for r in ranked if r.get("bounded")]
     if bounded:
         text += (

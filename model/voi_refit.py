@@ -3,9 +3,12 @@
 model/voi.py values a candidate by drawing its measured value from the posterior predictive
 and reweighting the saved draws by each value's likelihood (PSIS). For a value far in the
 tail a few draws carry all the weight (Pareto k above voi.PARETO_K_MAX); for those the fit
-samples the posterior after that value instead: the case's model with the candidates' rows
-added (one row per candidate, a row weight of 0 for all but the one refitted), compiled once
-per report and sampled at reduced draws (REFIT_DRAWS) for each value. Called by model/fit.py
+samples the posterior after that value instead: the case's model with every ledger
+candidate's row added (a row weight of 0 for all but the one refitted, so the model is the
+same whichever values a run flags, and its compiled callbacks come from the disk cache in a
+warm run), compiled once per report and sampled at reduced draws (REFIT_DRAWS) for each
+value. Each refit's own Monte Carlo error enters its figure's MCSE (voi.combine), and its
+R-hat, ESS and divergences are recorded beside it (`diagnostics`). Called by model/fit.py
 while the case and priors are at hand; the refits are saved in the fit (`voi_refits/
 candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
 `capest next` never samples.
@@ -38,7 +41,7 @@ from model import variables, voi
 from model.build import build
 from model.candidates import IMAGERY, Candidate
 from model.case import Case
-from model.diagnostics import RETRY_MIN_DRAWS
+from model.diagnostics import RETRY_MIN_DRAWS, check
 from model.distribute import cached, structural_key
 from model.priors import Priors
 from model.sampler import Sampler, SamplerSettings
@@ -165,6 +168,20 @@ class RowModel:
         return node
 
 
+def diagnostics(fits: list[xr.Dataset]) -> dict:
+    """The worst R-hat, bulk and tail ESS (of the quantities every fit checks) and the
+    divergences over these refits: recorded beside them (their Monte Carlo error enters the
+    figure's MCSE in voi.combine; these say whether a refit also converged)."""
+    checked = [check(f.drop_vars("diverging"), f["diverging"], "refit") for f in fits]
+    return {
+        "max_rhat": round(max(c["max_rhat"] for c in checked), 4),
+        "min_ess_bulk": round(min(c["min_ess_bulk"] for c in checked)),
+        "min_ess_tail": round(min(c["min_ess_tail"] for c in checked)),
+        "divergences": sum(c["divergences"] for c in checked),
+        "failing_fit_rules": sum(not c["passed"] for c in checked),
+    }
+
+
 def refit_flagged(
     idata: xr.DataTree,
     case: Case,
@@ -172,9 +189,14 @@ def refit_flagged(
     settings: SamplerSettings,
     cap: int = CAP,
     simulations: int = voi.SIMULATIONS,
+    watch: Stopwatch | None = None,
 ) -> None:
     """Refit the flagged simulated values (see the module's docstring) and save them in
-    `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why)."""
+    `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why);
+    `watch` (the fit's) gets the time of its simulation, compile and sampling."""
+    from model.summary import window_of
+
+    watch = watch or Stopwatch()
     start = time.perf_counter()
     info = {
         "cap": cap,
@@ -217,12 +239,18 @@ def refit_flagged(
         return
     seed = int(idata.attrs.get("seed", settings.seed))
     chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]), needed)
-    candidates = [flagged[i][0] for i in chosen]
+    # Every ledger candidate's row, not only the chosen ones': the model (its graph, so its
+    # compiled callbacks cached on disk, model/callbacks.py) is then the same in every run of
+    # the case, whichever values a run flags, and a warm run loads it instead of compiling.
+    candidates = [c for c in voi.all_candidates(idata, window_of(idata)) if c.kind != IMAGERY]
+    watch.mark("what to measure next: simulation")
     compiling = time.perf_counter()
     model = RowModel.of(case, priors, settings, candidates)
     compile_seconds = time.perf_counter() - compiling
+    watch.mark("what to measure next: compile")
     sampling = time.perf_counter()
     n, total = 0, sum(len(c) for c in chosen.values())
+    every = []
     for i, sims in chosen.items():
         candidate, y, all_flagged, _ = flagged[i]
         fits = []
@@ -230,16 +258,20 @@ def refit_flagged(
             n += 1
             model.sampler.watch.begin(f"refit of {candidate.name}, simulated value {sim}", n, total)
             fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n))
+        every += fits
         saved = xr.concat(fits, dim="simulation").assign_coords(simulation=sims)
         saved["measured"] = ("simulation", y[sims])
         saved.attrs.update(
             candidate=candidate.name, simulations=simulations, flagged=len(all_flagged)
         )
         idata[f"voi_refits/candidate_{i}"] = saved
+    sampling_seconds = time.perf_counter() - sampling
+    watch.mark("what to measure next: sampling")
     info.update(
         refits=n,
         compile_seconds=round(compile_seconds, 1),
-        sampling_seconds=round(time.perf_counter() - sampling, 1),
+        sampling_seconds=round(sampling_seconds, 1),
         seconds=round(time.perf_counter() - start, 1),
+        diagnostics=diagnostics(every),
     )
     idata.attrs["voi_refits"] = json.dumps(info)

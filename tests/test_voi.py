@@ -499,6 +499,43 @@ def test_refitted_values_replace_the_flagged_ones_in_the_expectation():
     assert plain["expected_sd_log"] == pytest.approx(np.sqrt(stats["var_log"].mean()))
 
 
+def test_a_single_refits_own_monte_carlo_error_enters_the_mcse():
+    """With several refits their spread holds each one's sampling error; a single refit has
+    no spread of its own, so its Monte Carlo variance is added to the flagged values'
+    reweighted spread that stands in for it, and the figure's MCSE grows with it."""
+    rng = np.random.default_rng(5)
+    stats = {k: rng.uniform(0.1, 0.3, 40) for k in ("var_log", "var_units", "width", "log_width")}
+    flagged = np.array([3, 9, 20, 33])
+    one = {k: np.array([0.5]) for k in stats}
+    exact = voi.combine(stats, {**one, "mc_var_log": np.array([0.0])}, flagged)
+    noisy = voi.combine(stats, {**one, "mc_var_log": np.array([0.2**2])}, flagged)
+    assert noisy["expected_sd_log"] == exact["expected_sd_log"]  # the mean is the same
+    share = len(flagged) / 40
+    se_var = lambda r: 2 * r["expected_sd_log"] * r["mcse_sd_log"]  # noqa: E731
+    assert se_var(noisy) ** 2 - se_var(exact) ** 2 == pytest.approx(share**2 * 0.2**2)
+    # with two refits the spread of their values is the error: mc_var_log adds nothing
+    two = {k: np.array([0.4, 0.6]) for k in stats}
+    a = voi.combine(stats, {**two, "mc_var_log": np.zeros(2)}, flagged)
+    b = voi.combine(stats, {**two, "mc_var_log": np.full(2, 0.04)}, flagged)
+    assert a["mcse_sd_log"] == b["mcse_sd_log"]
+
+
+def test_a_refits_mcse_of_the_variance_of_the_log_is_arviz_s():
+    import arviz_stats as azs
+    import xarray as xr
+
+    rng = np.random.default_rng(2)
+    ar = np.zeros((2, 300))  # autocorrelated draws: the MCSE must see it
+    for t in range(1, 300):
+        ar[:, t] = 0.9 * ar[:, t - 1] + rng.normal(0, 0.3, 2)
+    y = np.exp(ar)
+    got = voi.refit_mcse_var_log(y.reshape(-1), (2, 300))
+    mcse_sd = float(azs.mcse(xr.DataArray(ar, dims=("chain", "draw")), method="sd"))
+    assert got == pytest.approx(2 * ar.std() * mcse_sd)
+    iid = voi.refit_mcse_var_log(np.exp(rng.normal(0, ar.std(), 600)), (2, 300))
+    assert got > 2 * iid  # autocorrelation makes it larger than for independent draws
+
+
 @pytest.mark.slow(minutes=1.7)
 def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypatch):
     """A launch count graded A on the small fit: a few draws carry the weight of some of its
@@ -683,6 +720,9 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
     summary = _summary(idata, table)
     text = voi.refits_sentence(summary)
     assert f"{len(asked)} of them were refitted" in text
+    sampled = info["diagnostics"]  # each refit's R-hat, ESS and divergences, said as they are
+    assert f"R-hat up to {sampled['max_rhat']:.3f}, bulk ESS down to " in text
+    assert f"{sampled['failing_fit_rules']} of the {len(asked)} miss the rules" in text
     ranked = voi.ranking(summary)
     for r in ranked:
         if r["bounded"]:

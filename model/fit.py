@@ -17,7 +17,7 @@ import xarray as xr
 from model import loo, prior_draws, variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
-from model.checks import PARETO_K, no_measured_rows, sources_to_refit
+from model.checks import no_measured_rows, sources_to_refit
 from model.diagnostics import CHECKED, check
 from model.distribute import (
     Job,
@@ -29,6 +29,7 @@ from model.distribute import (
     scheduler_address,
     structural_key,
 )
+from model.loo import PARETO_K
 from model.moment_match import MOMENT_MATCHED, Density, match
 from model.observation import measurement_draw
 from model.priors import Priors, resolve_priors

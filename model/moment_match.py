@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from model.checks import PARETO_K
+from model.loo import PARETO_K
 from model.reweight import SAMPLE, Weights, psis
 
 MAX_ITERATIONS = 30  # as arviz-stats' loo_moment_match and loo's R package

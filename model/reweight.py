@@ -21,8 +21,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from model.checks import PARETO_K
 from model.diagnostics import MAX_RHAT, MIN_ESS_BULK, MIN_ESS_TAIL
+from model.loo import PARETO_K
 
 SAMPLE = ("chain", "draw")
 LOG_WEIGHT = "log_weight"  # the variable that marks a saved result as reweighted

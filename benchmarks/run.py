@@ -343,12 +343,6 @@ def print_tables(results: dict) -> None:
                 "value-of-information refits (simulation + compile + sampling): "
                 f"{sum(v for k, v in voi.items() if '(count)' not in k):.2f} s"
             )
-            child = fit_stages.get("prior predictive, in a child process (overlapped)")
-            if child is not None:  # model/prior_draws.py: beside the compile, not after it
-                print(
-                    f"prior predictive: {child:.2f} s in a child process, of which the run "
-                    f"waited {fit_stages.get('prior predictive', 0.0):.2f} s"
-                )
     if "scaling" in results:
         print("\nScaling (synthetic cases, one fit each, default draws)")
         print(

@@ -8,13 +8,14 @@ import dataclasses
 import functools
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import loo, prior_draws, variables
+from model import loo, variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import no_measured_rows, sources_to_refit
@@ -77,24 +78,22 @@ def fit(
     watch.begin("building the model")
     model, mix, obs = build(case, priors)
     watch.mark("build model")
-    # The prior predictive draws are made beside the compile and the main fit (a child
-    # process, model/prior_draws.py): the same numbers, off the critical path.
+    sampler = Sampler(model, settings, watch)
+    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
+    watch.begin(f"sampling {case.id} with {sampler.name}")
+    idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
+    rng = np.random.default_rng(settings.seed)
+    _split_log_densities(idata, obs.kind)
+    idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+    idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
+    watch.begin("prior predictive draws")
+    watch.mark("other")
+    # After the main fit, in this process: drawing it in a forked child beside the compile
+    # was measured slower on 2 cores (benchmarks/README.md, "Prior predictive beside the
+    # compile: measured and taken back").
     names = [v for v in PRIOR_VARS if v in model.named_vars]
-    with prior_draws.start(model, names, settings.prior_draws, settings.seed) as pending:
-        sampler = Sampler(model, settings, watch)
-        sampler.retry = True  # a fit that fails the diagnostics is sampled once more
-        watch.begin(f"sampling {case.id} with {sampler.name}")
-        idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
-        rng = np.random.default_rng(settings.seed)
-        _split_log_densities(idata, obs.kind)
-        idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
-        idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
-        watch.begin("prior predictive draws")
-        watch.mark("other")
-        prior = pending.result()
+    prior = _prior_draws(model, names, settings.prior_draws, settings.seed)
     watch.mark("prior predictive")
-    if pending.seconds is not None:  # its own time, in the child, overlapped with the above
-        watch.add("prior predictive, in a child process (overlapped)", pending.seconds)
     idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
     idata["observed_data"] = prior["observed_data"]
@@ -580,3 +579,21 @@ def with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> 
     # ln of the floor-area part of the multiplier (the whole of it unless workers enter too)
     elasticity = np.exp(ds["log_gain_log"].to_numpy()) / np.log(ratio)
     return ds.assign(area_ratio=(dims, ratio), elasticity=(dims, elasticity))
+
+
+def _prior_draws(model: pm.Model, names: list[str], draws: int, seed: int) -> xr.DataTree:
+    """The prior and prior predictive draws of the measured evidence."""
+    with model, warnings.catch_warnings():
+        # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
+        # object mode and says so; that is expected and costs nothing measurable here.
+        warnings.filterwarnings("ignore", message="Numba will use object mode")
+        # Serial sightings enter as a Potential, which prior draws cannot honour: the prior
+        # predictive is of the measured evidence only (the report's prior columns say so).
+        warnings.filterwarnings("ignore", message=".*Potential.*")
+        # The C backend (FAST_RUN) compiles this forward pass in seconds, numba in ~20 s.
+        return pm.sample_prior_predictive(
+            draws=draws,
+            var_names=names,
+            random_seed=seed,
+            compile_kwargs={"mode": "FAST_RUN"},
+        )

@@ -28,11 +28,6 @@ class Stopwatch:
         self._last = now
         return spent
 
-    def add(self, name: str, seconds: float) -> None:
-        """Time spent elsewhere (a child process), recorded beside the stages, not in them."""
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.counts[name] = self.counts.get(name, 0) + 1
-
     def begin(self, stage: str, done: int | None = None, total: int | None = None) -> None:
         how_far = f" ({done}/{total})" if total is not None else ""
         so_far = time.perf_counter() - self._start

@@ -131,63 +131,6 @@ def test_a_step_is_kept_only_when_it_improves_the_weights(seed):
     assert out.steps <= 1 and out.weights.pareto_k <= out.k_before
 
 
-@pytest.mark.slow(minutes=4.3)  # 256 s under load (load average 5-6), alone
-def test_moment_matched_results_equal_their_refits_on_the_case():
-    """The February 11 case refitted everywhere (the design before reweighting): each row,
-    source and scenario that PSIS could not reach, moment matched from the same main fit
-    instead, gives the refit's median and 10% / 90% quantiles within 4 combined MCSEs; and a
-    target no move of the draws reaches (every row left out: the prior) is refitted."""
-    from model import load_case
-    from model.build import build_model, prior_data, prior_families
-    from model.fit import Alternatives, Refit, fit, scenario_priors
-    from model.priors import resolve_priors
-    from model.sampler import SamplerSettings
-    from model.summary import alternative_summary
-    from model.timing import Stopwatch
-    from tests.conftest import CASE
-
-    case = load_case(CASE)
-    priors = resolve_priors(case)
-    refitted = fit(case, priors, SamplerSettings(prior_draws=100), reweight=False)
-    model = build_model(case, priors)
-    defaults = {v.name: v.get_value() for v in model.data_vars}
-    main = Alternatives(refitted, model, defaults, Stopwatch())
-    weights = refitted["constant_data"]["reading_weight"].to_numpy()
-    targets = []
-    for group in ("influence_refits", "source_refits"):
-        for name, node in refitted[group].children.items() if group in refitted else ():
-            ids = refitted["posterior"]["obs"].to_numpy()
-            left = [str(i) for i in node["obs"].to_numpy()] if "obs" in node.dims else [name]
-            row_weight = (~np.isin(ids, left)).astype(float)
-            keep = tuple(left) if group == "source_refits" else ()
-            data = {"row_weight": row_weight}
-            targets.append(Refit(f"{group}/{name}", name, weights, data, keep))
-    for name in case.scenarios:
-        alt, _, alt_mix = scenario_priors(case, priors, name)
-        if prior_families(alt) == prior_families(priors):
-            data = prior_data(alt, alt_mix)
-            targets.append(Refit(f"scenarios/{name}", name, alt_mix.weights, data))
-    matched = 0
-    for target in targets:
-        node = main.moment_matched(target)
-        if isinstance(node, Refit):
-            continue
-        a = alternative_summary(node, "u")
-        b = alternative_summary(refitted[target.node].to_dataset(), "u")
-        for q in ("rate_before", "rate_after", "capacity_multiplier"):
-            for p, pick in ((0.1, 0), (0.9, 1)):
-                se = np.hypot(a[q]["mcse"][str(p)], b[q]["mcse"][str(p)])
-                x, y = a[q]["intervals"]["0.8"][pick], b[q]["intervals"]["0.8"][pick]
-                assert abs(x - y) <= 4 * se, (target.node, q, p, x, y, se)
-            se = np.hypot(a[q]["mcse"]["0.5"], b[q]["mcse"]["0.5"])
-            assert abs(a[q]["median"] - b[q]["median"]) <= 4 * se, (target.node, q)
-        matched += 1
-    assert matched >= 1
-    nothing = np.zeros(refitted["posterior"].sizes["obs"])
-    prior = main.moment_matched(Refit("x", "every row left out", weights, {"row_weight": nothing}))
-    assert isinstance(prior, Refit) and "moment_matching" in prior.attrs
-
-
 def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit):
     """What the user sees: a row left out by moment matching enters the influence check with
     its weighted median (not the plain median of its draws), named as moment matched, and

@@ -149,23 +149,32 @@ def test_prior_density_is_the_model_prior_under_the_given_parameters(small_fit):
     np.testing.assert_allclose(ratio, expected, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.slow(minutes=1.9)
-def test_reweighted_readings_and_scenarios_match_their_refits():
-    """The previous design refitted every reading and scenario; reweighting the main fit must
-    give the same quantiles within Monte Carlo error (4 combined MCSEs)."""
+@pytest.fixture(scope="module")
+def refitted_case():
+    """The February 11 case refitted everywhere (the design before reweighting and moment
+    matching): one fit shared by the two tests that compare those with its refits."""
     from model import load_case
-    from model.build import build_model
-    from model.fit import Alternatives, fit, scenario_data, scenario_priors
+    from model.fit import fit
     from model.priors import resolve_priors
-    from model.reweight import reading_log_ratio
     from model.sampler import SamplerSettings
-    from model.summary import INTERVALS, MCSE_QUANTILES, alternative_summary
-    from model.timing import Stopwatch
 
     case = load_case(CASE)
     priors = resolve_priors(case)
     settings = SamplerSettings(draws=1000, tune=1000, chains=2, prior_draws=100)
-    refitted = fit(case, priors, settings, reweight=False)
+    return case, priors, fit(case, priors, settings, reweight=False)
+
+
+@pytest.mark.slow(minutes=1.9)  # the shared refitted fit
+def test_reweighted_readings_and_scenarios_match_their_refits(refitted_case):
+    """The previous design refitted every reading and scenario; reweighting the main fit must
+    give the same quantiles within Monte Carlo error (4 combined MCSEs)."""
+    from model.build import build_model
+    from model.fit import Alternatives, scenario_data, scenario_priors
+    from model.reweight import reading_log_ratio
+    from model.summary import INTERVALS, MCSE_QUANTILES, alternative_summary
+    from model.timing import Stopwatch
+
+    case, priors, refitted = refitted_case
     post = refitted["posterior"].to_dataset()
     targets = {
         f"conditional/{r}": reading_log_ratio(post, r) for r in refitted["conditional"].children
@@ -231,3 +240,54 @@ def test_a_reading_the_main_fit_gives_no_weight_is_refitted():
     never = xr.DataArray(np.full((4, 1000), -np.inf), dims=SAMPLE)  # log(0) responsibility
     node = _alternatives(post).result("weight 0", lambda: never, _refit())
     assert _refitted(node) and "Pareto k inf" in node.attrs["refit_reason"]
+
+
+@pytest.mark.slow(minutes=0.5)  # moment matching only: the fit is refitted_case's
+def test_moment_matched_results_equal_their_refits_on_the_case(refitted_case):
+    """The February 11 case refitted everywhere (the design before reweighting): each row,
+    source and scenario that PSIS could not reach, moment matched from the same main fit
+    instead, gives the refit's median and 10% / 90% quantiles within 4 combined MCSEs; and a
+    target no move of the draws reaches (every row left out: the prior) is refitted."""
+    from model.build import build_model, prior_data, prior_families
+    from model.fit import Alternatives, Refit, scenario_priors
+    from model.summary import alternative_summary
+    from model.timing import Stopwatch
+
+    case, priors, refitted = refitted_case
+    model = build_model(case, priors)
+    defaults = {v.name: v.get_value() for v in model.data_vars}
+    main = Alternatives(refitted, model, defaults, Stopwatch())
+    weights = refitted["constant_data"]["reading_weight"].to_numpy()
+    targets = []
+    for group in ("influence_refits", "source_refits"):
+        for name, node in refitted[group].children.items() if group in refitted else ():
+            ids = refitted["posterior"]["obs"].to_numpy()
+            left = [str(i) for i in node["obs"].to_numpy()] if "obs" in node.dims else [name]
+            row_weight = (~np.isin(ids, left)).astype(float)
+            keep = tuple(left) if group == "source_refits" else ()
+            data = {"row_weight": row_weight}
+            targets.append(Refit(f"{group}/{name}", name, weights, data, keep))
+    for name in case.scenarios:
+        alt, _, alt_mix = scenario_priors(case, priors, name)
+        if prior_families(alt) == prior_families(priors):
+            data = prior_data(alt, alt_mix)
+            targets.append(Refit(f"scenarios/{name}", name, alt_mix.weights, data))
+    matched = 0
+    for target in targets:
+        node = main.moment_matched(target)
+        if isinstance(node, Refit):
+            continue
+        a = alternative_summary(node, "u")
+        b = alternative_summary(refitted[target.node].to_dataset(), "u")
+        for q in ("rate_before", "rate_after", "capacity_multiplier"):
+            for p, pick in ((0.1, 0), (0.9, 1)):
+                se = np.hypot(a[q]["mcse"][str(p)], b[q]["mcse"][str(p)])
+                x, y = a[q]["intervals"]["0.8"][pick], b[q]["intervals"]["0.8"][pick]
+                assert abs(x - y) <= 4 * se, (target.node, q, p, x, y, se)
+            se = np.hypot(a[q]["mcse"]["0.5"], b[q]["mcse"]["0.5"])
+            assert abs(a[q]["median"] - b[q]["median"]) <= 4 * se, (target.node, q)
+        matched += 1
+    assert matched >= 1
+    nothing = np.zeros(refitted["posterior"].sizes["obs"])
+    prior = main.moment_matched(Refit("x", "every row left out", weights, {"row_weight": nothing}))
+    assert isinstance(prior, Refit) and "moment_matching" in prior.attrs

@@ -175,17 +175,39 @@ def serial_logp(made, before, order, needed, width):
 RATE_ONE_FLOOR = 1e-2
 
 
-def ridge_shift(serials: Serials, shape, use_lag, first):
-    """log of the lowest rate_before that the largest serial allows given the other variables:
-    its proven count over the items the plant makes at rate 1 (`shape`: the production path at
-    rate_before = 1) by the latest date the item could be made. One row's bound, not the
-    largest of all rows' bounds: a maximum has kinks where the binding row changes, and with
-    sightings on several dates they made the sampler worse (module docstring, "Geometry")."""
+def log_bounds(serials: Serials, shape, use_lag, first):
+    """Per sighting, the log of the lowest rate_before its serial allows given the other
+    variables: its proven count over the items the plant makes at rate 1 (`shape`: the
+    production path at rate_before = 1) by the latest date the item could be made."""
+    made_by = pt.minimum(serials.time - use_lag, serials.block_end)
+    per_rate = made_between(serials.block_start, made_by, shape)
+    return pt.log(serials.serial - first + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+
+
+# How ridge_shift picks the bound the coordinate is measured from (module docstring,
+# "Geometry"): "largest", the largest serial's; "max", the largest of every sighting's.
+RIDGE_RULES = ("largest", "max", "capped")
+RIDGE_CAP = 1.0
+
+
+def ridge_shift(serials: Serials, shape, use_lag, first, rule: str = "largest"):
+    """The shift of rate_before's ridge coordinate (ShiftedLog), from log_bounds: "largest",
+    the largest serial's bound (on one date it is the binding one); "max", the largest of all
+    sightings' bounds, which has kinks where the binding sighting changes (module docstring,
+    "Geometry", for what each did to the sampler)."""
     keep = serials.weight > 0
-    ref = int(np.argmax(np.where(keep, serials.serial, -np.inf)))
-    made_by = pt.minimum(serials.time[ref] - use_lag, serials.block_end[ref])
-    per_rate = made_between(serials.block_start[ref : ref + 1], made_by[None], shape)[0]
-    return pt.log(serials.serial[ref] - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+    if rule == "largest":  # written as before "max" existed, so its graph (and cache) stay
+        ref = int(np.argmax(np.where(keep, serials.serial, -np.inf)))
+        made_by = pt.minimum(serials.time[ref] - use_lag, serials.block_end[ref])
+        per_rate = made_between(serials.block_start[ref : ref + 1], made_by[None], shape)[0]
+        return pt.log(serials.serial[ref] - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+    bounds = log_bounds(serials, shape, use_lag, first)[np.flatnonzero(keep)]
+    if rule == "max":
+        return pt.max(bounds)
+    if rule == "capped":  # no sighting's bound more than RIDGE_CAP above the largest serial's
+        largest = ridge_shift(serials, shape, use_lag, first, "largest")
+        return pt.max(pt.minimum(bounds, largest + RIDGE_CAP))
+    raise ValueError(f"unknown ridge rule {rule!r} (known: {', '.join(RIDGE_RULES)})")
 
 
 class ShiftedLog(Transform):

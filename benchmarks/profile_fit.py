@@ -51,6 +51,7 @@ def main() -> int:
     )
     parser.add_argument("--cap", type=float, help="serials.RIDGE_CAP for --ridge capped")
     parser.add_argument("--seed", type=int, help="default: capest's")
+    parser.add_argument("--target-accept", type=float, help="default: capest's")
     args = parser.parse_args()
 
     import arviz as az
@@ -129,12 +130,16 @@ def main() -> int:
         tune=args.tune or settings.tune,
         adaptation=args.adaptation or settings.adaptation,
         seed=args.seed or settings.seed,
+        target_accept=args.target_accept or settings.target_accept,
     )
     print(f"{settings.chains} chains, {settings.tune} tune + {settings.draws} draws, "
-          f"adaptation {settings.adaptation}")  # fmt: skip
+          f"adaptation {settings.adaptation}, target_accept {settings.target_accept}, "
+          f"seed {settings.seed}")  # fmt: skip
     wall = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
-    print(f"nutpie compile: {time.perf_counter() - wall:.1f} s")
+    from model.callbacks import compile_nutpie
+
+    compiled = compile_nutpie(pm_model)  # as capest compiles: callbacks cached on disk
+    print(f"nutpie compile: {time.perf_counter() - wall:.1f} s (capest's cache)")
     wall, cpu = time.perf_counter(), time.process_time()
     trace = nutpie.sample(
         compiled,
@@ -193,9 +198,12 @@ def geometry(stats) -> None:
     high = error > np.quantile(error, 0.8)
     shift = (u[high].mean(0) - u[~high].mean(0)) / u.std(0)
     stiff = u.std(0) * g.std(0)
-    print("coordinate                                     sd x grad sd   high-error shift")
+    diverging = stats["diverging"].to_numpy().ravel()
+    where = (u[diverging].mean(0) - u.mean(0)) / u.std(0) if diverging.any() else 0 * shift
+    print("coordinate                                     sd x grad sd   high-error shift"
+          "   divergent draws' shift")  # fmt: skip
     for i in np.argsort(-stiff):
-        print(f"  {names[i]:45s} {stiff[i]:10.1f} {shift[i]:+12.2f}")
+        print(f"  {names[i]:45s} {stiff[i]:10.1f} {shift[i]:+12.2f} {where[i]:+12.2f}")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def ridge_rule(serials, rate_before: PriorSpec) -> str | None:
     return "largest" if serials.one_bound else "capped"
 
 
-def shifted_prior(spec: PriorSpec, shift):
+def shifted_prior(spec: PriorSpec, shift, rule: str = "largest"):
     """The same prior as prior(spec), sampled on the coordinate log(value) - shift
     (serials.ShiftedLog): its density, draws and pm.Data are prior(spec)'s; only the
     sampler's coordinate differs. For a family on (0, inf) only."""
@@ -180,7 +180,7 @@ def shifted_prior(spec: PriorSpec, shift):
         return pm.logp(family(values), value)
 
     return pm.CustomDist(
-        spec.name, shift, *p.values(), dist=dist, logp=logp, transform=ShiftedLog()
+        spec.name, shift, *p.values(), dist=dist, logp=logp, transform=ShiftedLog(rule)
     )
 
 
@@ -329,7 +329,7 @@ def plant_graph(
         # path: sampled as log(rate_before) less that bound, the ridge is straight (serials.py).
         shape = production_rate(t_mid, 1.0, pt.exp(log_multiplier), completion, ramp_months)
         shift = ridge_shift(serials, shape, use_lag, first, rule)
-        rate_before = shifted_prior(priors["rate_before"], shift)
+        rate_before = shifted_prior(priors["rate_before"], shift, rule)
     direct["rate_before"] = rate_before
     # The one rate the launch and transfer evidence sees directly (rate_before alone also
     # needs the export share, which only its prior sets unless a row measures it).

@@ -427,6 +427,26 @@ def test_sightings_on_several_dates_are_measured_from_their_largest_bound(tmp_pa
     assert shift == pytest.approx(own + RIDGE_CAP)  # at lag 7 the earliest soars: capped
 
 
+def test_a_model_on_the_several_date_ridge_samples_with_smaller_steps(tmp_path):
+    """serials.ridge_settings: the several-date ridge made divergences at capest's target
+    acceptance (0.9), so its models sample at RIDGE_TARGET_ACCEPT, and the Sampler records
+    it; sightings on one date and a case without serials keep the caller's settings."""
+    from model.build import build_model
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
+    from model.serials import RIDGE_TARGET_ACCEPT, ridge_settings
+    from tests.conftest import CASE
+
+    settings = SamplerSettings()
+    several = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
+    one = load_case(serial_only_case(tmp_path / "one", [40, 180, 233, 290]))
+    for case, target in ((several, RIDGE_TARGET_ACCEPT), (one, 0.9), (load_case(CASE), 0.9)):
+        model = build_model(case, resolve_priors(case))
+        assert ridge_settings(model, settings).target_accept == target, case.id
+    model = build_model(several, resolve_priors(several))
+    assert ridge_settings(model, SamplerSettings(target_accept=0.99)).target_accept == 0.99
+
+
 @pytest.mark.slow(minutes=3.6)
 def test_a_plant_with_serials_recovers_its_production(tmp_path):
     """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in

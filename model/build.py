@@ -154,15 +154,16 @@ POSITIVE_FAMILIES = ("LogNormal", "HalfNormal")
 
 def ridge_rule(serials, rate_before: PriorSpec) -> str | None:
     """Which bound rate_before's sampler coordinate is measured from (serials.ridge_shift), or
-    None for log(rate_before) when there are no serial rows or the prior is not on (0, inf):
-    the largest serial's when every sighting is on one date (then it binds), else the largest
-    of every sighting's bound, each capped near the largest serial's (serials.py, "Geometry")."""
+    None for log(rate_before): the largest serial's when every sighting is on one date (then
+    it binds) and the prior lives on (0, inf). Several dates keep the log: the "capped" shift
+    sampled the programme's serial plant in half the leapfrog steps but left the serial
+    recovery test's plant far too wide (serials.py, "Geometry"; benchmarks/README.md)."""
     if serials is None or rate_before.dist not in POSITIVE_FAMILIES:
         return None
-    return "largest" if serials.one_bound else "capped"
+    return "largest" if serials.one_bound else None
 
 
-def shifted_prior(spec: PriorSpec, shift, rule: str = "largest"):
+def shifted_prior(spec: PriorSpec, shift):
     """The same prior as prior(spec), sampled on the coordinate log(value) - shift
     (serials.ShiftedLog): its density, draws and pm.Data are prior(spec)'s; only the
     sampler's coordinate differs. For a family on (0, inf) only."""
@@ -180,7 +181,7 @@ def shifted_prior(spec: PriorSpec, shift, rule: str = "largest"):
         return pm.logp(family(values), value)
 
     return pm.CustomDist(
-        spec.name, shift, *p.values(), dist=dist, logp=logp, transform=ShiftedLog(rule)
+        spec.name, shift, *p.values(), dist=dist, logp=logp, transform=ShiftedLog()
     )
 
 
@@ -329,7 +330,7 @@ def plant_graph(
         # path: sampled as log(rate_before) less that bound, the ridge is straight (serials.py).
         shape = production_rate(t_mid, 1.0, pt.exp(log_multiplier), completion, ramp_months)
         shift = ridge_shift(serials, shape, use_lag, first, rule)
-        rate_before = shifted_prior(priors["rate_before"], shift, rule)
+        rate_before = shifted_prior(priors["rate_before"], shift)
     direct["rate_before"] = rate_before
     # The one rate the launch and transfer evidence sees directly (rate_before alone also
     # needs the export share, which only its prior sets unless a row measures it).

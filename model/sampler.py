@@ -13,7 +13,6 @@ import pymc as pm
 import xarray as xr
 
 from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
-from model.serials import ridge_settings
 from model.timing import Stopwatch
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,6 @@ class Sampler:
     """Compiles a model once and samples it under several reading weights."""
 
     def __init__(self, model: pm.Model, settings: SamplerSettings, watch: Stopwatch | None = None):
-        # A rate on the serials' several-date ridge needs smaller steps (model/serials.py).
-        settings = ridge_settings(model, settings)
         self.model, self.settings = model, settings
         self.watch = watch or Stopwatch()
         self.watch.mark("other")

@@ -62,20 +62,19 @@ density at mapped points); the wall is unchanged. Measured (benchmarks/README.md
 ridge"): 10 serials of ~300 on one date, 68 leapfrog steps a draw against 561, ESS per
 gradient about 30x, 0 divergences either way.
 
-Sightings on several dates (issue #19): which sighting binds changes with the other variables,
-so the shift is the largest of every distinct sighting's bound (`log_bounds`), each capped at
-RIDGE_CAP (1, in log rate) above the largest serial's (rule "capped"). Why the cap: an early
-sighting's bound soars as use_lag nears its date less the block's start (the items made by
-then go to 0), and the uncapped maximum ("max") then left chains stuck where use_lag had passed
-that date (R-hat 1.79, 783 divergences in 2,000 draws of the serial plant); where the bounds
-are within 1 of one another, as in the posterior's bulk, the cap changes nothing. The largest
-serial's bound alone kept the 1,000-step trees (a later sighting binds only part of the
-time), and so did nutpie's "low_rank" metric on the plain log (500 steps, with or without that
-shift). At capest's target acceptance (0.9) the capped shift made 1-3 divergences in 2,000
-draws, so its models sample at 0.95 (`ridge_settings`). Measured on the programme's serial
-plant (benchmarks/README.md, "Several dates"): 360 leapfrog steps a draw against about 1,000,
-lowest bulk ESS per 1,000 gradients 1.1 against 0.1, no divergences, the same posterior
-(medians and 95% intervals within Monte Carlo error).
+Sightings on several dates (issue #19) keep log(rate_before) (`build.ridge_rule`). Measured
+and not taken (benchmarks/README.md, "Several dates"): which sighting binds changes with the
+other variables, so the candidate shift is the largest of every distinct sighting's bound
+(`log_bounds`). Uncapped ("max") it left chains stuck where use_lag passed an early
+sighting's date (whose bound then soars: no items made), R-hat 1.79; each bound capped at
+RIDGE_CAP above the largest serial's ("capped") sampled the programme's serial plant in 130
+leapfrog steps a draw against about 1,000 at the same posterior, with 1-3 divergences in 2,000
+draws at target acceptance 0.9 and none at 0.95 (360 steps), and the programme's recovery test
+passed with it (533 steps a draw against 1,023). But the serial recovery test's plant (five
+sightings in month 7, exports from month 1) came out with an 80% interval of rate_before 26.5
+wide, where the log coordinate passes its bound of 9.1: not taken until that is understood.
+The largest serial's bound alone kept the 1,000-step trees, and so did nutpie's "low_rank"
+metric (500 steps, ESS per gradient unchanged).
 
 Blocks ([serials.<block>] in case.toml) count from their `start` month (default: the
 window's start) to their `end` month (default: the window's end), with a known `first`
@@ -196,9 +195,9 @@ def log_bounds(serials: Serials, shape, use_lag, first):
 
 
 # How ridge_shift picks the bound the coordinate is measured from (module docstring,
-# "Geometry"): "largest", the largest serial's (sightings on one date); "capped", the largest
-# of every sighting's, none more than RIDGE_CAP above the largest serial's (several dates);
-# "max", uncapped (measured, not used: chains stuck where an early bound soars).
+# "Geometry"): "largest", the largest serial's (sightings on one date); "max", the largest of
+# every sighting's, and "capped", none of them more than RIDGE_CAP above the largest serial's:
+# candidates for several dates, measured and not taken (benchmarks/profile_fit.py --ridge).
 RIDGE_RULES = ("largest", "max", "capped")
 RIDGE_CAP = 1.0  # in log rate_before: e times the largest serial's lowest rate
 
@@ -235,9 +234,6 @@ class ShiftedLog(Transform):
 
     name = "ridge_log"
 
-    def __init__(self, rule: str = "largest"):
-        self.rule = rule  # ridge_shift's rule, for the sampler's settings (ridge_settings)
-
     def forward(self, value, *inputs):
         return pt.log(value) - inputs[1]
 
@@ -246,24 +242,6 @@ class ShiftedLog(Transform):
 
     def log_jac_det(self, value, *inputs):
         return value + inputs[1]
-
-
-# nutpie's target acceptance for a model on the several-date ridge ("capped"): at capest's 0.9
-# the serial plant's fits made 1 and 3 divergences in 2,000 draws (seeds 20241125 and 2: the
-# corners where two sightings' walls meet, at high use_lag), which fail the report's rules and
-# cost a retry at 0.98 with twice the tuning; at 0.95, none (benchmarks/README.md).
-RIDGE_TARGET_ACCEPT = 0.95
-
-
-def ridge_settings(model, settings):
-    """`settings`, with the target acceptance raised to RIDGE_TARGET_ACCEPT if `model` samples
-    a rate on the several-date ridge (ShiftedLog with rule "capped"); else unchanged."""
-    import dataclasses
-
-    rules = {getattr(t, "rule", None) for t in model.rvs_to_transforms.values()}
-    if "capped" not in rules or settings.target_accept >= RIDGE_TARGET_ACCEPT:
-        return settings
-    return dataclasses.replace(settings, target_accept=RIDGE_TARGET_ACCEPT)
 
 
 def serial_rows(case) -> Serials | None:

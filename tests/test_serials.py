@@ -325,9 +325,10 @@ def write_serial_plant(case):
 
 
 def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
-    """A case with serials seen on one date (10 of ~300) or on several (the serial plant: 20
-    sightings on 14 dates and a duplicate), its model as built (rate_before on its ridge
-    coordinate) and as it was before (rate_before on log scale): the same case and priors."""
+    """A case with serials seen on one date (4 of ~300) or on several (the serial plant: 20
+    sightings on 14 dates and a duplicate), its model on the ridge coordinate (as built for one
+    date; the "capped" candidate for several, which benchmarks/profile_fit.py --ridge measures)
+    and as it was before (rate_before on log scale): the same case and priors."""
     import model.build as build
     from model.priors import resolve_priors
 
@@ -335,6 +336,11 @@ def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
         folder = serial_only_case(tmp_path / "c", [40, 180, 233, 290], rate_median=15.0)
     else:
         folder = write_serial_plant(tmp_path / "serial-plant")[0]
+
+        def capped(serials, spec):  # as ridge_rule, but "capped" for several dates
+            return "capped" if spec.dist in build.POSITIVE_FAMILIES else None
+
+        monkeypatch.setattr(build, "ridge_rule", capped)
     case = load_case(folder)
     priors = resolve_priors(case)
     ridge = build.build_model(case, priors)
@@ -393,23 +399,25 @@ def test_the_ridge_coordinate_moves_only_the_sampler(tmp_path, monkeypatch, date
     assert np.ptp(shifts) > 0.1  # the shift does depend on the other variables
 
 
-def test_sightings_on_several_dates_are_measured_from_their_largest_bound(tmp_path):
-    """With sightings on several dates the binding sighting changes with the other variables,
-    so the coordinate is measured from the largest of every distinct sighting's bound, each
-    capped at RIDGE_CAP above the largest serial's (serials.ridge_shift "capped"; serials.py,
-    "Geometry"): where an early sighting binds the shift is its bound, not the largest
-    serial's; where an early sighting's bound soars (its item made just after the block's
-    start), the cap holds the shift."""
+def test_sightings_on_several_dates_keep_log_rate_and_the_capped_bound_is_right(tmp_path):
+    """Sightings on several dates keep log(rate_before) (build.ridge_rule; the "capped" shift
+    left the serial recovery test's plant far too wide: serials.py, "Geometry"). The candidate
+    shifts that benchmarks/profile_fit.py --ridge measures: "max", the largest of every
+    sighting's bound, and "capped", none more than RIDGE_CAP above the largest serial's: where
+    an early sighting binds the shift is its bound, not the largest serial's; where an early
+    sighting's bound soars (its item made just after the block's start), the cap holds it."""
     import pytensor.tensor as pt
 
-    from model.build import ridge_rule
+    from model.build import build_model, ridge_rule
     from model.priors import resolve_priors
     from model.serials import RIDGE_CAP, log_bounds, ridge_shift
 
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)
     assert not serials.one_bound
-    assert ridge_rule(serials, resolve_priors(case)["rate_before"]) == "capped"
+    assert ridge_rule(serials, resolve_priors(case)["rate_before"]) is None
+    names = [v.name for v in build_model(case, resolve_priors(case)).value_vars]
+    assert "rate_before_log__" in names and "rate_before_ridge_log__" not in names
     shape, first = pt.ones(24), np.ones(len(serials.ids))
     largest = np.argmax(serials.serial)
     for lag in (4.0, 7.0):
@@ -421,30 +429,13 @@ def test_sightings_on_several_dates_are_measured_from_their_largest_bound(tmp_pa
         assert log_bounds(serials, shape, lag, first).eval() == pytest.approx(expected)
         own = float(ridge_shift(serials, shape, lag, first, "largest").eval())
         assert own == pytest.approx(expected[largest])
+        assert float(ridge_shift(serials, shape, lag, first, "max").eval()) == pytest.approx(
+            expected.max()
+        )
         shift = float(ridge_shift(serials, shape, lag, first, "capped").eval())
         assert shift == pytest.approx(min(expected.max(), expected[largest] + RIDGE_CAP))
         assert shift > own + 0.1  # an earlier sighting binds
     assert shift == pytest.approx(own + RIDGE_CAP)  # at lag 7 the earliest soars: capped
-
-
-def test_a_model_on_the_several_date_ridge_samples_with_smaller_steps(tmp_path):
-    """serials.ridge_settings: the several-date ridge made divergences at capest's target
-    acceptance (0.9), so its models sample at RIDGE_TARGET_ACCEPT, and the Sampler records
-    it; sightings on one date and a case without serials keep the caller's settings."""
-    from model.build import build_model
-    from model.priors import resolve_priors
-    from model.sampler import SamplerSettings
-    from model.serials import RIDGE_TARGET_ACCEPT, ridge_settings
-    from tests.conftest import CASE
-
-    settings = SamplerSettings()
-    several = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
-    one = load_case(serial_only_case(tmp_path / "one", [40, 180, 233, 290]))
-    for case, target in ((several, RIDGE_TARGET_ACCEPT), (one, 0.9), (load_case(CASE), 0.9)):
-        model = build_model(case, resolve_priors(case))
-        assert ridge_settings(model, settings).target_accept == target, case.id
-    model = build_model(several, resolve_priors(several))
-    assert ridge_settings(model, SamplerSettings(target_accept=0.99)).target_accept == 0.99
 
 
 @pytest.mark.slow(minutes=3.6)

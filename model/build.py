@@ -156,8 +156,8 @@ def ridge_rule(serials, rate_before: PriorSpec) -> str | None:
     """Which bound rate_before's sampler coordinate is measured from (serials.ridge_shift), or
     None for log(rate_before): the largest serial's when every sighting is on one date (then
     it binds) and the prior lives on (0, inf). Several dates keep the log: the "capped" shift
-    sampled the programme's serial plant in half the leapfrog steps but left the serial
-    recovery test's plant far too wide (serials.py, "Geometry"; benchmarks/README.md)."""
+    sampled the programme's serial plant in half the leapfrog steps, but its chains stuck on
+    the serial recovery test's plant (serials.py, "Geometry"; benchmarks/README.md)."""
     if serials is None or rate_before.dist not in POSITIVE_FAMILIES:
         return None
     return "largest" if serials.one_bound else None

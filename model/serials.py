@@ -72,9 +72,9 @@ leapfrog steps a draw against about 1,000 at the same posterior, with 1-3 diverg
 draws at target acceptance 0.9 and none at 0.95 (360 steps), and the programme's recovery test
 passed with it (533 steps a draw against 1,023). But the serial recovery test's plant (five
 sightings in month 7, exports from month 1) came out with an 80% interval of rate_before 26.5
-wide, where the log coordinate passes its bound of 9.1; in a profile run its chains did not mix (R-hat 3.2),
-stuck with use_lag past those sightings' dates, where they have no items made and their flat
-walls give no gradient back (the trap "max" fell into). Not taken.
+wide, where the log coordinate passes its bound of 9.1; in a profile run its chains did not
+mix (R-hat 3.2), stuck with use_lag past those sightings' dates, where they have no items made
+and their flat walls give no gradient back (the trap "max" fell into). Not taken.
 The largest serial's bound alone kept the 1,000-step trees, and so did nutpie's "low_rank"
 metric (500 steps, ESS per gradient unchanged).
 

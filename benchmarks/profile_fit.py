@@ -42,6 +42,16 @@ def main() -> int:
     parser.add_argument("--tune", type=int, help="default: capest's")
     parser.add_argument("--geometry", action="store_true")
     parser.add_argument("--adaptation", help="nutpie's mass matrix adaptation; default: capest's")
+    parser.add_argument(
+        "--ridge",
+        choices=["as-built", "none", "largest", "max", "capped"],
+        default="as-built",
+        help="rate_before's coordinate with serial rows (build.ridge_rule): log(rate_before) "
+        "(none), or less the largest serial's bound or the largest bound (serials.ridge_shift)",
+    )
+    parser.add_argument("--cap", type=float, help="serials.RIDGE_CAP for --ridge capped")
+    parser.add_argument("--seed", type=int, help="default: capest's")
+    parser.add_argument("--target-accept", type=float, help="default: capest's")
     args = parser.parse_args()
 
     import arviz as az
@@ -62,6 +72,19 @@ def main() -> int:
     from model.sampler import SamplerSettings
 
     print(f"model/ from {Path(model.__file__).parent}")
+    if args.ridge != "as-built":
+        import model.build
+
+        def rule(serials, rate_before):
+            positive = rate_before.dist in model.build.POSITIVE_FAMILIES
+            return None if serials is None or not positive or args.ridge == "none" else args.ridge
+
+        model.build.ridge_rule = rule
+    if args.cap is not None:
+        import model.serials
+
+        model.serials.RIDGE_CAP = args.cap
+    print(f"serial ridge: {args.ridge}" + (f", cap {args.cap}" if args.cap is not None else ""))
     if is_programme(args.folder):
         programme = load_programme(args.folder)
         if args.plants:
@@ -86,18 +109,19 @@ def main() -> int:
         print(f"  {owner:20s} {sizes[owner]:4d} free dims + {latent[owner]:4d} latent use (use_z)")
     print(f"  total {sum(sizes.values()) + sum(latent.values())} free dims")
 
-    logp = pm_model.logp()
-    fn = pytensor.function(
-        pm_model.value_vars,
-        [logp, *pt.grad(logp, pm_model.value_vars)],
-        mode=Mode(linker="cvm", optimizer="fast_run"),
-    )
-    values = [point[v.name] for v in pm_model.value_vars]
-    cpu = time.process_time()
-    for _ in range(args.evaluations):
-        fn(*values)
-    per_call = (time.process_time() - cpu) / args.evaluations
-    print(f"log-density + gradient: {per_call * 1e6:.0f} us CPU per evaluation (C backend)")
+    if args.evaluations:  # 0: skip (the C backend's compile takes a while)
+        logp = pm_model.logp()
+        fn = pytensor.function(
+            pm_model.value_vars,
+            [logp, *pt.grad(logp, pm_model.value_vars)],
+            mode=Mode(linker="cvm", optimizer="fast_run"),
+        )
+        values = [point[v.name] for v in pm_model.value_vars]
+        cpu = time.process_time()
+        for _ in range(args.evaluations):
+            fn(*values)
+        per_call = (time.process_time() - cpu) / args.evaluations
+        print(f"log-density + gradient: {per_call * 1e6:.0f} us CPU per evaluation (C backend)")
 
     settings = SamplerSettings()
     settings = dataclasses.replace(
@@ -105,12 +129,17 @@ def main() -> int:
         draws=args.draws or settings.draws,
         tune=args.tune or settings.tune,
         adaptation=args.adaptation or settings.adaptation,
+        seed=args.seed or settings.seed,
+        target_accept=args.target_accept or settings.target_accept,
     )
     print(f"{settings.chains} chains, {settings.tune} tune + {settings.draws} draws, "
-          f"adaptation {settings.adaptation}")  # fmt: skip
+          f"adaptation {settings.adaptation}, target_accept {settings.target_accept}, "
+          f"seed {settings.seed}")  # fmt: skip
     wall = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
-    print(f"nutpie compile: {time.perf_counter() - wall:.1f} s")
+    from model.callbacks import compile_nutpie
+
+    compiled = compile_nutpie(pm_model)  # as capest compiles: callbacks cached on disk
+    print(f"nutpie compile: {time.perf_counter() - wall:.1f} s (capest's cache)")
     wall, cpu = time.perf_counter(), time.process_time()
     trace = nutpie.sample(
         compiled,
@@ -144,8 +173,14 @@ def main() -> int:
     low = float(ess[least].min())
     print(f"lowest bulk ESS of a free variable (not use_z): {low:.0f} ({least}), "
           f"{1e3 * low / steps:.1f} per 1k gradients")  # fmt: skip
-    for name in [n for n in ("rate_before", "rate_after") if n in post]:
-        print(f"  bulk ESS {name}: {float(ess[name]):.0f}")
+    rhat = az.rhat(post[free])
+    print(f"largest R-hat of a free variable: {max(float(rhat[v].max()) for v in free):.3f}")
+    # The posterior itself, to compare candidates: a coordinate must not move it.
+    shown = ("rate_before", "rate_after", "capacity_multiplier", "use_lag", "completion")
+    for name in [n for n in post.data_vars if str(n).rpartition("::")[2] in shown]:
+        lo, mid, hi = np.quantile(post[name], [0.025, 0.5, 0.975])
+        print(f"  {name:35s} median {mid:8.3f}  95% {lo:8.3f}-{hi:8.3f}  bulk ESS "
+              f"{float(ess[name]):.0f}")  # fmt: skip
     if args.geometry:
         geometry(stats)
     return 0
@@ -163,9 +198,12 @@ def geometry(stats) -> None:
     high = error > np.quantile(error, 0.8)
     shift = (u[high].mean(0) - u[~high].mean(0)) / u.std(0)
     stiff = u.std(0) * g.std(0)
-    print("coordinate                                     sd x grad sd   high-error shift")
+    diverging = stats["diverging"].to_numpy().ravel()
+    where = (u[diverging].mean(0) - u.mean(0)) / u.std(0) if diverging.any() else 0 * shift
+    print("coordinate                                     sd x grad sd   high-error shift"
+          "   divergent draws' shift")  # fmt: skip
     for i in np.argsort(-stiff):
-        print(f"  {names[i]:45s} {stiff[i]:10.1f} {shift[i]:+12.2f}")
+        print(f"  {names[i]:45s} {stiff[i]:10.1f} {shift[i]:+12.2f} {where[i]:+12.2f}")
 
 
 if __name__ == "__main__":

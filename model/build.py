@@ -152,6 +152,17 @@ def prior(spec: PriorSpec, **kwargs):
 POSITIVE_FAMILIES = ("LogNormal", "HalfNormal")
 
 
+def ridge_rule(serials, rate_before: PriorSpec) -> str | None:
+    """Which bound rate_before's sampler coordinate is measured from (serials.ridge_shift), or
+    None for log(rate_before): the largest serial's when every sighting is on one date (then
+    it binds) and the prior lives on (0, inf). Several dates keep the log: the "capped" shift
+    sampled the programme's serial plant in half the leapfrog steps, but its chains stuck on
+    the serial recovery test's plant (serials.py, "Geometry"; benchmarks/README.md)."""
+    if serials is None or rate_before.dist not in POSITIVE_FAMILIES:
+        return None
+    return "largest" if serials.one_bound else None
+
+
 def shifted_prior(spec: PriorSpec, shift):
     """The same prior as prior(spec), sampled on the coordinate log(value) - shift
     (serials.ShiftedLog): its density, draws and pm.Data are prior(spec)'s; only the
@@ -266,14 +277,10 @@ def plant_graph(
     # Mutable so that one compiled model serves every reading (conditional fits).
     reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 
-    # With serial rows on one date rate_before is made below, once the shift of its ridge
-    # coordinate (serials.ridge_shift) can be; otherwise the graph is what it always was.
-    on_ridge = (
-        serials is not None
-        and serials.one_bound
-        and priors["rate_before"].dist in POSITIVE_FAMILIES
-    )
-    rate_before = None if on_ridge else prior(priors["rate_before"])
+    # On the serials' ridge rate_before is made below, once the shift of its ridge coordinate
+    # (serials.ridge_shift) can be; otherwise the graph is what it always was.
+    rule = ridge_rule(serials, priors["rate_before"])
+    rate_before = None if rule else prior(priors["rate_before"])
     if pooled is None:
         mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims=f"{ns}reading")
         mix_sigma = pm.Data("prior__log_gain_log__sigma", mix.sigma, dims=f"{ns}reading")
@@ -318,11 +325,11 @@ def plant_graph(
         pm.Deterministic("stage_growth", pt.exp(log_growth), dims=f"{ns}stage")
         log_multiplier = smooth_min(log_growth)
     first = None if serials is None else first_serials(serials)
-    if on_ridge:
+    if rule:
         # The serials bound rate_before below through every other variable of the production
         # path: sampled as log(rate_before) less that bound, the ridge is straight (serials.py).
         shape = production_rate(t_mid, 1.0, pt.exp(log_multiplier), completion, ramp_months)
-        shift = ridge_shift(serials, shape, use_lag, first)
+        shift = ridge_shift(serials, shape, use_lag, first, rule)
         rate_before = shifted_prior(priors["rate_before"], shift)
     direct["rate_before"] = rate_before
     # The one rate the launch and transfer evidence sees directly (rate_before alone also

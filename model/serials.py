@@ -60,11 +60,23 @@ The map (others, u) -> (others, log rate_before) has a unit Jacobian, so the pri
 posterior are those of before (tests/test_serials.py: the prior's density and draws, the joint
 density at mapped points); the wall is unchanged. Measured (benchmarks/README.md, "The serial
 ridge"): 10 serials of ~300 on one date, 68 leapfrog steps a draw against 561, ESS per
-gradient about 30x, 0 divergences either way. Sightings on
-several dates keep log(rate_before): shifted by a smooth maximum over their bounds (which has
-kinks where the binding sighting changes) the serial plant made hundreds of divergences; by the
-largest serial's bound alone it kept 1,000-step trees (ESS per gradient about 2x, not adopted
-without its slow test).
+gradient about 30x, 0 divergences either way.
+
+Sightings on several dates (issue #19) keep log(rate_before) (`build.ridge_rule`). Measured
+and not taken (benchmarks/README.md, "Several dates"): which sighting binds changes with the
+other variables, so the candidate shift is the largest of every distinct sighting's bound
+(`log_bounds`). Uncapped ("max") it left chains stuck where use_lag passed an early
+sighting's date (whose bound then soars: no items made), R-hat 1.79; each bound capped at
+RIDGE_CAP above the largest serial's ("capped") sampled the programme's serial plant in 130
+leapfrog steps a draw against about 1,000 at the same posterior, with 1-3 divergences in 2,000
+draws at target acceptance 0.9 and none at 0.95 (360 steps), and the programme's recovery test
+passed with it (533 steps a draw against 1,023). But the serial recovery test's plant (five
+sightings in month 7, exports from month 1) came out with an 80% interval of rate_before 26.5
+wide, where the log coordinate passes its bound of 9.1; in a profile run its chains did not
+mix (R-hat 3.2), stuck with use_lag past those sightings' dates, where they have no items made
+and their flat walls give no gradient back (the trap "max" fell into). Not taken.
+The largest serial's bound alone kept the 1,000-step trees, and so did nutpie's "low_rank"
+metric (500 steps, ESS per gradient unchanged).
 
 Blocks ([serials.<block>] in case.toml) count from their `start` month (default: the
 window's start) to their `end` month (default: the window's end), with a known `first`
@@ -175,17 +187,42 @@ def serial_logp(made, before, order, needed, width):
 RATE_ONE_FLOOR = 1e-2
 
 
-def ridge_shift(serials: Serials, shape, use_lag, first):
-    """log of the lowest rate_before that the largest serial allows given the other variables:
-    its proven count over the items the plant makes at rate 1 (`shape`: the production path at
-    rate_before = 1) by the latest date the item could be made. One row's bound, not the
-    largest of all rows' bounds: a maximum has kinks where the binding row changes, and with
-    sightings on several dates they made the sampler worse (module docstring, "Geometry")."""
+def log_bounds(serials: Serials, shape, use_lag, first):
+    """Per sighting, the log of the lowest rate_before its serial allows given the other
+    variables: its proven count over the items the plant makes at rate 1 (`shape`: the
+    production path at rate_before = 1) by the latest date the item could be made."""
+    made_by = pt.minimum(serials.time - use_lag, serials.block_end)
+    per_rate = made_between(serials.block_start, made_by, shape)
+    return pt.log(serials.serial - first + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+
+
+# How ridge_shift picks the bound the coordinate is measured from (module docstring,
+# "Geometry"): "largest", the largest serial's (sightings on one date); "max", the largest of
+# every sighting's, and "capped", none of them more than RIDGE_CAP above the largest serial's:
+# candidates for several dates, measured and not taken (benchmarks/profile_fit.py --ridge).
+RIDGE_RULES = ("largest", "max", "capped")
+RIDGE_CAP = 1.0  # in log rate_before: e times the largest serial's lowest rate
+
+
+def ridge_shift(serials: Serials, shape, use_lag, first, rule: str = "largest"):
+    """The shift of rate_before's ridge coordinate (ShiftedLog), from log_bounds (RIDGE_RULES):
+    "largest", the largest serial's bound (on one date it is the binding one); "max", the
+    largest of every distinct sighting's; "capped", that largest with each bound capped at
+    RIDGE_CAP above the largest serial's (module docstring, "Geometry", for what each did to
+    the sampler). Any function of the other variables keeps the posterior (ShiftedLog)."""
     keep = serials.weight > 0
-    ref = int(np.argmax(np.where(keep, serials.serial, -np.inf)))
-    made_by = pt.minimum(serials.time[ref] - use_lag, serials.block_end[ref])
-    per_rate = made_between(serials.block_start[ref : ref + 1], made_by[None], shape)[0]
-    return pt.log(serials.serial[ref] - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+    if rule == "largest":  # written as before "max" existed, so its graph (and cache) stay
+        ref = int(np.argmax(np.where(keep, serials.serial, -np.inf)))
+        made_by = pt.minimum(serials.time[ref] - use_lag, serials.block_end[ref])
+        per_rate = made_between(serials.block_start[ref : ref + 1], made_by[None], shape)[0]
+        return pt.log(serials.serial[ref] - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+    bounds = log_bounds(serials, shape, use_lag, first)[np.flatnonzero(keep)]
+    if rule == "max":
+        return pt.max(bounds)
+    if rule == "capped":  # no sighting's bound more than RIDGE_CAP above the largest serial's
+        largest = ridge_shift(serials, shape, use_lag, first, "largest")
+        return pt.max(pt.minimum(bounds, largest + RIDGE_CAP))
+    raise ValueError(f"unknown ridge rule {rule!r} (known: {', '.join(RIDGE_RULES)})")
 
 
 class ShiftedLog(Transform):

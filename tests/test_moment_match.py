@@ -56,17 +56,22 @@ def test_leaving_out_an_influential_point_matches_its_closed_form():
     assert abs(m.mean[1] - exact[1]) > 8 * mcse[1]
 
 
+def _two_modes(m: Regression, sds: float):
+    """A target with two narrow modes `sds` posterior sds either side of the posterior mean."""
+    sd = np.sqrt(np.diag(m.posterior(m.X, m.y)[1]))
+
+    def log_target(u):
+        far = [((u - m.mean - s * sds * sd) / sd * 3) ** 2 for s in (1, -1)]
+        return np.logaddexp(-0.5 * far[0].sum(1), -0.5 * far[1].sum(1))
+
+    return log_target
+
+
 def test_a_target_no_affine_move_reaches_keeps_a_large_k():
     """Two narrow modes far apart: moving and stretching one normal-like cloud of draws
     cannot cover both, so k stays above 0.7 and fit() refits."""
     m = Regression()
-    sd = np.sqrt(np.diag(m.posterior(m.X, m.y)[1]))
-
-    def bimodal(u):
-        far = [((u - m.mean - s * 20 * sd) / sd * 3) ** 2 for s in (1, -1)]
-        return np.logaddexp(-0.5 * far[0].sum(1), -0.5 * far[1].sum(1))
-
-    out = match(bimodal, m.log_posterior, m.draws, SHAPE)
+    out = match(_two_modes(m, 20), m.log_posterior, m.draws, SHAPE)
     assert out.k_before > 0.7 and out.weights.pareto_k > 0.7
 
 
@@ -74,13 +79,7 @@ def test_moved_draws_that_leave_the_posterior_behind_say_so():
     """Modes 5 sds out: matching lowers k by stretching the draws far past the posterior,
     and the weights back to the posterior say so (their k above 0.7, recorded)."""
     m = Regression()
-    sd = np.sqrt(np.diag(m.posterior(m.X, m.y)[1]))
-
-    def bimodal(u):
-        far = [((u - m.mean - s * 5 * sd) / sd * 3) ** 2 for s in (1, -1)]
-        return np.logaddexp(-0.5 * far[0].sum(1), -0.5 * far[1].sum(1))
-
-    out = match(bimodal, m.log_posterior, m.draws, SHAPE)
+    out = match(_two_modes(m, 5), m.log_posterior, m.draws, SHAPE)
     assert out.k_before > 0.7 and out.steps >= 1 and out.k_posterior > 0.7
 
 

@@ -2,8 +2,9 @@
 sampling"): when PSIS weights from the main fit to a target cannot be trusted (Pareto k >
 0.7), move the main fit's draws by an affine map in the unconstrained space (match the
 weighted mean, then the marginal variances, then the covariance) until the weights of the
-moved draws can be; half the draws moved, half kept, weighted as a mixture of the two
-proposals ("split", as arviz-stats' `loo_moment_match` by default).
+moved draws can be. Every draw is moved by the same map (not arviz-stats' default "split",
+half moved and half kept): each chain stays a chain, so the result's diagnostics are read as
+a reweighted result's.
 
 The target here is the same model under other pm.Data values: a row or a source left out
 (`row_weight` 0), a scenario's prior parameters. So one compiled log density, with the data

@@ -221,7 +221,7 @@ class Alternatives:
                 )
                 return node
         if self.reweight and refit.priors is None and self.main_passes:
-            node = self.moment_matched(refit, reason)
+            node = self.moment_matched(refit)
             if not isinstance(node, Refit):
                 return node
         reason = reason or "reweighting switched off"
@@ -253,7 +253,7 @@ class Alternatives:
         result's ESS is these times the weights' efficiency (reweight.effective_sizes)."""
         return effective_sizes(self.posterior, REFIT_VARS, 1.0)
 
-    def moment_matched(self, refit: Refit, reason: str = "") -> xr.Dataset | Refit:
+    def moment_matched(self, refit: Refit) -> xr.Dataset | Refit:
         """The target of `refit` (the same model under its pm.Data values) by moment matching
         the main fit's draws (model/moment_match.py), held to every rule a reweighted result
         meets (k, bulk and tail ESS); else `refit`, with why."""

@@ -34,6 +34,7 @@ from scipy.stats import kstest
 from model.loo import PARETO_K, with_loo
 from model.loo import rows as loo_rows
 from model.loo import weights as loo_weights
+from model.reweight import LOG_WEIGHT
 from model.timeline import parse_date
 from model.variables import EFFECT, REFIT, label, labelled, select
 from model.variables import HEADLINE as HEADLINE_ROLE
@@ -303,8 +304,6 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 def _node_median(node: xr.Dataset, name: str) -> float:
     """The median of a saved refit's draws, weighted when the node is the main fit's draws
     reweighted or moment matched (model/moment_match.py)."""
-    from model.reweight import LOG_WEIGHT  # it imports this module's PARETO_K
-
     if LOG_WEIGHT not in node:
         return float(np.median(node[name]))
     return _weighted_median(_stacked(node[name]), np.exp(_stacked(node[LOG_WEIGHT])))
@@ -312,8 +311,6 @@ def _node_median(node: xr.Dataset, name: str) -> float:
 
 def _node_weights(node: xr.Dataset) -> np.ndarray:
     """(sample,) normalised weights of a saved refit's draws: equal, or its log weights."""
-    from model.reweight import LOG_WEIGHT
-
     if LOG_WEIGHT not in node:
         n = node.sizes["chain"] * node.sizes["draw"]
         return np.full(n, 1.0 / n)
@@ -375,8 +372,7 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
         "status": WARN if unresolved else PASS,
         "rule": "shift of each headline median when a row is left out, in posterior sds "
         f"(PSIS-LOO; where Pareto k > {PARETO_K}, moment matching or a refit without the "
-        "row); warn if a row has "
-        "k > 0.7 and no refit",
+        f"row); warn if a row has k > {PARETO_K} and no refit",
         "finding": "; ".join(
             [
                 f"rows that move the {label('rate_after')} most: "

@@ -43,6 +43,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from model.candidates import candidate_paths
 from model.case import ASSEMBLY, Case
 from model.evidence import modelled
 from model.observation import (
@@ -214,9 +215,16 @@ class Built(NamedTuple):
     observations: Observations
 
 
-def build(case: Case, priors: Priors, dynamics: str = "stock") -> Built:
+def build(
+    case: Case, priors: Priors, dynamics: str = "stock", paths: tuple[str, ...] | None = None
+) -> Built:
+    """The case's model. Its graph also holds every monthly path the case's candidate
+    measurements read (`paths`, by default candidate_paths(case)), with zero weights when no
+    ledger row reads them: the joint density is the same, and the value-of-information refits
+    sample the candidates' rows through this compiled model (model/voi_refit.py)."""
+    paths = candidate_paths(case) if paths is None else paths
     with pm.Model() as model:
-        mix, obs = plant_graph(case, priors, dynamics=dynamics)
+        mix, obs = plant_graph(case, priors, dynamics=dynamics, paths=paths)
         add_log_priors(model)
     return Built(model, mix, obs)
 
@@ -250,10 +258,12 @@ def plant_graph(
     ns: str = "",
     pooled: Pooled | None = None,
     dynamics: str = "stock",
+    paths: tuple[str, ...] = (),
 ) -> tuple[Readings, Observations]:
     """One plant's variables and likelihood, in the current model context. Alone (`ns` ""),
     this is the whole model; in a programme each plant is a named sub-model whose dims are
-    prefixed with `ns` and whose elasticity and ramp come from `pooled`. Returns the readings
+    prefixed with `ns` and whose elasticity and ramp come from `pooled`. `paths`: monthly
+    paths to keep in the graph though no row reads them (kept_paths). Returns the readings
     and the observations it built the likelihood from."""
     obs: Observations = observations(case.evidence, case.window, priors.noise)
     mix = readings(case, priors["elasticity"])
@@ -273,7 +283,8 @@ def plant_graph(
     if case.stages:
         coords["stage"] = [ASSEMBLY, *case.stages]
     pm.modelcontext(None).add_coords({f"{ns}{k}": v for k, v in coords.items()})
-    rows = _row_data(obs, ns)
+    values = row_values(obs, kept_paths(obs, paths))
+    rows = _row_data(values, ns)
     # Mutable so that one compiled model serves every reading (conditional fits).
     reading_weight = pm.Data("reading_weight", mix.weights, dims=f"{ns}reading")
 
@@ -391,16 +402,17 @@ def plant_graph(
             dims=f"{ns}month",
         )
         age = rows["age"].sum(axis=1) * use_lag  # the flow model's lag is use_lag
-    # What each row measures (model/likelihood.py): one product per path that rows read (of
+    # What each row measures (model/likelihood.py): one product per path the graph keeps (of
     # every row: zeros for the rows of other paths), then the variables rows measure directly.
-    # Terms no row has stay out of the graph (compile time grows with it); use, exported and
-    # age are always in, in this order, so that the graph and its numbers are those of before.
+    # Terms no row (nor candidate, kept_paths) has stay out of the graph (compile time grows
+    # with it); use, exported and age are always in, in this order, so that the graph and its
+    # numbers are those of before.
     quantity = pt.dot(rows["use"], use) + pt.dot(rows["exported"], exported) + age
-    if obs.weights["production"].any():
+    if "production" in rows:
         quantity = quantity + pt.dot(rows["production"], production)
     for name in dict.fromkeys(obs.variable[obs.variable != ""]):
         quantity = quantity + rows[f"is_{name}"] * direct[name]
-    if obs.weights["shipped"].any():  # the "shipped" path: exported / per_shipment
+    if "shipped" in rows:  # the "shipped" path: exported / per_shipment
         # Shipments seen = exported units in the period / (units a carrying shipment holds
         # x share of shipments that carry the product); both priors come from the case.
         per_shipment = prior(priors["units_per_shipment"]) * prior(priors["shipment_share"])
@@ -428,11 +440,11 @@ def plant_graph(
 
     # The observed values and their forms are data, so that checks can refit one compiled
     # model without a row (row_weight 0) or with simulated evidence (calibration).
-    observed = pm.Data("evidence_observed", obs.observed, dims=f"{ns}obs")
-    lower = pm.Data("evidence_lower", obs.lower, dims=f"{ns}obs")
-    upper = pm.Data("evidence_upper", obs.upper, dims=f"{ns}obs")
-    exact = pm.Data("evidence_exact", obs.exact, dims=f"{ns}obs")
-    row_weight = pm.Data("row_weight", np.ones(len(obs.ids)), dims=f"{ns}obs")
+    observed = pm.Data("evidence_observed", values["evidence_observed"], dims=f"{ns}obs")
+    lower = pm.Data("evidence_lower", values["evidence_lower"], dims=f"{ns}obs")
+    upper = pm.Data("evidence_upper", values["evidence_upper"], dims=f"{ns}obs")
+    exact = pm.Data("evidence_exact", values["evidence_exact"], dims=f"{ns}obs")
+    row_weight = pm.Data("row_weight", values["row_weight"], dims=f"{ns}obs")
     mu = pt.log1p(predicted)
     pm.Deterministic("measurement_sd", sigma, dims=f"{ns}obs")
     measured = (mu, sigma, lower, upper, exact, priors.outlier_share, priors.outlier_sd)
@@ -462,25 +474,62 @@ def plant_graph(
     return mix, obs
 
 
-def _row_data(obs: Observations, ns: str = "") -> dict:
-    """What the rows read and their noise, as pm.Data (dims obs, month), not constants: the
-    compiled graph is then the same for a ledger with one row more of kinds it has, and
-    the compile cache (model/callbacks.py) serves the rerun. Names `evidence_<what>`."""
-    dims = (f"{ns}obs", f"{ns}month")
-    # Only the paths the graph reads (use, exported and age always, the others when a row
-    # reads them): nutpie knows only the data its graph uses.
-    used = {p: w for p, w in obs.weights.items() if p in ("use", "exported", "age") or w.any()}
-    data = {path: pm.Data(f"evidence_weights__{path}", w, dims=dims) for path, w in used.items()}
-    data["sd"] = pm.Data("evidence_sd", obs.sigma, dims=f"{ns}obs")
-    data["is_launches"] = pm.Data(
-        "evidence_is_launches", (obs.kind == "launches") * 1.0, dims=f"{ns}obs"
+# Paths whose term adds no variable to the graph (model/likelihood.py PATHS; "shipped" adds
+# the shipment priors): kept for a candidate measurement though no ledger row reads them,
+# with zero weights, they leave the joint density as it is.
+FREE_PATHS = ("use", "exported", "age", "production")
+
+
+def kept_paths(obs: Observations, paths: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The monthly paths the graph reads, in PATHS order: use, exported and age always, the
+    others when a row reads them, and those of `paths` that add no variable (FREE_PATHS)."""
+    return tuple(
+        p
+        for p, w in obs.weights.items()
+        if p in ("use", "exported", "age") or w.any() or (p in paths and p in FREE_PATHS)
     )
+
+
+def row_values(obs: Observations, paths: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every array the graph holds on the rows' dimension `obs` (and `month`), by the name of
+    its pm.Data: what the rows read of each kept path (`paths`) and their noise (names
+    `evidence_<what>`), then their measured values, bounds and weights. The same arrays of
+    a longer ledger (candidates' rows appended: model/voi_refit.py) are data for the same
+    compiled model."""
+    values = {f"evidence_weights__{p}": obs.weights[p] for p in paths}
+    values["evidence_sd"] = obs.sigma
+    values["evidence_is_launches"] = (obs.kind == "launches") * 1.0
     for name in dict.fromkeys(obs.variable[obs.variable != ""]):
-        data[f"is_{name}"] = pm.Data(
-            f"evidence_is__{name}", (obs.variable == name) * 1.0, dims=f"{ns}obs"
-        )
+        values[f"evidence_is__{name}"] = (obs.variable == name) * 1.0
     if obs.bias_groups:
-        data["bias_index"] = pm.Data("evidence_bias_index", obs.bias_index, dims=f"{ns}obs")
+        values["evidence_bias_index"] = obs.bias_index
+    return values | {
+        "evidence_observed": obs.observed,
+        "evidence_lower": obs.lower,
+        "evidence_upper": obs.upper,
+        "evidence_exact": obs.exact,
+        "row_weight": np.ones(len(obs.ids)),
+    }
+
+
+def _row_data(values: dict[str, np.ndarray], ns: str = "") -> dict:
+    """What the rows read and their noise (row_values), as pm.Data (dims obs, month), not
+    constants: the compiled graph is then the same for a ledger with one row more of kinds
+    it has, and the compile cache (model/callbacks.py) serves the rerun. nutpie knows only
+    the data its graph uses: the paths kept (kept_paths), not all of PATHS."""
+    short = {"evidence_sd": "sd", "evidence_is_launches": "is_launches"}
+    short["evidence_bias_index"] = "bias_index"
+    data = {}
+    for name, value in values.items():  # in row_values' order, which is that of before
+        if name.startswith("evidence_weights__"):
+            key, dims = name.removeprefix("evidence_weights__"), (f"{ns}obs", f"{ns}month")
+        elif name.startswith("evidence_is__"):
+            key, dims = "is_" + name.removeprefix("evidence_is__"), f"{ns}obs"
+        elif name in short:
+            key, dims = short[name], f"{ns}obs"
+        else:  # the measured values, bounds and weights: plant_graph makes them
+            continue
+        data[key] = pm.Data(name, value, dims=dims)
     return data
 
 

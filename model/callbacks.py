@@ -68,8 +68,8 @@ def _cached_cfuncs():
         def compile_one(pyfunc):
             own = _sizeless(pyfunc)
             key = None if own is None else _fingerprint(own)
-            if key is None:
-                return original(sig, **options)(pyfunc)
+            if key is None:  # uncached, but ours where we have it: sizes read at run time
+                return original(sig, **options)(pyfunc if own is None else own)
             return _compile_keyed(own, sig, options, f"{key}|{sig}")
 
         return compile_one
@@ -123,6 +123,14 @@ def _expand_callback(dim, expanded, x_, out_, user_data_):
 
 
 _CALLBACKS = {"logp_numba": _logp_callback, "expand_numba": _expand_callback}
+
+
+def sizeless(compiled) -> bool:
+    """Whether a nutpie model's callbacks are ours, which read every size at run time, so
+    that it samples data of other lengths (model/sampler.py `Sampler.resized`)."""
+    funcs = (compiled.compiled_logp_func, compiled.compiled_expand_func)
+    codes = [getattr(getattr(f, "_pyfunc", None), "__code__", None) for f in funcs]
+    return codes == [_logp_callback.__code__, _expand_callback.__code__]
 
 
 def _sizeless(pyfunc):

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from model import variables
-from model.evidence import CASE_UNIT, DATE, GRADES, KIND, SPAN
+from model.evidence import CASE_UNIT, DATE, GRADES, KIND, SPAN, modelled
+from model.likelihood import OnPath
 from model.timeline import Window, parse_date
+
+if TYPE_CHECKING:
+    from model.case import Case
 
 # Kinds a candidate may be, from the evidence-kind registry (model/evidence.py), looked up
 # when used (a test may add a kind): modelled counts in the case's unit over a span or to a
@@ -270,3 +275,23 @@ def defaults(window: Window, ledger: pd.DataFrame) -> list[Candidate]:
         Candidate("capacity-" + f"{end:%Y-%m}", "capacity", None, end, reliability="C"),
         Candidate("imagery-area-ratio", IMAGERY, None, None),
     ]
+
+
+def of_case(case: Case) -> list[Candidate]:
+    """The case's candidates, known before its fit: the defaults of its window and modelled
+    rows, then its declared ones (the list voi.all_candidates reads back from the fit)."""
+    return [*defaults(case.window, modelled(case.evidence)), *declared(case.settings)]
+
+
+def candidate_paths(case: Case) -> tuple[str, ...]:
+    """The monthly paths (model/likelihood.py PATHS) the case's candidate rows read: the case's
+    model keeps them (model/build.py), so that the candidates' refits need no model of their
+    own. Imagery is a reading of the mixture, not a row."""
+    paths = []
+    for c in of_case(case):
+        if c.kind == IMAGERY:
+            continue
+        measures = KIND[c.kind].likelihood(pd.Series(c.ledger_row(case.unit)), case.window)
+        if isinstance(measures, OnPath):
+            paths.append(measures.path)
+    return tuple(dict.fromkeys(paths))

@@ -4,9 +4,11 @@ diagnostics (model/diagnostics.py)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
+from math import prod
 
 import numpy as np
 import pymc as pm
@@ -101,6 +103,54 @@ class Sampler:
             # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
             self.watch.mark(stage)
 
+    def resized(
+        self,
+        coords: dict[str, list],
+        data: dict[str, np.ndarray],
+        settings: SamplerSettings | None = None,
+        watch: Stopwatch | None = None,
+    ) -> Sampler:
+        """This compiled model with its data on the dims of `coords` of other lengths (e.g.
+        `obs`, the ledger's rows with candidates' rows appended: model/voi_refit.py), sampled
+        at `settings` (else this sampler's), not retried. Nothing compiles: the graph reads
+        every size at run time (nutpie: its callbacks are model/callbacks.py's, PyMC: its
+        dims are shared variables). Only data on a dim of `coords` may change length, and
+        all of it must be in `data` (the returned sampler's defaults); no free variable may
+        lie on such a dim (the sampler's parameters stay the same)."""
+        dims = self.model.named_vars_to_dims
+        free = [v.name for v in self.model.free_RVs if set(dims.get(v.name, ())) & set(coords)]
+        on = {n for n in self.defaults if set(dims.get(n, ())) & set(coords)}
+        if free or on - set(data):
+            raise ValueError(
+                f"cannot resize {sorted(coords)}: free variables {free} lie on them"
+                if free
+                else f"cannot resize {sorted(coords)}: no values for {sorted(on - set(data))}"
+            )
+        for name, value in data.items():
+            want = tuple(
+                len(coords[d]) if d in coords else n
+                for d, n in zip(dims.get(name, ()), np.shape(self.defaults[name]), strict=True)
+            )
+            if np.shape(value) != want:
+                raise ValueError(f"{name}: expected shape {want}, got {np.shape(value)}")
+        view = copy.copy(self)
+        view.settings = settings or self.settings
+        view.watch = watch or self.watch
+        view.retries, view.retry = [], False
+        view.defaults = {**self.defaults, **data}
+        if self.compiled is not None:
+            from model.callbacks import sizeless
+
+            if not sizeless(self.compiled):
+                raise ValueError("this nutpie model's callbacks have its sizes built in")
+            lengths = {d: len(v) for d, v in coords.items()}
+            view.compiled = _nutpie_resized(
+                self.compiled.with_data(**view.defaults), self.model, lengths, coords
+            )
+        else:
+            view.pymc = self.pymc.resized(coords)
+        return view
+
     def _sample(self, weights: np.ndarray | None, seed: int, data: dict, **over) -> xr.DataTree:
         s = dataclasses.replace(self.settings, **over)  # over: a retry's settings
         if weights is not None:  # None: a programme (each plant has its own weights)
@@ -141,12 +191,22 @@ class PyMCNuts:
         self.model, self.backend = reusable(model), backend
         self.compile_kwargs = resolve_backend_compile_kwargs(backend, None)
         self.trace = None
+        # the labels of each dim, set with every fit's data: a resized view (`resized`) and
+        # this one take turns on the one compiled copy
+        self.coords = {d: v for d, v in self.model.coords.items() if v is not None}
+
+    def resized(self, coords: dict[str, list]) -> PyMCNuts:
+        """The same compiled copy with these dims' labels (and lengths: Sampler.resized); its
+        own recorder, made at its first fit for the new shapes."""
+        view = copy.copy(self)
+        view.coords, view.trace = {**self.coords, **coords}, None
+        return view
 
     def sample(self, s: SamplerSettings, seed: int, data: dict) -> xr.DataTree:
         from pymc.util import get_random_generator
 
         with self.model:
-            pm.set_data(data)
+            pm.set_data(data, coords=self.coords)
             if self.trace is None:  # after set_data: it evaluates the model at its start
                 self.trace = _Recorder(model=self.model)
             # pm.sample's initialisation (jitter+adapt_diag) with the chains' seeds it draws
@@ -212,3 +272,31 @@ def reusable(model: pm.Model) -> pm.Model:
         getattr(copy, group).sort(key=lambda v: order.get(v.name, len(order)))
     copy.__class__ = FrozenModel  # as freeze_model retypes its copy: its functions are cached
     return copy
+
+
+def _nutpie_resized(compiled, model: pm.Model, lengths: dict[str, int], coords: dict):
+    """nutpie's compiled model (its data already set, `with_data`) told the new lengths of
+    `lengths`' dims: what it reads of the sizes at run time (the draws' values per draw,
+    `n_expanded`, and each variable's shape and labels, by the model's dims). The free
+    variables' sizes are unchanged (Sampler.resized checks it)."""
+    import pandas as pd
+
+    dims = model.named_vars_to_dims
+    names, _, shapes = compiled.shape_info
+    new = [
+        tuple(lengths.get(d, n) for d, n in zip(dims[name], shape, strict=True))
+        if name in dims
+        else tuple(shape)
+        for name, shape in zip(names, shapes, strict=True)
+    ]
+    slices, count = [], 0
+    for shape in new:
+        slices.append(slice(count, count + prod(shape)))
+        count += prod(shape)
+    return dataclasses.replace(
+        compiled,
+        n_expanded=count,
+        shape_info=(list(names), slices, new),
+        _shapes=dict(zip(names, new, strict=True)),
+        _coords={**compiled.coords, **{d: pd.Index(v) for d, v in coords.items()}},
+    )

@@ -4,12 +4,14 @@ model/voi.py values a candidate by drawing its measured value from the posterior
 and reweighting the saved draws by each value's likelihood (PSIS). For a value far in the
 tail a few draws carry all the weight (Pareto k above voi.PARETO_K_MAX); for those the fit
 samples the posterior after that value instead: the case's model with every ledger
-candidate's row added (a row weight of 0 for all but the one refitted, so the model is the
-same whichever values a run flags, and its compiled callbacks come from the disk cache in a
-warm run), compiled once per report and sampled at reduced draws (REFIT_DRAWS) for each
-value. Each refit's own Monte Carlo error enters its figure's MCSE (voi.combine), and its
-R-hat, ESS and divergences are recorded beside it (`diagnostics`). Called by model/fit.py
-while the case and priors are at hand; the refits are saved in the fit (`voi_refits/
+candidate's row added (a row weight of 0 for all but the one refitted), sampled at reduced
+draws (REFIT_DRAWS) for each value through the main fit's compiled model, its data on `obs`
+one row longer per candidate (model/sampler.py `Sampler.resized`: nothing compiles; the
+case's graph holds every path its candidates read, model/build.py). Only a candidate that
+graph cannot read (`through`) gets a model of its own, compiled once per process. Each
+refit's own Monte Carlo error enters its figure's MCSE (voi.combine), and its R-hat, ESS
+and divergences are recorded beside it (`diagnostics`). Called by model/fit.py while the
+case, priors and compiled model are at hand; the refits are saved in the fit (`voi_refits/
 candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
 `capest next` never samples.
 
@@ -38,11 +40,13 @@ import pandas as pd
 import xarray as xr
 
 from model import variables, voi
-from model.build import build
+from model.build import build, measures_use, row_values
 from model.candidates import IMAGERY, Candidate
 from model.case import Case
 from model.diagnostics import RETRY_MIN_DRAWS, check
 from model.distribute import cached, structural_key
+from model.likelihood import PATHS
+from model.observation import Observations, observations
 from model.priors import Priors
 from model.sampler import Sampler, SamplerSettings
 from model.timing import Stopwatch
@@ -124,28 +128,42 @@ def with_rows(case: Case, candidates: list[Candidate]) -> Case:
 
 @dataclass(frozen=True)
 class RowModel:
-    """The case's model with the candidates' rows appended, compiled once (per process, for
-    these inputs: distribute.cached) and sampled at reduced draws with one row in at a time."""
+    """The case's model with the candidates' rows appended, sampled at reduced draws with one
+    row in at a time: the main fit's compiled model with longer data (`through`), else (a
+    candidate its graph cannot read) a model of its own, compiled once per process."""
 
     sampler: Sampler
     readings: np.ndarray  # the case's reading weights
     rows: dict[str, int]  # candidate name -> its row's index on `obs`
+    shared: bool = False  # sampled through the main fit's compiled model
 
     @classmethod
     def of(
-        cls, case: Case, priors: Priors, settings: SamplerSettings, candidates: list[Candidate]
+        cls,
+        case: Case,
+        priors: Priors,
+        settings: SamplerSettings,
+        candidates: list[Candidate],
+        main: Sampler | None = None,
     ) -> RowModel:
         added = with_rows(case, candidates)
         reduced = dataclasses.replace(
             settings, chains=REFIT_CHAINS, draws=REFIT_DRAWS, tune=REFIT_TUNE, seed=0
         )
+        watch = Stopwatch("what to measure next")
+        if main is not None:
+            obs = observations(added.evidence, added.window, priors.noise)
+            data = through(main, observations(case.evidence, case.window, priors.noise), obs)
+            if data is not None:
+                rows = {c.name: obs.ids.index(c.ledger_row(case.unit)["id"]) for c in candidates}
+                sampler = main.resized({"obs": obs.ids}, data, reduced, watch)
+                return cls(sampler, main.defaults["reading_weight"], rows, shared=True)
 
         def make() -> RowModel:
             built = build(added, priors)
             ids = list(built.observations.ids)
             rows = {c.name: ids.index(c.ledger_row(case.unit)["id"]) for c in candidates}
-            sampler = Sampler(built.model, reduced, Stopwatch("what to measure next"))
-            return cls(sampler, built.readings.weights, rows)
+            return cls(Sampler(built.model, reduced, watch), built.readings.weights, rows)
 
         # the seed is not part of the model: one compiled model serves every refit
         return cached(
@@ -166,6 +184,25 @@ class RowModel:
         node = one["posterior"].to_dataset()[[v for v in KEPT if v in one["posterior"]]]
         node["diverging"] = one["sample_stats"]["diverging"]
         return node
+
+
+def through(main: Sampler, base: Observations, added: Observations) -> dict | None:
+    """The data of the main fit's model (`main`, built from the ledger's rows `base`) with
+    the candidates' rows appended (`added`: the same rows first), by pm.Data name; None when
+    its graph cannot read them as the candidates' own model would: a row on a path or
+    variable it does not hold (model/build.py keeps every path the case's candidates read,
+    so only a candidate it did not know of), or the latent monthly use that only rows of
+    use make (a case without them)."""
+    n = len(base.ids)
+    if added.ids[:n] != base.ids or added.bias_groups != base.bias_groups:
+        return None
+    if measures_use(added) != measures_use(base):
+        return None
+    values = row_values(added, PATHS)
+    # a term the graph lacks must read nothing of the new rows (zeros are no term)
+    if any(v.any() for k, v in values.items() if k not in main.defaults):
+        return None
+    return {k: v for k, v in values.items() if k in main.defaults}
 
 
 def diagnostics(fits: list[xr.Dataset]) -> dict:
@@ -190,10 +227,12 @@ def refit_flagged(
     cap: int = CAP,
     simulations: int = voi.SIMULATIONS,
     watch: Stopwatch | None = None,
+    sampler: Sampler | None = None,
 ) -> None:
     """Refit the flagged simulated values (see the module's docstring) and save them in
     `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why);
-    `watch` (the fit's) gets the time of its simulation, compile and sampling."""
+    `watch` (the fit's) gets the time of its simulation, compile and sampling; `sampler`,
+    the main fit's, samples them when its graph can (RowModel)."""
     from model.summary import window_of
 
     watch = watch or Stopwatch()
@@ -239,13 +278,13 @@ def refit_flagged(
         return
     seed = int(idata.attrs.get("seed", settings.seed))
     chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]), needed)
-    # Every ledger candidate's row, not only the chosen ones': the model (its graph, so its
-    # compiled callbacks cached on disk, model/callbacks.py) is then the same in every run of
-    # the case, whichever values a run flags, and a warm run loads it instead of compiling.
+    # Every ledger candidate's row, not only the chosen ones': the data (and, for a model
+    # of their own, its graph and so its cached callbacks, model/callbacks.py) are then the
+    # same in every run of the case, whichever values a run flags.
     candidates = [c for c in voi.all_candidates(idata, window_of(idata)) if c.kind != IMAGERY]
     watch.mark("what to measure next: simulation")
     compiling = time.perf_counter()
-    model = RowModel.of(case, priors, settings, candidates)
+    model = RowModel.of(case, priors, settings, candidates, sampler)
     compile_seconds = time.perf_counter() - compiling
     watch.mark("what to measure next: compile")
     sampling = time.perf_counter()
@@ -270,6 +309,7 @@ def refit_flagged(
     info.update(
         refits=n,
         compile_seconds=round(compile_seconds, 1),
+        model="the main fit's" if model.shared else "its own",
         sampling_seconds=round(sampling_seconds, 1),
         seconds=round(time.perf_counter() - start, 1),
         diagnostics=diagnostics(every),

@@ -103,6 +103,14 @@ class Sampler:
             # PyMC's NUTS compiles inside pm.sample, so for it this includes compiling.
             self.watch.mark(stage)
 
+    @property
+    def resizable(self) -> bool:
+        """Whether `resized` can serve: PyMC's NUTS always; nutpie when its callbacks are
+        model/callbacks.py's (another nutpie version's have the sizes built in)."""
+        from model.callbacks import sizeless
+
+        return self.compiled is None or sizeless(self.compiled)
+
     def resized(
         self,
         coords: dict[str, list],
@@ -127,9 +135,10 @@ class Sampler:
                 else f"cannot resize {sorted(coords)}: no values for {sorted(on - set(data))}"
             )
         for name, value in data.items():
+            shape = np.shape(self.defaults[name])
+            named = dims.get(name) or (None,) * len(shape)
             want = tuple(
-                len(coords[d]) if d in coords else n
-                for d, n in zip(dims.get(name, ()), np.shape(self.defaults[name]), strict=True)
+                len(coords[d]) if d in coords else n for d, n in zip(named, shape, strict=True)
             )
             if np.shape(value) != want:
                 raise ValueError(f"{name}: expected shape {want}, got {np.shape(value)}")
@@ -138,11 +147,9 @@ class Sampler:
         view.watch = watch or self.watch
         view.retries, view.retry = [], False
         view.defaults = {**self.defaults, **data}
+        if not self.resizable:
+            raise ValueError("this nutpie model's callbacks have its sizes built in")
         if self.compiled is not None:
-            from model.callbacks import sizeless
-
-            if not sizeless(self.compiled):
-                raise ValueError("this nutpie model's callbacks have its sizes built in")
             lengths = {d: len(v) for d, v in coords.items()}
             view.compiled = _nutpie_resized(
                 self.compiled.with_data(**view.defaults), self.model, lengths, coords

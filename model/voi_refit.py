@@ -151,7 +151,7 @@ class RowModel:
             settings, chains=REFIT_CHAINS, draws=REFIT_DRAWS, tune=REFIT_TUNE, seed=0
         )
         watch = Stopwatch("what to measure next")
-        if main is not None:
+        if main is not None and main.resizable:
             obs = observations(added.evidence, added.window, priors.noise)
             data = through(main, observations(case.evidence, case.window, priors.noise), obs)
             if data is not None:

@@ -601,6 +601,123 @@ def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypat
     assert abs(after - brute) < 3 * np.hypot(after_se, brute_se)
 
 
+# ----------------------------- the refits through the main fit's compiled model (fast)
+
+
+def test_the_case_knows_before_its_fit_the_candidates_the_fit_values(small_fit):
+    """model/build.py keeps the paths of candidates.of_case (before the fit); the refits
+    append the rows of voi.all_candidates (read back from the fit): the same list."""
+    from model import load_case
+    from model.candidates import of_case
+    from model.summary import window_of
+
+    case = load_case(CASE)
+    assert of_case(case) == voi.all_candidates(small_fit, window_of(small_fit))
+
+
+def _through(case):
+    """voi_refit.through for the case's candidates, on its model as built, and what it is
+    given: the model's data by name and the appended rows' observations."""
+    from types import SimpleNamespace
+
+    from model.build import build
+    from model.candidates import IMAGERY, of_case
+    from model.observation import observations
+    from model.priors import resolve_priors
+    from model.voi_refit import through, with_rows
+
+    priors = resolve_priors(case)
+    model = build(case, priors).model
+    main = SimpleNamespace(defaults={v.name: v.get_value() for v in model.data_vars})
+    rows = [c for c in of_case(case) if c.kind != IMAGERY]
+    base = observations(case.evidence, case.window, priors.noise)
+    added = observations(with_rows(case, rows).evidence, case.window, priors.noise)
+    return through(main, base, added), main.defaults, added
+
+
+def test_the_candidates_rows_are_data_of_the_main_model_one_row_longer_each():
+    """February 11: the launch, transfer, production and capacity candidates' rows are the
+    main model's data on `obs`, four rows longer; the ledger's rows as they were; each
+    candidate's row reads its path (production and capacity the kept production path)."""
+    from model import load_case
+
+    case = load_case(CASE)
+    data, main, added = _through(case)
+    n = len(main["row_weight"])
+    assert data is not None and set(data) == {
+        k for k in main if k.startswith(("evidence_", "row_weight"))
+    }
+    for name, value in data.items():
+        assert len(value) == n + 4
+        np.testing.assert_array_equal(value[:n], main[name])
+    production = data["evidence_weights__production"][n:]
+    assert [bool(w.any()) for w in production] == [False, False, True, True]
+    assert added.ids[n:] == [
+        "candidate-launches-2025-12",
+        "candidate-transfers-2025-12",
+        "candidate-production-2025",
+        "candidate-capacity-2025-12",
+    ]
+
+
+def test_a_graph_that_cannot_read_the_candidates_rows_is_not_used(case_copy, monkeypatch):
+    """Realistic misses, each of which gets the candidates a model of their own: the case's
+    model built without the candidates' paths (a candidate it did not know of), and a case
+    whose ledger has no row of use (its model has no latent monthly use; a launch count
+    candidate would need it)."""
+    from model import build as build_module
+    from model import load_case
+
+    case = load_case(CASE)
+    plain = build_module.build
+    monkeypatch.setattr(build_module, "build", lambda c, p: plain(c, p, paths=()))
+    assert _through(case)[0] is None
+    monkeypatch.setattr(build_module, "build", plain)
+    ledger = case_copy / "evidence.csv"
+    lines = ledger.read_text().splitlines()
+    keep = [lines[0]] + [
+        line for line in lines[1:] if line.split(",")[1] not in ("launches", "use_lag", "date_code")
+    ]
+    ledger.write_text("\n".join(keep) + "\n")
+    data, main, added = _through(load_case(case_copy))
+    assert data is None and "evidence_weights__production" in main  # paths are not why
+    assert build_module.measures_use(added)  # the candidates' launch row would need it
+
+
+@pytest.mark.slow(minutes=1.5)
+def test_the_refits_through_the_main_model_are_those_of_a_model_of_their_own():
+    """February 11: a launch count and a production figure refitted through the main fit's
+    compiled model (the rows appended as data) and through a model built with the rows (the
+    previous design), same value and seed: the same graph, so the same draws, bit for bit;
+    and the main model's sampler is as it was after them."""
+    from model import load_case
+    from model.build import build
+    from model.candidates import IMAGERY, of_case
+    from model.priors import resolve_priors
+    from model.sampler import Sampler, SamplerSettings
+    from model.voi_refit import RowModel
+
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    settings = SamplerSettings(draws=200, tune=300, chains=2)
+    built = build(case, priors)
+    main = Sampler(built.model, settings)
+    rows = [c for c in of_case(case) if c.kind != IMAGERY]
+    shared = RowModel.of(case, priors, settings, rows, main)
+    own = RowModel.of(case, priors, settings, rows)
+    assert shared.shared and not own.shared and shared.rows == own.rows
+    np.testing.assert_array_equal(shared.readings, own.readings)
+    for candidate, value in ((rows[0], 30.0), (rows[2], 300.0)):
+        a = shared.refit(candidate, np.log1p(value), 11)
+        b = own.refit(candidate, np.log1p(value), 11)
+        assert a.sizes["draw"] == 300
+        for name in ("rate_after", "rate_before", "production_by_year", "diverging"):
+            np.testing.assert_array_equal(a[name].to_numpy(), b[name].to_numpy())
+    one = main.sample(built.readings.weights, 5)
+    assert one["posterior"].sizes["obs"] == len(built.observations.ids)
+    assert one["posterior"].sizes["draw"] == 200
+
+
 # ------------------------------------------- refits only where they can matter (fast)
 
 
@@ -692,7 +809,7 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
         return node.assign(diverging=idata["sample_stats"]["diverging"])
 
     stub = SimpleNamespace(sampler=SimpleNamespace(watch=Stopwatch("test")), refit=refit)
-    monkeypatch.setattr(voi_refit.RowModel, "of", lambda *args: stub)
+    monkeypatch.setattr(voi_refit.RowModel, "of", lambda *args, **kwargs: stub)
     flagged = voi_refit.flagged_values(idata, 100)
     names = list(voi.targets(idata["posterior"].to_dataset(), dict(idata.attrs)))
     ledger = {v[0].name: v[3] for v in flagged.values() if v[0].kind != IMAGERY}

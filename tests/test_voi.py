@@ -808,7 +808,9 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
         node = post[[v for v in voi_refit.KEPT if v in post]]
         return node.assign(diverging=idata["sample_stats"]["diverging"])
 
-    stub = SimpleNamespace(sampler=SimpleNamespace(watch=Stopwatch("test")), refit=refit)
+    stub = SimpleNamespace(
+        sampler=SimpleNamespace(watch=Stopwatch("test")), refit=refit, shared=True
+    )
     monkeypatch.setattr(voi_refit.RowModel, "of", lambda *args, **kwargs: stub)
     flagged = voi_refit.flagged_values(idata, 100)
     names = list(voi.targets(idata["posterior"].to_dataset(), dict(idata.attrs)))
@@ -822,6 +824,7 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
     settings = SamplerSettings(draws=200, tune=300, chains=2)
     voi_refit.refit_flagged(idata, case, resolve_priors(case), settings, cap=400, simulations=100)
     info = json.loads(idata.attrs["voi_refits"])
+    assert info["model"] == "the main fit's"  # the stub stands for the shared model
     assert {n: asked.count(n) for n in set(asked)} == {n: k for n, k in needed.items() if k}
     assert set(info["bounded"]) == tight and info["refits"] == len(asked)
 

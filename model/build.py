@@ -517,8 +517,11 @@ def _row_data(values: dict[str, np.ndarray], ns: str = "") -> dict:
     constants: the compiled graph is then the same for a ledger with one row more of kinds
     it has, and the compile cache (model/callbacks.py) serves the rerun. nutpie knows only
     the data its graph uses: the paths kept (kept_paths), not all of PATHS."""
-    short = {"evidence_sd": "sd", "evidence_is_launches": "is_launches"}
-    short["evidence_bias_index"] = "bias_index"
+    short = {
+        "evidence_sd": "sd",
+        "evidence_is_launches": "is_launches",
+        "evidence_bias_index": "bias_index",
+    }
     data = {}
     for name, value in values.items():  # in row_values' order, which is that of before
         if name.startswith("evidence_weights__"):

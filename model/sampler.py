@@ -125,6 +125,8 @@ class Sampler:
         dims are shared variables). Only data on a dim of `coords` may change length, and
         all of it must be in `data` (the returned sampler's defaults); no free variable may
         lie on such a dim (the sampler's parameters stay the same)."""
+        if not self.resizable:
+            raise ValueError("this nutpie model's callbacks have its sizes built in")
         dims = self.model.named_vars_to_dims
         free = [v.name for v in self.model.free_RVs if set(dims.get(v.name, ())) & set(coords)]
         on = {n for n in self.defaults if set(dims.get(n, ())) & set(coords)}
@@ -147,8 +149,6 @@ class Sampler:
         view.watch = watch or self.watch
         view.retries, view.retry = [], False
         view.defaults = {**self.defaults, **data}
-        if not self.resizable:
-            raise ValueError("this nutpie model's callbacks have its sizes built in")
         if self.compiled is not None:
             lengths = {d: len(v) for d, v in coords.items()}
             view.compiled = _nutpie_resized(

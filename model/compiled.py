@@ -33,6 +33,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FOLDER = "capest_functions"  # under PyTensor's compile folder (config.compiledir)
+# An estimate writes 4 entries (about 2 MB); a graph changed by a code change writes new
+# ones, so the least recently used are removed beyond this many.
+MAX_ENTRIES = 64
 
 
 def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
@@ -64,6 +67,8 @@ def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
         maker = _load(path, ins, outs)
         if maker is not None:
             log.debug("compiled function %s loaded from the cache", key[:12])
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: kept by `_save`'s pruning
             # the caller's containers: shared values and their updates are the caller's own
             return maker.create([i.value for i in ins])
     maker = mode.function_maker(ins, outs, mode, profile=None, **maker_kwargs)
@@ -129,6 +134,9 @@ def _save(maker, path: Path) -> None:
         with os.fdopen(fd, "wb") as f:
             _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(maker)
         os.replace(tmp, path)
+        entries = sorted(path.parent.glob("*.pkl"), key=lambda p: p.stat().st_mtime)
+        for old in entries[:-MAX_ENTRIES]:
+            old.unlink(missing_ok=True)
     except Exception as e:  # noqa: BLE001
         log.warning("compiled function not cached (%s)", e)
         with contextlib.suppress(Exception):
@@ -138,8 +146,6 @@ def _save(maker, path: Path) -> None:
 def _key(ins, outs, mode, maker_kwargs) -> str | None:
     """What decides the compiled function, hashed; None when a part has no stable key."""
     from pytensor import config
-    from pytensor.graph.basic import Constant
-    from pytensor.graph.traversal import io_toposort
 
     try:
         h = hashlib.sha256()
@@ -151,33 +157,49 @@ def _key(ins, outs, mode, maker_kwargs) -> str | None:
             repr(sorted(maker_kwargs.items())),
         ):
             h.update(part.encode() + b"\0")
-        where = {}  # variable -> where it comes from: the k-th input, node n's j-th output
         for k, i in enumerate(ins):
-            where[i.variable] = f"in{k}"
             flags = (i.implicit, i.mutable, i.borrow, i.strict, i.allow_downcast)
             h.update(f"in{k}:{type(i.variable).__name__}:{flags}:".encode())
-            h.update(_digest(i.variable.type).encode())
         updates = [i.update for i in ins if i.update is not None]
         outs = list(outs) if isinstance(outs, list | tuple) else [] if outs is None else [outs]
+        h.update(f"out:{[getattr(o, 'borrow', None) for o in outs]}".encode())
         results = [getattr(o, "variable", o) for o in outs]
-        for n, node in enumerate(io_toposort(list(where), results + updates)):
-            sources = []
-            for v in node.inputs:
-                if v not in where:
-                    if not isinstance(v, Constant):
-                        return None  # an input the caller did not give
-                    where[v] = "const:" + _constant(v)
-                sources.append(where[v])
-            h.update(f"node{n}:{_digest(node.op)}:{sources}\n".encode())
-            for j, out in enumerate(node.outputs):
-                where[out] = f"n{n}.{j}"
-        for o, v in zip(outs, results, strict=True):
-            h.update(f"out:{getattr(o, 'borrow', None)}:{where.get(v) or _constant(v)}".encode())
-        h.update(f"updates:{[where[u] if u in where else _constant(u) for u in updates]}".encode())
+        graph = _graph_text([i.variable for i in ins], results + updates)
+        if graph is None:
+            return None
+        h.update(graph.encode())
         return h.hexdigest()
     except Exception as e:  # noqa: BLE001 - no key: compiled as PyTensor does, uncached
         log.debug("no cache key (%s)", e)
         return None
+
+
+def _graph_text(inputs, outputs) -> str | None:
+    """The graph from `inputs` to `outputs` as text: each input's type, then each node's op
+    (`_digest`) and where its inputs come from (the k-th input, node n's j-th output, a
+    constant by value), then where each output comes from. None when the graph reads a
+    variable that is neither an input nor a constant."""
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import io_toposort
+
+    where = {v: f"in{k}" for k, v in enumerate(inputs)}
+    lines = [f"in{k}:{_digest(v.type)}" for k, v in enumerate(inputs)]
+    for n, node in enumerate(io_toposort(list(inputs), list(outputs))):
+        sources = []
+        for v in node.inputs:
+            if v not in where:
+                if not isinstance(v, Constant):
+                    return None  # an input the caller did not give
+                where[v] = "const:" + _constant(v)
+            sources.append(where[v])
+        lines.append(f"node{n}:{_digest(node.op)}:{sources}")
+        for j, out in enumerate(node.outputs):
+            where[out] = f"n{n}.{j}"
+    for v in outputs:
+        if v not in where and not isinstance(v, Constant):
+            return None
+        lines.append(f"out:{where.get(v) or _constant(v)}")
+    return "\n".join(lines)
 
 
 def _constant(v) -> str:
@@ -193,7 +215,7 @@ def _constant(v) -> str:
 
 def _digest(obj) -> str:
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=4).dump(obj)
+    _KeyPickler(buffer, protocol=4).dump(obj)
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
@@ -209,6 +231,25 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, type | types.FunctionType) and not _importable(obj):
             return _describe(obj)
         return None
+
+
+class _KeyPickler(_Pickler):
+    """For keys only: an op with an inner graph (OpFromGraph: PyTensor's LogSumExp, LogAddExp)
+    pickles its graph's variables with names that differ between processes; it is keyed by
+    its class, its flags and its inner graph's text instead (its gradient overrides change
+    no forward value, as PyTensor's own equality of these ops says)."""
+
+    def persistent_id(self, obj):
+        from pytensor.compile.builders import OpFromGraph
+
+        if isinstance(obj, OpFromGraph):
+            graph = _graph_text(obj.fgraph.inputs, obj.fgraph.outputs)
+            if graph is None:
+                raise pickle.PicklingError(f"{obj}: an inner graph without a key")
+            cls = type(obj)
+            flags = (obj.is_inline, sorted(obj.destroy_map.items()), obj.name)
+            return f"ofg {cls.__module__}.{cls.__qualname__}{flags}\n{graph}"
+        return super().persistent_id(obj)
 
 
 class _Unpickler(pickle.Unpickler):

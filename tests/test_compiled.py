@@ -136,3 +136,26 @@ def test_prior_predictive_through_the_cache_is_pymcs_own(cache):
                 np.testing.assert_array_equal(got[group][name].to_numpy(), values.to_numpy())
     assert len(cache) == 2  # the plain draw's compile and the first cached one
     assert pytensor.function is not compiled.function  # put back
+
+
+def test_ops_with_an_inner_graph_are_keyed_by_it(cache):
+    """PyTensor's logsumexp is an op with an inner graph, whose variables pickle with names
+    that differ at each build: the key is its graph's text, so the same graph is loaded."""
+    from pytensor.tensor.special import logsumexp
+
+    x = np.arange(6.0).reshape(2, 3)
+    for _ in range(2):
+        m = pt.matrix("m")
+        f = compiled.function([m], logsumexp(m, axis=1), mode="FAST_RUN")
+        np.testing.assert_allclose(f(x), np.log(np.exp(x).sum(axis=1)))
+    assert len(cache) == 1
+    m = pt.matrix("m")
+    compiled.function([m], logsumexp(m, axis=0), mode="FAST_RUN")  # another axis: compiled
+    assert len(cache) == 2
+
+
+def test_the_least_recently_used_entries_are_removed_beyond_the_limit(cache, monkeypatch):
+    monkeypatch.setattr(compiled, "MAX_ENTRIES", 2)
+    for scale in (1.0, 2.0, 3.0):
+        compiled.function(*graph(scale)[:2], mode="FAST_RUN")
+    assert len(list(compiled._folder().glob("*.pkl"))) == 2

@@ -128,6 +128,10 @@ def _load(path: Path, ins, outs):
 
 def _save(maker, path: Path) -> None:
     """Write atomically (a reader never sees half a file); a failure only costs the cache."""
+    # Blockwise caches a closure of its Python loop on its node (`tag.gufunc`), which pickle
+    # cannot name and which `create` makes again: not part of what is kept.
+    for node in maker.fgraph.apply_nodes:
+        node.tag.__dict__.pop("gufunc", None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

@@ -1,12 +1,13 @@
 """PyTensor functions compiled once across processes: the estimate's side compiles (the prior
 predictive, the scenarios' prior density, moment matching's density) cached on disk.
 
-PyTensor already keeps each node's C module on disk, but every process rewrites the graph
-again, which is most of a warm compile (benchmarks/README.md, "The side compiles").
+PyTensor keeps C modules and numba functions on disk, but every process rewrites the graph
+again (benchmarks/README.md, "The side compiles").
 `function` is `pytensor.function` with the rewritten graph (its `FunctionMaker`, which
 PyTensor pickles for `Function`'s own pickling) kept in PyTensor's compile folder, under a
-key of what decides the compiled code: the graph as given (each node's op by its pickle, where
-its inputs come from, constants by value, every input's type), the mode, the arguments that
+key of what decides the compiled code: the graph as given (each node's op by its pickle, or
+by its inner graph's text, or a class made at run time by its code; where its inputs come
+from; constants by value; every input's type), the mode, the arguments that
 change the function, PyTensor's configuration hash and the versions of PyTensor, PyMC, NumPy
 and Python. Shared variables' values are not in the key: a loaded function is linked to the
 caller's own shared storage (pm.Data, random generators), so it reads and updates what a
@@ -36,6 +37,10 @@ FOLDER = "capest_functions"  # under PyTensor's compile folder (config.compiledi
 # An estimate writes 4 entries (about 2 MB); a graph changed by a code change writes new
 # ones, so the least recently used are removed beyond this many.
 MAX_ENTRIES = 64
+# pytensor.function's arguments this cache passes on; any other (givens, profile, ...) is
+# compiled by PyTensor, uncached
+HANDLED = {"allow_input_downcast", "accept_inplace", "on_unused_input", "name", "trust_input"}
+HANDLED |= {"rebuild_strict"}
 
 
 def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
@@ -44,8 +49,8 @@ def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
     from pytensor.compile.mode import get_mode
     from pytensor.compile.rebuild import construct_function_ins_and_outs
 
-    plain = {"givens", "profile", "no_default_updates"} & {k for k, v in kwargs.items() if v}
-    if plain or not isinstance(inputs, list | tuple):  # not what this cache handles
+    given = {k for k, v in kwargs.items() if v is not None}
+    if given - HANDLED or not isinstance(inputs, list | tuple):  # not what this cache handles
         return _ORIGINAL(inputs, outputs, mode=mode, updates=updates, **kwargs)
     ins, outs = construct_function_ins_and_outs(
         inputs,

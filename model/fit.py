@@ -15,7 +15,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import loo, variables
+from model import compiled, loo, variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import no_measured_rows, sources_to_refit
@@ -583,17 +583,16 @@ def with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> 
 
 def _prior_draws(model: pm.Model, names: list[str], draws: int, seed: int) -> xr.DataTree:
     """The prior and prior predictive draws of the measured evidence."""
-    with model, warnings.catch_warnings():
-        # The evidence's random draw is plain numpy (measurement_draw), so numba runs it in
-        # object mode and says so; that is expected and costs nothing measurable here.
-        warnings.filterwarnings("ignore", message="Numba will use object mode")
+    # through the compiled-function cache (model/compiled.py): a warm run loads the function
+    # PyMC compiles here, already rewritten; PyMC seeds it as it would a fresh one
+    with model, warnings.catch_warnings(), compiled.through_cache():
         # Serial sightings enter as a Potential, which prior draws cannot honour: the prior
         # predictive is of the measured evidence only (the report's prior columns say so).
         warnings.filterwarnings("ignore", message=".*Potential.*")
-        # The C backend (FAST_RUN) compiles this forward pass in seconds, numba in ~20 s.
+        # On the C backend, its rewritten graph from the disk cache (model/compiled.py). Not
+        # "FAST_RUN", which in PyTensor 3 is numba: the evidence's draw runs in numba's object
+        # mode, which numba cannot cache, so it compiled the whole function again in every
+        # process (benchmarks/README.md, "The side compiles").
         return pm.sample_prior_predictive(
-            draws=draws,
-            var_names=names,
-            random_seed=seed,
-            compile_kwargs={"mode": "FAST_RUN"},
+            draws=draws, var_names=names, random_seed=seed, backend="c"
         )

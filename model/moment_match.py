@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from model import compiled
 from model.loo import PARETO_K
 from model.reweight import SAMPLE, Weights, psis
 
@@ -32,11 +33,12 @@ class Density:
     """The model's joint log density (with the transforms' Jacobians) at draws in the
     unconstrained space, batched, as a function of every pm.Data value; the draws of
     `names` (free variables or deterministics) at those points; and the main posterior's
-    draws mapped to the unconstrained space. Compiled once per model (C backend: this graph
-    compiles in seconds there, numba takes longer)."""
+    draws mapped to the unconstrained space. Compiled once per model, with numba ("FAST_RUN"
+    is numba in PyTensor 3: it jits each function at its first call, and caches it on disk),
+    its rewritten graphs from the disk cache (model/compiled.py). The C backend evaluates
+    the batched density 3-4 times slower (benchmarks/README.md, "The side compiles")."""
 
     def __init__(self, model, names: list[str]):
-        import pytensor
         import pytensor.tensor as pt
         from pytensor.graph.replace import graph_replace, vectorize_graph
 
@@ -60,8 +62,8 @@ class Density:
         inputs = [*blocks, *symbols.values()]
         logp, *outputs = vectorize_graph([logp, *outputs], batched)
         kw = {"mode": "FAST_RUN", "on_unused_input": "ignore"}
-        self._logp = pytensor.function(inputs, logp, **kw)
-        self._outputs = pytensor.function(inputs, outputs, **kw)
+        self._logp = compiled.function(inputs, logp, **kw)
+        self._outputs = compiled.function(inputs, outputs, **kw)
         # constrained -> unconstrained, per free variable
         self.free = [model.values_to_rvs[v] for v in self.value_vars]
         forward = []
@@ -77,7 +79,7 @@ class Density:
                 y = graph_replace(transform.forward(one, *rv.owner.inputs), symbols, strict=False)
                 forward.append(vectorize_graph(y, {one: x}))
         flat = [f.reshape((f.shape[0], -1)) for f in forward]
-        self._forward = pytensor.function(
+        self._forward = compiled.function(
             [*self._constrained, *symbols.values()], pt.concatenate(flat, axis=1), **kw
         )
         self.defaults = {d.name: d.get_value() for d in model.data_vars}

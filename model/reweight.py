@@ -21,6 +21,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from model import compiled
 from model.diagnostics import MAX_RHAT, MIN_ESS_BULK, MIN_ESS_TAIL
 from model.loo import PARETO_K
 
@@ -74,7 +75,6 @@ class PriorDensity:
     def __init__(self, model):
         # PyMC and PyTensor only here: the report (how_obtained) imports this module too.
         import pymc as pm
-        import pytensor
         import pytensor.tensor as pt
         from pytensor.graph.replace import graph_replace
         from pytensor.graph.traversal import ancestors
@@ -95,8 +95,9 @@ class PriorDensity:
         total = graph_replace(pt.add(*terms), symbols) if terms else None
         self.dtypes = [data[n].type.dtype for n in self.data_names]
         self.inputs = [*self.variables, *symbols.values()]
-        # The C backend compiles this small graph in about a second; numba takes longer.
-        self.fn = pytensor.function(self.inputs, total, mode="FAST_RUN") if terms else None
+        # numba ("FAST_RUN" in PyTensor 3), cached on disk; its rewritten graph too
+        # (model/compiled.py): a warm run loads both.
+        self.fn = compiled.function(self.inputs, total, mode="FAST_RUN") if terms else None
 
     def __call__(self, posterior: xr.Dataset, data: dict[str, np.ndarray]) -> xr.DataArray:
         """Summed log prior density per draw with these prior parameters (by pm.Data name)."""

@@ -123,6 +123,52 @@ def test_the_compiled_density_leaves_a_row_out_exactly(small_fit):
     assert again["predicted"].dims == ("chain", "draw", "obs")
 
 
+def test_the_density_loaded_from_the_compile_cache_is_the_compiled_one(
+    small_fit, tmp_path, monkeypatch
+):
+    """A second estimate loads the density's three rewritten graphs (model/compiled.py)
+    instead of rewriting them: log densities, draws and unconstrained points are the freshly
+    compiled functions', bit for bit."""
+    from pytensor.compile.maker import FunctionMaker
+
+    from model import compiled, load_case
+    from model.build import build_model
+    from model.fit import REFIT_VARS
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from tests.conftest import CASE
+
+    monkeypatch.setattr(compiled, "_folder", lambda: tmp_path)
+    made = []  # functions PyTensor compiled (rewrote), per build
+    original = FunctionMaker.__init__
+
+    def counting(self, *args, **kwargs):
+        made[-1] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FunctionMaker, "__init__", counting)
+    case = load_case(CASE)
+    post = small_fit["posterior"].to_dataset()
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    out = []
+    for _ in range(2):  # two builds of the model, as two processes would
+        made.append(0)
+        density = Density(build_model(case, resolve_priors(case)), REFIT_VARS)
+        upars = density.unconstrained(post)
+        weight = np.ones(post.sizes["obs"])
+        weight[0] = 0.0
+        logp = density.logp(upars, {"row_weight": weight})
+        out.append((upars, logp, density.draws(upars, shape, None, post)))
+    # the second build loads its three functions (PyMC's initial point, which gives the
+    # shapes, is compiled by PyMC in both)
+    assert made[0] - made[1] == 3
+    (u0, lp0, d0), (u1, lp1, d1) = out
+    np.testing.assert_array_equal(u0, u1)
+    np.testing.assert_array_equal(lp0, lp1)
+    for name in REFIT_VARS:
+        np.testing.assert_array_equal(d0[name].to_numpy(), d1[name].to_numpy())
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_step_is_kept_only_when_it_improves_the_weights(seed):
     m = Regression(seed)

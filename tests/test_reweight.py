@@ -149,6 +149,36 @@ def test_prior_density_is_the_model_prior_under_the_given_parameters(small_fit):
     np.testing.assert_allclose(ratio, expected, rtol=1e-9, atol=1e-9)
 
 
+def test_prior_density_loaded_from_the_compile_cache_is_the_compiled_one(
+    small_fit, tmp_path, monkeypatch
+):
+    """A second estimate loads the prior density's rewritten graph (model/compiled.py)
+    instead of rewriting it: the ratios are the freshly compiled function's, bit for bit."""
+    from pytensor.compile.maker import FunctionMaker
+
+    from model import compiled, load_case
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    monkeypatch.setattr(compiled, "_folder", lambda: tmp_path)
+    case = load_case(CASE)
+    post = small_fit["posterior"].to_dataset()
+    values = []
+    for _ in range(2):  # two builds of the model, as two processes would
+        model = build_model(case, resolve_priors(case))
+        base = {v.name: v.get_value() for v in model.data_vars}
+        alt = {**base, "prior__export_share__alpha": 2.0, "prior__export_share__beta": 2.0}
+        density = PriorDensity(model)
+        values.append((density(post, alt) - density(post, base)).to_numpy())
+        if not values[1:]:  # the first compiled and wrote it; the second must not compile
+            monkeypatch.setattr(FunctionMaker, "__init__", _no_compile)
+    np.testing.assert_array_equal(values[0], values[1])
+
+
+def _no_compile(*args, **kwargs):
+    raise AssertionError("compiled again: the cache was not used")
+
+
 @pytest.fixture(scope="module")
 def refitted_case():
     """The February 11 case refitted everywhere (the design before reweighting and moment

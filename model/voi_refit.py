@@ -44,7 +44,7 @@ from model.case import Case
 from model.diagnostics import RETRY_MIN_DRAWS, check
 from model.distribute import cached, structural_key
 from model.priors import Priors
-from model.sampler import Sampler, SamplerSettings
+from model.sampler import Sampler, SamplerSettings, Start
 from model.timing import Stopwatch
 
 CAP = 16  # refits a report at most: a compile (once) plus about 5-10 s a refit on 2 cores
@@ -152,9 +152,12 @@ class RowModel:
             structural_key("voi refits", added, added.evidence.to_csv(), priors, reduced), make
         )
 
-    def refit(self, candidate: Candidate, measured: float, seed: int) -> xr.Dataset:
+    def refit(
+        self, candidate: Candidate, measured: float, seed: int, start: Start | None = None
+    ) -> xr.Dataset:
         """The posterior (the REFIT quantities and divergences) after the candidate's row is
-        measured at `measured` (its log(1 + value) scale); the other candidates' rows out."""
+        measured at `measured` (its log(1 + value) scale); the other candidates' rows out.
+        From `start` (the main fit's draws), if given."""
         names = ("evidence_observed", "evidence_lower", "evidence_upper", "row_weight")
         data = {k: self.sampler.defaults[k].copy() for k in names}
         at = self.rows[candidate.name]
@@ -162,7 +165,7 @@ class RowModel:
         data["row_weight"][at] = 1.0  # ... but this one, at its simulated value
         data["evidence_observed"][at] = measured
         data["evidence_lower"][at], data["evidence_upper"][at] = measured - 1.0, measured + 1.0
-        one = self.sampler.sample(self.readings, seed, stage="refit", **data)
+        one = self.sampler.sample(self.readings, seed, stage="refit", start=start, **data)
         node = one["posterior"].to_dataset()[[v for v in KEPT if v in one["posterior"]]]
         node["diverging"] = one["sample_stats"]["diverging"]
         return node
@@ -190,10 +193,12 @@ def refit_flagged(
     cap: int = CAP,
     simulations: int = voi.SIMULATIONS,
     watch: Stopwatch | None = None,
+    start: Start | None = None,
 ) -> None:
     """Refit the flagged simulated values (see the module's docstring) and save them in
     `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why);
-    `watch` (the fit's) gets the time of its simulation, compile and sampling."""
+    `watch` (the fit's) gets the time of its simulation, compile and sampling. With `start`
+    (the main fit's draws) each refit starts there and tunes REFIT_TUNE draws."""
     from model.summary import window_of
 
     watch = watch or Stopwatch()
@@ -249,6 +254,7 @@ def refit_flagged(
     compile_seconds = time.perf_counter() - compiling
     watch.mark("what to measure next: compile")
     sampling = time.perf_counter()
+    warm = None if start is None else dataclasses.replace(start, tune=REFIT_TUNE)
     n, total = 0, sum(len(c) for c in chosen.values())
     every = []
     for i, sims in chosen.items():
@@ -257,7 +263,7 @@ def refit_flagged(
         for sim in sims:
             n += 1
             model.sampler.watch.begin(f"refit of {candidate.name}, simulated value {sim}", n, total)
-            fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n))
+            fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n, start=warm))
         every += fits
         saved = xr.concat(fits, dim="simulation").assign_coords(simulation=sims)
         saved["measured"] = ("simulation", y[sims])

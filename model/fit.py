@@ -146,7 +146,7 @@ def fit(
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, settings, sampler.name))
     if checks:  # what to measure next: values whose reweighting cannot be trusted, refitted
-        refit_flagged(idata, case, priors, settings, watch=watch, start=start)
+        refit_flagged(idata, case, priors, settings, watch=watch)
         watch.mark("what to measure next: simulation")
     idata.attrs["retries"] = json.dumps(sampler.retries)
     # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.

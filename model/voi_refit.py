@@ -49,6 +49,10 @@ from model.timing import Stopwatch
 
 CAP = 16  # refits a report at most: a compile (once) plus about 5-10 s a refit on 2 cores
 REFIT_CHAINS, REFIT_DRAWS, REFIT_TUNE = 2, 300, 300  # reduced: the sd of a log, not its tails
+# They start afresh, not from the main fit's draws (sampler.Start, as the checks' refits do):
+# a flagged value is far in the main posterior's tail, and at this size a start from its
+# draws met the fit rules no more often and once left a chain stuck (R-hat 1.35;
+# benchmarks/README.md, "Refits that start where the main fit ended").
 REFIT_SEED_OFFSET = 2000  # refit j samples with the fit's seed + this + j
 KEPT = variables.select(variables.REFIT)
 
@@ -193,12 +197,10 @@ def refit_flagged(
     cap: int = CAP,
     simulations: int = voi.SIMULATIONS,
     watch: Stopwatch | None = None,
-    start: Start | None = None,
 ) -> None:
     """Refit the flagged simulated values (see the module's docstring) and save them in
     `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why);
-    `watch` (the fit's) gets the time of its simulation, compile and sampling. With `start`
-    (the main fit's draws) each refit starts there and tunes REFIT_TUNE draws."""
+    `watch` (the fit's) gets the time of its simulation, compile and sampling."""
     from model.summary import window_of
 
     watch = watch or Stopwatch()
@@ -254,7 +256,6 @@ def refit_flagged(
     compile_seconds = time.perf_counter() - compiling
     watch.mark("what to measure next: compile")
     sampling = time.perf_counter()
-    warm = None if start is None else dataclasses.replace(start, tune=REFIT_TUNE)
     n, total = 0, sum(len(c) for c in chosen.values())
     every = []
     for i, sims in chosen.items():
@@ -263,7 +264,7 @@ def refit_flagged(
         for sim in sims:
             n += 1
             model.sampler.watch.begin(f"refit of {candidate.name}, simulated value {sim}", n, total)
-            fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n, start=warm))
+            fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n))
         every += fits
         saved = xr.concat(fits, dim="simulation").assign_coords(simulation=sims)
         saved["measured"] = ("simulation", y[sims])

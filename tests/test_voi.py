@@ -685,7 +685,7 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
     idata.attrs["candidates"] = json.dumps({"december-graded-a": spec})
     asked = []
 
-    def refit(candidate, measured, seed, start=None):  # the main posterior stands in
+    def refit(candidate, measured, seed):  # the main posterior stands in for a refit
         asked.append(candidate.name)
         post = idata["posterior"].to_dataset()
         node = post[[v for v in voi_refit.KEPT if v in post]]

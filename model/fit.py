@@ -402,8 +402,8 @@ def run_refits(
 
         def local(n: int, refit: Refit) -> tuple[xr.Dataset, list[dict]]:
             watch.begin(refit.what, n + 1, len(refits))
-            if refit.priors is None:
-                return sample_refit(sampler, refit, seeds[n], start)
+            if refit.priors is None:  # its retries are already the sampler's own
+                return sample_refit(sampler, refit, seeds[n], start)[0], []
             if id(refit.priors) not in own:
                 own[id(refit.priors)] = Sampler(build_model(case, refit.priors), settings, watch)
                 own[id(refit.priors)].retry = sampler.retry

@@ -230,3 +230,26 @@ def test_a_refit_of_the_case_from_the_main_fit_s_draws_matches_a_fresh_one():
         a, b = (fits[how]["posterior"][name] for how in ("fresh", "warm"))
         se = [float(az.mcse(x.to_dataset(name="x"), method="median")["x"]) for x in (a, b)]
         assert abs(float(a.median()) - float(b.median())) < 4 * np.hypot(*se), name
+
+
+def test_a_refit_retried_in_this_process_is_recorded_once():
+    """run_refits through the main fit's sampler: the sampler records the retry itself, and
+    the refit's record is not added to it a second time (the summary lists each retry)."""
+    from types import SimpleNamespace
+
+    from model.fit import REFIT_VARS, Refit, run_refits
+    from model.timing import Stopwatch
+
+    record = {"fit": "refit without the source s", "passed": True}
+
+    def sample(weights, seed, label=None, start=None, **data):
+        sampler.retries.append(record)  # as Sampler.sample does on a retry
+        zeros = xr.DataArray(np.zeros((2, 5)), dims=("chain", "draw"))
+        post = xr.Dataset({name: zeros for name in REFIT_VARS})
+        stats = xr.Dataset({"diverging": zeros.astype(bool)})
+        return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+    sampler = SimpleNamespace(sample=sample, retries=[], watch=Stopwatch("test"))
+    refit = Refit("source_refits/s", "refit without the source s", np.ones(1))
+    nodes = run_refits([refit], sampler, None, None, SamplerSettings())
+    assert list(nodes) == ["source_refits/s"] and sampler.retries == [record]

@@ -83,7 +83,9 @@ def fit(
     watch.begin(f"sampling {case.id} with {sampler.name}")
     warm = settings.refit_tune is not None  # refits start where the main fit ended
     idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)", keep_start=warm)
-    start = Start.take(idata, sampler.layout, settings.refit_tune) if warm else None
+    # a refit tunes no longer than the main fit did (a quick look's short tuning stays short)
+    tune = min(settings.refit_tune or 0, settings.tune)
+    start = Start.take(idata, sampler.layout, tune) if warm else None
     rng = np.random.default_rng(settings.seed)
     _split_log_densities(idata, obs.kind)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)

@@ -43,7 +43,7 @@ from model.reweight import (
     refit_reason,
     reweighted,
 )
-from model.sampler import Sampler, SamplerSettings
+from model.sampler import Sampler, SamplerSettings, Start
 from model.serials import serial_rows
 from model.timing import Stopwatch, progress_log
 from model.voi_refit import refit_flagged
@@ -81,7 +81,11 @@ def fit(
     sampler = Sampler(model, settings, watch)
     sampler.retry = True  # a fit that fails the diagnostics is sampled once more
     watch.begin(f"sampling {case.id} with {sampler.name}")
-    idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)")
+    warm = settings.refit_tune is not None  # refits start where the main fit ended
+    idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)", keep_start=warm)
+    # a refit tunes no longer than the main fit did (a quick look's short tuning stays short)
+    tune = min(settings.refit_tune or 0, settings.tune)
+    start = Start.take(idata, sampler.layout, tune) if warm else None
     rng = np.random.default_rng(settings.seed)
     _split_log_densities(idata, obs.kind)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
@@ -137,7 +141,7 @@ def fit(
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
             nodes[f"scenarios/{name}"] = _scenario(case, priors, name, main)
     refits = [n for n in nodes.values() if isinstance(n, Refit)]
-    sampled = run_refits(refits, sampler, case, priors, settings, scheduler)
+    sampled = run_refits(refits, sampler, case, priors, settings, scheduler, start)
     for path, node in nodes.items():
         idata[path] = sampled[path] if isinstance(node, Refit) else node
 
@@ -334,11 +338,15 @@ class Refit:
     attrs: dict = field(default_factory=dict)  # set on the node (how and why it was refitted)
 
 
-def sample_refit(sampler: Sampler, refit: Refit, seed: int) -> tuple[xr.Dataset, list[dict]]:
-    """Sample one refit with a compiled model of its priors: its headline node, and the
-    records of the fits the sampler retried for it."""
+def sample_refit(
+    sampler: Sampler, refit: Refit, seed: int, start: Start | None = None
+) -> tuple[xr.Dataset, list[dict]]:
+    """Sample one refit with a compiled model of its priors, from `start` (the main fit's
+    draws) unless its priors are of other families: its headline node, and the records of
+    the fits the sampler retried for it."""
     before = len(sampler.retries)
-    one = sampler.sample(refit.weights, seed, label=refit.what, **refit.data)
+    start = start if refit.priors is None else None  # other families: a model of its own
+    one = sampler.sample(refit.weights, seed, label=refit.what, start=start, **refit.data)
     node = _headline(one)
     if refit.keep:  # the left-out rows' predictions, for the source-influence check
         post = one["posterior"].to_dataset()
@@ -349,7 +357,12 @@ def sample_refit(sampler: Sampler, refit: Refit, seed: int) -> tuple[xr.Dataset,
 
 
 def refit_job(
-    case: Case, priors: Priors, settings: SamplerSettings, refit: Refit, seed: int
+    case: Case,
+    priors: Priors,
+    settings: SamplerSettings,
+    refit: Refit,
+    seed: int,
+    start: Start | None = None,
 ) -> tuple[xr.Dataset, list[dict]]:
     """`sample_refit` on a Dask worker: the model compiled once per worker and model (the
     seed is not part of it), as the main fit's was."""
@@ -363,7 +376,7 @@ def refit_job(
         sampler.retry = True  # as the main fit's refits (a report's fits)
         return sampler
 
-    return sample_refit(cached(key, compile_it), refit, seed)
+    return sample_refit(cached(key, compile_it), refit, seed, start)
 
 
 def run_refits(
@@ -373,10 +386,12 @@ def run_refits(
     priors: Priors,
     settings: SamplerSettings,
     scheduler: str | None = None,
+    start: Start | None = None,
 ) -> dict[str, xr.Dataset]:
     """Sample every refit, each a job (model/distribute.py) with its seed from the run's seed
     and its node's path, so the numbers are the same here or on any workers; the nodes by
-    path. Without a scheduler (and inside a job of a cluster: a case of `report --all`) they
+    path. Each starts from `start` (the main fit's draws, sampler.Start), the same on any
+    worker. Without a scheduler (and inside a job of a cluster: a case of `report --all`) they
     run here one after another through the main fit's compiled model: no cluster is started
     for a few refits. A refit that raises fails the estimate, naming every one that did."""
     if not refits:
@@ -389,8 +404,8 @@ def run_refits(
 
         def local(n: int, refit: Refit) -> tuple[xr.Dataset, list[dict]]:
             watch.begin(refit.what, n + 1, len(refits))
-            if refit.priors is None:
-                return sample_refit(sampler, refit, seeds[n])
+            if refit.priors is None:  # its retries are already the sampler's own
+                return sample_refit(sampler, refit, seeds[n], start)[0], []
             if id(refit.priors) not in own:
                 own[id(refit.priors)] = Sampler(build_model(case, refit.priors), settings, watch)
                 own[id(refit.priors)].retry = sampler.retry
@@ -401,7 +416,7 @@ def run_refits(
     else:
         watch.begin(f"{len(refits)} refit(s) on the cluster at {address}")
         jobs = [
-            Job(r.node, refit_job, (case, priors, settings, r, seed))
+            Job(r.node, refit_job, (case, priors, settings, r, seed, start))
             for r, seed in zip(refits, seeds, strict=True)
         ]
 

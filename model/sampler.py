@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from math import prod
@@ -39,6 +40,12 @@ class SamplerSettings:
     adaptation: str = "draw_diag"
     prior_draws: int = 2000
     cores: int = 2
+    # Tuning of a refit that starts where the main fit ended (`Start`): its chains begin at
+    # the main fit's draws, in the typical set, so only the step size and mass matrix adapt.
+    # 300: on February 11 a source's refit tuned 200 draws missed R-hat (1.013) and was
+    # retried; at 300 both refits met the rules (benchmarks/README.md, "Refits that start
+    # where the main fit ended"). None: refits start afresh and tune as long as the main fit.
+    refit_tune: int | None = 300
 
 
 class Sampler:
@@ -74,27 +81,45 @@ class Sampler:
             self.pymc = PyMCNuts(model, "c" if self.name == "pymc-c" else "numba")
         self.watch.mark("compile")
 
+    @functools.cached_property
+    def layout(self) -> list[tuple[str, int]]:
+        """The free variables' value variables and sizes, in the order nutpie lays them out
+        in its unconstrained vector (the model's free_RVs): what a `Start` must match."""
+        point = self.model.initial_point()
+        names = [self.model.rvs_to_values[v].name for v in self.model.free_RVs]
+        return [(name, int(np.size(point[name]))) for name in names]
+
     def sample(
         self,
         weights: np.ndarray | None,
         seed: int,
         stage: str = "sampling",
         label: str | None = None,
+        start: Start | None = None,
+        keep_start: bool = False,
         **data: np.ndarray,
     ) -> xr.DataTree:
         """Sample with these reading weights and any other pm.Data values (by name); a fit
         that fails the diagnostics is sampled once more, more carefully (`self.retries`, where
-        `label`, else the stage, names it)."""
+        `label`, else the stage, names it). With `start` (a finished fit's, `Start.take`) the
+        chains begin at its draws and tune `start.tune` draws, not the settings' (nutpie
+        only; PyMC's NUTS starts as always); `keep_start` keeps each draw's unconstrained
+        values in sample_stats for `Start.take`."""
         self.watch.mark("other")
         s = self.settings
+        if start is not None and (self.compiled is None or not start.fits(self.layout)):
+            start = None  # PyMC's NUTS, or another model's draws: a fresh start
+        first = {} if start is None else {"start": start, "tune": start.tune}
+        if keep_start:
+            first["keep_start"] = True
         try:
             if not self.retry or s.chains * s.draws < RETRY_MIN_DRAWS:
-                return self._sample(weights, seed, data)
+                return self._sample(weights, seed, data, **first)
             one, retry = sample_with_retry(
-                lambda **over: self._sample(weights, seed, dict(data), **over),
+                lambda **over: self._sample(weights, seed, dict(data), **{**first, **over}),
                 f"{label or stage}, seed {seed}",
                 s.target_accept,
-                s.tune,
+                first.get("tune", s.tune),
             )
             if retry is not None:
                 self.retries.append(retry)
@@ -158,16 +183,32 @@ class Sampler:
             view.pymc = self.pymc.resized(coords)
         return view
 
-    def _sample(self, weights: np.ndarray | None, seed: int, data: dict, **over) -> xr.DataTree:
-        s = dataclasses.replace(self.settings, **over)  # over: a retry's settings
+    def _sample(
+        self,
+        weights: np.ndarray | None,
+        seed: int,
+        data: dict,
+        start: Start | None = None,
+        keep_start: bool = False,
+        **over,
+    ) -> xr.DataTree:
+        s = dataclasses.replace(self.settings, **over)  # over: a start's or a retry's settings
         if weights is not None:  # None: a programme (each plant has its own weights)
             data["reading_weight"] = weights
         data = {**self.defaults, **data}
         if self.compiled is not None:
             import nutpie
 
+            compiled = self.compiled.with_data(**data)
+            warm = {}
+            if start is not None:
+                # nutpie asks the model for each chain's start with a seed of that chain's
+                # own random stream: the draw it gets depends on the seed, not on the order
+                # in which the chains' threads ask
+                compiled = dataclasses.replace(compiled, initial_point_func=start.point)
+                warm["initial_step"] = start.step_size  # the search for a first step begins here
             return nutpie.sample(
-                self.compiled.with_data(**data),
+                compiled,
                 draws=s.draws,
                 tune=s.tune,
                 chains=s.chains,
@@ -177,8 +218,62 @@ class Sampler:
                 save_warmup=False,
                 target_accept=s.target_accept,
                 adaptation=s.adaptation,
+                store_unconstrained=keep_start,
+                **warm,
             )
         return self.pymc.sample(s, seed, data)
+
+
+# Where a refit's chains start: from the outer half of the main fit's draws (by their
+# standardised distance from its mean), so the chains begin further apart than two typical
+# draws would, and R-hat can still see chains that disagree (a mode one of them missed).
+START_OUTER_QUANTILE = 0.5
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a refit starts: a finished fit's draws, on the sampler's unconstrained scale
+    (each free variable's values by its value variable's name, one row a draw), the step
+    size it ended with, and how many draws a chain started here tunes."""
+
+    values: dict[str, np.ndarray]  # value variable -> (draws, size)
+    step_size: float
+    tune: int
+
+    @classmethod
+    def take(cls, tree: xr.DataTree, layout: list[tuple[str, int]], tune: int) -> Start | None:
+        """The start a fit sampled with `keep_start` leaves, its unconstrained values taken
+        out of `tree` (they are no result); None for a fit without them (PyMC's NUTS)."""
+        if "unconstrained_draw" not in tree["sample_stats"]:
+            return None
+        stats = tree["sample_stats"].to_dataset()
+        flat = stats["unconstrained_draw"].to_numpy()
+        flat = flat.reshape(-1, flat.shape[-1])  # chain and draw into one axis
+        tree["sample_stats"] = stats.drop_vars("unconstrained_draw")
+        # outer half: squared distance from the mean in posterior standard deviations
+        z = (flat - flat.mean(axis=0)) / np.where(flat.std(axis=0) > 0, flat.std(axis=0), 1.0)
+        distance = (z**2).sum(axis=1)
+        outer = flat[distance >= np.quantile(distance, START_OUTER_QUANTILE)]
+        values, at = {}, 0
+        for name, size in layout:
+            values[name] = outer[:, at : at + size]
+            at += size
+        # after tuning a chain's step size stays the one it ended tuning with
+        step_size = float(np.median(stats["step_size"].isel(draw=-1)))
+        return cls(values, step_size, int(tune))
+
+    def fits(self, layout: list[tuple[str, int]]) -> bool:
+        """Whether a model of this `layout` (Sampler.layout) has the same free variables,
+        transforms and sizes in the same order (one with other prior families may not: it
+        starts afresh)."""
+        return [(n, v.shape[1]) for n, v in self.values.items()] == layout
+
+    def point(self, seed: int) -> np.ndarray:
+        """The start of the chain whose random stream gave `seed`: one of the draws, its
+        variables in the compiled model's order (`fits`)."""
+        n = len(next(iter(self.values.values())))
+        row = np.random.default_rng(seed).integers(n)
+        return np.concatenate([v[row] for v in self.values.values()]).astype("float64")
 
 
 class PyMCNuts:

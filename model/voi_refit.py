@@ -48,11 +48,15 @@ from model.distribute import cached, structural_key
 from model.likelihood import PATHS
 from model.observation import Observations, observations
 from model.priors import Priors
-from model.sampler import Sampler, SamplerSettings
+from model.sampler import Sampler, SamplerSettings, Start
 from model.timing import Stopwatch
 
 CAP = 16  # refits a report at most: a compile (once) plus about 5-10 s a refit on 2 cores
 REFIT_CHAINS, REFIT_DRAWS, REFIT_TUNE = 2, 300, 300  # reduced: the sd of a log, not its tails
+# They start afresh, not from the main fit's draws (sampler.Start, as the checks' refits do):
+# a flagged value is far in the main posterior's tail, and at this size a start from its
+# draws met the fit rules no more often and once left a chain stuck (R-hat 1.35;
+# benchmarks/README.md, "Refits that start where the main fit ended").
 REFIT_SEED_OFFSET = 2000  # refit j samples with the fit's seed + this + j
 KEPT = variables.select(variables.REFIT)
 
@@ -170,9 +174,12 @@ class RowModel:
             structural_key("voi refits", added, added.evidence.to_csv(), priors, reduced), make
         )
 
-    def refit(self, candidate: Candidate, measured: float, seed: int) -> xr.Dataset:
+    def refit(
+        self, candidate: Candidate, measured: float, seed: int, start: Start | None = None
+    ) -> xr.Dataset:
         """The posterior (the REFIT quantities and divergences) after the candidate's row is
-        measured at `measured` (its log(1 + value) scale); the other candidates' rows out."""
+        measured at `measured` (its log(1 + value) scale); the other candidates' rows out.
+        From `start` (the main fit's draws), if given."""
         names = ("evidence_observed", "evidence_lower", "evidence_upper", "row_weight")
         data = {k: self.sampler.defaults[k].copy() for k in names}
         at = self.rows[candidate.name]
@@ -180,7 +187,7 @@ class RowModel:
         data["row_weight"][at] = 1.0  # ... but this one, at its simulated value
         data["evidence_observed"][at] = measured
         data["evidence_lower"][at], data["evidence_upper"][at] = measured - 1.0, measured + 1.0
-        one = self.sampler.sample(self.readings, seed, stage="refit", **data)
+        one = self.sampler.sample(self.readings, seed, stage="refit", start=start, **data)
         node = one["posterior"].to_dataset()[[v for v in KEPT if v in one["posterior"]]]
         node["diverging"] = one["sample_stats"]["diverging"]
         return node

@@ -5,10 +5,11 @@ compiles nothing and samples the posterior of the new values."""
 import numpy as np
 import pymc as pm
 import pytest
+import xarray as xr
 from pytensor.compile.maker import FunctionMaker
 from pytensor.compile.mode import get_mode
 
-from model.sampler import Sampler, SamplerSettings
+from model.sampler import Sampler, SamplerSettings, Start
 
 Y = np.array([1.2, 0.4, 2.1, 1.7, 0.9])
 
@@ -93,3 +94,162 @@ def test_the_pymc_fallback_gives_plain_pm_sample_s_draws():
             progressbar=False,
         )
     np.testing.assert_allclose(ours["posterior"]["x"], plain["posterior"]["x"], rtol=1e-10)
+
+
+def fake_fit(draws: np.ndarray, step_sizes: np.ndarray) -> xr.DataTree:
+    """A fit as nutpie returns it with keep_start: unconstrained draws (chain, draw, dim)
+    and each draw's step size in sample_stats."""
+    chains, n, _ = draws.shape
+    stats = xr.Dataset(
+        {
+            "unconstrained_draw": (("chain", "draw", "dim"), draws),
+            "step_size": (("chain", "draw"), np.repeat(step_sizes[:, None], n, axis=1)),
+            "diverging": (("chain", "draw"), np.zeros((chains, n), dtype=bool)),
+        }
+    )
+    return xr.DataTree.from_dict({"sample_stats": stats})
+
+
+def test_a_start_is_the_outer_half_of_the_draws_and_leaves_the_fit_as_it_was():
+    rng = np.random.default_rng(3)
+    draws = rng.normal(size=(4, 250, 3))
+    tree = fake_fit(draws, np.array([0.3, 0.5, 0.4, 0.6]))
+    start = Start.take(tree, [("a_log__", 1), ("b", 2)], tune=150)
+    assert "unconstrained_draw" not in tree["sample_stats"]  # no result: not saved
+    assert "diverging" in tree["sample_stats"]
+    assert start.step_size == pytest.approx(0.45) and start.tune == 150
+    assert start.values["a_log__"].shape == (500, 1) and start.values["b"].shape == (500, 2)
+    flat = draws.reshape(-1, 3)
+    distance = (((flat - flat.mean(0)) / flat.std(0)) ** 2).sum(1)
+    kept = np.hstack([start.values["a_log__"], start.values["b"]])
+    # every kept draw is one of the fit's, and from its outer half
+    assert (distance[np.isin(flat[:, 0], kept[:, 0])] >= np.median(distance) - 1e-12).all()
+    points = [start.point(seed) for seed in range(40)]
+    assert all(any((p == k).all() for k in kept) for p in points)
+    assert (start.point(7) == start.point(7)).all()  # a chain's seed decides its start
+    assert len({p.tobytes() for p in points}) > 30  # different chains, different draws
+    assert start.fits([("a_log__", 1), ("b", 2)])
+    assert not start.fits([("a", 1), ("b", 2)])  # another transform: a fresh start
+    assert not start.fits([("a_log__", 1), ("b", 3)])
+
+
+def test_a_fit_without_unconstrained_draws_gives_no_start():
+    tree = fake_fit(np.zeros((2, 10, 1)), np.ones(2)).copy()
+    tree["sample_stats"] = tree["sample_stats"].to_dataset().drop_vars("unconstrained_draw")
+    assert Start.take(tree, [("x", 1)], tune=100) is None
+
+
+@pytest.fixture
+def nutpie_calls(monkeypatch) -> list[dict]:
+    """The arguments of each nutpie.sample call, with the start point of each chain."""
+    import nutpie
+
+    calls: list[dict] = []
+    sample = nutpie.sample
+
+    def recording(compiled, **kwargs):
+        calls.append({**kwargs, "start": compiled.initial_point_func})
+        return sample(compiled, **kwargs)
+
+    monkeypatch.setattr(nutpie, "sample", recording)
+    return calls
+
+
+def test_a_refit_from_the_main_fit_s_draws_samples_its_own_posterior(nutpie_calls):
+    settings = SamplerSettings(draws=1000, tune=500, chains=2, cores=2)
+    sampler = Sampler(conjugate_model(), settings)
+    main = sampler.sample(None, seed=1, keep_start=True)
+    start = Start.take(main, sampler.layout, tune=100)
+    assert "unconstrained_draw" not in main["sample_stats"]
+    refits = {
+        (5.0, 1.0): sampler.sample(None, seed=2, start=start, prior__x__mu=np.array(5.0)),
+        (0.0, 0.0): sampler.sample(None, seed=3, start=start, row_weight=np.r_[0.0, 1, 1, 1, 1]),
+    }
+    for call in nutpie_calls[1:]:  # the refits: the main fit's draws, its step, short tuning
+        assert call["tune"] == 100 and call["initial_step"] == start.step_size
+        assert call["start"] == start.point
+    assert nutpie_calls[0]["tune"] == 500 and "initial_step" not in nutpie_calls[0]
+    for (mu, w0), idata in refits.items():
+        mean, sd = exact(mu, np.r_[w0, 1, 1, 1, 1])
+        draws = idata["posterior"]["x"].to_numpy().ravel()
+        assert abs(draws.mean() - mean) < 0.15 * sd, (mu, w0)
+        assert draws.std() == pytest.approx(sd, rel=0.1), (mu, w0)
+    # a start that is not this model's (other variables) is not used: a fresh start
+    other = Start({"y": np.zeros((4, 1))}, 0.5, 100)
+    sampler.sample(None, seed=4, start=other)
+    assert nutpie_calls[-1]["tune"] == 500 and "initial_step" not in nutpie_calls[-1]
+
+
+def test_chains_started_in_two_modes_fail_r_hat():
+    """Starting from the main fit's draws does not hide a second mode from R-hat: chains
+    that begin in different modes of a target they cannot cross stay apart, and the fit
+    rules fail it."""
+    from model.diagnostics import check
+
+    with pm.Model() as model:
+        pm.NormalMixture("x", w=np.array([0.5, 0.5]), mu=np.array([-6.0, 6.0]), sigma=0.5)
+    sampler = Sampler(model, SamplerSettings(draws=500, tune=100, chains=4, cores=2))
+    start = Start({"x": np.array([[-6.0], [6.0]])}, 0.5, 100)  # draws from both modes
+    fit = sampler.sample(None, seed=7, start=start)  # a seed whose chains start in both
+    x = fit["posterior"]["x"]
+    assert set(np.sign(x.mean("draw")).to_numpy().tolist()) == {-1.0, 1.0}  # both modes
+    verdict = check(fit["posterior"].to_dataset(), fit["sample_stats"]["diverging"], "x", ["x"])
+    assert not verdict["passed"] and verdict["max_rhat"] > 1.5
+
+
+@pytest.mark.slow(minutes=1)
+def test_a_refit_of_the_case_from_the_main_fit_s_draws_matches_a_fresh_one():
+    """February 11 without the source `ua-prosecutors` (a refit the checks sample): started
+    from the main fit's draws with `refit_tune` tuning draws, and afresh with the main fit's
+    tuning, as before. Both meet the fit rules and their headline medians agree within Monte
+    Carlo error (4 combined MCSEs, ArviZ's MCSE of the median)."""
+    import arviz as az
+
+    from model import load_case
+    from model.build import build
+    from model.diagnostics import check
+    from model.priors import resolve_priors
+
+    case = load_case("data/cases/february-11-plant")
+    model, mix, obs = build(case, resolve_priors(case))
+    settings = SamplerSettings()
+    sampler = Sampler(model, settings)
+    main = sampler.sample(mix.weights, settings.seed, keep_start=True)
+    start = Start.take(main, sampler.layout, settings.refit_tune)
+    groups = case.evidence.set_index("id").loc[list(obs.ids), "bias_group"]
+    weight = (groups != "ua-prosecutors").to_numpy(float)
+    assert 0 < weight.sum() < len(weight)
+    fits = {
+        how: sampler.sample(mix.weights, 7, start=s, row_weight=weight)
+        for how, s in (("fresh", None), ("warm", start))
+    }
+    for how, one in fits.items():
+        verdict = check(one["posterior"].to_dataset(), one["sample_stats"]["diverging"], how)
+        assert verdict["passed"], (how, verdict["failures"])
+    for name in ("rate_before", "rate_after", "capacity_multiplier"):
+        a, b = (fits[how]["posterior"][name] for how in ("fresh", "warm"))
+        se = [float(az.mcse(x.to_dataset(name="x"), method="median")["x"]) for x in (a, b)]
+        assert abs(float(a.median()) - float(b.median())) < 4 * np.hypot(*se), name
+
+
+def test_a_refit_retried_in_this_process_is_recorded_once():
+    """run_refits through the main fit's sampler: the sampler records the retry itself, and
+    the refit's record is not added to it a second time (the summary lists each retry)."""
+    from types import SimpleNamespace
+
+    from model.fit import REFIT_VARS, Refit, run_refits
+    from model.timing import Stopwatch
+
+    record = {"fit": "refit without the source s", "passed": True}
+
+    def sample(weights, seed, label=None, start=None, **data):
+        sampler.retries.append(record)  # as Sampler.sample does on a retry
+        zeros = xr.DataArray(np.zeros((2, 5)), dims=("chain", "draw"))
+        post = xr.Dataset({name: zeros for name in REFIT_VARS})
+        stats = xr.Dataset({"diverging": zeros.astype(bool)})
+        return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+    sampler = SimpleNamespace(sample=sample, retries=[], watch=Stopwatch("test"))
+    refit = Refit("source_refits/s", "refit without the source s", np.ones(1))
+    nodes = run_refits([refit], sampler, None, None, SamplerSettings())
+    assert list(nodes) == ["source_refits/s"] and sampler.retries == [record]

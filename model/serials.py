@@ -202,6 +202,21 @@ def log_bounds(serials: Serials, shape, use_lag, first):
 # candidates for several dates, measured and not taken (benchmarks/profile_fit.py --ridge).
 RIDGE_RULES = ("largest", "max", "capped")
 RIDGE_CAP = 1.0  # in log rate_before: e times the largest serial's lowest rate
+# The rules for several dates sample use_lag below lag_bound (module docstring, "Geometry").
+LAG_BOUNDED_RULES = ("max", "capped")
+
+
+def lag_bound(serials: Serials) -> float:
+    """use_lag's upper end under LAG_BOUNDED_RULES: the earliest sighting's date less its
+    block's start, over the sightings that count (not duplicates). A lag beyond it leaves
+    that sighting no item made: its late wall is then a constant penalty of about
+    1 / wall_width (over 20 log units), so the posterior has no mass there, and no gradient
+    leads back from it (module docstring, "Geometry"). Sampled through an interval transform
+    onto (0, lag_bound), use_lag's prior density is unchanged below the bound and its prior
+    draws (forward sampling) are unchanged everywhere; only the region the sampler could get
+    stuck in is cut from its coordinate."""
+    keep = serials.weight > 0
+    return float(np.min((serials.time - serials.block_start)[keep]))
 
 
 def ridge_shift(serials: Serials, shape, use_lag, first, rule: str = "largest"):

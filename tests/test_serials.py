@@ -337,8 +337,8 @@ def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
     else:
         folder = write_serial_plant(tmp_path / "serial-plant")[0]
 
-        def capped(serials, spec):  # as ridge_rule, but "capped" for several dates
-            return "capped" if spec.dist in build.POSITIVE_FAMILIES else None
+        def capped(serials, priors):  # as ridge_rule, but "capped" for several dates
+            return "capped" if priors["rate_before"].dist in build.POSITIVE_FAMILIES else None
 
         monkeypatch.setattr(build, "ridge_rule", capped)
     case = load_case(folder)
@@ -375,27 +375,43 @@ def test_rate_before_on_the_ridge_keeps_its_prior(tmp_path, monkeypatch, dates):
 def test_the_ridge_coordinate_moves_only_the_sampler(tmp_path, monkeypatch, dates):
     """The joint log density (with Jacobians) of the ridge model at (others, log(rate) -
     shift) equals the plain model's at (others, log(rate)), at prior draws far apart: the
-    change of coordinates has a unit Jacobian beyond the log's, so the posterior is the same."""
+    change of coordinates has a unit Jacobian beyond the log's, so the posterior is the same.
+    On several dates use_lag is also sampled on (0, lag_bound) (build.lag_transform): there
+    the densities agree up to the two transforms' Jacobians, at draws below the bound."""
     import pytensor
 
     ridge, plain, _ = _ridge_and_plain(tmp_path, monkeypatch, dates)
     shift = ridge.replace_rvs_by_values([ridge["rate_before"].owner.inputs[1]])[0]
     shift_of = pytensor.function(ridge.value_vars, shift, on_unused_input="ignore")
     logp_ridge, logp_plain = ridge.compile_logp(), plain.compile_logp()
-    draws = pm.draw(plain.free_RVs, draws=6, random_seed=4)
+    lag = ridge["use_lag"]
+    bound = ridge.rvs_to_transforms[lag]
+    bounded = dates == "several dates"
+    assert (ridge.rvs_to_values[lag].name == "use_lag_interval__") is bounded
+    draws = pm.draw(plain.free_RVs, draws=40, random_seed=4)
+    lags = draws[plain.free_RVs.index(plain["use_lag"])]
+    upper = float(bound.param_extract_fn(lag)[1].eval()) if bounded else np.inf
+    below = np.flatnonzero(lags < upper)[:6]
+    assert len(below) == 6 and (not bounded or (lags > upper).any())  # some beyond it
     shifts = []
-    for i in range(6):
-        point = {}
+    for i in below:
+        point, moved = {}, {}
         for rv, values in zip(plain.free_RVs, draws, strict=True):
-            transform = plain.rvs_to_transforms[rv]
-            value = values[i]
-            if transform is not None:
-                value = transform.forward(value, *rv.owner.inputs).eval()
-            point[plain.rvs_to_values[rv].name] = value
-        moved = {k: v for k, v in point.items() if k != "rate_before_log__"}
-        shifts.append(float(shift_of(**moved, rate_before_ridge_log__=0.0)))
+            for m, out in ((plain, point), (ridge, moved)):
+                own = m[rv.name]
+                transform, value = m.rvs_to_transforms[own], values[i]
+                if transform is not None and m.rvs_to_values[own].name != "rate_before_ridge_log__":
+                    value = transform.forward(value, *own.owner.inputs).eval()
+                out[m.rvs_to_values[own].name] = value
+        moved["rate_before_ridge_log__"] = 0.0
+        shifts.append(float(shift_of(**moved)))
         moved["rate_before_ridge_log__"] = point["rate_before_log__"] - shifts[-1]
-        assert logp_ridge(moved) == pytest.approx(logp_plain(point), rel=1e-9, abs=1e-9)
+        jacobians = 0.0
+        if bounded:  # log(x (B - x) / B) for the interval, log(x) for the log
+            x = lags[i]
+            jacobians = np.log(x * (upper - x) / upper) - np.log(x)
+        expected = logp_plain(point) + jacobians
+        assert logp_ridge(moved) == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert np.ptp(shifts) > 0.1  # the shift does depend on the other variables
 
 
@@ -415,7 +431,7 @@ def test_sightings_on_several_dates_keep_log_rate_and_the_capped_bound_is_right(
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)
     assert not serials.one_bound
-    assert ridge_rule(serials, resolve_priors(case)["rate_before"]) is None
+    assert ridge_rule(serials, resolve_priors(case)) is None
     names = [v.name for v in build_model(case, resolve_priors(case)).value_vars]
     assert "rate_before_log__" in names and "rate_before_ridge_log__" not in names
     shape, first = pt.ones(24), np.ones(len(serials.ids))

@@ -14,7 +14,7 @@ PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
 # uv installs the locks (pip took about 3x as long: benchmarks/README.md, "Setting up the
 # venvs"); pip installs uv itself, pinned and hash-checked, from requirements-uv.lock.
 UV := $(BIN)/uv
-UV_FLAGS := --python $(BIN)/python --require-hashes --no-deps -q
+UV_FLAGS := --python $(BIN)/python --require-hashes --no-deps --compile-bytecode -q
 
 .PHONY: report test test-slow lint calibrate bench lock clean-venv readme-table
 

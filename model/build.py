@@ -155,11 +155,18 @@ def prior(spec: PriorSpec, **kwargs):
 POSITIVE_FAMILIES = ("LogNormal", "HalfNormal")
 
 
+# Sightings on several dates: "capped" with use_lag bounded passed the serial recovery test
+# and sampled both serial plants in about 100 leapfrog steps a draw instead of 850-1,000; the
+# programme's slow test with it did not finish in the session (benchmarks/README.md, "Several
+# dates, use_lag bounded"). Set to "capped" once it passes; None keeps log(rate_before).
+SEVERAL_DATES_RULE: str | None = None
+
+
 def ridge_rule(serials, priors: Priors) -> str | None:
     """Which bound rate_before's sampler coordinate is measured from (serials.ridge_shift), or
     None for log(rate_before), for a prior on (0, inf): the largest serial's when every
-    sighting is on one date (then it binds); on several dates "capped", with use_lag kept
-    below serials.lag_bound (lag_transform), if use_lag's prior lives on (0, inf) too and
+    sighting is on one date (then it binds); on several dates SEVERAL_DATES_RULE, with use_lag
+    kept below serials.lag_bound (lag_transform), if use_lag's prior lives on (0, inf) too and
     every sighting is after its block's start. Without the lag's bound "capped" stuck on
     the serial recovery test's plant (serials.py, "Geometry"; benchmarks/README.md)."""
     if serials is None or priors["rate_before"].dist not in POSITIVE_FAMILIES:
@@ -167,7 +174,7 @@ def ridge_rule(serials, priors: Priors) -> str | None:
     if serials.one_bound:
         return "largest"
     if priors["use_lag"].dist in POSITIVE_FAMILIES and lag_bound(serials) > 0:
-        return "capped"
+        return SEVERAL_DATES_RULE
     return None
 
 

@@ -62,9 +62,11 @@ density at mapped points); the wall is unchanged. Measured (benchmarks/README.md
 ridge"): 10 serials of ~300 on one date, 68 leapfrog steps a draw against 561, ESS per
 gradient about 30x, 0 divergences either way.
 
-Sightings on several dates (issue #19): which sighting binds changes with the other
-variables, so the shift is the largest of every distinct sighting's bound (`log_bounds`), each
-capped at RIDGE_CAP above the largest serial's ("capped"; uncapped, "max", the shift ran away
+Sightings on several dates (issue #19; build.SEVERAL_DATES_RULE, still None, i.e.
+log(rate_before), until the programme's slow test passes with it): which sighting binds
+changes with the other variables, so the candidate shift is the largest of every distinct
+sighting's bound (`log_bounds`), each capped at RIDGE_CAP above the largest serial's
+("capped"; uncapped, "max", the shift ran away
 where an early sighting's bound soars), and use_lag is sampled on (0, lag_bound): below the
 earliest sighting's date less its block's start. Beyond that lag the earliest sighting has no
 item made, its late wall is a constant (a penalty of about 1 / wall width, no gradient), and

@@ -336,6 +336,7 @@ def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
         folder = serial_only_case(tmp_path / "c", [40, 180, 233, 290], rate_median=15.0)
     else:
         folder = write_serial_plant(tmp_path / "serial-plant")[0]
+        monkeypatch.setattr(build, "SEVERAL_DATES_RULE", "capped")
     case = load_case(folder)
     priors = resolve_priors(case)
     ridge = build.build_model(case, priors)
@@ -410,7 +411,7 @@ def test_the_ridge_coordinate_moves_only_the_sampler(tmp_path, monkeypatch, date
     assert np.ptp(shifts) > 0.1  # the shift does depend on the other variables
 
 
-def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_path):
+def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_path, monkeypatch):
     """Sightings on several dates sample rate_before less the "capped" shift (build.ridge_rule)
     and use_lag on (0, lag_bound). The shifts that benchmarks/profile_fit.py --ridge measures:
     "max", the largest of every sighting's bound, and "capped", none more than RIDGE_CAP above
@@ -419,9 +420,12 @@ def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_pa
     block's start), the cap holds it."""
     import pytensor.tensor as pt
 
+    import model.build
     from model.build import build_model, ridge_rule
     from model.priors import resolve_priors
     from model.serials import RIDGE_CAP, log_bounds, ridge_shift
+
+    monkeypatch.setattr(model.build, "SEVERAL_DATES_RULE", "capped")  # not yet the default
 
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)
@@ -449,7 +453,7 @@ def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_pa
     assert shift == pytest.approx(own + RIDGE_CAP)  # at lag 7 the earliest soars: capped
 
 
-def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_path):
+def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_path, monkeypatch):
     """serials.lag_bound: the earliest counted sighting's date less its block's start (the
     serial plant's five month-7 sightings, at t = 6.9 in a block from month 0). Beyond it that
     sighting's log-likelihood is a constant (its late wall, no item made: no gradient back to
@@ -459,9 +463,12 @@ def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_p
     import pytensor.tensor as pt
     from scipy import stats
 
+    import model.build
     from model.build import build_model, lag_transform
     from model.priors import resolve_priors
     from model.serials import candidates, lag_bound
+
+    monkeypatch.setattr(model.build, "SEVERAL_DATES_RULE", "capped")  # not yet the default
 
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)
@@ -493,7 +500,7 @@ def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_p
     assert (draws > bound).mean() > 0.1 and stats.kstest(draws, law.cdf).pvalue > 0.01
 
 
-@pytest.mark.slow(minutes=2.8)
+@pytest.mark.slow(minutes=3.6)
 def test_a_plant_with_serials_recovers_its_production(tmp_path):
     """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in
     month 12 with a 20-month ramp, exports from month 1, 4 months from making to use (the

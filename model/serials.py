@@ -62,8 +62,8 @@ density at mapped points); the wall is unchanged. Measured (benchmarks/README.md
 ridge"): 10 serials of ~300 on one date, 68 leapfrog steps a draw against 561, ESS per
 gradient about 30x, 0 divergences either way.
 
-Sightings on several dates (issue #19; build.SEVERAL_DATES_RULE, still None, i.e.
-log(rate_before), until the programme's slow test passes with it): which sighting binds
+Sightings on several dates (issue #19; build.SEVERAL_DATES_RULE, None: log(rate_before),
+since the programme's fit then diverged at 0.9 and its retry cost more): which sighting binds
 changes with the other variables, so the candidate shift is the largest of every distinct
 sighting's bound (`log_bounds`), each capped at RIDGE_CAP above the largest serial's
 ("capped"; uncapped, "max", the shift ran away

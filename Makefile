@@ -11,7 +11,7 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(PYTHON_VERSION)/bin/p
 VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
-# uv installs the locks (pip took about 3x as long: benchmarks/README.md, "Setting up the
+# uv installs the locks (pip took about twice as long: benchmarks/README.md, "Setting up the
 # venvs"); pip installs uv itself, pinned and hash-checked, from requirements-uv.lock.
 UV := $(BIN)/uv
 UV_FLAGS := --python $(BIN)/python --require-hashes --no-deps --compile-bytecode -q

@@ -11,6 +11,10 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(PYTHON_VERSION)/bin/p
 VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --require-hashes --no-deps --disable-pip-version-check -q
+# uv installs the locks (pip took about twice as long: benchmarks/README.md, "Setting up the
+# venvs"); pip installs uv itself, pinned and hash-checked, from requirements-uv.lock.
+UV := $(BIN)/uv
+UV_FLAGS := --python $(BIN)/python --require-hashes --no-deps --compile-bytecode -q
 
 .PHONY: report test test-slow lint calibrate bench lock clean-venv readme-table
 
@@ -20,13 +24,17 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if "$(PYTHON_VERSION)".startswith(v) else "error: $(PYTHON) is Python " + v + ", .python-version wants $(PYTHON_VERSION)")'
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime: requirements.lock pyproject.toml | $(BIN)/python
-	$(BIN)/pip install $(PIP_FLAGS) -r requirements.lock
-	$(BIN)/pip install --no-deps --no-build-isolation --disable-pip-version-check -q -e .
+$(VENV)/.uv: requirements-uv.lock | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -r requirements-uv.lock
 	@touch $@
 
-$(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
-	$(BIN)/pip install $(PIP_FLAGS) -r requirements-dev.lock
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(VENV)/.uv
+	$(UV) pip install $(UV_FLAGS) -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -q -e .
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime | $(VENV)/.uv
+	$(UV) pip install $(UV_FLAGS) -r requirements-dev.lock
 	@touch $@
 
 report: $(VENV)/.runtime
@@ -63,11 +71,11 @@ calibrate: $(VENV)/.runtime
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/run.py
 
-# Regenerate the lock files (needs network); uv resolves, pip installs.
-lock: $(BIN)/python
-	$(BIN)/pip install --disable-pip-version-check -q uv==0.13.9
-	$(BIN)/uv pip compile requirements.in --python-version 3.12 --generate-hashes -o requirements.lock
-	$(BIN)/uv pip compile requirements-dev.in -c requirements.lock --python-version 3.12 --generate-hashes -o requirements-dev.lock
+# Regenerate the lock files (needs network); uv resolves and installs.
+lock: $(VENV)/.uv
+	$(UV) pip compile requirements-uv.in --python-version 3.12 --generate-hashes -o requirements-uv.lock
+	$(UV) pip compile requirements.in --python-version 3.12 --generate-hashes -o requirements.lock
+	$(UV) pip compile requirements-dev.in -c requirements.lock --python-version 3.12 --generate-hashes -o requirements-dev.lock
 
 clean-venv:
 	rm -rf $(VENV)

@@ -50,6 +50,12 @@ def main() -> int:
         "(none), or less the largest serial's bound or the largest bound (serials.ridge_shift)",
     )
     parser.add_argument("--cap", type=float, help="serials.RIDGE_CAP for --ridge capped")
+    parser.add_argument(
+        "--unbounded-lag",
+        action="store_true",
+        help="--ridge max or capped without use_lag's bound (build.lag_transform), as first "
+        "measured",
+    )
     parser.add_argument("--seed", type=int, help="default: capest's")
     parser.add_argument("--target-accept", type=float, help="default: capest's")
     args = parser.parse_args()
@@ -75,16 +81,21 @@ def main() -> int:
     if args.ridge != "as-built":
         import model.build
 
-        def rule(serials, rate_before):
-            positive = rate_before.dist in model.build.POSITIVE_FAMILIES
+        def rule(serials, priors):
+            positive = priors["rate_before"].dist in model.build.POSITIVE_FAMILIES
             return None if serials is None or not positive or args.ridge == "none" else args.ridge
 
         model.build.ridge_rule = rule
+    if args.unbounded_lag:
+        import model.build
+
+        model.build.lag_transform = lambda serials, rule: {}
     if args.cap is not None:
         import model.serials
 
         model.serials.RIDGE_CAP = args.cap
-    print(f"serial ridge: {args.ridge}" + (f", cap {args.cap}" if args.cap is not None else ""))
+    print(f"serial ridge: {args.ridge}" + (f", cap {args.cap}" if args.cap is not None else "")
+          + (", use_lag unbounded" if args.unbounded_lag else ""))  # fmt: skip
     if is_programme(args.folder):
         programme = load_programme(args.folder)
         if args.plants:

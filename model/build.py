@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pymc.distributions.transforms import Interval
 
 from model.candidates import candidate_paths
 from model.case import ASSEMBLY, Case
@@ -56,8 +57,10 @@ from model.observation import (
 from model.priors import Priors, PriorSpec, stage_prior
 from model.production import production_rate, smooth_min, stock_flow, usage
 from model.serials import (
+    LAG_BOUNDED_RULES,
     ShiftedLog,
     candidates,
+    lag_bound,
     ridge_shift,
     serial_logp,
     serial_rows,
@@ -153,15 +156,37 @@ def prior(spec: PriorSpec, **kwargs):
 POSITIVE_FAMILIES = ("LogNormal", "HalfNormal")
 
 
-def ridge_rule(serials, rate_before: PriorSpec) -> str | None:
+# Sightings on several dates: "capped" with use_lag bounded sampled both serial plants in
+# about 100 leapfrog steps a draw instead of 850-1,000 and both slow tests passed, but the
+# programme's main fit diverged twice at target acceptance 0.9 and its retry at 0.98 cost more
+# than the short trees saved (benchmarks/README.md, "Several dates, use_lag bounded"). None
+# keeps log(rate_before); "capped" takes the candidate.
+SEVERAL_DATES_RULE: str | None = None
+
+
+def ridge_rule(serials, priors: Priors) -> str | None:
     """Which bound rate_before's sampler coordinate is measured from (serials.ridge_shift), or
-    None for log(rate_before): the largest serial's when every sighting is on one date (then
-    it binds) and the prior lives on (0, inf). Several dates keep the log: the "capped" shift
-    sampled the programme's serial plant in half the leapfrog steps, but its chains stuck on
+    None for log(rate_before), for a prior on (0, inf): the largest serial's when every
+    sighting is on one date (then it binds); on several dates SEVERAL_DATES_RULE, with use_lag
+    kept below serials.lag_bound (lag_transform), if use_lag's prior lives on (0, inf) too and
+    every sighting is after its block's start. Without the lag's bound "capped" stuck on
     the serial recovery test's plant (serials.py, "Geometry"; benchmarks/README.md)."""
-    if serials is None or rate_before.dist not in POSITIVE_FAMILIES:
+    if serials is None or priors["rate_before"].dist not in POSITIVE_FAMILIES:
         return None
-    return "largest" if serials.one_bound else None
+    if serials.one_bound:
+        return "largest"
+    if priors["use_lag"].dist in POSITIVE_FAMILIES and lag_bound(serials) > 0:
+        return SEVERAL_DATES_RULE
+    return None
+
+
+def lag_transform(serials, rule: str | None) -> dict:
+    """use_lag's transform under a several-date ridge rule: onto (0, serials.lag_bound), so
+    that the sampler never reaches a lag that leaves a sighting no item made (serials.py,
+    "Geometry"); otherwise PyMC's default for its family (no argument)."""
+    if rule not in LAG_BOUNDED_RULES:
+        return {}
+    return {"default_transform": Interval(0.0, lag_bound(serials))}  # not chained to the log
 
 
 def shifted_prior(spec: PriorSpec, shift):
@@ -290,7 +315,7 @@ def plant_graph(
 
     # On the serials' ridge rate_before is made below, once the shift of its ridge coordinate
     # (serials.ridge_shift) can be; otherwise the graph is what it always was.
-    rule = ridge_rule(serials, priors["rate_before"])
+    rule = ridge_rule(serials, priors)
     rate_before = None if rule else prior(priors["rate_before"])
     if pooled is None:
         mix_mu = pm.Data("prior__log_gain_log__mu", mix.mu, dims=f"{ns}reading")
@@ -315,7 +340,7 @@ def plant_graph(
     else:
         ramp_months = pm.Deterministic("ramp_months", pooled.ramp_months)
     export_share = prior(priors["export_share"])
-    use_lag = prior(priors["use_lag"])
+    use_lag = prior(priors["use_lag"], **lag_transform(serials, rule))
     burst_sd = prior(priors["burst_sd"])
 
     log_multiplier = pt.exp(log_gain_log)  # ln(area ratio ^ elasticity)

@@ -62,19 +62,20 @@ density at mapped points); the wall is unchanged. Measured (benchmarks/README.md
 ridge"): 10 serials of ~300 on one date, 68 leapfrog steps a draw against 561, ESS per
 gradient about 30x, 0 divergences either way.
 
-Sightings on several dates (issue #19) keep log(rate_before) (`build.ridge_rule`). Measured
-and not taken (benchmarks/README.md, "Several dates"): which sighting binds changes with the
-other variables, so the candidate shift is the largest of every distinct sighting's bound
-(`log_bounds`). Uncapped ("max") it left chains stuck where use_lag passed an early
-sighting's date (whose bound then soars: no items made), R-hat 1.79; each bound capped at
-RIDGE_CAP above the largest serial's ("capped") sampled the programme's serial plant in 130
-leapfrog steps a draw against about 1,000 at the same posterior, with 1-3 divergences in 2,000
-draws at target acceptance 0.9 and none at 0.95 (360 steps), and the programme's recovery test
-passed with it (533 steps a draw against 1,023). But the serial recovery test's plant (five
-sightings in month 7, exports from month 1) came out with an 80% interval of rate_before 26.5
-wide, where the log coordinate passes its bound of 9.1; in a profile run its chains did not
-mix (R-hat 3.2), stuck with use_lag past those sightings' dates, where they have no items made
-and their flat walls give no gradient back (the trap "max" fell into). Not taken.
+Sightings on several dates (issue #19; build.SEVERAL_DATES_RULE, None: log(rate_before),
+since the programme's fit then diverged at 0.9 and its retry cost more): which sighting binds
+changes with the other variables, so the candidate shift is the largest of every distinct
+sighting's bound (`log_bounds`), each capped at RIDGE_CAP above the largest serial's
+("capped"; uncapped, "max", the shift ran away
+where an early sighting's bound soars), and use_lag is sampled on (0, lag_bound): below the
+earliest sighting's date less its block's start. Beyond that lag the earliest sighting has no
+item made, its late wall is a constant (a penalty of about 1 / wall width, no gradient), and
+chains that wandered there stuck: "capped" alone did so on the serial recovery test's plant
+(five sightings in month 7; R-hat 3.2, use_lag up to 9.2). The posterior has no mass there
+(exp(-20) or less), use_lag's prior density is unchanged below the bound and its prior draws
+(forward sampling) are unchanged everywhere. Measured (benchmarks/README.md, "Several dates,
+use_lag bounded"): that plant in 99 leapfrog steps a draw against 841 with log(rate_before),
+R-hat 1.007, ESS per gradient 11x; the programme's serial plant in 98 against about 1,000.
 The largest serial's bound alone kept the 1,000-step trees, and so did nutpie's "low_rank"
 metric (500 steps, ESS per gradient unchanged).
 
@@ -197,11 +198,26 @@ def log_bounds(serials: Serials, shape, use_lag, first):
 
 
 # How ridge_shift picks the bound the coordinate is measured from (module docstring,
-# "Geometry"): "largest", the largest serial's (sightings on one date); "max", the largest of
-# every sighting's, and "capped", none of them more than RIDGE_CAP above the largest serial's:
-# candidates for several dates, measured and not taken (benchmarks/profile_fit.py --ridge).
+# "Geometry"): "largest", the largest serial's (sightings on one date); "capped", the largest
+# of every sighting's, none more than RIDGE_CAP above the largest serial's (several dates);
+# "max", uncapped, measured and not taken (benchmarks/profile_fit.py --ridge).
 RIDGE_RULES = ("largest", "max", "capped")
 RIDGE_CAP = 1.0  # in log rate_before: e times the largest serial's lowest rate
+# The rules for several dates sample use_lag below lag_bound (module docstring, "Geometry").
+LAG_BOUNDED_RULES = ("max", "capped")
+
+
+def lag_bound(serials: Serials) -> float:
+    """use_lag's upper end under LAG_BOUNDED_RULES: the earliest sighting's date less its
+    block's start, over the sightings that count (not duplicates). A lag beyond it leaves
+    that sighting no item made: its late wall is then a constant penalty of about
+    1 / wall_width (over 20 log units), so the posterior has no mass there, and no gradient
+    leads back from it (module docstring, "Geometry"). Sampled through an interval transform
+    onto (0, lag_bound), use_lag's prior density is unchanged below the bound and its prior
+    draws (forward sampling) are unchanged everywhere; only the region the sampler could get
+    stuck in is cut from its coordinate."""
+    keep = serials.weight > 0
+    return float(np.min((serials.time - serials.block_start)[keep]))
 
 
 def ridge_shift(serials: Serials, shape, use_lag, first, rule: str = "largest"):

@@ -326,9 +326,9 @@ def write_serial_plant(case):
 
 def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
     """A case with serials seen on one date (4 of ~300) or on several (the serial plant: 20
-    sightings on 14 dates and a duplicate), its model on the ridge coordinate (as built for one
-    date; the "capped" candidate for several, which benchmarks/profile_fit.py --ridge measures)
-    and as it was before (rate_before on log scale): the same case and priors."""
+    sightings on 14 dates and a duplicate), its model on the ridge coordinate as built ("largest"
+    for one date; "capped", with use_lag on (0, lag_bound), for several) and as it was before
+    (rate_before and use_lag on log scale): the same case and priors."""
     import model.build as build
     from model.priors import resolve_priors
 
@@ -336,11 +336,7 @@ def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
         folder = serial_only_case(tmp_path / "c", [40, 180, 233, 290], rate_median=15.0)
     else:
         folder = write_serial_plant(tmp_path / "serial-plant")[0]
-
-        def capped(serials, spec):  # as ridge_rule, but "capped" for several dates
-            return "capped" if spec.dist in build.POSITIVE_FAMILIES else None
-
-        monkeypatch.setattr(build, "ridge_rule", capped)
+        monkeypatch.setattr(build, "SEVERAL_DATES_RULE", "capped")
     case = load_case(folder)
     priors = resolve_priors(case)
     ridge = build.build_model(case, priors)
@@ -375,49 +371,68 @@ def test_rate_before_on_the_ridge_keeps_its_prior(tmp_path, monkeypatch, dates):
 def test_the_ridge_coordinate_moves_only_the_sampler(tmp_path, monkeypatch, dates):
     """The joint log density (with Jacobians) of the ridge model at (others, log(rate) -
     shift) equals the plain model's at (others, log(rate)), at prior draws far apart: the
-    change of coordinates has a unit Jacobian beyond the log's, so the posterior is the same."""
+    change of coordinates has a unit Jacobian beyond the log's, so the posterior is the same.
+    On several dates use_lag is also sampled on (0, lag_bound) (build.lag_transform): there
+    the densities agree up to the two transforms' Jacobians, at draws below the bound."""
     import pytensor
 
     ridge, plain, _ = _ridge_and_plain(tmp_path, monkeypatch, dates)
     shift = ridge.replace_rvs_by_values([ridge["rate_before"].owner.inputs[1]])[0]
     shift_of = pytensor.function(ridge.value_vars, shift, on_unused_input="ignore")
     logp_ridge, logp_plain = ridge.compile_logp(), plain.compile_logp()
-    draws = pm.draw(plain.free_RVs, draws=6, random_seed=4)
+    lag = ridge["use_lag"]
+    bound = ridge.rvs_to_transforms[lag]
+    bounded = dates == "several dates"
+    assert (ridge.rvs_to_values[lag].name == "use_lag_interval__") is bounded
+    draws = pm.draw(plain.free_RVs, draws=40, random_seed=4)
+    lags = draws[plain.free_RVs.index(plain["use_lag"])]
+    upper = float(bound.args_fn(*lag.owner.inputs)[1]) if bounded else np.inf
+    below = np.flatnonzero(lags < upper)[:6]
+    assert len(below) == 6 and (not bounded or (lags > upper).any())  # some beyond it
     shifts = []
-    for i in range(6):
-        point = {}
+    for i in below:
+        point, moved = {}, {}
         for rv, values in zip(plain.free_RVs, draws, strict=True):
-            transform = plain.rvs_to_transforms[rv]
-            value = values[i]
-            if transform is not None:
-                value = transform.forward(value, *rv.owner.inputs).eval()
-            point[plain.rvs_to_values[rv].name] = value
-        moved = {k: v for k, v in point.items() if k != "rate_before_log__"}
-        shifts.append(float(shift_of(**moved, rate_before_ridge_log__=0.0)))
+            for m, out in ((plain, point), (ridge, moved)):
+                own = m[rv.name]
+                transform, value = m.rvs_to_transforms[own], values[i]
+                if transform is not None and m.rvs_to_values[own].name != "rate_before_ridge_log__":
+                    value = transform.forward(value, *own.owner.inputs).eval()
+                out[m.rvs_to_values[own].name] = value
+        moved["rate_before_ridge_log__"] = 0.0
+        shifts.append(float(shift_of(**moved)))
         moved["rate_before_ridge_log__"] = point["rate_before_log__"] - shifts[-1]
-        assert logp_ridge(moved) == pytest.approx(logp_plain(point), rel=1e-9, abs=1e-9)
+        jacobians = 0.0
+        if bounded:  # log(x (B - x) / B) for the interval, log(x) for the log
+            x = lags[i]
+            jacobians = np.log(x * (upper - x) / upper) - np.log(x)
+        expected = logp_plain(point) + jacobians
+        assert logp_ridge(moved) == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert np.ptp(shifts) > 0.1  # the shift does depend on the other variables
 
 
-def test_sightings_on_several_dates_keep_log_rate_and_the_capped_bound_is_right(tmp_path):
-    """Sightings on several dates keep log(rate_before) (build.ridge_rule; the "capped" shift
-    left the serial recovery test's plant far too wide: serials.py, "Geometry"). The candidate
-    shifts that benchmarks/profile_fit.py --ridge measures: "max", the largest of every
-    sighting's bound, and "capped", none more than RIDGE_CAP above the largest serial's: where
-    an early sighting binds the shift is its bound, not the largest serial's; where an early
-    sighting's bound soars (its item made just after the block's start), the cap holds it."""
+def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_path, monkeypatch):
+    """Sightings on several dates sample rate_before less the "capped" shift (build.ridge_rule)
+    and use_lag on (0, lag_bound). The shifts that benchmarks/profile_fit.py --ridge measures:
+    "max", the largest of every sighting's bound, and "capped", none more than RIDGE_CAP above
+    the largest serial's: where an early sighting binds the shift is its bound, not the
+    largest serial's; where an early sighting's bound soars (its item made just after the
+    block's start), the cap holds it."""
     import pytensor.tensor as pt
 
+    import model.build
     from model.build import build_model, ridge_rule
     from model.priors import resolve_priors
     from model.serials import RIDGE_CAP, log_bounds, ridge_shift
 
+    monkeypatch.setattr(model.build, "SEVERAL_DATES_RULE", "capped")  # not yet the default
+
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)
     assert not serials.one_bound
-    assert ridge_rule(serials, resolve_priors(case)["rate_before"]) is None
+    assert ridge_rule(serials, resolve_priors(case)) == "capped"
     names = [v.name for v in build_model(case, resolve_priors(case)).value_vars]
-    assert "rate_before_log__" in names and "rate_before_ridge_log__" not in names
+    assert {"rate_before_ridge_log__", "use_lag_interval__"} <= set(names)
     shape, first = pt.ones(24), np.ones(len(serials.ids))
     largest = np.argmax(serials.serial)
     for lag in (4.0, 7.0):
@@ -436,6 +451,53 @@ def test_sightings_on_several_dates_keep_log_rate_and_the_capped_bound_is_right(
         assert shift == pytest.approx(min(expected.max(), expected[largest] + RIDGE_CAP))
         assert shift > own + 0.1  # an earlier sighting binds
     assert shift == pytest.approx(own + RIDGE_CAP)  # at lag 7 the earliest soars: capped
+
+
+def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_path, monkeypatch):
+    """serials.lag_bound: the earliest counted sighting's date less its block's start (the
+    serial plant's five month-7 sightings, at t = 6.9 in a block from month 0). Beyond it that
+    sighting's log-likelihood is a constant (its late wall, no item made: no gradient back to
+    where the posterior is), below it the likelihood moves with the lag. A bound from a later
+    sighting would cut posterior mass; one beyond the flat region would let chains stick
+    (benchmarks/README.md, "Several dates"). use_lag's prior stays its own on both sides."""
+    import pytensor.tensor as pt
+    from scipy import stats
+
+    import model.build
+    from model.build import build_model, lag_transform
+    from model.priors import resolve_priors
+    from model.serials import candidates, lag_bound
+
+    monkeypatch.setattr(model.build, "SEVERAL_DATES_RULE", "capped")  # not yet the default
+
+    case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
+    serials = serial_rows(case)
+    bound = lag_bound(serials)
+    assert bound == pytest.approx(min(serials.time) - 0.0) == pytest.approx(6 + 28 / 31)
+    earliest = np.flatnonzero(serials.time == serials.time.min())
+    production = pt.as_tensor(np.full(24, 12.0))
+
+    def loglik(lag):
+        made, before = candidates(serials, production, pt.as_tensor(lag), 1.0)
+        ll = serial_logp(made, before, serials.order, serials.serial, wall_width(serials.seen))
+        return ll.eval()[earliest]
+
+    beyond = [loglik(bound + d) for d in (0.01, 0.5, 3.0)]
+    assert np.ptp(beyond, axis=0) == pytest.approx(0.0, abs=1e-12)
+    assert (beyond[0] < -100).all()  # no item made: far out on the late wall
+    assert np.abs(loglik(bound - 0.2) - loglik(bound - 0.4)).min() > 1.0
+
+    priors = resolve_priors(case)
+    assert lag_transform(serials, None) == {} == lag_transform(serials, "largest")
+    model = build_model(case, priors)
+    lag = model["use_lag"]
+    assert float(model.rvs_to_transforms[lag].args_fn(*lag.owner.inputs)[1]) == bound
+    spec = priors["use_lag"]
+    law = stats.lognorm(s=spec.params["sigma"], scale=spec.params["median"])
+    x = np.array([0.5, 3.0, 6.0])
+    assert pm.logp(lag, x).eval() == pytest.approx(law.logpdf(x), rel=1e-9)
+    draws = pm.draw(lag, draws=4000, random_seed=2)  # forward draws: the prior predictive's
+    assert (draws > bound).mean() > 0.1 and stats.kstest(draws, law.cdf).pvalue > 0.01
 
 
 @pytest.mark.slow(minutes=3.6)

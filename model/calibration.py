@@ -38,6 +38,7 @@ import xarray as xr
 from arviz_stats.ecdf_utils import ecdf_pit
 from scipy import stats
 
+from model import compiled
 from model.build import build_model, readings
 from model.case import Case
 from model.diagnostics import check
@@ -278,12 +279,14 @@ def calibrate(
     # the exact rows (report_rows), and all give the prior variance for the contraction.
     wanted = [rv.name for rv in model.free_RVs]
     wanted += ["rate_after", "capacity_multiplier", "reading_probability", "usage"]
-    with model:
+    # the C backend through the compiled-function cache, as fit's prior draws (numba's object
+    # mode recompiled it in every process: benchmarks/README.md, "The side compiles")
+    with model, compiled.through_cache():
         prior = pm.sample_prior_predictive(
             draws=sims + INDEPENDENT_DRAWS,
             var_names=[v for v in dict.fromkeys([*wanted, "evidence"]) if v in model.named_vars],
             random_seed=seed,
-            compile_kwargs={"mode": "FAST_RUN"},
+            backend="c",
         )
     prior_q = quantity_draws(with_elasticity(prior["prior"].to_dataset(), mix, rng), names)
     truth = {q: prior_q[q].to_numpy()[0, :sims] for q in names}

@@ -28,7 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from model import variables
+from model import compiled, variables
 from model.build import Pooled, add_log_priors, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
@@ -275,14 +275,14 @@ def fit_programme(
     plant_vars = [
         f"{o}{SEP}{v}" for o in owners for v in PRIOR_VARS if f"{o}{SEP}{v}" in model.named_vars
     ]
-    with model, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Numba will use object mode")
+    # the C backend through the compiled-function cache, as fit's prior draws
+    with model, warnings.catch_warnings(), compiled.through_cache():
         warnings.filterwarnings("ignore", message=".*Potential.*")  # as in fit()
         prior = pm.sample_prior_predictive(
             draws=settings.prior_draws,
             var_names=PROGRAMME_VARS + plant_vars,
             random_seed=settings.seed,
-            compile_kwargs={"mode": "FAST_RUN"},
+            backend="c",
         )
     watch.mark("prior predictive")
     rng = np.random.default_rng(settings.seed)

@@ -16,6 +16,8 @@ from model.calibration import (
     IDENTIFIED,
     RANK_DRAWS,
     SIZES,
+    UNCONVERGED_RHAT,
+    UNCONVERGED_SHARE,
     coverage_bounds,
     fit_view,
     main,
@@ -215,7 +217,14 @@ def test_calibration_of_the_real_case_shape_passes(ci_run):
     assert {"at_least", "at_most", "between", "exact"} == set(result["bound_types"])
     s = result["sampler"]
     assert s["divergences"] <= 0.001 * s["fits"] * s["draws_per_fit"]  # under 1 per 1,000 draws
-    assert s["max_rhat"] <= 1.05  # the worst of every fit; see SIZES for the rules' share
+    # fits whose chains disagree (R-hat above 1.05): a few in a hundred at most, and named
+    # first among the failures (model.calibration.UNCONVERGED_RHAT says why a few)
+    assert s["fits_unconverged"] <= UNCONVERGED_SHARE * s["fits"]
+    worst = [float(f.split("R-hat ")[1].split(" ")[0]) for f in s["failures"] if "R-hat" in f]
+    assert len(worst) >= s["fits_unconverged"]
+    assert all(r >= UNCONVERGED_RHAT for r in worst[: s["fits_unconverged"]])
+    assert worst == sorted(worst, reverse=True)
+    assert not worst or worst[0] == round(s["max_rhat"], 3)
     assert code == 0
 
 

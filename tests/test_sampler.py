@@ -201,8 +201,10 @@ def test_chains_started_in_two_modes_fail_r_hat():
 def test_a_refit_of_the_case_from_the_main_fit_s_draws_matches_a_fresh_one():
     """February 11 without the source `ua-prosecutors` (a refit the checks sample): started
     from the main fit's draws with `refit_tune` tuning draws, and afresh with the main fit's
-    tuning, as before. Both meet the fit rules and their headline medians agree within Monte
-    Carlo error (4 combined MCSEs, ArviZ's MCSE of the median)."""
+    tuning, as before, each as the estimate samples a refit (a fit that misses the rules is
+    sampled once more, more carefully: the fresh one, seed 7, misses R-hat by a little). Both
+    meet the fit rules and their headline medians agree within Monte Carlo error (4 combined
+    MCSEs, ArviZ's MCSE of the median)."""
     import arviz as az
 
     from model import load_case
@@ -214,6 +216,7 @@ def test_a_refit_of_the_case_from_the_main_fit_s_draws_matches_a_fresh_one():
     model, mix, obs = build(case, resolve_priors(case))
     settings = SamplerSettings()
     sampler = Sampler(model, settings)
+    sampler.retry = True  # as fit.py's
     main = sampler.sample(mix.weights, settings.seed, keep_start=True)
     start = Start.take(main, sampler.layout, settings.refit_tune)
     groups = case.evidence.set_index("id").loc[list(obs.ids), "bias_group"]

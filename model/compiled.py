@@ -133,10 +133,6 @@ def _load(path: Path, ins, outs):
 
 def _save(maker, path: Path) -> None:
     """Write atomically (a reader never sees half a file); a failure only costs the cache."""
-    # Blockwise caches a closure of its Python loop on its node (`tag.gufunc`), which pickle
-    # cannot name and which `create` makes again: not part of what is kept.
-    for node in maker.fgraph.apply_nodes:
-        node.tag.__dict__.pop("gufunc", None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -240,6 +236,28 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, type | types.FunctionType) and not _importable(obj):
             return _describe(obj)
         return None
+
+    def reducer_override(self, obj):
+        # Blockwise caches a closure of its Python loop on its node (`tag.gufunc`), which
+        # pickle cannot name and which PyTensor makes again when it is missing: not kept. Not
+        # only the graph's nodes hold one: nodes the rewrites removed, still referenced from
+        # the function maker, do too (taking it off the graph's nodes alone left the moment
+        # matching density's entry unloadable, compiled again in every process).
+        from pytensor.graph.utils import Scratchpad
+
+        if isinstance(obj, Scratchpad) and "gufunc" in obj.__dict__:
+            state = {k: v for k, v in obj.__dict__.items() if k != "gufunc"}
+            return _scratchpad, (state,)
+        return NotImplemented
+
+
+def _scratchpad(state: dict):
+    """A node's tag as pickled without its cached closure (`_Pickler.reducer_override`)."""
+    from pytensor.graph.utils import Scratchpad
+
+    tag = Scratchpad()
+    tag.__dict__.update(state)
+    return tag
 
 
 class _KeyPickler(_Pickler):

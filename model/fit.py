@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 # Scalars and short vectors kept from the conditional fits (one per reading), scenarios and
 # leave-one-out refits; the variables kept in the prior group (those the model has).
 REFIT_VARS = variables.select(variables.REFIT)
+# what moment matching's density gives at moved draws: a refit's variables, and what the
+# checks read of a row left out
+DENSITY_VARS = [*REFIT_VARS, "predicted", "measurement_sd"]
 PRIOR_VARS = variables.select(variables.PRIOR_DRAW)
 
 
@@ -242,7 +245,7 @@ class Alternatives:
         """The model's log density at unconstrained draws (model/moment_match.py), compiled
         on first use: only targets that reweighting cannot reach need it."""
         self.watch.mark("other")
-        density = Density(self.model, REFIT_VARS + ["predicted", "measurement_sd"])
+        density = Density(self.model, DENSITY_VARS)
         self.watch.mark("moment matching (compile)")
         return density
 

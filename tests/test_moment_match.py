@@ -127,13 +127,14 @@ def test_the_density_loaded_from_the_compile_cache_is_the_compiled_one(
     small_fit, tmp_path, monkeypatch
 ):
     """A second estimate loads the density's three rewritten graphs (model/compiled.py)
-    instead of rewriting them: log densities, draws and unconstrained points are the freshly
-    compiled functions', bit for bit."""
+    instead of rewriting them, with the variables fit.py asks of it (the rows' predictions
+    among them: a Blockwise loop's closure made that entry unloadable once): log densities,
+    draws and unconstrained points are the freshly compiled functions', bit for bit."""
     from pytensor.compile.maker import FunctionMaker
 
     from model import compiled, load_case
     from model.build import build_model
-    from model.fit import REFIT_VARS
+    from model.fit import DENSITY_VARS, REFIT_VARS
     from model.moment_match import Density
     from model.priors import resolve_priors
     from tests.conftest import CASE
@@ -153,7 +154,7 @@ def test_the_density_loaded_from_the_compile_cache_is_the_compiled_one(
     out = []
     for _ in range(2):  # two builds of the model, as two processes would
         made.append(0)
-        density = Density(build_model(case, resolve_priors(case)), REFIT_VARS)
+        density = Density(build_model(case, resolve_priors(case)), DENSITY_VARS)
         upars = density.unconstrained(post)
         weight = np.ones(post.sizes["obs"])
         weight[0] = 0.0

@@ -410,7 +410,12 @@ def calibrate(
             "divergences": sum(f["divergences"] for f in fits),
             "fits": sims,
             "fits_failing_rules": len(failing),
-            "fits_unconverged": sum(f["max_rhat"] > UNCONVERGED_RHAT for f in fits),
+            # by name, worst first: what a reader of calibration.json looks at first
+            "unconverged": [
+                {"fit": f["fit"], "max_rhat": f["max_rhat"]}
+                for f in failing
+                if f["max_rhat"] > UNCONVERGED_RHAT
+            ],
             "failures": [f"{f['fit']}: {', '.join(f['failures'])}" for f in failing][:20],
             "draws_per_fit": settings.draws * settings.chains,
         },
@@ -670,7 +675,7 @@ def summary_text(result: dict) -> str:
             f"  sampler: max R-hat {s['max_rhat']:.3f}, min bulk ESS {s['min_ess_bulk']:.0f}, "
             f"min tail ESS {s['min_ess_tail']:.0f}, {s['divergences']} divergences, "
             f"{s['fits_failing_rules']} of {s['fits']} fits fail the report's rules, "
-            f"{s.get('fits_unconverged', 'n/a')} with R-hat above {UNCONVERGED_RHAT}"
+            f"{len(s.get('unconverged', []))} with R-hat above {UNCONVERGED_RHAT}"
         )
     return "\n".join(lines)
 

@@ -31,11 +31,15 @@ import numpy as np
 
 
 def compile_nutpie(model):
-    """nutpie.compile_pymc_model(model, backend="numba"), its callbacks cached on disk."""
+    """nutpie.compile_pymc_model(model, backend="numba"), its callbacks cached on disk and
+    the PyTensor functions they wrap loaded from model/compiled.py's cache (their graph
+    rewrites were 4-5 s of a warm process's compile)."""
     import nutpie
     import nutpie.compile_pymc as nutpie_pymc
 
-    with _ordered_keys(nutpie_pymc), _cached_cfuncs():
+    from model import compiled
+
+    with _ordered_keys(nutpie_pymc), _cached_cfuncs(), compiled.through_cache():
         return nutpie.compile_pymc_model(model, backend="numba")
 
 

@@ -20,6 +20,7 @@ function of another graph (tests/test_compiled.py).
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import hashlib
 import io
 import logging
@@ -40,7 +41,7 @@ MAX_ENTRIES = 64
 # pytensor.function's arguments this cache passes on; any other (givens, profile, ...) is
 # compiled by PyTensor, uncached
 HANDLED = {"allow_input_downcast", "accept_inplace", "on_unused_input", "name", "trust_input"}
-HANDLED |= {"rebuild_strict"}
+HANDLED |= {"rebuild_strict", "givens"}
 
 
 def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
@@ -56,6 +57,8 @@ def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
         inputs,
         outputs,
         updates=updates,
+        # substituted before the key is made: the key is of the graph as compiled
+        givens=kwargs.get("givens"),
         rebuild_strict=kwargs.get("rebuild_strict", True),
         allow_input_downcast=kwargs.get("allow_input_downcast"),
     )
@@ -135,6 +138,15 @@ def _load(path: Path, ins, outs):
         )
         if not same:
             return None
+    # The caller's own variables, as a fresh function's inputs are: `Function.get_shared()`
+    # then names the caller's pm.Data (nutpie keys its data by them; the pickled copies made
+    # the log density's and the expansion's shared data two variables of one name). The
+    # graph's own copies share the caller's storage: whoever finds a generator in the
+    # graph and seeds it (PyMC's initial point function) seeds the one the function reads.
+    for cached, given in zip(maker.inputs, ins, strict=True):
+        if hasattr(cached.variable, "container") and hasattr(given.variable, "container"):
+            cached.variable.container = given.variable.container
+        cached.variable = given.variable
     return maker
 
 
@@ -250,11 +262,18 @@ class _Pickler(pickle.Pickler):
         # only the graph's nodes hold one: nodes the rewrites removed, still referenced from
         # the function maker, do too (taking it off the graph's nodes alone left the moment
         # matching density's entry unloadable, compiled again in every process).
+        # OpFromGraph (PyTensor's LogSumExp) caches its gradient's builder, a closure, once a
+        # gradient was taken (nutpie's log density): a cache, made again when asked for, so
+        # it is pickled empty (the closure left the main model's entry unloadable).
+        from pytensor.compile.builders import OpFromGraph
         from pytensor.graph.utils import Scratchpad
 
         if isinstance(obj, Scratchpad) and "gufunc" in obj.__dict__:
             state = {k: v for k, v in obj.__dict__.items() if k != "gufunc"}
             return _scratchpad, (state,)
+        if isinstance(obj, OpFromGraph) and (obj._lop_op_cache or obj._rop_op_cache is not None):
+            state = vars(obj) | {"_lop_op_cache": {}, "_rop_op_cache": None}
+            return copyreg.__newobj__, (type(obj),), state
         return NotImplemented
 
 

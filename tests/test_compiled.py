@@ -63,6 +63,46 @@ def test_a_loaded_function_reads_the_callers_shared_values(cache):
     assert f(np.zeros(2)) > 2900
 
 
+def test_a_loaded_function_names_the_callers_shared_variables_and_seeds_from_its_graph(cache):
+    """What nutpie and PyMC's initial point function ask of a compiled function: its shared
+    variables are the caller's (nutpie keys its data by them), and a generator found in its
+    graph and reseeded (pymc.pytensorf.reseed_rngs) changes the draws it makes. Both failed
+    for a loaded function: nutpie's `with_data` saw two variables of one name, and the
+    initial points were not seeded (the same seed gave other numbers in every process)."""
+    from pymc.pytensorf import find_rng_nodes, reseed_rngs
+
+    def made(through):
+        rng = pytensor.shared(np.random.default_rng(5))
+        mu = pytensor.shared(np.array(1.0), name="mu")
+        placeholder = pt.scalar("placeholder")
+        draw = pt.random.normal(placeholder, 1.0, size=3, rng=rng)
+        f = through([], draw, mode="FAST_COMPILE", givens=[(placeholder, mu)])
+        reseed_rngs(find_rng_nodes(f.maker.fgraph.outputs), 11)
+        return f, rng, mu
+
+    want = made(pytensor.function)[0]()
+    for _ in range(2):  # compiled (and loaded back), then loaded
+        f, rng, mu = made(compiled.function)
+        assert {id(v) for v in f.get_shared()} == {id(rng), id(mu)}
+        np.testing.assert_array_equal(f(), want)
+    assert len(cache) == 2  # the plain compile and the first cached one
+
+
+def test_an_op_that_took_a_gradient_is_loaded(cache):
+    """logsumexp's op keeps the gradient's builder (a closure) once a gradient was taken, as
+    in nutpie's log density and its gradient; the entry is written without it and loads."""
+    from pytensor.tensor.special import logsumexp
+
+    x = np.arange(3.0)
+    for _ in range(2):
+        v = pt.vector("v")
+        out = logsumexp(v)
+        f = compiled.function([v], [out, pytensor.grad(out, v)], mode="FAST_RUN")
+        value, grad = f(x)
+        np.testing.assert_allclose(grad, np.exp(x) / np.exp(x).sum())
+    assert len(cache) == 1
+
+
 def test_a_changed_graph_misses_the_cache(cache):
     x = np.array([0.5, 1.5])
     inputs, out, updates, _ = graph(scale=2.0)

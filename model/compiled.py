@@ -1,5 +1,7 @@
-"""PyTensor functions compiled once across processes: the estimate's side compiles (the prior
-predictive, the scenarios' prior density, moment matching's density) cached on disk.
+"""PyTensor functions compiled once across processes: the functions nutpie wraps (the log
+density and its gradient, the draws' expansion, the initial points) and the estimate's side
+compiles (the prior predictive, the scenarios' prior density, moment matching's density,
+the value of information's observation density) cached on disk.
 
 PyTensor keeps C modules and numba functions on disk, but every process rewrites the graph
 again (benchmarks/README.md, "The side compiles").
@@ -35,9 +37,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FOLDER = "capest_functions"  # under PyTensor's compile folder (config.compiledir)
-# An estimate writes 4 entries (about 2 MB); a graph changed by a code change writes new
-# ones, so the least recently used are removed beyond this many.
-MAX_ENTRIES = 64
+# An estimate of February 11 uses 12 entries (about 7 MB), the test suite's models many
+# more; a graph changed by a code change writes new ones, so the least recently used are
+# removed beyond this many.
+MAX_ENTRIES = 256
 # pytensor.function's arguments this cache passes on; any other (givens, profile, ...) is
 # compiled by PyTensor, uncached
 HANDLED = {"allow_input_downcast", "accept_inplace", "on_unused_input", "name", "trust_input"}

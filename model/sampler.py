@@ -17,7 +17,7 @@ import xarray as xr
 from pymc.backends.ndarray import NDArray
 
 from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
-from model.timing import Stopwatch
+from model.timing import SamplingProgress, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class Sampler:
         first = {} if start is None else {"start": start, "tune": start.tune}
         if keep_start:
             first["keep_start"] = True
+        first["progress"] = SamplingProgress(self.watch, label or stage)
         try:
             if not self.retry or s.chains * s.draws < RETRY_MIN_DRAWS:
                 return self._sample(weights, seed, data, **first)
@@ -190,6 +191,7 @@ class Sampler:
         data: dict,
         start: Start | None = None,
         keep_start: bool = False,
+        progress: SamplingProgress | None = None,
         **over,
     ) -> xr.DataTree:
         s = dataclasses.replace(self.settings, **over)  # over: a start's or a retry's settings
@@ -215,6 +217,8 @@ class Sampler:
                 cores=s.cores,
                 seed=seed,
                 progress_bar=False,
+                progress_callback=progress,  # lines on stderr while a fit samples for long
+                progress_rate=1000,
                 save_warmup=False,
                 target_accept=s.target_accept,
                 adaptation=s.adaptation,

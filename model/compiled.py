@@ -265,15 +265,15 @@ class _Pickler(pickle.Pickler):
         # only the graph's nodes hold one: nodes the rewrites removed, still referenced from
         # the function maker, do too (taking it off the graph's nodes alone left the moment
         # matching density's entry unloadable, compiled again in every process).
-        # OpFromGraph (PyTensor's LogSumExp) caches its gradient's builder, a closure, once a
-        # gradient was taken (nutpie's log density): a cache, made again when asked for, so
-        # it is pickled empty (the closure left the main model's entry unloadable).
         from pytensor.compile.builders import OpFromGraph
         from pytensor.graph.utils import Scratchpad
 
         if isinstance(obj, Scratchpad) and "gufunc" in obj.__dict__:
             state = {k: v for k, v in obj.__dict__.items() if k != "gufunc"}
             return _scratchpad, (state,)
+        # OpFromGraph (PyTensor's LogSumExp) caches its gradient's builder, a closure, once a
+        # gradient was taken (nutpie's log density): a cache, made again when asked for, so
+        # it is pickled empty (the closure left the main model's entry unloadable).
         if isinstance(obj, OpFromGraph) and (obj._lop_op_cache or obj._rop_op_cache is not None):
             state = vars(obj) | {"_lop_op_cache": {}, "_rop_op_cache": None}
             return copyreg.__newobj__, (type(obj),), state

@@ -41,8 +41,8 @@ FOLDER = "capest_functions"  # under PyTensor's compile folder (config.compiledi
 # more; a graph changed by a code change writes new ones, so the least recently used are
 # removed beyond this many.
 MAX_ENTRIES = 256
-# pytensor.function's arguments this cache passes on; any other (givens, profile, ...) is
-# compiled by PyTensor, uncached
+# pytensor.function's arguments this cache passes on; any other (profile,
+# no_default_updates, ...) is compiled by PyTensor, uncached
 HANDLED = {"allow_input_downcast", "accept_inplace", "on_unused_input", "name", "trust_input"}
 HANDLED |= {"rebuild_strict", "givens"}
 

@@ -225,7 +225,7 @@ class Sampler:
                 store_unconstrained=keep_start,
                 **warm,
             )
-        return self.pymc.sample(s, seed, data)
+        return self.pymc.sample(s, seed, data, progress)
 
 
 # Where a refit's chains start: from the outer half of the main fit's draws (by their
@@ -308,7 +308,9 @@ class PyMCNuts:
         view.coords, view.trace = {**self.coords, **coords}, None
         return view
 
-    def sample(self, s: SamplerSettings, seed: int, data: dict) -> xr.DataTree:
+    def sample(
+        self, s: SamplerSettings, seed: int, data: dict, progress: SamplingProgress | None = None
+    ) -> xr.DataTree:
         from pymc.util import get_random_generator
 
         with self.model:
@@ -339,6 +341,8 @@ class PyMCNuts:
                 nuts_sampler="pymc",
                 backend=self.backend,
                 progressbar=False,
+                # progress lines on stderr (its own bar is off: it is not a log)
+                callback=progress and progress.pymc_callback(s.chains, s.tune + s.draws),
             )
 
 

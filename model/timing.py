@@ -42,25 +42,50 @@ SAMPLING_EVERY = 10.0  # seconds
 
 
 class SamplingProgress:
-    """nutpie's progress callback (`nutpie.sample(progress_callback=...)`, a list of its
-    chains' progress) as a progress line every `every` seconds: the fit, whether it is still
-    tuning, its draws done out of all (tuning included) and its divergences so far."""
+    """A progress line every `every` seconds while a fit samples: the fit, whether it is
+    still tuning, its draws done out of all (tuning included) and its divergences so far.
+    Called by nutpie (`nutpie.sample(progress_callback=...)`, a list of its chains'
+    progress) or, through `pymc_callback`, by PyMC's NUTS once a draw."""
 
     def __init__(self, watch: Stopwatch, stage: str, every: float | None = None) -> None:
         self.watch, self.stage = watch, stage
         self.every = SAMPLING_EVERY if every is None else every
         self._last = time.perf_counter()
 
-    def __call__(self, chains) -> None:
+    def _due(self) -> bool:
         now = time.perf_counter()
         if now - self._last < self.every:
-            return
+            return False
         self._last = now
+        return True
+
+    def _line(self, tuning: bool, divergences: int, done: int, total: int) -> None:
+        phase = "tuning" if tuning else "sampling"
+        self.watch.begin(f"{self.stage}: {phase}, {divergences} divergences, draws", done, total)
+
+    def __call__(self, chains) -> None:
+        if not self._due():
+            return
         try:
             done = sum(c.finished_draws for c in chains)
             total = sum(c.total_draws for c in chains)
-            phase = "tuning" if any(c.tuning for c in chains) else "sampling"
+            tuning = any(c.tuning for c in chains)
             divergences = sum(c.divergences for c in chains)
         except AttributeError:  # another nutpie's progress: no line rather than no fit
             return
-        self.watch.begin(f"{self.stage}: {phase}, {divergences} divergences, draws", done, total)
+        self._line(tuning, divergences, done, total)
+
+    def pymc_callback(self, chains: int, per_chain: int):
+        """`pm.sample(callback=...)`: PyMC's NUTS calls it in this process with every draw
+        of every chain (`draw`: chain, draw_idx, tuning, stats); `per_chain` is tune + draws."""
+        done, tuning, divergences = [0] * chains, [True] * chains, [0]
+
+        def callback(trace, draw) -> None:
+            done[draw.chain] = draw.draw_idx + 1
+            tuning[draw.chain] = draw.tuning
+            stats = draw.stats[0] if isinstance(draw.stats, list | tuple) else draw.stats
+            divergences[0] += bool(stats.get("diverging", False))
+            if self._due():
+                self._line(any(tuning), divergences[0], sum(done), chains * per_chain)
+
+        return callback

@@ -3,6 +3,8 @@ stage starts, how far the run is and the time so far."""
 
 import logging
 
+import pytest
+
 from model.timing import Stopwatch
 
 
@@ -16,9 +18,11 @@ def test_a_stage_line_names_the_stage_how_far_and_the_time_so_far(caplog):
     assert second.startswith("fit: prior predictive draws, ")
 
 
-def test_a_fit_that_samples_says_how_many_of_its_draws_are_done(caplog, monkeypatch):
-    """nutpie's progress, as lines: a scheduler's log shows a fit of minutes moving (the
-    synthetic programme's main fit sampled 7.5 minutes without a line)."""
+@pytest.mark.parametrize("name", ["nutpie", "pymc"])
+def test_a_fit_that_samples_says_how_many_of_its_draws_are_done(caplog, monkeypatch, name):
+    """nutpie's progress, and PyMC's NUTS's (the fallback), as lines: a scheduler's log
+    shows a fit of minutes moving (the synthetic programme's main fit sampled 7.5 minutes
+    without a line)."""
     import re
 
     import pymc as pm
@@ -29,7 +33,7 @@ def test_a_fit_that_samples_says_how_many_of_its_draws_are_done(caplog, monkeypa
     monkeypatch.setattr(timing, "SAMPLING_EVERY", 0.0)  # a line at every callback
     with pm.Model() as model:
         pm.Normal("x", 0.0, 1.0, shape=2)
-    settings = SamplerSettings(draws=3000, tune=300, chains=2, prior_draws=10)
+    settings = SamplerSettings(draws=3000, tune=300, chains=2, prior_draws=10, sampler=name)
     sampler = Sampler(model, settings, Stopwatch("fit"))
     with caplog.at_level(logging.INFO, logger="capest.progress"):
         sampler.sample(None, 1, stage="sampling (main fit)")

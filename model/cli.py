@@ -332,6 +332,7 @@ def estimate(args: argparse.Namespace) -> int:
     from model.errors import Busy, InputError
     from model.pipeline import run_estimate
     from model.sampler import SamplerSettings
+    from model.summary import headline
 
     start = time.perf_counter()
     watch.mark("import")
@@ -362,13 +363,7 @@ def estimate(args: argparse.Namespace) -> int:
         stages = {**watch.seconds, "fit stages": json.loads(idata.attrs["timings"])}
         with open(args.timings, "w") as f:
             f.write(strict_json.dumps(stages, indent=2))
-    q = summary["quantities"]
-    log.info(
-        "rate before %.3g/month, after %.3g/month, P(doubled) %.2f",
-        q["rate_before"]["median"],
-        q["rate_after"]["median"],
-        q["p_capacity_doubled"]["value"],
-    )
+    log.info("%s", headline(summary["quantities"]))
     log.info("report written to %s (%.0f s)", folder, time.perf_counter() - start)
     for check in summary["checks"]:
         if check["status"] != "pass":

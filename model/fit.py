@@ -45,6 +45,7 @@ from model.reweight import (
 )
 from model.sampler import Sampler, SamplerSettings, Start
 from model.serials import serial_rows
+from model.summary import headline, quantities
 from model.timing import Stopwatch, progress_log
 from model.voi_refit import refit_flagged
 
@@ -92,6 +93,12 @@ def fit(
     rng = np.random.default_rng(settings.seed)
     _split_log_densities(idata, obs.kind)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+    # the answer as soon as it is sampled: an analyst who reruns sees it here, not after the
+    # scenarios, checks and report (the same draws; the report's line repeats it)
+    watch.begin(
+        f"main fit: {headline(quantities(idata['posterior'].to_dataset(), case.unit))}"
+        " (provisional: scenarios, checks and the report follow)"
+    )
     idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
     watch.begin("prior predictive draws")
     watch.mark("other")

@@ -338,6 +338,16 @@ def summarize(idata: xr.DataTree) -> dict:
     }
 
 
+def headline(q: dict) -> str:
+    """The estimate in one line, from `quantities`: what the command line says as soon as
+    the main fit has sampled (provisional) and again when the report is written."""
+    return (
+        f"rate before {q['rate_before']['median']:.3g}/month, "
+        f"after {q['rate_after']['median']:.3g}/month, "
+        f"P(doubled) {q['p_capacity_doubled']['value']:.2f}"
+    )
+
+
 def _header(attrs: dict, diagnostics: dict, checks: list[dict]) -> dict:
     """What every summary opens with: the case, the run's provenance and its verdict."""
     return {

@@ -1,6 +1,7 @@
 """The command line end to end on the real case, in a fresh process as a user runs it."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,17 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     status = (latest / "report.md").read_text().splitlines()[4]  # under "## Key judgments"
     assert status.startswith("> **FAILED**")
     assert "ERROR capest: sampler diagnostics FAIL" in out.stderr
+    # the estimate is said as soon as the main fit has sampled, before the checks, and is
+    # the one the report's line gives at the end
+    early = re.search(
+        r"fit: main fit: (rate before .*P\(doubled\) [\d.]+) \(provisional", out.stderr
+    )
+    final = re.search(r"INFO capest: (rate before .*P\(doubled\) [\d.]+)\n", out.stderr)
+    assert early and final, out.stderr
+    assert early[1] == final[1]
+    assert early.start() < out.stderr.index("estimate: checks and summary")
+    q = summary["quantities"]
+    assert f"rate before {q['rate_before']['median']:.3g}/month" in final[1]
 
 
 def test_bad_input_exits_2_naming_file_row_column_and_writes_nothing(tmp_path):

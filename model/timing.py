@@ -7,6 +7,8 @@ import logging
 import time
 
 progress_log = logging.getLogger("capest.progress")
+# in a fit's timings: when its provisional estimate was logged, in seconds since the fit began
+ESTIMATE_SAID = "estimate said (s into the fit)"
 
 
 class Stopwatch:
@@ -28,9 +30,13 @@ class Stopwatch:
         self._last = now
         return spent
 
+    def elapsed(self) -> float:
+        """Seconds since the stopwatch began."""
+        return time.perf_counter() - self._start
+
     def begin(self, stage: str, done: int | None = None, total: int | None = None) -> None:
         how_far = f" ({done}/{total})" if total is not None else ""
-        so_far = time.perf_counter() - self._start
+        so_far = self.elapsed()
         prefix = f"{self.label}: " if self.label else ""
         progress_log.info("%s%s%s, %.0f s so far", prefix, stage, how_far, so_far)
 

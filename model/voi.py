@@ -181,25 +181,38 @@ def _basis(x: np.ndarray, terms: int = SPLINE_TERMS) -> np.ndarray:
 LAMBDAS = 10.0 ** np.arange(-4, 8.5, 0.25)  # the penalties GCV chooses from
 
 
-def smooth(b: np.ndarray, y: np.ndarray) -> np.ndarray:
+class Smoother:
     """E[y | x] at the draws from x's B-spline basis `b`: a P-spline (second-difference
     penalty), the penalty chosen by generalised cross-validation. One eigendecomposition
-    (Demmler-Reinsch) makes every penalty on the grid cost a vector operation."""
-    n, m = b.shape
-    d = np.diff(np.eye(m), 2, axis=0)
-    btb, bty = b.T @ b, b.T @ y
-    chol = np.linalg.cholesky(btb + 1e-9 * np.trace(btb) / m * np.eye(m))
-    inv = np.linalg.inv(chol)
-    s, u = np.linalg.eigh(inv @ d.T @ d @ inv.T)
-    c = u.T @ (inv @ bty)
-    shrink = 1.0 / (1.0 + LAMBDAS[:, None] * np.maximum(s, 0.0))  # (lambdas, m)
-    yy = float(y @ y)
-    rss = yy - np.sum(shrink * (2.0 - shrink) * c**2, axis=1)  # ||y - B coef||^2 per lambda
-    edf = shrink.sum(axis=1)
-    gcv = n * np.maximum(rss, 0.0) / (n - edf) ** 2
-    best = int(np.argmin(gcv))
-    coef = inv.T @ (u @ (shrink[best] * c))
-    return b @ coef
+    (Demmler-Reinsch) makes every penalty on the grid cost a vector operation; it depends on
+    the basis only, so it is made once and serves every y (backfitting smooths each basis
+    once a sweep)."""
+
+    def __init__(self, b: np.ndarray) -> None:
+        n, m = b.shape
+        d = np.diff(np.eye(m), 2, axis=0)
+        btb = b.T @ b
+        chol = np.linalg.cholesky(btb + 1e-9 * np.trace(btb) / m * np.eye(m))
+        self.inv = np.linalg.inv(chol)
+        s, self.u = np.linalg.eigh(self.inv @ d.T @ d @ self.inv.T)
+        self.shrink = 1.0 / (1.0 + LAMBDAS[:, None] * np.maximum(s, 0.0))  # (lambdas, m)
+        self.edf = self.shrink.sum(axis=1)
+        self.b, self.n = b, n
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        c = self.u.T @ (self.inv @ (self.b.T @ y))
+        yy = float(y @ y)
+        shrink = self.shrink
+        rss = yy - np.sum(shrink * (2.0 - shrink) * c**2, axis=1)  # ||y - B coef||^2 per lambda
+        gcv = self.n * np.maximum(rss, 0.0) / (self.n - self.edf) ** 2
+        best = int(np.argmin(gcv))
+        coef = self.inv.T @ (self.u @ (shrink[best] * c))
+        return self.b @ coef
+
+
+def smooth(b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """E[y | x] from x's B-spline basis `b` (`Smoother`)."""
+    return Smoother(b)(y)
 
 
 def additive(
@@ -210,12 +223,13 @@ def additive(
     mean = y.mean()
     if len(bases) == 1:
         return mean + smooth(bases[0], y - mean)
+    smoothers = [Smoother(b) for b in bases]
     parts = np.zeros((len(y), len(bases)))
     for _ in range(sweeps):
         change = 0.0
-        for j, b in enumerate(bases):
+        for j, smoother in enumerate(smoothers):
             rest = y - mean - parts.sum(axis=1) + parts[:, j]
-            new = smooth(b, rest)
+            new = smoother(rest)
             new -= new.mean()
             change = max(change, float(np.max(np.abs(new - parts[:, j]))))
             parts[:, j] = new

@@ -152,8 +152,11 @@ def prior_posterior(idata: xr.DataTree) -> plt.Figure:
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         lo, hi = np.quantile(np.concatenate([a, b]), [0.005, 0.995])
         bins = np.geomspace(lo, hi, 50) if log and lo > 0 else np.linspace(lo, hi, 50)
-        ax.hist(a, bins=bins, density=True, color="0.6", alpha=0.6, label="prior")
-        ax.hist(b, bins=bins, density=True, color="tab:blue", alpha=0.6, label="posterior")
+        # one filled outline per histogram ("stepfilled"), not a patch per bar: the same
+        # picture, drawn in a fraction of the time (16 histograms of 49 bars each)
+        style = {"bins": bins, "density": True, "alpha": 0.6, "histtype": "stepfilled"}
+        ax.hist(a, color="0.6", label="prior", **style)
+        ax.hist(b, color="tab:blue", label="posterior", **style)
         if log and lo > 0:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -210,11 +210,6 @@ class Smoother:
         return self.b @ coef
 
 
-def smooth(b: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """E[y | x] from x's B-spline basis `b` (`Smoother`)."""
-    return Smoother(b)(y)
-
-
 def additive(
     bases: list[np.ndarray], y: np.ndarray, sweeps: int = 20, tol: float = 1e-4
 ) -> np.ndarray:
@@ -222,7 +217,7 @@ def additive(
     fitted by backfitting."""
     mean = y.mean()
     if len(bases) == 1:
-        return mean + smooth(bases[0], y - mean)
+        return mean + Smoother(bases[0])(y - mean)
     smoothers = [Smoother(b) for b in bases]
     parts = np.zeros((len(y), len(bases)))
     for _ in range(sweeps):

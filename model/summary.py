@@ -339,11 +339,16 @@ def summarize(idata: xr.DataTree) -> dict:
 
 
 def headline(q: dict) -> str:
-    """The estimate in one line, from `quantities`: what the command line says as soon as
-    the main fit has sampled (provisional) and again when the report is written."""
+    """The estimate in one line, from `quantities` (the rates' medians and 95% intervals,
+    P(doubled)): what the command line says as soon as the main fit has sampled
+    (provisional) and again when the report is written."""
+
+    def rate(name: str) -> str:
+        lo, hi = q[name]["intervals"]["0.95"]
+        return f"{q[name]['median']:.3g}/month (95%: {lo:.3g}-{hi:.3g})"
+
     return (
-        f"rate before {q['rate_before']['median']:.3g}/month, "
-        f"after {q['rate_after']['median']:.3g}/month, "
+        f"rate before {rate('rate_before')}, after {rate('rate_after')}, "
         f"P(doubled) {q['p_capacity_doubled']['value']:.2f}"
     )
 

@@ -53,7 +53,9 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     assert early[1] == final[1]
     assert early.start() < out.stderr.index("estimate: checks and summary")
     q = summary["quantities"]
+    lo, hi = q["rate_after"]["intervals"]["0.95"]
     assert f"rate before {q['rate_before']['median']:.3g}/month" in final[1]
+    assert f"after {q['rate_after']['median']:.3g}/month (95%: {lo:.3g}-{hi:.3g})" in final[1]
 
 
 def test_bad_input_exits_2_naming_file_row_column_and_writes_nothing(tmp_path):

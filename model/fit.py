@@ -93,11 +93,15 @@ def fit(
     rng = np.random.default_rng(settings.seed)
     _split_log_densities(idata, obs.kind)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+    main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight)
     # the answer as soon as it is sampled: an analyst who reruns sees it here, not after the
-    # scenarios, checks and report (the same draws; the report's line repeats it)
+    # scenarios, checks and report (the same draws; the report's line repeats it), with the
+    # main fit's own diagnostics, which the report's verdict includes
+    failures = main.main_check["failures"]
+    verdict = f"FAIL ({'; '.join(failures)})" if failures else "pass"
     watch.begin(
-        f"main fit: {headline(quantities(idata['posterior'].to_dataset(), case.unit))}"
-        " (provisional: scenarios, checks and the report follow)"
+        f"main fit: {headline(quantities(main.posterior, case.unit))}; its diagnostics "
+        f"{verdict} (provisional: scenarios, checks and the report follow)"
     )
     said = watch.elapsed()
     idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
@@ -128,7 +132,6 @@ def fit(
             )
         )
 
-    main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight)
     # each node reweighted, or the Refit that samples it (below, as jobs), in the order the
     # DataTree keeps them (readings in the case's order, then the checks' refits, scenarios)
     nodes: dict[str, xr.Dataset | Refit] = {}
@@ -190,11 +193,16 @@ class Alternatives:
         self._density: PriorDensity | None = None
 
     @functools.cached_property
+    def main_check(self) -> dict:
+        """The main fit's diagnostics (diagnostics.check)."""
+        names = [n for n in CHECKED if n in self.posterior]
+        return check(self.posterior, self.diverging, "mixture", names)
+
+    @property
     def main_passes(self) -> bool:
         """A main fit that fails its own diagnostics fails the run whatever else is done; a
         refit then cannot change the verdict, so only an untrustworthy k makes one."""
-        names = [n for n in CHECKED if n in self.posterior]
-        return check(self.posterior, self.diverging, "mixture", names)["passed"]
+        return self.main_check["passed"]
 
     def prior_density(self) -> PriorDensity:
         """Compiled on first use (only cases with prior-only scenarios need it)."""

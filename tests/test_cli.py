@@ -43,10 +43,12 @@ def test_estimate_with_few_draws_writes_a_report_marked_failed(tmp_path):
     status = (latest / "report.md").read_text().splitlines()[4]  # under "## Key judgments"
     assert status.startswith("> **FAILED**")
     assert "ERROR capest: sampler diagnostics FAIL" in out.stderr
-    # the estimate is said as soon as the main fit has sampled, before the checks, and is
-    # the one the report's line gives at the end
+    # the estimate is said as soon as the main fit has sampled, before the checks, with the
+    # main fit's failed diagnostics, and is the one the report's line gives at the end
     early = re.search(
-        r"fit: main fit: (rate before .*P\(doubled\) [\d.]+) \(provisional", out.stderr
+        r"fit: main fit: (rate before .*P\(doubled\) [\d.]+); its diagnostics FAIL "
+        r"\([^)]*bulk ESS \d+ < 400[^)]*\) \(provisional",
+        out.stderr,
     )
     final = re.search(r"INFO capest: (rate before .*P\(doubled\) [\d.]+)\n", out.stderr)
     assert early and final, out.stderr

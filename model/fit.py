@@ -160,7 +160,7 @@ def fit(
         idata[path] = sampled[path] if isinstance(node, Refit) else node
 
     watch.mark("other")
-    idata.attrs.update(provenance(case, priors, settings, sampler.name))
+    idata.attrs.update(provenance(case, priors, sampler.settings, sampler.name))
     if checks:  # what to measure next: values whose reweighting cannot be trusted, refitted
         refit_flagged(idata, case, priors, settings, watch=watch, sampler=sampler)
         watch.mark("what to measure next: simulation")

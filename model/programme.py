@@ -308,7 +308,7 @@ def fit_programme(
     idata["constant_data"] = xr.merge(constants)
     for plant in programme.plants:
         idata[f"evidence/{plant.id}"] = ledger_dataset(plant)
-    idata.attrs.update(_provenance(programme, priors, hyper, settings, sampler.name))
+    idata.attrs.update(_provenance(programme, priors, hyper, sampler.settings, sampler.name))
     idata.attrs["retries"] = json.dumps(sampler.retries)  # fits sampled again (diagnostics)
     # which of the two equivalent programme models ran (model/stacked.py), and why
     idata.attrs["programme_model"] = "stacked" if layout else "nested"

@@ -48,11 +48,25 @@ class SamplerSettings:
     refit_tune: int | None = 300
 
 
+def for_model(model: pm.Model, settings: SamplerSettings) -> SamplerSettings:
+    """`settings`, with the target acceptance raised to the highest that any of the model's
+    sampler coordinates asks for (its transform's `target_accept`, as serials.ShiftedLog on
+    sightings on several dates): the geometry needs the smaller steps whoever fits it, and
+    the fit's provenance records what it was sampled at."""
+    transforms = model.rvs_to_transforms.values()
+    need = max((getattr(t, "target_accept", None) or 0.0 for t in transforms), default=0.0)
+    if need <= settings.target_accept:
+        return settings
+    log.info("target acceptance %s, as the model's coordinates ask (not %s)", need,
+             settings.target_accept)  # fmt: skip
+    return dataclasses.replace(settings, target_accept=need)
+
+
 class Sampler:
     """Compiles a model once and samples it under several reading weights."""
 
     def __init__(self, model: pm.Model, settings: SamplerSettings, watch: Stopwatch | None = None):
-        self.model, self.settings = model, settings
+        self.model, self.settings = model, for_model(model, settings)
         self.watch = watch or Stopwatch()
         self.watch.mark("other")
         # Every fit starts from the model's own data, whatever an earlier fit changed.

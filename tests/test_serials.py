@@ -14,7 +14,7 @@ from scipy.special import gammaln
 
 from model import InputError, load_case
 from model.serials import made_between, serial_logp, serial_rows, wall_width
-from tests.conftest import HEADER
+from tests.conftest import HEADER, ROOT
 
 K, N_TRUE, SEED = 10, 400, 11
 # the columns of the February 11 ledger, plus `block`: the ledgers these tests write
@@ -336,7 +336,6 @@ def _ridge_and_plain(tmp_path, monkeypatch, dates="one date"):
         folder = serial_only_case(tmp_path / "c", [40, 180, 233, 290], rate_median=15.0)
     else:
         folder = write_serial_plant(tmp_path / "serial-plant")[0]
-        monkeypatch.setattr(build, "SEVERAL_DATES_RULE", "capped")
     case = load_case(folder)
     priors = resolve_priors(case)
     ridge = build.build_model(case, priors)
@@ -411,7 +410,7 @@ def test_the_ridge_coordinate_moves_only_the_sampler(tmp_path, monkeypatch, date
     assert np.ptp(shifts) > 0.1  # the shift does depend on the other variables
 
 
-def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_path, monkeypatch):
+def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_path):
     """Sightings on several dates sample rate_before less the "capped" shift (build.ridge_rule)
     and use_lag on (0, lag_bound). The shifts that benchmarks/profile_fit.py --ridge measures:
     "max", the largest of every sighting's bound, and "capped", none more than RIDGE_CAP above
@@ -420,12 +419,9 @@ def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_pa
     block's start), the cap holds it."""
     import pytensor.tensor as pt
 
-    import model.build
     from model.build import build_model, ridge_rule
     from model.priors import resolve_priors
     from model.serials import RIDGE_CAP, log_bounds, ridge_shift
-
-    monkeypatch.setattr(model.build, "SEVERAL_DATES_RULE", "capped")  # not yet the default
 
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)
@@ -453,7 +449,28 @@ def test_sightings_on_several_dates_take_the_capped_bound_and_it_is_right(tmp_pa
     assert shift == pytest.approx(own + RIDGE_CAP)  # at lag 7 the earliest soars: capped
 
 
-def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_path, monkeypatch):
+@pytest.mark.parametrize("asked", [0.8, 0.9, 0.99])
+def test_sightings_on_several_dates_are_sampled_at_the_ridge_target_acceptance(tmp_path, asked):
+    """The capped ridge's walls meet at angles where 0.9 diverged (serials.RIDGE_TARGET_ACCEPT):
+    a model with that coordinate is sampled at no less, whoever builds its Sampler; a model
+    on one date, or without serials, at what the fit asks. A higher request stands."""
+    from model.build import build_model
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings, for_model
+    from model.serials import RIDGE_TARGET_ACCEPT
+
+    settings = SamplerSettings(target_accept=asked)
+    several = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
+    one = load_case(serial_only_case(tmp_path / "c", [40, 180, 233, 290], rate_median=15.0))
+    plain = load_case(ROOT / "data" / "cases" / "synthetic-plant")
+    got = {
+        name: for_model(build_model(case, resolve_priors(case)), settings).target_accept
+        for name, case in (("several", several), ("one", one), ("plain", plain))
+    }
+    assert got == {"several": max(asked, RIDGE_TARGET_ACCEPT), "one": asked, "plain": asked}
+
+
+def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_path):
     """serials.lag_bound: the earliest counted sighting's date less its block's start (the
     serial plant's five month-7 sightings, at t = 6.9 in a block from month 0). Beyond it that
     sighting's log-likelihood is a constant (its late wall, no item made: no gradient back to
@@ -463,12 +480,9 @@ def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_p
     import pytensor.tensor as pt
     from scipy import stats
 
-    import model.build
     from model.build import build_model, lag_transform
     from model.priors import resolve_priors
     from model.serials import candidates, lag_bound
-
-    monkeypatch.setattr(model.build, "SEVERAL_DATES_RULE", "capped")  # not yet the default
 
     case = load_case(write_serial_plant(tmp_path / "serial-plant")[0])
     serials = serial_rows(case)

@@ -368,8 +368,8 @@ def plant_graph(
         # path: sampled as log(rate_before) less that bound, the ridge is straight (serials.py).
         shape = production_rate(t_mid, 1.0, pt.exp(log_multiplier), completion, ramp_months)
         shift = ridge_shift(serials, shape, use_lag, first, rule)
-        several = RIDGE_TARGET_ACCEPT if rule in LAG_BOUNDED_RULES else None
-        rate_before = shifted_prior(priors["rate_before"], shift, several)
+        ask = RIDGE_TARGET_ACCEPT if rule in LAG_BOUNDED_RULES else None  # several dates
+        rate_before = shifted_prior(priors["rate_before"], shift, ask)
     direct["rate_before"] = rate_before
     # The one rate the launch and transfer evidence sees directly (rate_before alone also
     # needs the export share, which only its prior sets unless a row measures it).

@@ -514,7 +514,7 @@ def test_use_lag_stops_where_the_earliest_sighting_would_have_no_item_made(tmp_p
     assert (draws > bound).mean() > 0.1 and stats.kstest(draws, law.cdf).pvalue > 0.01
 
 
-@pytest.mark.slow(minutes=2.7)
+@pytest.mark.slow(minutes=1.3)
 def test_a_plant_with_serials_recovers_its_production(tmp_path):
     """Synthetic plant (invented numbers): 12 a month, 1.5x after an expansion completed in
     month 12 with a 20-month ramp, exports from month 1, 4 months from making to use (the

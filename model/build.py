@@ -157,11 +157,9 @@ def prior(spec: PriorSpec, **kwargs):
 POSITIVE_FAMILIES = ("LogNormal", "HalfNormal")
 
 
-# Sightings on several dates: "capped", with use_lag bounded, at RIDGE_TARGET_ACCEPT. At 0.9
-# the programme's main fit diverged twice (a retry at 0.98 cost more than the short trees
-# saved); at 0.95 it sampled in 368 leapfrog steps a draw against 1,023 with log(rate_before),
-# none diverging, the same posterior (benchmarks/README.md, "Several dates at target
-# acceptance 0.95"). None would keep log(rate_before) and the fit's own target acceptance.
+# Sightings on several dates: "capped", with use_lag bounded, at RIDGE_TARGET_ACCEPT (why and
+# what it measured: serials.py, "Geometry"). None would keep log(rate_before) and the fit's
+# own target acceptance.
 SEVERAL_DATES_RULE: str | None = "capped"
 
 

@@ -78,9 +78,11 @@ R-hat 1.007, ESS per gradient 11x; the programme's serial plant in 98 against ab
 The largest serial's bound alone kept the 1,000-step trees, and so did nutpie's "low_rank"
 metric (500 steps, ESS per gradient unchanged). Where an early sighting's wall meets a later
 one's, steps must be smaller: at target acceptance 0.9 the programme's main fit diverged twice,
-so a model with such a coordinate is sampled at RIDGE_TARGET_ACCEPT (ShiftedLog.target_accept,
-which model/sampler.py honours): there the programme's fit took 368 leapfrog steps a draw
-against 1,023 with log(rate_before), none diverging, with 2.3x its lowest bulk ESS.
+and its retry at 0.98 with twice the tuning cost more than the short trees saved, so a model
+with such a coordinate is sampled at RIDGE_TARGET_ACCEPT (ShiftedLog.target_accept, which
+model/sampler.py honours): there the programme's fit took 368 leapfrog steps a draw against
+1,023 with log(rate_before), none diverging, with 2.3x its lowest bulk ESS (benchmarks/README.md,
+"Several dates at target acceptance 0.95").
 
 Blocks ([serials.<block>] in case.toml) count from their `start` month (default: the
 window's start) to their `end` month (default: the window's end), with a known `first`
@@ -208,10 +210,7 @@ RIDGE_RULES = ("largest", "max", "capped")
 RIDGE_CAP = 1.0  # in log rate_before: e times the largest serial's lowest rate
 # The rules for several dates sample use_lag below lag_bound (module docstring, "Geometry").
 LAG_BOUNDED_RULES = ("max", "capped")
-# The target acceptance those rules sample at, at least: 0.9 left the programme's main fit two
-# divergences (and a retry at 0.98 with twice the tuning, costlier than the shorter trees saved);
-# 0.95 none, sampling 2.4x faster than log(rate_before) at 0.9 (benchmarks/README.md, "Several
-# dates at target acceptance 0.95").
+# The target acceptance those rules sample at, at least (module docstring, "Geometry").
 RIDGE_TARGET_ACCEPT = 0.95
 
 

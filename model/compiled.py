@@ -348,8 +348,12 @@ def _describe(obj) -> str:
     """A class or function made at run time as text: its name and code (a function's
     bytecode, constants, names, defaults and closure; a class's bases and attributes)."""
     if isinstance(obj, type):
-        # not code: Python's own bookkeeping (`_abc_impl`: ABCMeta's caches)
+        # not code: Python's own bookkeeping (`_abc_impl`: ABCMeta's caches; `__slotnames__`:
+        # copyreg's, set on a class once an instance is pickled, so a class pickled in the
+        # entry and the caller's not yet pickled differed by it, and every entry of a graph
+        # with a CustomDist was compiled again in every process)
         skip = {"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "_abc_impl"}
+        skip |= {"__slotnames__"}
         parts = [f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__]
         for name, value in sorted(vars(obj).items()):
             if name not in skip:

@@ -178,6 +178,32 @@ def test_prior_predictive_through_the_cache_is_pymcs_own(cache):
     assert pytensor.function is not compiled.function  # put back
 
 
+def test_a_graph_with_a_custom_distribution_is_loaded_in_the_process_after(cache, caplog):
+    """PyMC's CustomDist makes a class at run time (model/build.py's serial-ridge prior). Once
+    an instance was pickled, copyreg caches `__slotnames__` on its class, which the class's
+    description used to include: the entry written and the caller's class then differed, and
+    every process compiled the function again ("unreadable ... no class CustomDist_rate")."""
+
+    def custom_model():
+        with pm.Model() as model:
+            mu = pm.Data("mu", 2.0)
+            pm.CustomDist(
+                "rate", mu, dist=lambda mu, size: pm.LogNormal.dist(mu, 0.5, size=size)
+            )
+        return model
+
+    def draws(model):
+        return pm.sample_prior_predictive(draws=50, model=model, random_seed=7, backend="c")
+
+    want = draws(custom_model())["prior"]["rate"].to_numpy()
+    for _ in range(2):  # compiled (and written), then loaded
+        with compiled.through_cache():
+            got = draws(custom_model())["prior"]["rate"].to_numpy()
+        np.testing.assert_array_equal(got, want)
+    assert "unreadable" not in caplog.text
+    assert len(cache) == 2  # the plain draw's compile and the first cached one
+
+
 def test_ops_with_an_inner_graph_are_keyed_by_it(cache):
     """PyTensor's logsumexp is an op with an inner graph, whose variables pickle with names
     that differ at each build: the key is its graph's text, so the same graph is loaded."""

@@ -187,9 +187,7 @@ def test_a_graph_with_a_custom_distribution_is_loaded_in_the_process_after(cache
     def custom_model():
         with pm.Model() as model:
             mu = pm.Data("mu", 2.0)
-            pm.CustomDist(
-                "rate", mu, dist=lambda mu, size: pm.LogNormal.dist(mu, 0.5, size=size)
-            )
+            pm.CustomDist("rate", mu, dist=lambda mu, size: pm.LogNormal.dist(mu, 0.5, size=size))
         return model
 
     def draws(model):

@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--programme", default=None, help="a programme folder, else February 11")
     parser.add_argument("--draws", type=int, default=1000, help="and as many tuning draws")
     parser.add_argument("--target-accept", type=float, default=0.9)
+    parser.add_argument("--constant", default="", help="--refits: pm.Data kept as constants")
     parser.add_argument("--refits", type=int, default=0,
                         help="then this many fits with one row left out (row_weight), "
                         "through one compiled sampler, pm.Data passed as arguments")  # fmt: skip
@@ -208,7 +209,10 @@ def _refits(model, args, stages) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     start = time.perf_counter()
     point = model.initial_point()
-    symbols = {d: d.type(name=d.name) for d in model.data_vars}
+    # what a refit changes is an argument; the rest (`--constant` names) is folded into the
+    # program as constants
+    constant = set(args.constant.split(",")) if args.constant else set()
+    symbols = {d: d.type(name=d.name) for d in model.data_vars if d.name not in constant}
     logp = graph_replace(model.logp(jacobian=True), symbols, strict=False)
     grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
     [logp, grad], x = join_nonshared_inputs(point, [logp, grad], model.value_vars)

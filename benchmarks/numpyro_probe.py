@@ -21,6 +21,7 @@ coordinates (ArviZ).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -45,8 +46,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.sampler == "numpyro":  # before JAX starts: one host device per chain
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    import numpy as np
-
     model, imported = _model(args.programme)
     stages = {"import": imported}
     names = ["rate_before", "rate_after", "capacity_multiplier"]
@@ -88,7 +87,6 @@ def _model(programme: str | None):
 def _numpyro(model, names, args, stages) -> dict:
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import pytensor.tensor as pt
     from numpyro.infer import MCMC, NUTS
     from pymc.pytensorf import join_nonshared_inputs
@@ -145,10 +143,6 @@ def _numpyro(model, names, args, stages) -> dict:
 
 
 def _nutpie(model, names, args, stages) -> dict:
-    import dataclasses
-
-    import numpy as np
-
     from model.sampler import Sampler, SamplerSettings
 
     start = time.perf_counter()
@@ -173,11 +167,9 @@ def _nutpie(model, names, args, stages) -> dict:
 
 def _refits(model, args, stages) -> None:
     """One sampler, compiled once, sampling the main fit and then `args.refits` fits with one
-    row left out: for NumPyro, the model's pm.Data are arguments of the jitted sampler (a
-    refit is new data, not a new compile), its chains starting where the main fit ended with
-    its step size and mass matrix; for nutpie, the project's Sampler (`with_data`)."""
-    import numpy as np
-
+    row left out, each from the same jittered starts and with its own adaptation: for NumPyro,
+    the model's pm.Data (but the `--constant` ones) are arguments of the jitted sampler (a
+    refit is new data, not a new compile); for nutpie, the project's Sampler (`with_data`)."""
     data = {d.name: np.asarray(d.get_value()) for d in model.data_vars}
     rows = len(data["row_weight"])
     fits = [dict(data)]
@@ -187,7 +179,9 @@ def _refits(model, args, stages) -> None:
         from model.sampler import Sampler, SamplerSettings
 
         start = time.perf_counter()
-        sampler = Sampler(model, SamplerSettings(draws=args.draws, tune=args.draws))
+        settings = SamplerSettings(draws=args.draws, tune=args.draws)
+        settings = dataclasses.replace(settings, target_accept=args.target_accept)
+        sampler = Sampler(model, settings)
         stages["compile"] = time.perf_counter() - start
         for k, values in enumerate(fits):
             start = time.perf_counter()
@@ -276,7 +270,6 @@ def _say(k: int, rate_after) -> None:
 def _diagnostics(x) -> tuple[float, float]:
     """Lowest bulk ESS and worst R-hat over the unconstrained coordinates (chain, draw, k)."""
     import arviz_stats as azs
-    import numpy as np
     import xarray as xr
 
     da = xr.DataArray(x, dims=("chain", "draw", "k"))

@@ -86,25 +86,10 @@ def _model(programme: str | None):
 
 def _numpyro(model, names, args, stages) -> dict:
     import jax
-    import jax.numpy as jnp
-    import pytensor.tensor as pt
     from numpyro.infer import MCMC, NUTS
-    from pymc.pytensorf import join_nonshared_inputs
-    from pymc.sampling.jax import get_jaxified_graph
 
-    jax.config.update("jax_enable_x64", True)  # float32 fails at the first point
-    if args.jax_cache:
-        jax.config.update("jax_compilation_cache_dir", args.jax_cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     start = time.perf_counter()
-    point = model.initial_point()
-    logp = model.logp(jacobian=True)
-    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
-    [logp, grad], x = join_nonshared_inputs(point, [logp, grad], model.value_vars)
-    density = get_jaxified_graph(inputs=[x], outputs=[logp, grad])
-    wanted = model.replace_rvs_by_values([model[n] for n in names])
-    wanted, y = join_nonshared_inputs(point, wanted, model.value_vars)
-    quantities = get_jaxified_graph(inputs=[y], outputs=wanted)
+    density, quantities, inits = _jaxified(model, names, {}, args)
     stages["PyTensor graphs to JAX"] = time.perf_counter() - start
 
     if args.gradient == "pytensor":
@@ -123,15 +108,13 @@ def _numpyro(model, names, args, stages) -> dict:
         def potential(x):
             return -density(x)[0]
 
-    x0 = np.concatenate([np.asarray(point[v.name]).ravel() for v in model.value_vars])
-    inits = x0 + np.random.default_rng(1).uniform(-1, 1, size=(4, x0.size))  # PyMC's jitter
     runs = {}
     for seed, stage in ((1, "sampling, with the sampler's compile"), (2, "sampling")):
         start = time.perf_counter()
         kernel = NUTS(potential_fn=potential, target_accept_prob=args.target_accept)
         mcmc = MCMC(kernel, num_warmup=args.draws, num_samples=args.draws, num_chains=4,
                     chain_method="parallel", progress_bar=False)  # fmt: skip
-        mcmc.run(jax.random.PRNGKey(seed), init_params=jnp.asarray(inits),
+        mcmc.run(jax.random.PRNGKey(seed), init_params=inits,
                  extra_fields=("diverging", "num_steps"))  # fmt: skip
         draws = np.asarray(mcmc.get_samples(group_by_chain=True))
         stages[stage] = time.perf_counter() - start
@@ -143,12 +126,10 @@ def _numpyro(model, names, args, stages) -> dict:
 
 
 def _nutpie(model, names, args, stages) -> dict:
-    from model.sampler import Sampler, SamplerSettings
+    from model.sampler import Sampler
 
     start = time.perf_counter()
-    settings = SamplerSettings(draws=args.draws, tune=args.draws)
-    settings = dataclasses.replace(settings, target_accept=args.target_accept)
-    sampler = Sampler(model, settings)
+    sampler = Sampler(model, _settings(args))
     stages["compile (nutpie, the project's caches)"] = time.perf_counter() - start
     runs = {}
     for seed, stage in ((1, "sampling, first"), (2, "sampling")):
@@ -176,12 +157,10 @@ def _refits(model, args, stages) -> None:
     for i in range(args.refits):
         fits.append(data | {"row_weight": np.where(np.arange(rows) == i % rows, 0.0, 1.0)})
     if args.sampler == "nutpie":
-        from model.sampler import Sampler, SamplerSettings
+        from model.sampler import Sampler
 
         start = time.perf_counter()
-        settings = SamplerSettings(draws=args.draws, tune=args.draws)
-        settings = dataclasses.replace(settings, target_accept=args.target_accept)
-        sampler = Sampler(model, settings)
+        sampler = Sampler(model, _settings(args))
         stages["compile"] = time.perf_counter() - start
         for k, values in enumerate(fits):
             start = time.perf_counter()
@@ -191,30 +170,14 @@ def _refits(model, args, stages) -> None:
         return
     import jax
     import jax.numpy as jnp
-    import pytensor.tensor as pt
     from numpyro.infer.hmc import hmc
-    from pymc.pytensorf import join_nonshared_inputs
-    from pymc.sampling.jax import get_jaxified_graph
-    from pytensor.graph.replace import graph_replace
 
-    jax.config.update("jax_enable_x64", True)
-    if args.jax_cache:
-        jax.config.update("jax_compilation_cache_dir", args.jax_cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     start = time.perf_counter()
-    point = model.initial_point()
     # what a refit changes is an argument; the rest (`--constant` names) is folded into the
     # program as constants
     constant = set(args.constant.split(",")) if args.constant else set()
     symbols = {d: d.type(name=d.name) for d in model.data_vars if d.name not in constant}
-    logp = graph_replace(model.logp(jacobian=True), symbols, strict=False)
-    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
-    [logp, grad], x = join_nonshared_inputs(point, [logp, grad], model.value_vars)
-    density = get_jaxified_graph(inputs=[x, *symbols.values()], outputs=[logp, grad])
-    after = graph_replace(model.replace_rvs_by_values([model["rate_after"]])[0], symbols,
-                          strict=False)  # fmt: skip
-    [after], y = join_nonshared_inputs(point, [after], model.value_vars)
-    rate_after = get_jaxified_graph(inputs=[y, *symbols.values()], outputs=[after])
+    density, rate_after, inits = _jaxified(model, ["rate_after"], symbols, args)
     stages["PyTensor graphs to JAX"] = time.perf_counter() - start
 
     @jax.custom_vjp
@@ -247,8 +210,6 @@ def _refits(model, args, stages) -> None:
         return jax.tree.map(lambda a: a[args.draws :], kept)
 
     run = jax.pmap(chain, in_axes=(0, 0, None))
-    x0 = np.concatenate([np.asarray(point[v.name]).ravel() for v in model.value_vars])
-    inits = jnp.asarray(x0 + np.random.default_rng(1).uniform(-1, 1, size=(4, x0.size)))
     for k, values in enumerate(fits):
         start = time.perf_counter()
         arrays = tuple(jnp.asarray(values[d.name]) for d in symbols)
@@ -260,6 +221,42 @@ def _refits(model, args, stages) -> None:
         _say(k, np.asarray(of_draw(draws)))
         print(f"  divergences {int(np.sum(diverging))}, mean steps {float(np.mean(steps)):.1f}, "
               f"lowest bulk ESS {_diagnostics(draws)[0]:.0f}")  # fmt: skip
+
+
+def _settings(args):
+    from model.sampler import SamplerSettings
+
+    settings = SamplerSettings(draws=args.draws, tune=args.draws)
+    return dataclasses.replace(settings, target_accept=args.target_accept)
+
+
+def _jaxified(model, names: list[str], symbols: dict, args):
+    """JAX functions of the model's unconstrained point (and of the pm.Data in `symbols`, as
+    further arguments; the rest are constants): its log density with PyTensor's symbolic
+    gradient, and the quantities `names`; and 4 chains' starts, PyMC's jitter of its initial
+    point. Sets JAX to float64 (nutpie's JAX backend needed it) and its persistent cache."""
+    import jax
+    import pytensor.tensor as pt
+    from pymc.pytensorf import join_nonshared_inputs
+    from pymc.sampling.jax import get_jaxified_graph
+    from pytensor.graph.replace import graph_replace
+
+    jax.config.update("jax_enable_x64", True)
+    if args.jax_cache:
+        jax.config.update("jax_compilation_cache_dir", args.jax_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    point = model.initial_point()
+    logp = graph_replace(model.logp(jacobian=True), symbols, strict=False)
+    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
+    [logp, grad], x = join_nonshared_inputs(point, [logp, grad], model.value_vars)
+    density = get_jaxified_graph(inputs=[x, *symbols.values()], outputs=[logp, grad])
+    wanted = model.replace_rvs_by_values([model[n] for n in names])
+    wanted = [graph_replace(w, symbols, strict=False) for w in wanted]
+    wanted, y = join_nonshared_inputs(point, wanted, model.value_vars)
+    quantities = get_jaxified_graph(inputs=[y, *symbols.values()], outputs=wanted)
+    x0 = np.concatenate([np.asarray(point[v.name]).ravel() for v in model.value_vars])
+    inits = x0 + np.random.default_rng(1).uniform(-1, 1, size=(4, x0.size))
+    return density, quantities, jax.numpy.asarray(inits)
 
 
 def _say(k: int, rate_after) -> None:

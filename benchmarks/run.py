@@ -11,7 +11,10 @@ repetitions and ratios of figures measured in the same run; never compare across
 Sections (--only)
   e2e       `capest estimate` on the February 11 case at default settings, cold (empty
             PyTensor and numba caches) and warm (the caches of the cold run), per sampler:
-            nutpie (the default), PyMC's NUTS on numba, PyMC's NUTS on C (PyMC 5's default).
+            nutpie (the default), PyMC's NUTS on numba, PyMC's NUTS on C (PyMC 5's default);
+            for the default also warm after one row is added (`capest add-evidence`, a
+            synthetic row: the rerun issue #19 describes, where the previous run's refits
+            must be reweighted to a new ledger, not only read back).
             Split into the stages the CLI records (--timings); floor = Python with the
             libraries imported + the default's main fit's pure sampling time. The sampler
             comparison comes from the same runs: bulk ESS per second of the main fit's
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +50,16 @@ from synthetic import PROGRAMME_TOTALS, write_case, write_programme  # noqa: E40
 from model.timing import ESTIMATE_SAID  # noqa: E402
 
 CASE = ROOT / "data" / "cases" / "february-11-plant"
+# The row the "added" run appends: synthetic, for timing only (never in data/); a launches
+# count of the kind analysts add, in a month the ledger has no count for.
+ADDED_ROW = [
+    *("--id", "launches-synthetic-2025-03", "--kind", "launches"),
+    *("--period-start", "2025-03-01", "--period-end", "2025-03-31"),
+    *("--lower", "5", "--bound", "at_least", "--unit", "missiles"),
+    *("--source", "synthetic benchmark row", "--url", "https://example.org/synthetic"),
+    *("--date-reported", "2025-04-02", "--reliability", "C"),
+    *("--quote", "synthetic: timing a rerun after one added row"),
+]
 CAPEST = [sys.executable, "-m", "model.cli"]
 SAMPLERS = ["nutpie", "pymc", "pymc-c"]
 HEADLINE = ["rate_before", "capacity_multiplier", "completion", "ramp_months", "export_share"]
@@ -121,18 +135,22 @@ def median(values: list[float]) -> float:
 def bench_e2e(repeats: int, baseline_repeats: int, samplers: list[str], tmp: Path) -> dict:
     results: dict = {"import_s": median([import_floor() for _ in range(repeats)])}
     for name in samplers:
-        cold, warm = [], []
+        cold, warm, added = [], [], []
         for r in range(repeats if name == "nutpie" else baseline_repeats):
             caches = tmp / f"caches-{name}-{r}"  # empty: a cold run fills it
             reports = tmp / f"reports-{name}-{r}"
-            cold.append(estimate(CASE, reports, caches, "--sampler", name))
-            warm.append(estimate(CASE, reports, caches, "--sampler", name))
-            print(
-                f"  {name} rep {r + 1}: cold {cold[-1]['wall_s']:.0f} s, "
-                f"warm {warm[-1]['wall_s']:.0f} s",
-                flush=True,
-            )
-        results[name] = {"cold": cold, "warm": warm}
+            case = tmp / f"case-{name}-{r}" / CASE.name  # a copy: the added run writes to it
+            shutil.copytree(CASE, case)
+            cold.append(estimate(case, reports, caches, "--sampler", name))
+            warm.append(estimate(case, reports, caches, "--sampler", name))
+            line = f"  {name} rep {r + 1}: cold {cold[-1]['wall_s']:.0f} s, warm "
+            line += f"{warm[-1]['wall_s']:.0f} s"
+            if name == "nutpie":
+                run([*CAPEST, "add-evidence", str(case), *ADDED_ROW])
+                added.append(estimate(case, reports, caches, "--sampler", name))
+                line += f", one row added {added[-1]['wall_s']:.0f} s"
+            print(line, flush=True)
+        results[name] = {"cold": cold, "warm": warm} | ({"added": added} if added else {})
     return results
 
 
@@ -140,7 +158,9 @@ def summarise_e2e(e2e: dict, samplers: list[str]) -> dict:
     table = {}
     for name in samplers:
         row = {}
-        for kind in ("cold", "warm"):
+        for kind in ("cold", "warm", "added"):
+            if kind not in e2e[name]:  # "added": the default sampler only
+                continue
             runs = e2e[name][kind]
             row[f"{kind}_s"] = median([r["wall_s"] for r in runs])
             row[f"{kind}_stages"] = {
@@ -328,6 +348,11 @@ def print_tables(results: dict) -> None:
                 f"{d['main_fit_sampling_s']:.1f} s = {floor:.1f} s"
             )
             print(f"default warm / floor = {d['warm_s'] / floor:.2f} (target <= 3)")
+            if "added_s" in d:
+                print(
+                    f"default warm, one row added: {d['added_s']:.1f} s, "
+                    f"{d['added_s'] / floor:.2f} x floor"
+                )
             print(f"default cold / floor = {d['cold_s'] / floor:.2f}")
             if "pymc-c" in t:
                 c = t["pymc-c"]
@@ -345,9 +370,14 @@ def print_tables(results: dict) -> None:
                     f"({(before + said) / floor:.2f} x floor; the rest is scenarios, checks, "
                     "report)"
                 )
-            print("stages of the default warm run (s):")
+            added = dict(d.get("added_fit_stages", {}))
+            added.pop(ESTIMATE_SAID, None)
+            added = {**d.get("added_stages", {}), **added}
+            print("stages of the default warm run (s), and of the run after one added row:")
             for k, v in {**d["warm_stages"], **fit_stages}.items():
-                print(f"  {k:<28} {v:8.2f}")
+                print(f"  {k:<36} {v:8.2f} {added.get(k, float('nan')):8.2f}")
+            for k in added.keys() - {**d["warm_stages"], **fit_stages}.keys():
+                print(f"  {k:<36} {'':8} {added[k]:8.2f}")
             voi = {k: v for k, v in fit_stages.items() if k.startswith("what to measure next")}
             print(
                 "value-of-information refits (simulation + compile + sampling): "

@@ -34,6 +34,7 @@ from scipy.stats import kstest
 from model.loo import PARETO_K, with_loo
 from model.loo import rows as loo_rows
 from model.loo import weights as loo_weights
+from model.reuse import REUSED
 from model.reweight import LOG_WEIGHT
 from model.timeline import parse_date
 from model.variables import EFFECT, REFIT, label, labelled, select
@@ -342,7 +343,8 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     for j, row_id in enumerate(rows["ids"]):
         if k[j] > PARETO_K and row_id in refits:
             dropped = refits[row_id].to_dataset()
-            methods[row_id] = dropped.attrs.get("method", "refit")  # or "moment matched"
+            # or "moment matched", or reuse.REUSED
+            methods[row_id] = dropped.attrs.get("method", "refit")
             for q in HEADLINE:
                 x = _stacked(post[q])
                 shifts[q][row_id] = float((_node_median(dropped, q) - np.median(x)) / x.std())
@@ -358,11 +360,13 @@ def influence_check(idata: xr.DataTree, top: int = 5) -> dict:
     # ArviZ's warning about high k is not shown (model/loo.py): the finding says it instead
     refitted = [i for i, m in methods.items() if m == "refit"]
     matched = [i for i, m in methods.items() if m == "moment matched"]
+    reused = [i for i, m in methods.items() if m == REUSED]
     high_k = [
         f"Pareto k > {PARETO_K} for {len(ids)} row(s), {what}: {', '.join(ids)}"
         for ids, what in (
             (refitted, "each refitted without it"),
             (matched, "each left out by moment matching (its k now <= 0.7)"),
+            (reused, "each the previous run's refit without it, reweighted to this ledger"),
             (unresolved, "not refitted"),
         )
         if ids
@@ -500,7 +504,8 @@ def source_influence_check(idata: xr.DataTree) -> dict:
             entry["p"] = _stated_p(mu, sd, np.repeat(w[:, None], len(ids), 1), data).tolist()
         elif node is not None:
             dropped = node.to_dataset()
-            entry["method"] = dropped.attrs.get("method", "refit")  # or "moment matched"
+            # or "moment matched", or reuse.REUSED
+            entry["method"] = dropped.attrs.get("method", "refit")
             entry["shifts"] = {
                 q: float((_node_median(dropped, q) - np.median(post[q])) / post[q].std())
                 for q in INFLUENCED

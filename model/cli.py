@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the per-reading fits (faster; the report then omits them)",
     )
+    est.add_argument(
+        "--fresh",
+        action="store_true",
+        help="sample every refit; by default a target the latest run refitted is that "
+        "refit's draws reweighted to this ledger when the weights meet the fit rules",
+    )
     add = commands.add_parser(
         "add-evidence", help="validate and append one row to a case's evidence ledger"
     )
@@ -350,6 +356,7 @@ def estimate(args: argparse.Namespace) -> int:
             conditional=not args.no_conditional,
             watch=watch,
             scheduler=args.scheduler,
+            fresh=args.fresh,
         )
     except (Busy, InputError) as exc:
         log.error("%s", exc)

@@ -35,7 +35,9 @@ from model.moment_match import MOMENT_MATCHED, Density, match
 from model.observation import measurement_draw
 from model.priors import Priors, resolve_priors
 from model.provenance import ledger_dataset, provenance
+from model.reuse import GROUP, REUSED, Previous, layout, proposal
 from model.reweight import (
+    SAMPLE,
     PriorDensity,
     effective_sizes,
     psis,
@@ -69,6 +71,7 @@ def fit(
     checks: bool = True,
     reweight: bool = True,
     scheduler: str | None = None,
+    previous: Previous | None = None,
 ) -> xr.DataTree:
     """Posterior under the case's reading weights, plus (if `conditional`) the headline
     quantities under each reading alone, and (if `checks`) what the health checks need:
@@ -77,7 +80,9 @@ def fit(
     main fit reweighted (model/reweight.py) unless PSIS says the weights cannot be trusted;
     then, or with `reweight=False`, they are refitted through the compiled model: one job
     each (`run_refits`), here one after another, or on the Dask cluster of `scheduler` (or
-    $CAPEST_SCHEDULER). Deterministic given inputs and settings.seed, wherever the jobs run."""
+    $CAPEST_SCHEDULER). `previous`: an earlier run's refits (model/reuse.py), reweighted to a
+    target before it is refitted. Deterministic given inputs, settings.seed and `previous`,
+    wherever the jobs run."""
     watch = Stopwatch("fit")
     watch.begin("building the model")
     model, mix, obs = build(case, priors)
@@ -93,7 +98,7 @@ def fit(
     rng = np.random.default_rng(settings.seed)
     _split_log_densities(idata, obs.kind)
     idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
-    main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight)
+    main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight, previous)
     # the answer as soon as it is sampled: an analyst who reruns sees it here, not after the
     # scenarios, checks and report (the same draws; the report's line repeats it), with the
     # main fit's own diagnostics, which the report's verdict includes
@@ -148,8 +153,8 @@ def fit(
         if not no_measured_rows(idata):  # once, for these refits and the checks (model/loo.py)
             idata[loo.NODE] = loo.compute(idata)  # on the final posterior: its r_eff reads all
         for r in _influence_refits(idata, mix) + _source_refits(idata, mix):
-            watch.begin(f"moment matching: {r.what}")
-            nodes[r.node] = main.moment_matched(r)  # else (k or ESS still too poor) refitted
+            watch.begin(f"from draws already made: {r.what}")
+            nodes[r.node] = main.without_refit(r)  # else (k or ESS still too poor) refitted
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
@@ -157,7 +162,11 @@ def fit(
     refits = [n for n in nodes.values() if isinstance(n, Refit)]
     sampled = run_refits(refits, sampler, case, priors, settings, scheduler, start)
     for path, node in nodes.items():
-        idata[path] = sampled[path] if isinstance(node, Refit) else node
+        idata[path] = sampled[path][0] if isinstance(node, Refit) else node
+    # what the next run reweights before it refits: each sampled refit's draws, and the
+    # draws a reused result came from (model/reuse.py)
+    for path, saved in main.proposals(refits, sampled).items():
+        idata[f"{GROUP}/{path}"] = saved
 
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, sampler.settings, sampler.name))
@@ -184,12 +193,15 @@ class Alternatives:
         defaults: dict[str, np.ndarray],
         watch: Stopwatch,
         reweight: bool = True,
+        previous: Previous | None = None,
     ):
         self.posterior = idata["posterior"].to_dataset()
         self.diverging = idata["sample_stats"]["diverging"]
         # the model and the pm.Data values the main fit was sampled with
         self.model, self.defaults, self.watch = model, defaults, watch
         self.reweight = reweight
+        self.previous = previous
+        self.reused: dict[str, xr.Dataset] = {}  # the saved draws each reused result came from
         self._density: PriorDensity | None = None
 
     @functools.cached_property
@@ -244,11 +256,13 @@ class Alternatives:
                     weights.efficiency,
                 )
                 return node
-        if self.reweight and refit.priors is None and self.main_passes:
-            node = self.moment_matched(refit)
+        if self.reweight and refit.priors is None:
+            node = self.without_refit(refit)
             if not isinstance(node, Refit):
                 return node
         reason = reason or "reweighting switched off"
+        if "previous_refit" in refit.attrs:  # tried, and its weights failed the rules too
+            reason += f"; the previous run's refit: {refit.attrs['previous_refit']}"
         if "moment_matching" in refit.attrs:  # tried, and its weights failed the rules too
             reason += f"; moment matching: {refit.attrs['moment_matching']}"
         log.info("%s: to refit (%s)", what, reason)
@@ -277,6 +291,68 @@ class Alternatives:
         result's ESS is these times the weights' efficiency (reweight.effective_sizes)."""
         return effective_sizes(self.posterior, REFIT_VARS, 1.0)
 
+    def without_refit(self, refit: Refit) -> xr.Dataset | Refit:
+        """The target of `refit` from draws already made: the previous run's refit of it
+        reweighted to this ledger, else the main fit's draws moment matched to it; else
+        `refit`, with why."""
+        node = self.from_previous(refit)
+        return self.moment_matched(refit) if node is None else node
+
+    def from_previous(self, refit: Refit) -> xr.Dataset | None:
+        """The previous run's refit of the same target (model/reuse.py), reweighted to this
+        run's, when its weights meet every rule a reweighted result meets; else None (and
+        why, in `refit.attrs` and the log)."""
+        saved = None if self.previous is None else self.previous.proposals.get(refit.node)
+        if saved is None or not self.reweight or refit.priors is not None or self.model is None:
+            return None
+        density, watch = self.density, self.watch
+        shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"])
+        if saved.attrs.get("layout") != layout(density.value_vars, density.shapes):
+            why = "its draws are of another model"
+        elif saved["log_density"].shape != shape:
+            why = f"its draws are {saved['log_density'].shape}, this run's {shape}"
+        else:
+            watch.mark("other")
+            data = {"reading_weight": refit.weights, **refit.data}
+            upars = saved["upars"].to_numpy().reshape(shape[0] * shape[1], -1)
+            log_ratio = density.logp(upars, data) - saved["log_density"].to_numpy().ravel()
+            weights = psis(xr.DataArray(log_ratio.reshape(shape), dims=SAMPLE))
+            draws = density.draws(upars, shape, data, self.posterior)
+            node = _weighted_node(draws, saved["diverging"], refit, weights)
+            node.attrs.update(method=REUSED, reused_from=self.previous.run)
+            why = refit_reason(weights, effective_sizes(node, REFIT_VARS, weights.efficiency))
+            watch.mark("reusing the previous refits")
+            k_text = f"Pareto k {weights.pareto_k:.2f}, efficiency {weights.efficiency:.2f}"
+            if not why:
+                log.info("%s: the previous run's refit reweighted (%s)", refit.what, k_text)
+                self.reused[refit.node] = saved
+                return node
+            why = f"{why} ({k_text})"
+        log.info("%s: the previous run's refit not reused: %s", refit.what, why)
+        refit.attrs["previous_refit"] = why
+        return None
+
+    def proposals(
+        self, refits: list[Refit], sampled: dict[str, tuple[xr.Dataset, xr.Dataset | None]]
+    ) -> dict[str, xr.Dataset]:
+        """What the next run may reweight (model/reuse.py): each refit sampled here with
+        this model (its draws and its target's log density), and the draws each reused
+        result came from. Only when the density is compiled already (it is whenever a
+        target was moment matched or reused): a run never compiles it for the next."""
+        out = dict(self.reused)
+        if "density" not in vars(self):  # the cached_property was never read
+            return out
+        density = self.density
+        where = layout(density.value_vars, density.shapes)
+        for refit in refits:
+            node, free = sampled[refit.node]
+            if free is None or refit.priors is not None:
+                continue
+            upars = density.unconstrained(free)
+            data = {"reading_weight": refit.weights, **refit.data}
+            out[refit.node] = proposal(upars, density.logp(upars, data), node["diverging"], where)
+        return out
+
     def moment_matched(self, refit: Refit) -> xr.Dataset | Refit:
         """The target of `refit` (the same model under its pm.Data values) by moment matching
         the main fit's draws (model/moment_match.py), held to every rule a reweighted result
@@ -301,11 +377,7 @@ class Alternatives:
             lambda u: density.logp(u, data), lambda u: density.logp(u, None), upars, shape, done
         )
         draws = density.draws(matched.upars, shape, data, self.posterior)
-        names = [*REFIT_VARS, *(["predicted", "measurement_sd"] if refit.keep else [])]
-        node = reweighted(draws, self.diverging, names, matched.weights)
-        if refit.keep:
-            for name in ("predicted", "measurement_sd"):
-                node[name] = node[name].sel(obs=list(refit.keep))
+        node = _weighted_node(draws, self.diverging, refit, matched.weights)
         node.attrs.update(
             method=MOMENT_MATCHED,
             pareto_k_reweighted=matched.k_before,
@@ -343,6 +415,16 @@ class Alternatives:
         return node
 
 
+def _weighted_node(draws: xr.Dataset, diverging, refit: Refit, weights) -> xr.Dataset:
+    """A result from weighted draws of `refit`'s target: its variables, and (a source left
+    out) only the left-out rows' predictions, as a refit keeps them."""
+    names = [*REFIT_VARS, *(["predicted", "measurement_sd"] if refit.keep else [])]
+    node = reweighted(draws, diverging, names, weights)
+    # `sel` on the whole node: assigning the rows' subset to a node indexed by every row
+    # would align it back to every row, filled with NaN
+    return node.sel(obs=list(refit.keep)) if refit.keep else node
+
+
 @dataclass
 class Refit:
     """One fit that reweighting cannot replace: the case sampled under other pm.Data values
@@ -360,20 +442,24 @@ class Refit:
 
 def sample_refit(
     sampler: Sampler, refit: Refit, seed: int, start: Start | None = None
-) -> tuple[xr.Dataset, list[dict]]:
+) -> tuple[xr.Dataset, list[dict], xr.Dataset | None]:
     """Sample one refit with a compiled model of its priors, from `start` (the main fit's
-    draws) unless its priors are of other families: its headline node, and the records of
-    the fits the sampler retried for it."""
+    draws) unless its priors are of other families: its headline node, the records of the
+    fits the sampler retried for it, and (main fit's families only) the draws of every free
+    variable, which the next run may reweight (model/reuse.py)."""
     before = len(sampler.retries)
     start = start if refit.priors is None else None  # other families: a model of its own
     one = sampler.sample(refit.weights, seed, label=refit.what, start=start, **refit.data)
     node = _headline(one)
+    post = one["posterior"].to_dataset()
     if refit.keep:  # the left-out rows' predictions, for the source-influence check
-        post = one["posterior"].to_dataset()
         for name in ("predicted", "measurement_sd"):
             node[name] = post[name].sel(obs=list(refit.keep))
     node.attrs.update(refit.attrs)
-    return node, sampler.retries[before:]
+    free = None
+    if refit.priors is None:
+        free = post[[rv.name for rv in sampler.model.free_RVs]]
+    return node, sampler.retries[before:], free
 
 
 def refit_job(
@@ -383,7 +469,7 @@ def refit_job(
     refit: Refit,
     seed: int,
     start: Start | None = None,
-) -> tuple[xr.Dataset, list[dict]]:
+) -> tuple[xr.Dataset, list[dict], xr.Dataset | None]:
     """`sample_refit` on a Dask worker: the model compiled once per worker and model (the
     seed is not part of it), as the main fit's was."""
     own = refit.priors or priors
@@ -407,13 +493,14 @@ def run_refits(
     settings: SamplerSettings,
     scheduler: str | None = None,
     start: Start | None = None,
-) -> dict[str, xr.Dataset]:
+) -> dict[str, tuple[xr.Dataset, xr.Dataset | None]]:
     """Sample every refit, each a job (model/distribute.py) with its seed from the run's seed
-    and its node's path, so the numbers are the same here or on any workers; the nodes by
-    path. Each starts from `start` (the main fit's draws, sampler.Start), the same on any
-    worker. Without a scheduler (and inside a job of a cluster: a case of `report --all`) they
-    run here one after another through the main fit's compiled model: no cluster is started
-    for a few refits. A refit that raises fails the estimate, naming every one that did."""
+    and its node's path, so the numbers are the same here or on any workers; the nodes (and
+    their free variables' draws, `sample_refit`) by path. Each starts from `start` (the main
+    fit's draws, sampler.Start), the same on any worker. Without a scheduler (and inside a job
+    of a cluster: a case of `report --all`) they run here one after another through the main
+    fit's compiled model: no cluster is started for a few refits. A refit that raises fails
+    the estimate, naming every one that did."""
     if not refits:
         return {}
     address = None if inside_job() else scheduler_address(scheduler)
@@ -422,10 +509,11 @@ def run_refits(
     if address is None:
         own: dict[int, Sampler] = {}  # a scenario's model of other prior families, by id
 
-        def local(n: int, refit: Refit) -> tuple[xr.Dataset, list[dict]]:
+        def local(n: int, refit: Refit) -> tuple[xr.Dataset, list[dict], xr.Dataset | None]:
             watch.begin(refit.what, n + 1, len(refits))
             if refit.priors is None:  # its retries are already the sampler's own
-                return sample_refit(sampler, refit, seeds[n], start)[0], []
+                node, _, free = sample_refit(sampler, refit, seeds[n], start)
+                return node, [], free
             if id(refit.priors) not in own:
                 own[id(refit.priors)] = Sampler(build_model(case, refit.priors), settings, watch)
                 own[id(refit.priors)].retry = sampler.retry
@@ -458,9 +546,9 @@ def run_refits(
                 f"{len(broken)} of {len(refits)} refits failed: " + "; ".join(broken)
             )
         values = [r.value for r in results]
-    for _, retried in values:
+    for _, retried, _ in values:
         sampler.retries += retried
-    return {r.node: node for r, (node, _) in zip(refits, values, strict=True)}
+    return {r.node: (node, free) for r, (node, _, free) in zip(refits, values, strict=True)}
 
 
 def _headline(one: xr.DataTree) -> xr.Dataset:

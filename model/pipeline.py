@@ -13,11 +13,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xarray as xr
 
 from model.sampler import SamplerSettings
 from model.timing import Stopwatch
+
+if TYPE_CHECKING:
+    from model.reuse import Previous
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,8 @@ class Prepared:
 
     case_id: str
     evidence_rows: int
-    fit: Callable[[SamplerSettings], xr.DataTree]
+    # the settings, and the case's previous run's refits (model/reuse.py; a programme has none)
+    fit: Callable[[SamplerSettings, Previous | None], xr.DataTree]
     summarise: Callable[[xr.DataTree], dict]
 
 
@@ -77,7 +82,7 @@ def prepare(
             programme.id,
             sum(len(p.evidence) for p in programme.plants),
             # one job on the cluster with a scheduler (a programme has no refits to hand out)
-            lambda settings: one_job(
+            lambda settings, previous: one_job(
                 scheduler,
                 Job(
                     f"programme {programme.id}",
@@ -97,7 +102,9 @@ def prepare(
     return Prepared(
         case.id,
         len(case.evidence),
-        lambda settings: fit(case, priors, settings, conditional=conditional, scheduler=scheduler),
+        lambda settings, previous: fit(
+            case, priors, settings, conditional=conditional, scheduler=scheduler, previous=previous
+        ),
         lambda idata: summarize(idata) | ({"footprints": footprints} if footprints else {}),
     )
 
@@ -125,9 +132,13 @@ def run_estimate(
     conditional: bool = True,
     watch: Stopwatch | None = None,
     scheduler: str | None = None,
+    fresh: bool = False,
 ) -> Estimate:
-    """Estimate a case (or programme) and write its report under `reports_dir`."""
+    """Estimate a case (or programme) and write its report under `reports_dir`. Unless
+    `fresh`, a target to refit is first the case's latest run's refit of it, reweighted to
+    this ledger when its weights meet the rules (model/reuse.py)."""
     from model.report import write_report
+    from model.reuse import load as load_previous
     from model.runs import case_lock
     from model.strict_json import finite
 
@@ -138,8 +149,9 @@ def run_estimate(
     watch.mark("load evidence and priors")
     log.info("case %s: %d evidence rows", job.case_id, job.evidence_rows)
     with case_lock(reports_dir, job.case_id):
+        previous = None if fresh else load_previous(reports_dir, job.case_id)
         watch.begin("fitting")
-        idata = job.fit(settings)
+        idata = job.fit(settings, previous)
         watch.mark("fit")
         watch.begin("checks and summary")
         summary = add_history(job.summarise(idata), reports_dir, job.case_id)

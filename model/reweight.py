@@ -160,7 +160,7 @@ def check(ds: xr.Dataset, label: str) -> dict:
     rhat = az.rhat(ds[names])
     out = {
         "fit": label,
-        "method": ds.attrs.get("method", "reweighted"),  # or "moment matched"
+        "method": ds.attrs.get("method", "reweighted"),  # or "moment matched", "reused"
         "pareto_k": k,
         "max_rhat": max(float(np.max(rhat[n].to_numpy())) for n in names),
         **ess,
@@ -225,8 +225,11 @@ def probability(event: xr.DataArray, log_weight: xr.DataArray) -> float:
 def how_obtained(rows: list[dict], key: str) -> str:
     """One sentence for the report: which rows of a readings or scenarios table (summary.json)
     are the main fit reweighted and which were refitted, and why."""
+    from model.reuse import REUSED  # it reads this module's SAMPLE
+
     reweighted = [str(r[key]) for r in rows if r.get("method") == "reweighted"]
     matched = [str(r[key]) for r in rows if r.get("method") == "moment matched"]
+    reused = [str(r[key]) for r in rows if r.get("method") == REUSED]
     refitted = [r for r in rows if r.get("method") == "refit"]
     parts = []
     if reweighted:
@@ -239,6 +242,11 @@ def how_obtained(rows: list[dict], key: str) -> str:
             f"{', '.join(matched)}: the main fit's draws moved by importance-weighted moment "
             f"matching, then reweighted (Pareto k <= {PARETO_K} and reweighted ESS >= "
             f"{MIN_ESS_BULK})"
+        )
+    if reused:
+        parts.append(
+            f"{', '.join(reused)}: the previous run's refit, reweighted to this ledger "
+            f"(Pareto k <= {PARETO_K} and reweighted ESS >= {MIN_ESS_BULK})"
         )
     for r in refitted:
         why = r.get("refit_reason", "")

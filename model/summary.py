@@ -243,7 +243,7 @@ def alternative_summary(ds: xr.Dataset, unit: str) -> dict:
         "p_capacity_doubled": doubled,
         "method": ds.attrs.get("method", "refit"),
     }
-    for key in ("pareto_k", "efficiency", "refit_reason"):
+    for key in ("pareto_k", "efficiency", "refit_reason", "reused_from"):
         if key in ds.attrs:
             value = ds.attrs[key]
             out[key] = value if isinstance(value, str) else float(value)

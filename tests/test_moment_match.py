@@ -177,10 +177,18 @@ def test_a_step_is_kept_only_when_it_improves_the_weights(seed):
     assert out.steps <= 1 and out.weights.pareto_k <= out.k_before
 
 
-def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit):
-    """What the user sees: a row left out by moment matching enters the influence check with
-    its weighted median (not the plain median of its draws), named as moment matched, and
-    the diagnostics hold it to the reweighted result's rules under its own method."""
+@pytest.mark.parametrize(
+    "method, words",
+    [
+        ("moment matched", "left out by moment matching"),
+        ("reused", "the previous run's refit without it, reweighted"),  # model/reuse.py
+    ],
+)
+def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit, method, words):
+    """What the user sees: a row left out by moment matching (or by the previous run's refit,
+    reweighted) enters the influence check with its weighted median (not the plain median of
+    its draws), named by its method, and the diagnostics hold it to the reweighted result's
+    rules under that method."""
     import xarray as xr
 
     from model.checks import _weighted_median, influence_check
@@ -200,15 +208,15 @@ def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit):
     log_ratio = xr.DataArray(2 * np.log(post["rate_after"]).to_numpy(), dims=("chain", "draw"))
     weights = psis(log_ratio)
     node = reweighted(post, tree["sample_stats"]["diverging"], REFIT_VARS, weights)
-    node.attrs["method"] = "moment matched"
+    node.attrs["method"] = method
     tree[f"influence_refits/{row}"] = node
     result = influence_check(tree)
-    assert result["method"][row] == "moment matched" and result["unresolved"] == []
+    assert result["method"][row] == method and result["unresolved"] == []
     x = post["rate_after"].stack(s=("chain", "draw")).to_numpy()
     w = np.exp(weights.log_weight.stack(s=("chain", "draw")).to_numpy())
     want = (_weighted_median(x, w) - np.median(x)) / x.std()
     assert result["shifts"]["rate_after"][row] == pytest.approx(want)
     assert abs(want) > 0.1  # the plain median would give 0
-    assert "left out by moment matching" in result["finding"]
+    assert f"Pareto k > 0.7 for 1 row(s), each {words}" in result["finding"]
     fit = next(f for f in diagnose(tree)["fits"] if f["fit"] == f"without row: {row}")
-    assert fit["method"] == "moment matched" and "pareto_k" in fit
+    assert fit["method"] == method and "pareto_k" in fit

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import xarray as xr
+
 import model.fit
 from model.pipeline import run_estimate
+from model.reuse import GROUP
 
 from .conftest import CASE
 
@@ -14,17 +18,29 @@ from .conftest import CASE
 def test_a_notebook_run_twice_says_what_changed(tmp_path, monkeypatch, small_fit):
     """The fit is the session's small fit of the real case (its sampling is tested
     elsewhere): what is tested is everything run_estimate does around it."""
-    fits = []
+    fits, previous_runs = [], []
+    # a refit's draws, as fit.py saves them for the next run (model/reuse.py)
+    tree = small_fit.copy()
+    tree[f"{GROUP}/source_refits/some-source"] = xr.Dataset(
+        {"log_density": (("chain", "draw"), np.zeros((2, 3)))}, attrs={"layout": "[]"}
+    )
 
-    def saved_fit(case, priors, settings, conditional=True, scheduler=None):
+    def saved_fit(case, priors, settings, conditional=True, scheduler=None, previous=None):
         fits.append(case.id)
-        return small_fit
+        previous_runs.append(previous)
+        return tree
 
     monkeypatch.setattr(model.fit, "fit", saved_fit)
     first = run_estimate(CASE, reports_dir=tmp_path)
     second = run_estimate(CASE, reports_dir=tmp_path)
     assert fits == ["february-11-plant", "february-11-plant"]
     assert first.folder != second.folder and first.folder.parent == second.folder.parent
+    # the second run is handed the first's saved refits; `fresh` hands over none
+    assert previous_runs[0] is None and previous_runs[1].run == first.folder.name
+    assert list(previous_runs[1].proposals) == ["source_refits/some-source"]
+    assert previous_runs[1].proposals["source_refits/some-source"].attrs["layout"] == "[]"
+    run_estimate(CASE, reports_dir=tmp_path, fresh=True)
+    assert previous_runs[2] is None
 
     first_md = (first.folder / "report.md").read_text(encoding="utf-8")
     assert "This is the first run of this case." in first_md

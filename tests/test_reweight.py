@@ -321,3 +321,21 @@ def test_moment_matched_results_equal_their_refits_on_the_case(refitted_case):
     nothing = np.zeros(refitted["posterior"].sizes["obs"])
     prior = main.moment_matched(Refit("x", "every row left out", weights, {"row_weight": nothing}))
     assert isinstance(prior, Refit) and "moment_matching" in prior.attrs
+
+
+def test_the_report_says_how_each_reading_or_scenario_was_obtained():
+    """The sentence under the readings and scenarios tables names every method a row can
+    have, the previous run's refit (model/reuse.py) among them, and why a row was refitted."""
+    from model.reweight import how_obtained
+
+    rows = [
+        {"scenario": "a", "method": "reweighted"},
+        {"scenario": "b", "method": "moment matched"},
+        {"scenario": "c", "method": "reused", "reused_from": "20261201T000000Z"},
+        {"scenario": "d", "method": "refit", "refit_reason": "Pareto k 0.91 > 0.7"},
+    ]
+    text = how_obtained(rows, "scenario")
+    assert "a: the main fit reweighted" in text
+    assert "b: the main fit's draws moved by importance-weighted moment matching" in text
+    assert "c: the previous run's refit, reweighted to this ledger" in text
+    assert "d: refitted (Pareto k 0.91 > 0.7)" in text

@@ -252,7 +252,9 @@ def test_a_refit_retried_in_this_process_is_recorded_once():
         stats = xr.Dataset({"diverging": zeros.astype(bool)})
         return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
 
-    sampler = SimpleNamespace(sample=sample, retries=[], watch=Stopwatch("test"))
+    free = SimpleNamespace(free_RVs=[SimpleNamespace(name="rate_before")])  # what it keeps
+    sampler = SimpleNamespace(sample=sample, retries=[], watch=Stopwatch("test"), model=free)
     refit = Refit("source_refits/s", "refit without the source s", np.ones(1))
     nodes = run_refits([refit], sampler, None, None, SamplerSettings())
     assert list(nodes) == ["source_refits/s"] and sampler.retries == [record]
+    assert list(nodes["source_refits/s"][1].data_vars) == ["rate_before"]  # for model/reuse.py

@@ -37,6 +37,7 @@ from model.priors import Priors, resolve_priors
 from model.provenance import ledger_dataset, provenance
 from model.reuse import GROUP, REUSED, Previous, layout, proposal
 from model.reweight import (
+    ROW_PREDICTIONS,
     SAMPLE,
     PriorDensity,
     effective_sizes,
@@ -45,6 +46,7 @@ from model.reweight import (
     refit_reason,
     reweighted,
 )
+from model.reweight import check as check_reweighted
 from model.sampler import Sampler, SamplerSettings, Start
 from model.serials import serial_rows
 from model.summary import headline, quantities
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 REFIT_VARS = variables.select(variables.REFIT)
 # what moment matching's density gives at moved draws: a refit's variables, and what the
 # checks read of a row left out
-DENSITY_VARS = [*REFIT_VARS, "predicted", "measurement_sd"]
+DENSITY_VARS = [*REFIT_VARS, *ROW_PREDICTIONS]
 PRIOR_VARS = variables.select(variables.PRIOR_DRAW)
 
 
@@ -320,7 +322,10 @@ class Alternatives:
             draws = density.draws(upars, shape, data, self.posterior)
             node = _weighted_node(draws, saved["diverging"], refit, weights)
             node.attrs.update(method=REUSED, reused_from=self.previous.run)
-            why = refit_reason(weights, effective_sizes(node, REFIT_VARS, weights.efficiency))
+            # every rule of a saved reweighted result (reweight.check): k and the reweighted
+            # ESS, and the previous refit's own R-hat and divergences, which a fresh refit
+            # (retried when they fail) could pass
+            why = "; ".join(check_reweighted(node, refit.what)["failures"])
             watch.mark("reusing the previous refits")
             k_text = f"Pareto k {weights.pareto_k:.2f}, efficiency {weights.efficiency:.2f}"
             if not why:
@@ -384,13 +389,12 @@ class Alternatives:
             pareto_k_posterior=matched.k_posterior,
             moment_matching_steps=matched.steps,
         )
-        # The rules of a reweighted result, on the moved draws and their weights. The moved
-        # draws' k against the main posterior is recorded, not a rule: a target far from the
-        # posterior (fast-ramp) has it above 0.7 while its own weights are near-uniform, and
-        # what a result's numbers rest on is the weights to the target.
-        why = refit_reason(
-            matched.weights, effective_sizes(node, REFIT_VARS, matched.weights.efficiency)
-        )
+        # The rules of a saved reweighted result (reweight.check, which the diagnostics
+        # apply to it), on the moved draws and their weights. The moved draws' k against
+        # the main posterior is recorded, not a rule: a target far from the posterior
+        # (fast-ramp) has it above 0.7 while its own weights are near-uniform, and what a
+        # result's numbers rest on is the weights to the target.
+        why = "; ".join(check_reweighted(node, refit.what)["failures"])
         watch.mark("moment matching")
         k_text = f"Pareto k {matched.k_before:.2f} -> {matched.weights.pareto_k:.2f}"
         if why or matched.steps == 0:
@@ -418,7 +422,7 @@ class Alternatives:
 def _weighted_node(draws: xr.Dataset, diverging, refit: Refit, weights) -> xr.Dataset:
     """A result from weighted draws of `refit`'s target: its variables, and (a source left
     out) only the left-out rows' predictions, as a refit keeps them."""
-    names = [*REFIT_VARS, *(["predicted", "measurement_sd"] if refit.keep else [])]
+    names = [*REFIT_VARS, *(ROW_PREDICTIONS if refit.keep else [])]
     node = reweighted(draws, diverging, names, weights)
     # `sel` on the whole node: assigning the rows' subset to a node indexed by every row
     # would align it back to every row, filled with NaN
@@ -453,7 +457,7 @@ def sample_refit(
     node = _headline(one)
     post = one["posterior"].to_dataset()
     if refit.keep:  # the left-out rows' predictions, for the source-influence check
-        for name in ("predicted", "measurement_sd"):
+        for name in ROW_PREDICTIONS:
             node[name] = post[name].sel(obs=list(refit.keep))
     node.attrs.update(refit.attrs)
     free = None

@@ -27,6 +27,9 @@ from model.loo import PARETO_K
 
 SAMPLE = ("chain", "draw")
 LOG_WEIGHT = "log_weight"  # the variable that marks a saved result as reweighted
+# What a source left out keeps of its rows (for the source-influence check): no fit's rules
+# cover them (the main fit's and a refit's R-hat and ESS are of diagnostics.CHECKED)
+ROW_PREDICTIONS = ["predicted", "measurement_sd"]
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,10 @@ def effective_sizes(ds: xr.Dataset, names: list[str], efficiency: float) -> dict
 
 def check(ds: xr.Dataset, label: str) -> dict:
     """The diagnostics entry of a saved reweighted result, by the rules every fit meets
-    (model/diagnostics.py) plus PSIS's k: R-hat and divergences are the main fit's."""
-    names = [n for n in ds.data_vars if n not in ("diverging", LOG_WEIGHT)]
+    (model/diagnostics.py) plus PSIS's k: R-hat and divergences are those of the draws it
+    weighs (the main fit's; a reused result's, the previous run's refit's). fit.py accepts a
+    moment-matched or reused result only when this passes."""
+    names = [n for n in ds.data_vars if n not in ("diverging", LOG_WEIGHT, *ROW_PREDICTIONS)]
     w = np.exp(ds[LOG_WEIGHT].to_numpy())
     efficiency = float(1.0 / np.sum(w**2) / w.size)
     k = float(ds.attrs["pareto_k"])

@@ -139,3 +139,15 @@ def test_draws_of_another_model_are_never_reweighted(runs):
     previous = Previous("20261201T000000Z", {NODE: saved})
     assert _alternatives(built_a, one_a, previous).from_previous(target_a) is None
     assert target_a.attrs.pop("previous_refit") == "its draws are of another model"
+
+
+def test_draws_of_a_refit_that_failed_its_diagnostics_are_refitted(runs):
+    """A previous refit with a divergent transition fails the fit rules; reweighting it would
+    carry the failure into this run, where a fresh refit (retried if it fails) could pass."""
+    _, target_b, one_b, density_b = runs["before"]
+    built_a, target_a, one_a, _ = runs["after"]
+    saved = _saved(density_b, target_b, one_b)
+    saved["diverging"][0, 5] = True
+    previous = Previous("20261201T000000Z", {NODE: saved})
+    assert _alternatives(built_a, one_a, previous).from_previous(target_a) is None
+    assert "1 divergent transition(s)" in target_a.attrs.pop("previous_refit")

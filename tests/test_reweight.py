@@ -339,3 +339,31 @@ def test_the_report_says_how_each_reading_or_scenario_was_obtained():
     assert "b: the main fit's draws moved by importance-weighted moment matching" in text
     assert "c: the previous run's refit, reweighted to this ledger" in text
     assert "d: refitted (Pareto k 0.91 > 0.7)" in text
+
+
+def test_a_reweighted_result_is_checked_on_what_every_fit_is_checked_on():
+    """reweight.check holds a reweighted, moment-matched or reused result to the rules of a
+    fit on its quantities, not on the left-out rows' predictions (reweight.ROW_PREDICTIONS),
+    which no fit's rules cover; a random walk (ESS far under 400) fails it where it counts."""
+    from model.reweight import LOG_WEIGHT, check
+
+    rng = np.random.default_rng(5)
+    white = rng.normal(size=(4, 1000))
+    walk = np.cumsum(rng.normal(size=(4, 1000)), axis=1)  # bulk ESS in the tens
+    dims = ("chain", "draw")
+
+    def node(rate_after, predicted):
+        ds = xr.Dataset(
+            {
+                "rate_after": (dims, rate_after),
+                "predicted": (("chain", "draw", "obs"), predicted[..., None]),
+                "diverging": (dims, np.zeros((4, 1000), bool)),
+                LOG_WEIGHT: (dims, np.full((4, 1000), -np.log(4000))),
+            }
+        )
+        ds.attrs["pareto_k"] = 0.0
+        return ds
+
+    assert check(node(white, walk), "source left out")["passed"]
+    failed = check(node(walk, white), "source left out")
+    assert not failed["passed"] and any("bulk ESS" in f for f in failed["failures"])

@@ -432,6 +432,13 @@ def _retry_blocks(summary: dict) -> list[tuple]:
     ]
 
 
+def _obtained(fit: dict) -> str:
+    """Where a part's draws come from: sampled in this run, or weighted draws (the main fit's,
+    moved by moment matching, or the previous run's refit, model/reuse.py, named by its run)."""
+    method = fit.get("method", "sampled")
+    return f"{method} (run {fit['reused_from']})" if "reused_from" in fit else method
+
+
 def _diagnostics_blocks(summary: dict) -> list[tuple]:
     d = summary["diagnostics"]
     return [
@@ -445,10 +452,11 @@ def _diagnostics_blocks(summary: dict) -> list[tuple]:
         *_retry_blocks(summary),
         (
             "table",
-            ["fit", "status", "max R-hat", "min bulk ESS", "min tail ESS", "divergences"],
+            ["fit", "draws", "status", "max R-hat", "min bulk ESS", "min tail ESS", "divergences"],
             [
                 [
                     f["fit"],
+                    _obtained(f),
                     "passed" if f["passed"] else "FAILED: " + "; ".join(f["failures"]),
                     f"{f['max_rhat']:.3f}",
                     f"{f['min_ess_bulk']:.0f}",

@@ -172,6 +172,8 @@ def check(ds: xr.Dataset, label: str) -> dict:
         "divergences": int(ds["diverging"].sum()),
         "draws": int(ds["diverging"].size),
     }
+    if "reused_from" in ds.attrs:  # the previous run's refit (model/reuse.py)
+        out["reused_from"] = str(ds.attrs["reused_from"])
     failures = []
     if not out["max_rhat"] <= MAX_RHAT:
         failures.append(f"R-hat {out['max_rhat']:.3f} > {MAX_RHAT}")

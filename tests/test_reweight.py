@@ -233,11 +233,18 @@ def test_reweighted_readings_and_scenarios_match_their_refits(refitted_case):
     assert compared >= 3 * 6  # most readings and scenarios reweight on this case
 
 
-def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_fit):
-    """What the user sees: a reading saved as the main fit reweighted has the weighted
-    quantiles of those draws in summary.json, is held to the diagnostics' rules (this small
-    fit has too few draws, so it fails them, saying why) and the report says how it was
-    obtained."""
+@pytest.mark.parametrize(
+    "method, said",
+    [
+        ("reweighted", ": the main fit reweighted"),
+        ("reused", ": the previous run's refit, reweighted to this ledger"),  # model/reuse.py
+    ],
+)
+def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_fit, method, said):
+    """What the user sees: a reading saved as weighted draws (the main fit's, or the previous
+    run's refit's) has the weighted quantiles of those draws in summary.json, is held to the
+    diagnostics' rules (this small fit has too few draws, so it fails them, saying why) and
+    the report says how it was obtained, in its sentence and its Diagnostics table."""
     from model.report import report_blocks
     from model.reweight import reading_log_ratio, reweighted
     from model.summary import summarize
@@ -247,22 +254,31 @@ def test_a_reweighted_reading_reaches_the_summary_diagnostics_and_report(small_f
     from model.fit import REFIT_VARS as names
 
     weights = psis(reading_log_ratio(post, "size_of"))
-    tree["conditional/size_of"] = reweighted(
-        post, tree["sample_stats"]["diverging"], names, weights
-    )
+    node = reweighted(post, tree["sample_stats"]["diverging"], names, weights)
+    if method == "reused":
+        node.attrs.update(method="reused", reused_from="20261201T000000Z")
+    tree["conditional/size_of"] = node
     summary = summarize(tree)
     row = next(r for r in summary["readings"] if r["reading"] == "size_of")
-    assert row["method"] == "reweighted" and row["pareto_k"] == pytest.approx(weights.pareto_k)
+    assert row["method"] == method and row["pareto_k"] == pytest.approx(weights.pareto_k)
     x = post["rate_after"].transpose(*SAMPLE).to_numpy().ravel()
     w = np.exp(weights.log_weight.to_numpy().ravel())
     assert row["rate_after"]["median"] == pytest.approx(weighted_quantile(x, w, 0.5))
     fit = next(f for f in summary["diagnostics"]["fits"] if f["fit"] == "reading: size_of")
-    assert fit["method"] == "reweighted" and not fit["passed"]
+    assert fit["method"] == method and not fit["passed"]
     assert any("reweighted bulk ESS" in f for f in fit["failures"])  # 400 draws in all
     assert fit["min_ess_bulk"] < 400 and not summary["diagnostics"]["passed"]
-    texts = [str(b[1]) for b in report_blocks(summary, tree) if b[0] == "p"]
+    blocks = report_blocks(summary, tree)
+    texts = [str(b[1]) for b in blocks if b[0] == "p"]
     sentence = next(t for t in texts if t.startswith("How each row") and "size_of" in t)
-    assert "size_of" in sentence.split(": the main fit reweighted")[0]
+    assert "size_of" in sentence.split(said)[0]
+    table = next(b for b in blocks if b[0] == "table" and "min bulk ESS" in b[1])
+    drawn = {r[0]: r[1] for r in table[2]}
+    assert drawn["mixture"] == "sampled"
+    want = "reused (run 20261201T000000Z)" if method == "reused" else "reweighted"
+    assert drawn["reading: size_of"] == want
+    if method == "reused":
+        assert row["reused_from"] == "20261201T000000Z"
 
 
 def test_a_reading_the_main_fit_gives_no_weight_is_refitted():

@@ -46,7 +46,7 @@ from model.reweight import (
     refit_reason,
     reweighted,
 )
-from model.reweight import check as check_reweighted
+from model.reweight import check as check_reweighted  # beside diagnostics.check
 from model.sampler import Sampler, SamplerSettings, Start
 from model.serials import serial_rows
 from model.summary import headline, quantities
@@ -156,7 +156,7 @@ def fit(
             idata[loo.NODE] = loo.compute(idata)  # on the final posterior: its r_eff reads all
         for r in _influence_refits(idata, mix) + _source_refits(idata, mix):
             watch.begin(f"from draws already made: {r.what}")
-            nodes[r.node] = main.without_refit(r)  # else (k or ESS still too poor) refitted
+            nodes[r.node] = main.without_refit(r)  # else (a rule still fails) refitted
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
@@ -353,15 +353,15 @@ class Alternatives:
             node, free = sampled[refit.node]
             if free is None or refit.priors is not None:
                 continue
-            upars = density.unconstrained(free)
             data = {"reading_weight": refit.weights, **refit.data}
+            upars = density.unconstrained(free, data)  # a scenario's bounds, if it has them
             out[refit.node] = proposal(upars, density.logp(upars, data), node["diverging"], where)
         return out
 
     def moment_matched(self, refit: Refit) -> xr.Dataset | Refit:
         """The target of `refit` (the same model under its pm.Data values) by moment matching
         the main fit's draws (model/moment_match.py), held to every rule a reweighted result
-        meets (k, bulk and tail ESS); else `refit`, with why."""
+        meets (reweight.check); else `refit`, with why."""
         # A main fit that fails its own diagnostics cannot give weights the ESS rule accepts
         # (and the run fails whatever is done): refit, as before moment matching.
         if not self.reweight or refit.priors is not None or not self.main_passes:

@@ -66,18 +66,26 @@ class Density:
         self._outputs = compiled.function(inputs, outputs, **kw)
         # constrained -> unconstrained, per free variable
         self.free = [model.values_to_rvs[v] for v in self.value_vars]
+        self._constrained = [
+            pt.tensor(dtype="float64", shape=(None,) * (rv.ndim + 1), name=rv.name)
+            for rv in self.free
+        ]
+        # The transforms' parameters are constants, pm.Data, or other free variables
+        # (serials.ShiftedLog's shift): those are read at the same draw, never drawn afresh
+        # from their priors (what an RV left in the graph would do). One draw's value of each
+        # free variable stands in for it (replaced with the pm.Data in one graph_replace,
+        # which copies the graph), then the batched draws for those.
+        one = {rv: rv.type(name=rv.name) for rv in self.free}
+        batched = dict(zip(one.values(), self._constrained, strict=True))
         forward = []
-        self._constrained = []
-        for rv in self.free:
+        for rv, x in zip(self.free, self._constrained, strict=True):
             transform = model.rvs_to_transforms[rv]
-            x = pt.tensor(dtype="float64", shape=(None,) * (rv.ndim + 1), name=rv.name)
-            self._constrained.append(x)
             if transform is None:
                 forward.append(x)
-            else:  # the transform's parameters are constants or pm.Data, never draws here
-                one = rv.type(name=rv.name)
-                y = graph_replace(transform.forward(one, *rv.owner.inputs), symbols, strict=False)
-                forward.append(vectorize_graph(y, {one: x}))
+                continue
+            y = transform.forward(one[rv], *rv.owner.inputs)
+            y = graph_replace(y, {**symbols, **one}, strict=False)
+            forward.append(vectorize_graph(y, batched))
         flat = [f.reshape((f.shape[0], -1)) for f in forward]
         self._forward = compiled.function(
             [*self._constrained, *symbols.values()], pt.concatenate(flat, axis=1), **kw
@@ -91,13 +99,15 @@ class Density:
     def _blocks(self, upars: np.ndarray) -> list[np.ndarray]:
         return [np.ascontiguousarray(upars[:, s]) for s in self.slices]
 
-    def unconstrained(self, posterior: xr.Dataset) -> np.ndarray:
-        """(chain x draw, parameters): the posterior's draws, chain after chain."""
+    def unconstrained(self, posterior: xr.Dataset, data: dict | None = None) -> np.ndarray:
+        """(chain x draw, parameters): the posterior's draws, chain after chain, through the
+        transforms under these pm.Data values (the main fit's otherwise): those the draws
+        were sampled under, as an interval's bounds are a scenario's."""
         draws = []
         for rv in self.free:
             x = posterior[rv.name].transpose(*SAMPLE, ...).to_numpy()
             draws.append(x.reshape(-1, *x.shape[2:]).astype("float64"))
-        return np.asarray(self._forward(*draws, *self._data(None)))
+        return np.asarray(self._forward(*draws, *self._data(data)))
 
     def logp(self, upars: np.ndarray, data: dict | None = None) -> np.ndarray:
         """Joint log density per draw under these pm.Data values (the main fit's otherwise)."""

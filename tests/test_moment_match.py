@@ -220,3 +220,50 @@ def test_the_checks_read_a_moment_matched_node_with_its_weights(small_fit, metho
     assert f"Pareto k > 0.7 for 1 row(s), each {words}" in result["finding"]
     fit = next(f for f in diagnose(tree)["fits"] if f["fit"] == f"without row: {row}")
     assert fit["method"] == method and "pareto_k" in fit
+
+
+def test_draws_on_the_serial_ridge_map_to_the_unconstrained_space_and_back(tmp_path):
+    """rate_before's coordinate on the serial ridge is log(rate_before) less a shift that the
+    other variables set (serials.ShiftedLog): mapping a draw to the unconstrained space must
+    read those variables at the same draw (not draw them afresh from their priors), so that
+    the model maps it back to itself. Prior draws of a SYNTHETIC serial case."""
+    import pymc as pm
+
+    from model import load_case
+    from model.build import build_model
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from tests.test_serials import serial_only_case
+
+    case = load_case(serial_only_case(tmp_path / "case", [40, 180, 233, 290]))
+    model = build_model(case, resolve_priors(case))
+    assert "ridge_log" in {t.name for t in model.rvs_to_transforms.values() if t is not None}
+    free = [rv.name for rv in model.free_RVs]
+    with model:
+        prior = pm.sample_prior_predictive(draws=50, var_names=free, random_seed=3)
+    draws = prior["prior"].to_dataset()
+    density = Density(model, ["rate_before", "use_lag"])
+    back = density.draws(density.unconstrained(draws), (1, 50), None, draws)
+    for name in ("rate_before", "use_lag"):
+        np.testing.assert_allclose(back[name].to_numpy(), draws[name].to_numpy(), rtol=1e-8)
+
+
+def test_draws_map_through_the_transforms_under_the_bounds_they_were_sampled_with(small_fit):
+    """A scenario of the main fit's families can move an interval's bounds (pm.Data, e.g.
+    completion's): its refit's draws map to the unconstrained space under its bounds, not
+    the main fit's, so that its own density maps them back (model/reuse.py saves them so)."""
+    from model import load_case
+    from model.build import build_model
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from tests.conftest import CASE
+
+    case = load_case(CASE)
+    model = build_model(case, resolve_priors(case))
+    density = Density(model, ["completion"])
+    post = small_fit["posterior"].to_dataset()
+    x = post["completion"].to_numpy()
+    wider = {"prior__completion__lower": x.min() - 3.0, "prior__completion__upper": x.max() + 5.0}
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    back = density.draws(density.unconstrained(post, wider), shape, wider, post)
+    np.testing.assert_allclose(back["completion"].to_numpy(), x, rtol=1e-8)

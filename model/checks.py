@@ -463,7 +463,9 @@ def _stated_p(mu: np.ndarray, sd: np.ndarray, weights: np.ndarray, data: dict) -
 
 def source_influence_check(idata: xr.DataTree) -> dict:
     """Leave each source out: how far its absence moves the exported flow and the headline
-    medians (in posterior sds), and how probable the rest of the ledger finds its rows."""
+    medians (in posterior sds), and how probable the rest of the ledger finds its rows. That
+    probability reads the rows' predictions from the source's refit (or weighted draws),
+    which no ESS rule covers (reweight.ROW_PREDICTIONS); the quantities the shifts are of are."""
     name = "source influence"
     rule = (
         f"leave one source out (a bias group, or the rows of one source; PSIS; where "

@@ -7,11 +7,11 @@ previous run's ledger differs by the rows added, changed or dropped since, so th
 draws, saved with the log density they were sampled from (group `refit_draws`, in the
 unconstrained space), are an importance sample of this run's target: log weight = this run's
 log density of the target minus the saved one. They are Pareto-smoothed and held to every rule
-a reweighted result meets (reweight.refit_reason: k, bulk and tail ESS); an unchanged ledger
-gives equal weights, so the refit's own draws. When the rules fail the target is refitted, as
-before. A result obtained this way carries its `method` (REUSED), k, efficiency and the run it
-came from; its saved draws are carried forward, so every later run weighs the draws a sampler
-made, never weights of weights.
+a reweighted result meets (reweight.check: k, bulk and tail ESS, and the refit's own R-hat and
+divergences); an unchanged ledger gives equal weights, so the refit's own draws. When the rules
+fail the target is refitted, as before. A result obtained this way carries its `method`
+(REUSED), k, efficiency and the run it came from; its saved draws are carried forward, so every
+later run weighs the draws a sampler made, never weights of weights.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def load(reports_dir: str | Path, case_id: str) -> Previous | None:
                 for group in tree[GROUP].children.values()
                 for name, node in group.children.items()
             }
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # h5py / h5netcdf, xarray
         log.warning("the previous run's refits (%s) cannot be read (%s): refitting", path, error)
         return None
     return Previous(run, proposals)

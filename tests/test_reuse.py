@@ -13,10 +13,9 @@ import xarray as xr
 
 from model import load_case
 from model.build import build
-from model.fit import DENSITY_VARS, REFIT_VARS, Alternatives, Refit
-from model.moment_match import Density
+from model.fit import REFIT_VARS, Alternatives, Refit
 from model.priors import resolve_priors
-from model.reuse import REUSED, Previous, layout, proposal
+from model.reuse import REUSED, Previous
 from model.sampler import Sampler, SamplerSettings
 from model.timing import Stopwatch
 
@@ -36,13 +35,11 @@ def _target(case, built) -> Refit:
                  tuple(rows))  # fmt: skip
 
 
-def _saved(density: Density, target: Refit, one: xr.DataTree) -> xr.Dataset:
-    """What fit.py saves of a sampled refit (Alternatives.proposals), for the next run."""
-    post = one["posterior"].to_dataset()
-    upars = density.unconstrained(post[[rv.name for rv in density.free]])
-    data = {"reading_weight": target.weights, **target.data}
-    where = layout(density.value_vars, density.shapes)
-    return proposal(upars, density.logp(upars, data), one["sample_stats"]["diverging"], where)
+def _saved(main: Alternatives, target: Refit, one: xr.DataTree) -> xr.Dataset:
+    """What fit.py saves of a sampled refit for the next run (Alternatives.proposals)."""
+    free = one["posterior"].to_dataset()[[rv.name for rv in main.density.free]]
+    node = xr.Dataset({"diverging": one["sample_stats"]["diverging"]})
+    return main.proposals([target], {target.node: (node, free)})[target.node]
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +56,16 @@ def runs():
         target = _target(c, built)
         sampler = Sampler(built.model, SamplerSettings())
         one = sampler.sample(target.weights, 11, label=target.what, **target.data)
-        out[name] = (built, target, one, Density(built.model, DENSITY_VARS))
+        main = _alternatives(built, one, None)
+        assert main.density is not None  # compiled: proposals() saves only when it is
+        out[name] = (built, target, one, main)
     return out
 
 
 def _alternatives(built, one: xr.DataTree, previous: Previous | None) -> Alternatives:
-    # The fresh refit's draws stand in for this run's main fit: from_previous reads only
-    # their shape and coordinates (the reweighted draws are the previous refit's).
+    # The refit's draws stand in for the run's main fit: from_previous reads only their
+    # shape and coordinates (the reweighted draws are the previous refit's), proposals()
+    # nothing of them.
     return Alternatives(one, built.model, {}, Stopwatch(), True, previous)
 
 
@@ -83,9 +83,9 @@ def _median_and_mcse(x: xr.DataArray, log_weight=None, efficiency=1.0) -> tuple[
 
 
 def test_the_previous_runs_refit_reweighted_agrees_with_a_fresh_refit(runs):
-    _, target_b, one_b, density_b = runs["before"]
+    _, target_b, one_b, main_b = runs["before"]
     built_a, target_a, one_a, _ = runs["after"]
-    previous = Previous("20261201T000000Z", {NODE: _saved(density_b, target_b, one_b)})
+    previous = Previous("20261201T000000Z", {NODE: _saved(main_b, target_b, one_b)})
     main = _alternatives(built_a, one_a, previous)
     node = main.from_previous(target_a)
     assert node is not None, target_a.attrs.get("previous_refit")
@@ -105,8 +105,8 @@ def test_the_previous_runs_refit_reweighted_agrees_with_a_fresh_refit(runs):
 def test_the_same_ledger_gives_the_refits_own_draws(runs):
     """Nothing changed: every weight equal, and the variables at the saved points are the
     refit's own draws."""
-    built, target, one, density = runs["after"]
-    previous = Previous("20261201T000000Z", {NODE: _saved(density, target, one)})
+    built, target, one, main = runs["after"]
+    previous = Previous("20261201T000000Z", {NODE: _saved(main, target, one)})
     node = _alternatives(built, one, previous).from_previous(target)
     assert node.attrs["pareto_k"] == 0.0 and node.attrs["efficiency"] == 1.0
     post = one["posterior"].to_dataset()
@@ -119,10 +119,10 @@ def test_draws_saved_with_the_wrong_density_are_refused(runs):
     density of the whole ledger (the refit's row weights forgotten), not of the target they
     were sampled from. The weights then undo the source's likelihood at draws that never
     saw it; the rules of a reweighted result refuse them and the target is refitted."""
-    _, target_b, one_b, density_b = runs["before"]
+    _, target_b, one_b, main_b = runs["before"]
     built_a, target_a, one_a, _ = runs["after"]
     wrong = dataclasses.replace(target_b, data={})  # every row in
-    previous = Previous("20261201T000000Z", {NODE: _saved(density_b, wrong, one_b)})
+    previous = Previous("20261201T000000Z", {NODE: _saved(main_b, wrong, one_b)})
     assert _alternatives(built_a, one_a, previous).from_previous(target_a) is None
     why = target_a.attrs.pop("previous_refit")
     # a rule failed, decisively: here the weights' efficiency (0.05 in one run, against
@@ -132,9 +132,9 @@ def test_draws_saved_with_the_wrong_density_are_refused(runs):
 
 
 def test_draws_of_another_model_are_never_reweighted(runs):
-    _, target_b, one_b, density_b = runs["before"]
+    _, target_b, one_b, main_b = runs["before"]
     built_a, target_a, one_a, _ = runs["after"]
-    saved = _saved(density_b, target_b, one_b)
+    saved = _saved(main_b, target_b, one_b)
     saved.attrs["layout"] = saved.attrs["layout"].replace("rate_before_log__", "rate_before")
     previous = Previous("20261201T000000Z", {NODE: saved})
     assert _alternatives(built_a, one_a, previous).from_previous(target_a) is None
@@ -144,9 +144,9 @@ def test_draws_of_another_model_are_never_reweighted(runs):
 def test_draws_of_a_refit_that_failed_its_diagnostics_are_refitted(runs):
     """A previous refit with a divergent transition fails the fit rules; reweighting it would
     carry the failure into this run, where a fresh refit (retried if it fails) could pass."""
-    _, target_b, one_b, density_b = runs["before"]
+    _, target_b, one_b, main_b = runs["before"]
     built_a, target_a, one_a, _ = runs["after"]
-    saved = _saved(density_b, target_b, one_b)
+    saved = _saved(main_b, target_b, one_b)
     saved["diverging"][0, 5] = True
     previous = Previous("20261201T000000Z", {NODE: saved})
     assert _alternatives(built_a, one_a, previous).from_previous(target_a) is None

@@ -7,6 +7,8 @@ evidence (only export_share x production is), so its truth is set near its prior
 rate_before is recovered through the prior; the test says what the design can identify.
 """
 
+import os
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -119,3 +121,21 @@ def test_same_seed_same_numbers_other_seed_other_numbers(seed):
         np.testing.assert_array_equal(a["posterior"][name], b["posterior"][name])
         np.testing.assert_array_equal(a["prior"][name], b["prior"][name])
     assert not np.array_equal(a["posterior"]["rate_before"], c["posterior"]["rate_before"])
+
+
+@pytest.mark.parametrize("first", ["model", "pymc"])
+def test_numba_keeps_exact_arithmetic_whatever_was_imported_first(first):
+    """The same inputs and seed give the same draws as `capest estimate` only with PyTensor's
+    numba fastmath off (model/__init__.py). A notebook that imports pymc before model had it
+    on: the February 11 main fit at 2 x 200 draws then gave another rate_after median (26.16
+    against 27.60 in one run). The flag, read in a fresh process either way round."""
+    import subprocess
+    import sys
+
+    other = "pymc" if first == "model" else "model"
+    code = f"import {first}, {other}, pytensor; print(pytensor.config.numba__fastmath)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTENSOR_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "False", out.stderr

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5netcdf
 import numpy as np
 import xarray as xr
 
@@ -74,12 +75,15 @@ def load(reports_dir: str | Path, case_id: str) -> Previous | None:
         return None
     run = path.parent.resolve().name
     try:
-        with xr.open_datatree(path, engine="h5netcdf") as tree:
-            if GROUP not in tree.children:
+        # only that group: opening the whole tree read every group's metadata (1.8 s of a
+        # warm rerun of February 11; the group alone, 0.05 s)
+        with h5netcdf.File(path, "r") as f:
+            if GROUP not in f.groups:
                 return None
+        with xr.open_datatree(path, engine="h5netcdf", group=GROUP) as tree:
             proposals = {
                 f"{group.name}/{name}": node.to_dataset().load()
-                for group in tree[GROUP].children.values()
+                for group in tree.children.values()
                 for name, node in group.children.items()
             }
     except (OSError, ValueError, KeyError, RuntimeError) as error:  # h5py / h5netcdf, xarray

@@ -173,7 +173,17 @@ def fit(
     watch.mark("other")
     idata.attrs.update(provenance(case, priors, sampler.settings, sampler.name))
     if checks:  # what to measure next: values whose reweighting cannot be trusted, refitted
-        refit_flagged(idata, case, priors, settings, watch=watch, sampler=sampler)
+        refit_flagged(
+            idata,
+            case,
+            priors,
+            settings,
+            watch=watch,
+            sampler=sampler,
+            density=lambda: main.compiled_density,
+            previous=None if previous is None else previous.voi,
+            previous_run="" if previous is None else previous.run,
+        )
         watch.mark("what to measure next: simulation")
     idata.attrs["retries"] = json.dumps(sampler.retries)
     # Seconds per stage of this fit: for the log and benchmarks/, not part of the results.
@@ -282,6 +292,12 @@ class Alternatives:
         self.watch.mark("moment matching (compile)")
         return density
 
+    @property
+    def compiled_density(self) -> Density | None:
+        """`density` if a target has compiled it already, else None: a run never compiles it
+        only for what the next run may reuse."""
+        return vars(self).get("density")  # a cached_property's value, once read
+
     @functools.cached_property
     def upars(self) -> np.ndarray:
         """The main fit's draws in the unconstrained space, chain after chain."""
@@ -345,9 +361,9 @@ class Alternatives:
         result came from. Only when the density is compiled already (it is whenever a
         target was moment matched or reused): a run never compiles it for the next."""
         out = dict(self.reused)
-        if "density" not in vars(self):  # the cached_property was never read
+        density = self.compiled_density
+        if density is None:
             return out
-        density = self.density
         where = layout(density.value_vars, density.shapes)
         for refit in refits:
             node, free = sampled[refit.node]

@@ -12,13 +12,18 @@ divergences); an unchanged ledger gives equal weights, so the refit's own draws.
 fail the target is refitted, as before. A result obtained this way carries its `method`
 (REUSED), k, efficiency and the run it came from; its saved draws are carried forward, so every
 later run weighs the draws a sampler made, never weights of weights.
+
+What to measure next's refits (model/voi_refit.py) are read too, from their own nodes
+(`VOI_GROUP`): one stands in for this run's refit of the same simulated value only when its
+target is the same (voi_refit.same_target), not reweighted: a changed ledger changes the main
+fit, so the simulated values, so the targets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5netcdf
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 GROUP = "refit_draws"  # the DataTree group of the refits' draws, by the refit's own path
 REUSED = "reused"  # a result's `method`: the previous run's refit, reweighted to this ledger
 PARAMETER = "unconstrained_parameter"  # as the main fit's sample_stats name it
+VOI_GROUP = "voi_refits"  # model/voi_refit.py's nodes, candidate_<i>
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class Previous:
 
     run: str
     proposals: dict[str, xr.Dataset]
+    # what to measure next's refits (model/voi_refit.py), by candidate name: reused when this
+    # run refits the same simulated value of the same target (`VOI_GROUP` nodes saved with
+    # their draws' `upars` and `log_density`)
+    voi: dict[str, xr.Dataset] = field(default_factory=dict)
 
 
 def layout(value_vars: list, shapes: list[tuple]) -> str:
@@ -78,15 +88,22 @@ def load(reports_dir: str | Path, case_id: str) -> Previous | None:
         # only that group: opening the whole tree read every group's metadata (1.8 s of a
         # warm rerun of February 11; the group alone, 0.05 s)
         with h5netcdf.File(path, "r") as f:
-            if GROUP not in f.groups:
-                return None
-        with xr.open_datatree(path, engine="h5netcdf", group=GROUP) as tree:
-            proposals = {
-                f"{group.name}/{name}": node.to_dataset().load()
-                for group in tree.children.values()
-                for name, node in group.children.items()
-            }
+            groups = [g for g in (GROUP, VOI_GROUP) if g in f.groups]
+        if not groups:
+            return None
+        proposals, voi = {}, {}
+        if GROUP in groups:
+            with xr.open_datatree(path, engine="h5netcdf", group=GROUP) as tree:
+                proposals = {
+                    f"{group.name}/{name}": node.to_dataset().load()
+                    for group in tree.children.values()
+                    for name, node in group.children.items()
+                }
+        if VOI_GROUP in groups:
+            with xr.open_datatree(path, engine="h5netcdf", group=VOI_GROUP) as tree:
+                nodes = [node.to_dataset() for node in tree.children.values()]
+                voi = {n.attrs["candidate"]: n.load() for n in nodes if "upars" in n}
     except (OSError, ValueError, KeyError, RuntimeError) as error:  # h5py / h5netcdf, xarray
         log.warning("the previous run's refits (%s) cannot be read (%s): refitting", path, error)
         return None
-    return Previous(run, proposals)
+    return Previous(run, proposals, voi)

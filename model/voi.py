@@ -847,6 +847,13 @@ def refits_sentence(summary: dict) -> str:
         "candidates in turn; a candidate's other flagged values are represented by its "
         "refitted ones (a stratified mean, the refitted values picked at random)."
     )
+    if info.get("reused"):
+        text += (
+            f" {info['reused']} of the refits are those of the previous run "
+            f"({info.get('reused_from')}): the same simulated values of the same targets (this "
+            "run's log density at their draws is the saved one up to a constant), so they were "
+            "not sampled again."
+        )
     sampled = info.get("diagnostics")  # model/voi_refit.py `diagnostics`
     if sampled and info.get("refits"):
         from model.diagnostics import MAX_RHAT, MIN_ESS_BULK

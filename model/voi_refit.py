@@ -13,7 +13,11 @@ refit's own Monte Carlo error enters its figure's MCSE (voi.combine), and its R-
 and divergences are recorded beside it (`diagnostics`). Called by model/fit.py while the
 case, priors and compiled model are at hand; the refits are saved in the fit (`voi_refits/
 candidate_<i>`, the draws of every REFIT quantity) and the summary reads them from there, so
-`capest next` never samples.
+`capest next` never samples. Where the main model's log density is compiled (model/fit.py's
+moment matching or reuse needed it), each refit is saved with its draws in the unconstrained
+space and its target's log density at them, and a rerun takes the previous run's refit of a
+value in place of a new one when its target is this run's (`same_target`: an unchanged ledger
+gives the same main fit, so the same simulated values; model/reuse.py loads them).
 
 Refits are made only where they can matter: a candidate whose flagged values could not move
 any of its figures beyond their Monte Carlo error, whatever their posterior variance (voi.py
@@ -33,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +51,11 @@ from model.case import Case
 from model.diagnostics import RETRY_MIN_DRAWS, check
 from model.distribute import cached, structural_key
 from model.likelihood import PATHS
+from model.moment_match import Density
 from model.observation import Observations, observations
 from model.priors import Priors
+from model.reuse import PARAMETER, layout
+from model.reweight import SAMPLE
 from model.sampler import Sampler, SamplerSettings, Start
 from model.timing import Stopwatch
 
@@ -59,6 +67,7 @@ REFIT_CHAINS, REFIT_DRAWS, REFIT_TUNE = 2, 300, 300  # reduced: the sd of a log,
 # benchmarks/README.md, "Refits that start where the main fit ended").
 REFIT_SEED_OFFSET = 2000  # refit j samples with the fit's seed + this + j
 KEPT = variables.select(variables.REFIT)
+SAME_TARGET = 1e-8  # log densities a constant apart up to rounding: the same target
 
 
 def flagged_values(
@@ -174,12 +183,9 @@ class RowModel:
             structural_key("voi refits", added, added.evidence.to_csv(), priors, reduced), make
         )
 
-    def refit(
-        self, candidate: Candidate, measured: float, seed: int, start: Start | None = None
-    ) -> xr.Dataset:
-        """The posterior (the REFIT quantities and divergences) after the candidate's row is
-        measured at `measured` (its log(1 + value) scale); the other candidates' rows out.
-        From `start` (the main fit's draws), if given."""
+    def data(self, candidate: Candidate, measured: float) -> dict[str, np.ndarray]:
+        """The pm.Data values that differ from the model's own when the candidate's row is
+        measured at `measured` (its log(1 + value) scale) and the other candidates' are out."""
         names = ("evidence_observed", "evidence_lower", "evidence_upper", "row_weight")
         data = {k: self.sampler.defaults[k].copy() for k in names}
         at = self.rows[candidate.name]
@@ -187,10 +193,34 @@ class RowModel:
         data["row_weight"][at] = 1.0  # ... but this one, at its simulated value
         data["evidence_observed"][at] = measured
         data["evidence_lower"][at], data["evidence_upper"][at] = measured - 1.0, measured + 1.0
+        return data
+
+    def target(self, candidate: Candidate, measured: float) -> dict[str, np.ndarray]:
+        """Every pm.Data value of that refit's target, reading weights included: what a log
+        density of the main model (model/moment_match.py) reads (`shared` models only)."""
+        return {
+            **self.sampler.defaults,
+            "reading_weight": self.readings,
+            **self.data(candidate, measured),
+        }
+
+    def sample(
+        self, candidate: Candidate, measured: float, seed: int, start: Start | None = None
+    ) -> tuple[xr.Dataset, xr.Dataset]:
+        """`refit`, and the refit's whole posterior (every free variable's draws)."""
+        data = self.data(candidate, measured)
         one = self.sampler.sample(self.readings, seed, stage="refit", start=start, **data)
         node = one["posterior"].to_dataset()[[v for v in KEPT if v in one["posterior"]]]
         node["diverging"] = one["sample_stats"]["diverging"]
-        return node
+        return node, one["posterior"].to_dataset()
+
+    def refit(
+        self, candidate: Candidate, measured: float, seed: int, start: Start | None = None
+    ) -> xr.Dataset:
+        """The posterior (the REFIT quantities and divergences) after the candidate's row is
+        measured at `measured` (its log(1 + value) scale); the other candidates' rows out.
+        From `start` (the main fit's draws), if given."""
+        return self.sample(candidate, measured, seed, start)[0]
 
 
 def through(main: Sampler, base: Observations, added: Observations) -> dict | None:
@@ -212,11 +242,52 @@ def through(main: Sampler, base: Observations, added: Observations) -> dict | No
     return {k: v for k, v in values.items() if k in main.defaults}
 
 
+def same_target(
+    saved: xr.Dataset | None,
+    sim: int,
+    measured: float,
+    density: Density | None,
+    data: dict | None,
+    where: str | None,
+) -> xr.Dataset | None:
+    """The previous run's refit of simulated value `sim` (its voi_refits node `saved`), when
+    it sampled this run's target: the same measured value, a model of the same layout, and
+    this run's log density (`data`: the target's pm.Data) at its draws the saved one up to a
+    constant: the same ledger, priors and model, so its draws are as good as a new refit's.
+    An unchanged ledger gives the same main fit, so the same simulated values and targets.
+    Else None (refitted)."""
+    if saved is None or density is None or saved.attrs.get("layout") != where:
+        return None
+    if sim not in saved["simulation"].to_numpy():
+        return None
+    one = saved.sel(simulation=sim, drop=True)
+    if float(one["measured"]) != float(measured):
+        return None
+    upars = one["upars"].transpose(*SAMPLE, PARAMETER).to_numpy()
+    upars = upars.reshape(-1, upars.shape[-1])
+    log_density = density.logp(upars, data)
+    gap = log_density - one["log_density"].transpose(*SAMPLE).to_numpy().ravel()
+    if not np.ptp(gap) <= SAME_TARGET:
+        return None
+    return with_draws(one.drop_vars("measured"), upars, log_density)
+
+
+def with_draws(node: xr.Dataset, upars: np.ndarray, log_density: np.ndarray) -> xr.Dataset:
+    """A refit's node with its draws in the unconstrained space (chain after chain) and its
+    target's log density at each: what the next run's `same_target` reads."""
+    shape = (node.sizes["chain"], node.sizes["draw"])
+    return node.assign(
+        upars=((*SAMPLE, PARAMETER), upars.reshape(*shape, -1)),
+        log_density=(SAMPLE, log_density.reshape(shape)),
+    )
+
+
 def diagnostics(fits: list[xr.Dataset]) -> dict:
     """The worst R-hat, bulk and tail ESS (of the quantities every fit checks) and the
     divergences over these refits: recorded beside them (their Monte Carlo error enters the
     figure's MCSE in voi.combine; these say whether a refit also converged)."""
-    checked = [check(f.drop_vars("diverging"), f["diverging"], "refit") for f in fits]
+    drawn = ["diverging", "upars", "log_density"]
+    checked = [check(f.drop_vars(drawn, errors="ignore"), f["diverging"], "refit") for f in fits]
     return {
         "max_rhat": round(max(c["max_rhat"] for c in checked), 4),
         "min_ess_bulk": round(min(c["min_ess_bulk"] for c in checked)),
@@ -235,11 +306,17 @@ def refit_flagged(
     simulations: int = voi.SIMULATIONS,
     watch: Stopwatch | None = None,
     sampler: Sampler | None = None,
+    density: Callable[[], Density | None] | None = None,
+    previous: dict[str, xr.Dataset] | None = None,
+    previous_run: str = "",
 ) -> None:
     """Refit the flagged simulated values (see the module's docstring) and save them in
     `idata` (nodes voi_refits/candidate_<i>, attrs["voi_refits"]: what was done and why);
     `watch` (the fit's) gets the time of its simulation, compile and sampling; `sampler`,
-    the main fit's, samples them when its graph can (RowModel)."""
+    the main fit's, samples them when its graph can (RowModel). `density` gives the main
+    model's log density (model/moment_match.py) when it is compiled: each refit's draws are
+    then saved with it, and a refit of the run `previous_run` (`previous`: its voi_refits
+    nodes by candidate name, model/reuse.py) of the same target stands in for a new one."""
     from model.summary import window_of
 
     watch = watch or Stopwatch()
@@ -294,22 +371,40 @@ def refit_flagged(
     model = RowModel.of(case, priors, settings, candidates, sampler)
     compile_seconds = time.perf_counter() - compiling
     watch.mark("what to measure next: compile")
+    # this run's log density of each refit's target, where the main model's can read the
+    # candidates' rows: saved with the draws, and what tells a previous refit of the same
+    # target (`same_target`)
+    density = density() if density is not None and model.shared else None
+    where = None if density is None else layout(density.value_vars, density.shapes)
+    previous = previous or {}
     sampling = time.perf_counter()
-    n, total = 0, sum(len(c) for c in chosen.values())
+    n, total, reused = 0, sum(len(c) for c in chosen.values()), 0
     every = []
     for i, sims in chosen.items():
         candidate, y, all_flagged, _ = flagged[i]
         fits = []
         for sim in sims:
             n += 1
+            target = None if density is None else model.target(candidate, y[sim])
+            one = same_target(previous.get(candidate.name), sim, y[sim], density, target, where)
+            if one is not None:
+                reused += 1
+                fits.append(one)
+                continue
             model.sampler.watch.begin(f"refit of {candidate.name}, simulated value {sim}", n, total)
-            fits.append(model.refit(candidate, y[sim], seed + REFIT_SEED_OFFSET + n))
+            one, free = model.sample(candidate, y[sim], seed + REFIT_SEED_OFFSET + n)
+            if density is not None:  # its draws, for the next run's `same_target`
+                upars = density.unconstrained(free, target)
+                one = with_draws(one, upars, density.logp(upars, target))
+            fits.append(one)
         every += fits
         saved = xr.concat(fits, dim="simulation").assign_coords(simulation=sims)
         saved["measured"] = ("simulation", y[sims])
         saved.attrs.update(
             candidate=candidate.name, simulations=simulations, flagged=len(all_flagged)
         )
+        if where is not None:
+            saved.attrs["layout"] = where
         idata[f"voi_refits/candidate_{i}"] = saved
     sampling_seconds = time.perf_counter() - sampling
     watch.mark("what to measure next: sampling")
@@ -320,5 +415,8 @@ def refit_flagged(
         sampling_seconds=round(sampling_seconds, 1),
         seconds=round(time.perf_counter() - start, 1),
         diagnostics=diagnostics(every),
+        reused=reused,
     )
+    if reused:
+        info["reused_from"] = previous_run
     idata.attrs["voi_refits"] = json.dumps(info)

@@ -718,6 +718,114 @@ def test_the_refits_through_the_main_model_are_those_of_a_model_of_their_own():
     assert one["posterior"].sizes["draw"] == 200
 
 
+# ------------------------------------ a rerun's refits of the same targets (fast, stubbed)
+
+
+def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
+    small_fit, tmp_path, monkeypatch
+):
+    """refit_flagged twice on the small fit (sampling stubbed: the main posterior stands in
+    for each refit), the second run reading the first's posterior.nc as the next `capest
+    estimate` would (model/reuse.py): the same ledger gives the same simulated values and
+    targets, so every refit is the first run's, nothing is sampled, and the table and the
+    report's sentence are the same numbers, saying so. Realistic misses, each refitted in
+    full: a figure of the ledger edited since (the targets' data differ), and draws saved with
+    another target's log density (the candidate's row left out: a likelihood bug)."""
+    from types import SimpleNamespace
+
+    from model import load_case, reuse, voi_refit
+    from model.build import build_model
+    from model.candidates import IMAGERY
+    from model.fit import DENSITY_VARS
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from model.sampler import SamplerSettings
+    from model.summary import window_of
+    from model.timing import Stopwatch
+
+    monkeypatch.setattr(voi_refit, "RETRY_MIN_DRAWS", 0)  # a small fit refits too
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    data, defaults, added = _through(case)
+    density = Density(build_model(case, priors), DENSITY_VARS)
+    rows = {
+        c.name: added.ids.index(c.ledger_row(case.unit)["id"])
+        for c in voi.all_candidates(small_fit, window_of(small_fit))
+        if c.kind != IMAGERY
+    }
+
+    def row_model(edit=None) -> voi_refit.RowModel:
+        values = {**defaults, **{k: v.copy() for k, v in data.items()}}
+        if edit:
+            edit(values)
+        stand_in = SimpleNamespace(defaults=values, watch=Stopwatch("test"))
+        return voi_refit.RowModel(stand_in, defaults["reading_weight"], rows, shared=True)
+
+    asked = []
+
+    def sample(self, candidate, measured, seed, start=None):
+        asked.append(candidate.name)
+        post = small_fit["posterior"].to_dataset()
+        node = post[[v for v in voi_refit.KEPT if v in post]]
+        return node.assign(diverging=small_fit["sample_stats"]["diverging"]), post
+
+    monkeypatch.setattr(voi_refit.RowModel, "sample", sample)
+    settings = SamplerSettings(draws=200, tune=300, chains=2)
+
+    def run(model, previous=None):
+        monkeypatch.setattr(voi_refit.RowModel, "of", lambda *args, **kwargs: model)
+        asked.clear()
+        idata = small_fit.copy(deep=True)
+        voi_refit.refit_flagged(
+            idata,
+            case,
+            priors,
+            settings,
+            cap=400,
+            simulations=100,
+            density=lambda: density,
+            previous=None if previous is None else previous.voi,
+            previous_run="" if previous is None else previous.run,
+        )
+        return idata, json.loads(idata.attrs["voi_refits"]), list(asked)
+
+    first, info, sampled = run(row_model())
+    assert info["refits"] == len(sampled) >= 2 and info["reused"] == 0
+    folder = tmp_path / case.id / "20261201T000000Z"
+    folder.mkdir(parents=True)
+    first.to_netcdf(folder / "posterior.nc", engine="h5netcdf")
+    (tmp_path / case.id / "latest").symlink_to(folder.name)
+    previous = reuse.load(tmp_path, case.id)
+    assert set(previous.voi) == set(sampled)
+
+    second, info, again = run(row_model(), previous)
+    assert again == [] and info["reused"] == len(sampled)
+    assert info["reused_from"] == "20261201T000000Z"
+    table = voi.what_to_measure_next(second, simulations=100)
+    before = voi.what_to_measure_next(first, simulations=100)
+    assert table["what_to_measure_next"] == before["what_to_measure_next"]
+    text = voi.refits_sentence(_summary(second, table))
+    assert f" {len(sampled)} of the refits are those of the previous run (20261201" in text
+
+    def edited(values):  # a ledger row's figure (of those the fit weighs), changed since
+        at = np.flatnonzero(defaults["row_weight"] > 0)[0]
+        for name in ("evidence_observed", "evidence_lower", "evidence_upper"):
+            values[name][at] += 0.5  # whichever its likelihood reads: exact or bounds
+
+    _, info, again = run(row_model(edited), previous)
+    assert sorted(again) == sorted(sampled) and info["reused"] == 0
+    model = row_model()
+    for name, node in previous.voi.items():  # saved with the candidate's row left out
+        upars = node["upars"].transpose("simulation", "chain", "draw", ...).to_numpy()
+        for j in range(node.sizes["simulation"]):
+            left_out = model.target(SimpleNamespace(name=name), float(node["measured"][j]))
+            left_out["row_weight"][rows[name]] = 0.0
+            logp = density.logp(upars[j].reshape(-1, upars.shape[-1]), left_out)
+            node["log_density"][{"simulation": j}] = logp.reshape(upars.shape[1:3])
+    _, info, again = run(row_model(), previous)
+    assert sorted(again) == sorted(sampled) and info["reused"] == 0
+
+
 # ------------------------------------------- refits only where they can matter (fast)
 
 
@@ -809,7 +917,9 @@ def test_the_fit_refits_only_what_the_bound_cannot_settle(small_fit, monkeypatch
         return node.assign(diverging=idata["sample_stats"]["diverging"])
 
     stub = SimpleNamespace(
-        sampler=SimpleNamespace(watch=Stopwatch("test")), refit=refit, shared=True
+        sampler=SimpleNamespace(watch=Stopwatch("test")),
+        sample=lambda candidate, measured, seed: (refit(candidate, measured, seed), None),
+        shared=True,
     )
     monkeypatch.setattr(voi_refit.RowModel, "of", lambda *args, **kwargs: stub)
     flagged = voi_refit.flagged_values(idata, 100)

@@ -45,6 +45,7 @@ whether the model is right.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from functools import cache
@@ -277,9 +278,29 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray
     return np.array([np.interp(q, c, v) for c in cum])
 
 
+# psis_weights' last results, by their input's content: the fit (model/voi_refit.py) and the
+# summary simulate the same values in one `capest estimate`, and the smoothing was 0.9 s of a
+# February 11 run each time (benchmarks/README.md, fourteenth session)
+_PSIS_KEPT = 8
+_psis_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def psis_weights(log_lik: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Normalised PSIS weights of the draws after each simulated measurement (simulations,
     draws), from its log-likelihood, and each simulation's Pareto k."""
+    log_lik = np.ascontiguousarray(log_lik, dtype=float)
+    digest = hashlib.blake2b(log_lik.tobytes(), digest_size=20)
+    digest.update(repr((log_lik.shape, float(r_eff))).encode())
+    key = digest.digest()
+    if key not in _psis_cache:
+        _psis_cache[key] = _psis_weights(log_lik, r_eff)
+        while len(_psis_cache) > _PSIS_KEPT:
+            del _psis_cache[next(iter(_psis_cache))]  # the oldest
+    w, k = _psis_cache[key]
+    return w.copy(), k.copy()
+
+
+def _psis_weights(log_lik: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.ndarray]:
     from arviz_stats.base import array_stats
 
     log_w, k = np.zeros_like(log_lik), np.zeros(len(log_lik))

@@ -343,6 +343,30 @@ def test_tied_draws_are_weighted_not_dropped():
     assert got == pytest.approx(direct, rel=1e-6, abs=1e-9)
 
 
+def test_the_same_simulation_is_smoothed_once_and_given_as_new(monkeypatch):
+    """psis_weights keeps its last results by content (the fit and the summary simulate the
+    same values): the same log-likelihoods are smoothed once and give equal weights, as
+    arrays of their own (a caller that changes them changes nothing kept); others (one value
+    changed) are smoothed afresh."""
+    from arviz_stats.base import array_stats
+
+    rng = np.random.default_rng(8)
+    log_lik = rng.normal(0, 2, (5, 500))
+    calls = []
+    psislw = array_stats.psislw
+    monkeypatch.setattr(array_stats, "psislw", lambda *a, **k: calls.append(1) or psislw(*a, **k))
+    w, k = voi.psis_weights(log_lik)
+    assert len(calls) == 5
+    w[:] = 0.0  # the caller's own copy
+    again, k_again = voi.psis_weights(log_lik.copy())
+    assert len(calls) == 5 and again.sum() == pytest.approx(5.0)
+    np.testing.assert_array_equal(k_again, k)
+    other = log_lik.copy()
+    other[2, 7] += 1.0
+    voi.psis_weights(other)
+    assert len(calls) == 10
+
+
 # ------------------------------------------- candidate kinds from the evidence registry
 
 

@@ -253,10 +253,14 @@ def same_target(
     """The previous run's refit of simulated value `sim` (its voi_refits node `saved`), when
     it sampled this run's target: the same measured value, a model of the same layout, and
     this run's log density (`data`: the target's pm.Data) at its draws the saved one up to a
-    constant: the same ledger, priors and model, so its draws are as good as a new refit's.
+    constant (the same ledger, priors and model, so its draws are as good as a new refit's),
+    and this run's refit size.
     An unchanged ledger gives the same main fit, so the same simulated values and targets.
     Else None (refitted)."""
     if saved is None or density is None or saved.attrs.get("layout") != where:
+        return None
+    # refits of another size (REFIT_DRAWS changed since) would not stack with this run's
+    if (saved.sizes["chain"], saved.sizes["draw"]) != (REFIT_CHAINS, REFIT_DRAWS):
         return None
     if sim not in saved["simulation"].to_numpy():
         return None

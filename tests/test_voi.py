@@ -753,8 +753,9 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
     estimate` would (model/reuse.py): the same ledger gives the same simulated values and
     targets, so every refit is the first run's, nothing is sampled, and the table and the
     report's sentence are the same numbers, saying so. Realistic misses, each refitted in
-    full: a figure of the ledger edited since (the targets' data differ), and draws saved with
-    another target's log density (the candidate's row left out: a likelihood bug)."""
+    full: refits of another size (a new REFIT_DRAWS), a figure of the ledger edited since
+    (the targets' data differ), and draws saved with another target's log density (the
+    candidate's row left out: a likelihood bug)."""
     from types import SimpleNamespace
 
     from model import load_case, reuse, voi_refit
@@ -768,6 +769,7 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
     from model.timing import Stopwatch
 
     monkeypatch.setattr(voi_refit, "RETRY_MIN_DRAWS", 0)  # a small fit refits too
+    monkeypatch.setattr(voi_refit, "REFIT_DRAWS", 200)  # the stand-in refits' size
     case = load_case(CASE)
     priors = resolve_priors(case)
     data, defaults, added = _through(case)
@@ -830,6 +832,11 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
     assert table["what_to_measure_next"] == before["what_to_measure_next"]
     text = voi.refits_sentence(_summary(second, table))
     assert f" {len(sampled)} of the refits are those of the previous run (20261201" in text
+
+    monkeypatch.setattr(voi_refit, "REFIT_DRAWS", 300)  # the refits' size changed since
+    _, info, again = run(row_model(), previous)
+    assert sorted(again) == sorted(sampled) and info["reused"] == 0
+    monkeypatch.setattr(voi_refit, "REFIT_DRAWS", 200)
 
     def edited(values):  # a ledger row's figure (of those the fit weighs), changed since
         at = np.flatnonzero(defaults["row_weight"] > 0)[0]

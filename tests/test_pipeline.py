@@ -10,7 +10,9 @@ import xarray as xr
 
 import model.fit
 from model.pipeline import run_estimate
-from model.reuse import GROUP
+from model.reuse import GROUP, VOI_GROUP
+from model.summary import window_of
+from model.voi import all_candidates
 
 from .conftest import CASE
 
@@ -24,6 +26,14 @@ def test_a_notebook_run_twice_says_what_changed(tmp_path, monkeypatch, small_fit
     tree[f"{GROUP}/source_refits/some-source"] = xr.Dataset(
         {"log_density": (("chain", "draw"), np.zeros((2, 3)))}, attrs={"layout": "[]"}
     )
+    # what to measure next's refits: one saved with its draws (the density was compiled),
+    # one without; `simulations` 0, so the summary's table does not read these stand-ins
+    names = [c.name for c in all_candidates(small_fit, window_of(small_fit))]
+    upars = np.zeros((1, 2, 3, 1))
+    dims = ("simulation", "chain", "draw", "unconstrained_parameter")
+    for i, variables in enumerate(({"upars": (dims, upars)}, {})):
+        attrs = {"candidate": names[i], "simulations": 0}
+        tree[f"{VOI_GROUP}/candidate_{i}"] = xr.Dataset(variables, attrs=attrs)
 
     def saved_fit(case, priors, settings, conditional=True, scheduler=None, previous=None):
         fits.append(case.id)
@@ -39,6 +49,8 @@ def test_a_notebook_run_twice_says_what_changed(tmp_path, monkeypatch, small_fit
     assert previous_runs[0] is None and previous_runs[1].run == first.folder.name
     assert list(previous_runs[1].proposals) == ["source_refits/some-source"]
     assert previous_runs[1].proposals["source_refits/some-source"].attrs["layout"] == "[]"
+    assert list(previous_runs[1].voi) == [names[0]]  # by candidate, only those with draws
+    assert previous_runs[1].voi[names[0]]["upars"].shape == upars.shape
     run_estimate(CASE, reports_dir=tmp_path, fresh=True)
     assert previous_runs[2] is None
 

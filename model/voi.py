@@ -268,36 +268,55 @@ def evppi_one(
 # ------------------------------------------------------------------ EVSI (measurements)
 
 
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray:
-    """Quantiles `q` of `values` under each row of `weights` (simulations, draws): one sort
-    (of the values) serves every row."""
+def weighted_cdf(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts `values`, and each row of `weights` (simulations, draws) summed
+    along it to the midpoint of each draw's weight, scaled to 0..1: one sort serves every row,
+    and every quantity ordered as `values` is (its log, for one)."""
     order = np.argsort(values)
-    v, w = values[order], weights[:, order]
+    w = weights[:, order]
     cum = np.cumsum(w, axis=1) - 0.5 * w
     cum /= cum[:, -1:] + 0.5 * w[:, -1:]
-    return np.array([np.interp(q, c, v) for c in cum])
+    return order, cum
 
 
-# psis_weights' last results, by their input's content: the fit (model/voi_refit.py) and the
-# summary simulate the same values in one `capest estimate`, and the smoothing was 0.9 s of a
-# February 11 run each time (benchmarks/README.md, fourteenth session)
-_PSIS_KEPT = 8
-_psis_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+def quantiles_at(cum: np.ndarray, sorted_values: np.ndarray, q) -> np.ndarray:
+    """Quantiles `q` under each row of `cum` (weighted_cdf) of the values sorted as it was."""
+    return np.array([np.interp(q, c, sorted_values) for c in cum])
+
+
+class Kept:
+    """A function's last results by the content of its inputs: the fit (model/voi_refit.py)
+    and the summary simulate the same values in one `capest estimate`, and simulating and
+    smoothing them again was about 1 s of a February 11 run (benchmarks/README.md). Results
+    are handed out as copies: a caller that changes its arrays changes nothing kept."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size, self.results = size, {}
+
+    @staticmethod
+    def key(array: np.ndarray, *rest) -> bytes:
+        array = np.ascontiguousarray(array, dtype=float)
+        digest = hashlib.blake2b(array.tobytes(), digest_size=20)
+        digest.update(repr((array.shape, *rest)).encode())
+        return digest.digest()
+
+    def get(self, key: bytes, compute) -> tuple:
+        if key not in self.results:
+            self.results[key] = compute()
+            while len(self.results) > self.size:
+                del self.results[next(iter(self.results))]  # the oldest
+        return tuple(v.copy() if isinstance(v, np.ndarray | dict) else v for v in self.results[key])
+
+
+_smoothed, _simulated = Kept(), Kept()
 
 
 def psis_weights(log_lik: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Normalised PSIS weights of the draws after each simulated measurement (simulations,
     draws), from its log-likelihood, and each simulation's Pareto k."""
     log_lik = np.ascontiguousarray(log_lik, dtype=float)
-    digest = hashlib.blake2b(log_lik.tobytes(), digest_size=20)
-    digest.update(repr((log_lik.shape, float(r_eff))).encode())
-    key = digest.digest()
-    if key not in _psis_cache:
-        _psis_cache[key] = _psis_weights(log_lik, r_eff)
-        while len(_psis_cache) > _PSIS_KEPT:
-            del _psis_cache[next(iter(_psis_cache))]  # the oldest
-    w, k = _psis_cache[key]
-    return w.copy(), k.copy()
+    key = Kept.key(log_lik, float(r_eff))
+    return _smoothed.get(key, lambda: _psis_weights(log_lik, r_eff))
 
 
 def _psis_weights(log_lik: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -333,11 +352,14 @@ def posterior_stats(y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
     log y and of y, and the 80% interval's width in y's units and on the log scale."""
     logy = _log(y)
     m = w @ logy
+    # the log keeps y's order: one sort and one cumulative sum serve both widths (they were
+    # 0.3 s of a February 11 estimate each)
+    order, cum = weighted_cdf(y, w)
     return {
         "var_log": np.maximum(w @ logy**2 - m**2, 0.0),
         "var_units": np.maximum(w @ y**2 - (w @ y) ** 2, 0.0),
-        "width": np.diff(weighted_quantiles(y, w, TAILS), axis=1)[:, 0],
-        "log_width": np.diff(weighted_quantiles(logy, w, TAILS), axis=1)[:, 0],
+        "width": np.diff(quantiles_at(cum, y[order], TAILS), axis=1)[:, 0],
+        "log_width": np.diff(quantiles_at(cum, logy[order], TAILS), axis=1)[:, 0],
     }
 
 
@@ -461,13 +483,18 @@ def simulate(
         candidate, post, window, export_start, measurement, unit
     )
     share = measurement["outlier_share"] if robust else 0.0
-    pick = rng.integers(0, len(mu), simulations)
-    y = measurement_draw(
-        mu[pick], sigma, None, None, None, share, measurement["outlier_sd"], rng=rng
-    )
-    log_lik = _logp_function(robust)(
-        y[:, None], mu[None, :], sigma, max(share, 1e-12), measurement["outlier_sd"]
-    )
+    wide = measurement["outlier_sd"]
+    state = rng.bit_generator.state  # the same generator state draws the same values
+
+    def draw():
+        pick = rng.integers(0, len(mu), simulations)
+        y = measurement_draw(mu[pick], sigma, None, None, None, share, wide, rng=rng)
+        log_lik = _logp_function(robust)(y[:, None], mu[None, :], sigma, max(share, 1e-12), wide)
+        return y, np.asarray(log_lik), rng.bit_generator.state
+
+    key = Kept.key(mu, sigma, share, wide, robust, simulations, state)
+    y, log_lik, after = _simulated.get(key, draw)
+    rng.bit_generator.state = after  # as if drawn here
     return y, log_lik
 
 

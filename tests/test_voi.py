@@ -367,6 +367,30 @@ def test_the_same_simulation_is_smoothed_once_and_given_as_new(monkeypatch):
     assert len(calls) == 10
 
 
+def test_the_widths_are_the_weighted_quantiles_of_the_quantity_and_of_its_log():
+    """posterior_stats sorts a quantity once for its width and its log's: each equals the
+    weighted quantile found row by row, the log's values sorted on their own, with weights
+    that vanish (a draw carrying all the weight) among them."""
+    rng = np.random.default_rng(9)
+    y = np.exp(rng.normal(3.0, 0.8, 800))
+    w = np.exp(rng.normal(0, 2, (6, 800)))
+    w[:, ::5] = 0.0
+    w[4] = 0.0
+    w[4, 11] = 1.0
+    w /= w.sum(axis=1, keepdims=True)
+
+    def width(values, row):
+        order = np.argsort(values)
+        v, p = values[order], row[order]
+        cum = (np.cumsum(p) - 0.5 * p) / (p.sum())
+        lo, hi = np.interp(voi.TAILS, cum, v)
+        return hi - lo
+
+    got = voi.posterior_stats(y, w)
+    np.testing.assert_allclose(got["width"], [width(y, r) for r in w], rtol=1e-12)
+    np.testing.assert_allclose(got["log_width"], [width(np.log(y), r) for r in w], rtol=1e-12)
+
+
 # ------------------------------------------- candidate kinds from the evidence registry
 
 
@@ -623,6 +647,48 @@ def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypat
     print("reweighted", before, "with refits", after, "brute force", brute, "+-", brute_se)
     assert abs(after - brute) < abs(before - brute)
     assert abs(after - brute) < 3 * np.hypot(after_se, brute_se)
+
+
+def test_the_same_candidate_is_simulated_once_and_the_generator_moves_on_as_if_drawn(
+    small_fit, monkeypatch
+):
+    """voi.simulate keeps its last results by content: the fit and the summary draw a
+    candidate's values from generators in the same state, and the second gets the first's
+    values (the observation density evaluated once) and a generator in the state a draw of
+    its own leaves; another posterior (one draw changed) or another state is drawn afresh."""
+    import pandas as pd
+
+    from model.summary import window_of
+
+    post = small_fit["posterior"].to_dataset()
+    window = window_of(small_fit)
+    candidate = voi.all_candidates(small_fit, window)[0]
+    attrs = small_fit.attrs
+    args = (window, pd.Timestamp(attrs["export_start"]), json.loads(attrs["measurement"]))
+    args += (attrs["unit"], 50)
+    evaluated = []
+    density = voi._logp_function
+
+    def counted(robust):
+        f = density(robust)
+        return lambda *a: evaluated.append(1) or f(*a)
+
+    monkeypatch.setattr(voi, "_logp_function", counted)
+    voi._simulated.results.clear()
+    first_rng, again_rng = np.random.default_rng([5, 0]), np.random.default_rng([5, 0])
+    y, log_lik = voi.simulate(candidate, post, *args, first_rng)
+    y[:] = 0.0  # the caller's own copy
+    y2, log_lik2 = voi.simulate(candidate, post, *args, again_rng)
+    assert len(evaluated) == 1
+    np.testing.assert_array_equal(log_lik2, log_lik)
+    assert np.all(y2 != 0.0)
+    assert again_rng.random() == first_rng.random()  # moved on as the drawing one did
+    voi.simulate(candidate, post, *args, np.random.default_rng([5, 1]))
+    other = post.copy(deep=True)
+    for name in other.data_vars:  # one draw of everything the candidate could read
+        other[name][0, 0] = other[name][0, 0] * 1.5
+    voi.simulate(candidate, other, *args, np.random.default_rng([5, 0]))
+    assert len(evaluated) == 3
 
 
 # ----------------------------- the refits through the main fit's compiled model (fast)

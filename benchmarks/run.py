@@ -110,7 +110,7 @@ def sampler_quality(report: Path, sampling_s: float) -> dict:
     import arviz as az
     import xarray as xr
 
-    tree = xr.open_datatree(report / "posterior.nc", engine="h5netcdf")
+    tree = xr.open_datatree(report / "posterior.nc", engine="netcdf4")
     post = tree["posterior"].to_dataset()[HEADLINE]
     ess = az.ess(post, method="bulk")
     worst = min(HEADLINE, key=lambda n: float(ess[n]))
@@ -212,7 +212,7 @@ def bench_scaling(tmp: Path) -> dict:
         r = estimate(case, tmp / f"reports-scaling-{axis}-{n}", caches, "--no-conditional")
         import xarray as xr
 
-        tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="h5netcdf")
+        tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="netcdf4")
         steps = int(tree["sample_stats"]["n_steps"].sum())
         sampling = r["stages"]["fit stages"]["sampling (main fit)"]
         out.append(
@@ -253,7 +253,7 @@ def bench_plants(counts: list[int], samplers: list[str], tmp: Path) -> dict:
             caches = tmp / f"caches-plants-{name}"
             reports = tmp / f"reports-plants-{name}-{n}"
             r = estimate(case, reports, caches, "--sampler", name)
-            tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="h5netcdf")
+            tree = xr.open_datatree(Path(r["report"]) / "posterior.nc", engine="netcdf4")
             ess = az.ess(tree["posterior"].to_dataset()[PROGRAMME_TOTALS], method="bulk")
             sampling = r["stages"]["fit stages"]["sampling (main fit)"]
             # ESS/s = ESS per gradient x gradients per second: how well the sampler moves

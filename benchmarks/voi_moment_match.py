@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--per-candidate", type=int, default=3)
     parser.add_argument("--refit", default="4x1000x1000")
     args = parser.parse_args()
-    idata = xr.open_datatree(args.posterior, engine="h5netcdf").load()
+    idata = xr.open_datatree(args.posterior, engine="netcdf4").load()
     case = load_case(args.case)
     priors = resolve_priors(case)
     post = idata["posterior"].to_dataset()

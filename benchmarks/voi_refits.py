@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--case", type=Path, default=ROOT / "data/cases/february-11-plant")
     parser.add_argument("--settings", default="2x300x300,4x1000x1000")
     args = parser.parse_args()
-    idata = xr.open_datatree(args.posterior, engine="h5netcdf").load()
+    idata = xr.open_datatree(args.posterior, engine="netcdf4").load()
     case = load_case(args.case)
     priors = resolve_priors(case)
     attrs = dict(idata.attrs)

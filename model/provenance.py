@@ -33,7 +33,7 @@ PACKAGES = [
     "scipy",
     "pandas",
     "xarray",
-    "h5netcdf",
+    "netcdf4",
 ]
 
 

@@ -26,7 +26,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5netcdf
 import numpy as np
 import xarray as xr
 
@@ -80,6 +79,10 @@ def proposal(
 def load(reports_dir: str | Path, case_id: str) -> Previous | None:
     """The saved refits of the run `latest` points at, if it saved any. A file that cannot be
     read is said in the log, and every refit is sampled (nothing is reused from it)."""
+    import netCDF4
+
+    from model.publish import NETCDF_ENGINE
+
     path = Path(reports_dir) / case_id / "latest" / "posterior.nc"
     if not path.exists():
         return None
@@ -87,23 +90,23 @@ def load(reports_dir: str | Path, case_id: str) -> Previous | None:
     try:
         # only that group: opening the whole tree read every group's metadata (1.8 s of a
         # warm rerun of February 11; the group alone, 0.05 s)
-        with h5netcdf.File(path, "r") as f:
+        with netCDF4.Dataset(path, "r") as f:
             groups = [g for g in (GROUP, VOI_GROUP) if g in f.groups]
         if not groups:
             return None
         proposals, voi = {}, {}
         if GROUP in groups:
-            with xr.open_datatree(path, engine="h5netcdf", group=GROUP) as tree:
+            with xr.open_datatree(path, engine=NETCDF_ENGINE, group=GROUP) as tree:
                 proposals = {
                     f"{group.name}/{name}": node.to_dataset().load()
                     for group in tree.children.values()
                     for name, node in group.children.items()
                 }
         if VOI_GROUP in groups:
-            with xr.open_datatree(path, engine="h5netcdf", group=VOI_GROUP) as tree:
+            with xr.open_datatree(path, engine=NETCDF_ENGINE, group=VOI_GROUP) as tree:
                 nodes = [node.to_dataset() for node in tree.children.values()]
                 voi = {n.attrs["candidate"]: n.load() for n in nodes if "upars" in n}
-    except (OSError, ValueError, KeyError, RuntimeError) as error:  # h5py / h5netcdf, xarray
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # netCDF4, xarray
         log.warning("the previous run's refits (%s) cannot be read (%s): refitting", path, error)
         return None
     return Previous(run, proposals, voi)

@@ -80,7 +80,7 @@ def small_fit(tmp_path_factory, worker_id):
     def run(path):
         case = load_case(CASE)
         settings = SamplerSettings(draws=200, tune=300, chains=2, prior_draws=400)
-        fit(case, resolve_priors(case), settings).to_netcdf(path, engine="h5netcdf")
+        fit(case, resolve_priors(case), settings).to_netcdf(path, engine="netcdf4")
 
     if worker_id == "master":  # no xdist: this session's own folder
         shared = tmp_path_factory.getbasetemp() / "small_fit.nc"
@@ -90,4 +90,4 @@ def small_fit(tmp_path_factory, worker_id):
         with FileLock(str(shared) + ".lock"):
             if not shared.exists():
                 run(shared)
-    return xr.load_datatree(shared, engine="h5netcdf")
+    return xr.load_datatree(shared, engine="netcdf4")

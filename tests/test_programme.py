@@ -255,7 +255,7 @@ def test_a_synthetic_programme_recovers_each_plant_and_the_total(tmp_path):
     reports = ["--reports-dir", str(tmp_path / "reports")]
     assert main(["estimate", str(folder), *reports, "--chains", "2", "--draws", "2000"]) == 0
     run = tmp_path / "reports" / "synthetic-programme" / "latest"
-    tree = xr.open_datatree(run / "posterior.nc", engine="h5netcdf")
+    tree = xr.open_datatree(run / "posterior.nc", engine="netcdf4")
     post = tree["posterior"].to_dataset()
     assert int(tree["sample_stats"]["diverging"].sum()) == 0
     for plant, (rate, multiplier) in TRUTH.items():

@@ -204,7 +204,7 @@ _STALLS_WHILE_WRITING = """
 import json, sys, time
 import xarray as xr
 import model.report as report
-tree = xr.load_datatree(sys.argv[1], engine="h5netcdf")
+tree = xr.load_datatree(sys.argv[1], engine="netcdf4")
 summary = json.loads(open(sys.argv[2]).read())
 real_png, calls = report.plots.png, []
 def stall(fig):

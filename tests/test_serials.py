@@ -599,7 +599,7 @@ def test_a_serials_only_case_runs_clean_and_matches_the_closed_form(tmp_path, sc
     latest = reports / "serials-only" / "latest"
     summary = json.loads((latest / "summary.json").read_text())
     assert code == 0, [c for c in summary["checks"] if c["status"] == "fail"]
-    tree = xr.open_datatree(latest / "posterior.nc", engine="h5netcdf")
+    tree = xr.open_datatree(latest / "posterior.nc", engine="netcdf4")
     assert int(tree["sample_stats"]["diverging"].sum()) == 0
     rhat = az.rhat(tree["posterior"].to_dataset())
     assert max(float(v.max()) for v in rhat.data_vars.values() if v.size) <= 1.01

@@ -206,7 +206,7 @@ def test_a_stacked_programme_runs_end_to_end_with_the_nested_layout(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["programme_model"] == "stacked"
     assert "plants stacked on one `plant` dimension" in (run / "report.md").read_text()
-    tree = xr.open_datatree(run / "posterior.nc", engine="h5netcdf")
+    tree = xr.open_datatree(run / "posterior.nc", engine="netcdf4")
     for plant, start, end, _ in PLANTS:
         production = tree["posterior"][f"{plant}::production"]
         assert production.dims == ("chain", "draw", f"{plant}::month")

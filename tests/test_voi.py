@@ -885,7 +885,7 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
     assert info["refits"] == len(sampled) >= 2 and info["reused"] == 0
     folder = tmp_path / case.id / "20261201T000000Z"
     folder.mkdir(parents=True)
-    first.to_netcdf(folder / "posterior.nc", engine="h5netcdf")
+    first.to_netcdf(folder / "posterior.nc", engine="netcdf4")
     (tmp_path / case.id / "latest").symlink_to(folder.name)
     previous = reuse.load(tmp_path, case.id)
     assert set(previous.voi) == set(sampled)

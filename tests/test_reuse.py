@@ -5,17 +5,20 @@ stands in for this run's when its weights meet the fit rules."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+from pathlib import Path
 
 import arviz_stats as azs
 import numpy as np
 import pytest
 import xarray as xr
 
-from model import load_case
+from model import load_case, reuse
 from model.build import build
 from model.fit import REFIT_VARS, Alternatives, Refit
 from model.priors import resolve_priors
-from model.reuse import REUSED, Previous
+from model.publish import NETCDF_ENGINE
+from model.reuse import GROUP, REUSED, Previous
 from model.sampler import Sampler, SamplerSettings
 from model.timing import Stopwatch
 
@@ -151,3 +154,41 @@ def test_draws_of_a_refit_that_failed_its_diagnostics_are_refitted(runs):
     previous = Previous("20261201T000000Z", {NODE: saved})
     assert _alternatives(built_a, one_a, previous).from_previous(target_a) is None
     assert "1 divergent transition(s)" in target_a.attrs.pop("previous_refit")
+
+
+def _previous_run(reports, case_id: str) -> Path:
+    """A previous run's posterior.nc with one saved refit, under `latest`."""
+    node = xr.Dataset(
+        {
+            "upars": (("chain", "draw", "unconstrained_parameter"), np.zeros((2, 3, 4))),
+            "log_density": (("chain", "draw"), np.zeros((2, 3))),
+        },
+        attrs={"layout": "rate_before_log__:1"},
+    )
+    posterior = xr.Dataset({"x": ("draw", np.arange(3.0))})
+    tree = xr.DataTree.from_dict(
+        {"posterior": posterior, f"{GROUP}/source_refits/bias-group-a": node}
+    )
+    folder = reports / case_id / "20261201T000000Z"
+    folder.mkdir(parents=True)
+    tree.to_netcdf(folder / "posterior.nc", engine=NETCDF_ENGINE)
+    (reports / case_id / "latest").symlink_to(folder.name)
+    return folder / "posterior.nc"
+
+
+def test_a_previous_run_cut_short_is_said_and_every_refit_is_sampled(tmp_path, caplog):
+    """A posterior.nc whose copy or write was cut short (a full disk, a killed rsync) is not
+    read as refits: load says so and returns nothing, and the run samples its refits."""
+    path = _previous_run(tmp_path, "plant")
+    previous = reuse.load(tmp_path, "plant")  # intact: its one refit, by its path
+    assert previous.run == "20261201T000000Z"
+    assert list(previous.proposals) == ["source_refits/bias-group-a"]
+    assert previous.proposals["source_refits/bias-group-a"]["upars"].shape == (2, 3, 4)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="model.reuse"):
+        assert reuse.load(tmp_path, "plant") is None
+    assert f"the previous run's refits ({tmp_path / 'plant' / 'latest' / 'posterior.nc'})" in (
+        caplog.text
+    )
+    assert "cannot be read" in caplog.text and "refitting" in caplog.text

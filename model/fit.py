@@ -8,14 +8,13 @@ import dataclasses
 import functools
 import json
 import logging
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import compiled, loo, variables
+from model import loo, variables
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import no_measured_rows, sources_to_refit
@@ -33,6 +32,7 @@ from model.distribute import (
 from model.loo import PARETO_K
 from model.moment_match import MOMENT_MATCHED, Density, match
 from model.observation import measurement_draw
+from model.prior_draws import prior_predictive
 from model.priors import Priors, resolve_priors
 from model.provenance import ledger_dataset, provenance
 from model.reuse import GROUP, REUSED, Previous, layout, proposal
@@ -118,7 +118,7 @@ def fit(
     # was measured slower on 2 cores (benchmarks/README.md, "Prior predictive beside the
     # compile: measured and taken back").
     names = [v for v in PRIOR_VARS if v in model.named_vars]
-    prior = _prior_draws(model, names, settings.prior_draws, settings.seed)
+    prior = prior_predictive(model, names, settings.prior_draws, settings.seed)
     watch.mark("prior predictive")
     idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
@@ -722,20 +722,3 @@ def with_elasticity(ds: xr.Dataset, mix: Readings, rng: np.random.Generator) -> 
     # ln of the floor-area part of the multiplier (the whole of it unless workers enter too)
     elasticity = np.exp(ds["log_gain_log"].to_numpy()) / np.log(ratio)
     return ds.assign(area_ratio=(dims, ratio), elasticity=(dims, elasticity))
-
-
-def _prior_draws(model: pm.Model, names: list[str], draws: int, seed: int) -> xr.DataTree:
-    """The prior and prior predictive draws of the measured evidence."""
-    # through the compiled-function cache (model/compiled.py): a warm run loads the function
-    # PyMC compiles here, already rewritten; PyMC seeds it as it would a fresh one
-    with model, warnings.catch_warnings(), compiled.through_cache():
-        # Serial sightings enter as a Potential, which prior draws cannot honour: the prior
-        # predictive is of the measured evidence only (the report's prior columns say so).
-        warnings.filterwarnings("ignore", message=".*Potential.*")
-        # On the C backend, its rewritten graph from the disk cache (model/compiled.py). Not
-        # "FAST_RUN", which in PyTensor 3 is numba: the evidence's draw runs in numba's object
-        # mode, which numba cannot cache, so it compiled the whole function again in every
-        # process (benchmarks/README.md, "The side compiles").
-        return pm.sample_prior_predictive(
-            draws=draws, var_names=names, random_seed=seed, backend="c"
-        )

@@ -1,0 +1,52 @@
+"""Prior and prior predictive draws, all in one call of one compiled function.
+
+`pm.sample_prior_predictive` calls its compiled function once per draw: 2,000 calls for the
+February 11 model, each running its ten random variables' Python `perform` (0.6-1 s of every
+estimate). Here every root random variable (one that no other random variable feeds) gets
+the draws as its leading dimension (PyMC's `change_dist_size`) and the rest of the graph is
+vectorised over it (`vectorize_graph`): the same joint distribution, drawn in one call
+(benchmarks/README.md, "The prior draws in one call"). The result is what
+`pm.sample_prior_predictive` returns: `prior`, `prior_predictive` (the observed variables)
+and `observed_data`, one chain.
+
+Potentials (the serial sightings) are ignored, as by PyMC's prior draws: the prior predictive
+is of the measured evidence only (the report's prior columns say so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+
+def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.DataTree:
+    """`draws` joint prior draws of `var_names` (free, observed or deterministic), seeded."""
+    import pymc as pm
+    from pymc.distributions.shape_utils import change_dist_size
+    from pytensor.compile.mode import get_mode
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.graph.traversal import ancestors
+
+    from model import compiled
+
+    rvs = model.basic_RVs
+    roots = [rv for rv in rvs if not set(ancestors(rv.owner.inputs, blockers=rvs)) & set(rvs)]
+    batched = {rv: change_dist_size(rv, (draws,), expand=True) for rv in roots}
+    wanted = [model[n] for n in var_names]
+    outputs = vectorize_graph(wanted, replace=batched)
+    # The C backend, its rewritten graph from the disk cache (model/compiled.py). Not
+    # "FAST_RUN", which in PyTensor 3 is numba: the evidence's draw runs in numba's object
+    # mode, which numba cannot cache, so it compiled the whole function again in every
+    # process (benchmarks/README.md, "The side compiles").
+    with compiled.through_cache():
+        fn = pm.pytensorf.compile(
+            [], outputs, random_seed=seed, mode=get_mode("cvm"), allow_input_downcast=True
+        )
+    values = fn()
+    prior = {}
+    for name, var, value in zip(var_names, wanted, values, strict=True):
+        # a variable no random variable feeds is the same in every draw
+        prior[name] = (
+            value if value.ndim == var.ndim + 1 else np.broadcast_to(value, (draws,) + value.shape)
+        )
+    return pm.to_inference_data(prior=prior, model=model)

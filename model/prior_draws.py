@@ -1,7 +1,7 @@
 """Prior and prior predictive draws, all in one call of one compiled function.
 
 `pm.sample_prior_predictive` calls its compiled function once per draw: 2,000 calls for the
-February 11 model, each running its ten random variables' Python `perform` (0.6-1 s of every
+February 11 model, each running its random variables' Python `perform` (0.6-1 s of every
 estimate). Here every root random variable (one that no other random variable feeds) gets
 the draws as its leading dimension (PyMC's `change_dist_size`) and the rest of the graph is
 vectorised over it (`vectorize_graph`): the same joint distribution, drawn in one call
@@ -34,13 +34,15 @@ def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.D
     batched = {rv: change_dist_size(rv, (draws,), expand=True) for rv in roots}
     wanted = [model[n] for n in var_names]
     outputs = vectorize_graph(wanted, replace=batched)
-    # The C backend, its rewritten graph from the disk cache (model/compiled.py). Not
-    # "FAST_RUN", which in PyTensor 3 is numba: the evidence's draw runs in numba's object
-    # mode, which numba cannot cache, so it compiled the whole function again in every
-    # process (benchmarks/README.md, "The side compiles").
+    # Called once, so compiled for compiling fast: "FAST_COMPILE" (few rewrites, no fused C
+    # kernels) compiles it in 8.5 s cold where the C backend took 51 s, and a warm process's
+    # first call is no slower (1.0-1.3 s against 1.2-1.4); its graph from the disk cache
+    # (model/compiled.py). Not "FAST_RUN", which in PyTensor 3 is numba: the evidence's draw
+    # runs in numba's object mode, which numba cannot cache (benchmarks/README.md, "The side
+    # compiles" and "The prior draws in one call").
     with compiled.through_cache():
         fn = pm.pytensorf.compile(
-            [], outputs, random_seed=seed, mode=get_mode("cvm"), allow_input_downcast=True
+            [], outputs, random_seed=seed, mode=get_mode("FAST_COMPILE"), allow_input_downcast=True
         )
     values = fn()
     prior = {}

@@ -98,3 +98,20 @@ def test_a_variable_drawn_apart_from_its_parent_is_caught(both):
     shuffled = prior["rate_after"].to_numpy()[:, order]  # the values only: not realigned
     broken["prior"] = prior.assign(rate_after=prior["rate_after"].copy(data=shuffled))
     assert _correlation_gap(broken, pymc, "rate_before", "rate_after") > 10
+
+
+def test_a_variable_no_random_variable_feeds_gets_every_draw():
+    """A deterministic of data alone is not vectorised (no root feeds it): each draw is the
+    same value, with the draw dimension the groups expect."""
+    with pm.Model(coords={"month": ["2024-01", "2024-02", "2024-03"]}) as model:
+        scale = pm.Data("scale", np.array([1.0, 2.0, 3.0]), dims="month")
+        rate = pm.LogNormal("rate", 0.0, 1.0)
+        pm.Deterministic("fixed", 2.0 * scale, dims="month")
+        pm.Deterministic("scaled", rate * scale, dims="month")
+    tree = prior_predictive(model, ["rate", "fixed", "scaled"], 50, seed=3)
+    prior = tree["prior"].to_dataset()
+    assert prior["fixed"].dims == ("chain", "draw", "month") == prior["scaled"].dims
+    assert (prior["fixed"].to_numpy() == [2.0, 4.0, 6.0]).all()
+    rate = prior["rate"].to_numpy()[0]
+    assert np.unique(rate).size == 50  # every draw its own
+    assert np.allclose(prior["scaled"].to_numpy()[0], rate[:, None] * [1.0, 2.0, 3.0])

@@ -7,7 +7,8 @@ the draws as its leading dimension (PyMC's `change_dist_size`) and the rest of t
 vectorised over it (`vectorize_graph`): the same joint distribution, drawn in one call
 (benchmarks/README.md, "The prior draws in one call"). The result is what
 `pm.sample_prior_predictive` returns: `prior`, `prior_predictive` (the observed variables)
-and `observed_data`, one chain.
+and `observed_data`, one chain. A model PyTensor cannot vectorise (a serial case's shifted
+prior) gets PyMC's draws, one a call, as before.
 
 Potentials (the serial sightings) are ignored, as by PyMC's prior draws: the prior predictive
 is of the measured evidence only (the report's prior columns say so).
@@ -15,8 +16,13 @@ is of the measured evidence only (the report's prior columns say so).
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import xarray as xr
+
+log = logging.getLogger(__name__)
 
 
 def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.DataTree:
@@ -31,9 +37,19 @@ def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.D
 
     rvs = model.basic_RVs
     roots = [rv for rv in rvs if not set(ancestors(rv.owner.inputs, blockers=rvs)) & set(rvs)]
-    batched = {rv: change_dist_size(rv, (draws,), expand=True) for rv in roots}
     wanted = [model[n] for n in var_names]
-    outputs = vectorize_graph(wanted, replace=batched)
+    try:
+        batched = {rv: change_dist_size(rv, (draws,), expand=True) for rv in roots}
+        outputs = vectorize_graph(wanted, replace=batched)
+    except NotImplementedError as why:
+        # a random variable PyTensor cannot vectorise (the serial ridge's shifted prior on
+        # rate_before, a CustomDist built with its size left open): PyMC's draws, one a call
+        log.info("prior draws one at a time (%s)", str(why).split(" with input")[0])
+        with model, warnings.catch_warnings(), compiled.through_cache():
+            warnings.filterwarnings("ignore", message=".*Potential.*")  # the docstring's
+            return pm.sample_prior_predictive(
+                draws=draws, var_names=var_names, random_seed=seed, backend="c"
+            )
     # Called once, so compiled for compiling fast: "FAST_COMPILE" (few rewrites, no fused C
     # kernels) compiles it in 8.5 s cold where the C backend took 51 s, and a warm process's
     # first call is no slower (1.0-1.3 s against 1.2-1.4); its graph from the disk cache

@@ -115,3 +115,21 @@ def test_a_variable_no_random_variable_feeds_gets_every_draw():
     rate = prior["rate"].to_numpy()[0]
     assert np.unique(rate).size == 50  # every draw its own
     assert np.allclose(prior["scaled"].to_numpy()[0], rate[:, None] * [1.0, 2.0, 3.0])
+
+
+def test_a_model_pytensor_cannot_vectorise_gets_pymcs_draws(tmp_path):
+    """A serial case's rate_before has a prior shifted to the serials' bound (a CustomDist
+    whose size is left open), which PyTensor cannot vectorise: its draws are PyMC's, one a
+    call, and the groups the same as ever."""
+    from .test_serials import serial_only_case
+
+    case = load_case(serial_only_case(tmp_path / "case", [40, 180, 233, 290]))
+    model, _, _ = build(case, resolve_priors(case))
+    names = [v for v in PRIOR_VARS if v in model.named_vars]
+    tree = prior_predictive(model, names, 300, seed=4)
+    prior = tree["prior"].to_dataset()
+    assert prior.sizes["draw"] == 300 and "rate_before" in prior
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Potential.*")
+        pymc = pm.sample_prior_predictive(draws=300, var_names=names, random_seed=4, backend="c")
+    assert (prior["rate_before"].to_numpy() == pymc["prior"]["rate_before"].to_numpy()).all()

@@ -41,9 +41,10 @@ def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.D
     try:
         batched = {rv: change_dist_size(rv, (draws,), expand=True) for rv in roots}
         outputs = vectorize_graph(wanted, replace=batched)
-    except NotImplementedError as why:
+    except (NotImplementedError, ValueError) as why:
         # a random variable PyTensor cannot vectorise (the serial ridge's shifted prior on
-        # rate_before, a CustomDist built with its size left open): PyMC's draws, one a call
+        # rate_before, a CustomDist built with its size left open; a size computed from a
+        # batched shape): PyMC's draws, one a call
         log.info("prior draws one at a time (%s)", str(why).split(" with input")[0])
         with model, warnings.catch_warnings(), compiled.through_cache():
             warnings.filterwarnings("ignore", message=".*Potential.*")  # the docstring's

@@ -46,11 +46,7 @@ def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.D
         # rate_before, a CustomDist built with its size left open; a size computed from a
         # batched shape): PyMC's draws, one a call
         log.info("prior draws one at a time (%s)", str(why).split(" with input")[0])
-        with model, warnings.catch_warnings(), compiled.through_cache():
-            warnings.filterwarnings("ignore", message=".*Potential.*")  # the docstring's
-            return pm.sample_prior_predictive(
-                draws=draws, var_names=var_names, random_seed=seed, backend="c"
-            )
+        return one_at_a_time(model, var_names, draws, seed)
     # Called once, so compiled for compiling fast: "FAST_COMPILE" (few rewrites, no fused C
     # kernels) compiles it in 8.5 s cold where the C backend took 51 s, and a warm process's
     # first call is no slower (1.0-1.3 s against 1.2-1.4); its graph from the disk cache
@@ -69,3 +65,17 @@ def prior_predictive(model, var_names: list[str], draws: int, seed: int) -> xr.D
             value if value.ndim == var.ndim + 1 else np.broadcast_to(value, (draws,) + value.shape)
         )
     return pm.to_inference_data(prior=prior, model=model)
+
+
+def one_at_a_time(model, var_names: list[str], draws: int, seed: int) -> xr.DataTree:
+    """PyMC's prior draws, one call a draw, on the C backend through the compiled-function
+    cache (model/compiled.py): for a model `prior_predictive` cannot vectorise."""
+    import pymc as pm
+
+    from model import compiled
+
+    with model, warnings.catch_warnings(), compiled.through_cache():
+        warnings.filterwarnings("ignore", message=".*Potential.*")  # the module docstring's
+        return pm.sample_prior_predictive(
+            draws=draws, var_names=var_names, random_seed=seed, backend="c"
+        )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +27,13 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from model import compiled, variables
+from model import variables
 from model.build import Pooled, add_log_priors, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
 from model.fit import PRIOR_VARS, _predictive, _split_log_densities, constant_data, with_elasticity
 from model.observation import observations
+from model.prior_draws import one_at_a_time
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
 from model.provenance import ledger_dataset, run_provenance
 from model.sampler import Sampler, SamplerSettings
@@ -275,15 +275,8 @@ def fit_programme(
     plant_vars = [
         f"{o}{SEP}{v}" for o in owners for v in PRIOR_VARS if f"{o}{SEP}{v}" in model.named_vars
     ]
-    # the C backend through the compiled-function cache, as fit's prior draws
-    with model, warnings.catch_warnings(), compiled.through_cache():
-        warnings.filterwarnings("ignore", message=".*Potential.*")  # as in fit()
-        prior = pm.sample_prior_predictive(
-            draws=settings.prior_draws,
-            var_names=PROGRAMME_VARS + plant_vars,
-            random_seed=settings.seed,
-            backend="c",
-        )
+    # PyMC's draws: a stacked programme's sizes come from batched shapes (model/prior_draws.py)
+    prior = one_at_a_time(model, PROGRAMME_VARS + plant_vars, settings.prior_draws, settings.seed)
     watch.mark("prior predictive")
     rng = np.random.default_rng(settings.seed)
     groups = {"posterior": post, "prior": plant_layout(prior["prior"].to_dataset())}

@@ -211,6 +211,9 @@ def _graph_text(inputs, outputs) -> str | None:
 
     where = {v: f"in{k}" for k, v in enumerate(inputs)}
     lines = [f"in{k}:{_digest(v.type)}" for k, v in enumerate(inputs)]
+    # A graph's nodes share op instances (one `add` for every sum): each pickled once. The
+    # ops are held here while their ids key the digests, so an id is never another op's.
+    ops = {}
     for n, node in enumerate(io_toposort(list(inputs), list(outputs))):
         sources = []
         for v in node.inputs:
@@ -219,7 +222,9 @@ def _graph_text(inputs, outputs) -> str | None:
                     return None  # an input the caller did not give
                 where[v] = "const:" + _constant(v)
             sources.append(where[v])
-        lines.append(f"node{n}:{_digest(node.op)}:{sources}")
+        if id(node.op) not in ops:
+            ops[id(node.op)] = (node.op, _digest(node.op))
+        lines.append(f"node{n}:{ops[id(node.op)][1]}:{sources}")
         for j, out in enumerate(node.outputs):
             where[out] = f"n{n}.{j}"
     for v in outputs:
@@ -253,8 +258,15 @@ def _digest(obj) -> str:
 # not there is not loaded.
 
 
+# Objects pickle names by value, never made at run time: skipped by `persistent_id`, which
+# pickle asks about every object (about 200,000 for a warm estimate's keys)
+_PLAIN = frozenset({str, int, float, bool, bytes, tuple, list, dict, type(None)})
+
+
 class _Pickler(pickle.Pickler):
     def persistent_id(self, obj):
+        if type(obj) in _PLAIN:
+            return None
         if isinstance(obj, type | types.FunctionType) and not _importable(obj):
             return _describe(obj)
         return None
@@ -296,6 +308,8 @@ class _KeyPickler(_Pickler):
     no forward value, as PyTensor's own equality of these ops says)."""
 
     def persistent_id(self, obj):
+        if type(obj) in _PLAIN:
+            return None
         from pytensor.compile.builders import OpFromGraph
 
         if isinstance(obj, OpFromGraph):

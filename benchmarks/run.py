@@ -124,9 +124,9 @@ def sampler_quality(report: Path, sampling_s: float) -> dict:
 
 def import_floor() -> float:
     """Wall time of a process that only starts Python and imports what an estimate imports,
-    as `capest` starts (its collector setting) and without its shutdown (`capest` freezes its
-    objects before it; here os._exit skips it)."""
-    code = "import os, model.cli as c; c.tune_collector(); "
+    as `capest` starts (its collector and PyTensor settings, `tune_process`) and without its
+    shutdown (`capest` freezes its objects before it; here os._exit skips it)."""
+    code = "import os, model.cli as c; c.tune_process(); "
     code += "import model.fit, model.summary, model.report, model.checks; os._exit(0)"
     return run([sys.executable, "-c", code])["wall_s"]
 

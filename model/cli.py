@@ -382,20 +382,29 @@ def estimate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def tune_collector() -> None:
-    """CPython's cyclic collector set for one short run of this process (not for a notebook's
-    or a Dask worker's, which live on: they call main() and keep the defaults).
+def tune_process() -> None:
+    """CPython's cyclic collector and PyTensor's graph traces set for one short run of this
+    process (not for a notebook's or a Dask worker's, which live on: they call main() and keep
+    the defaults).
 
     A warm estimate holds about 500,000 Python objects (PyTensor graphs, numba, xarray); at the
     default threshold of 700 allocations the collector walked all of them in full 12 times,
     2.5-3 s of a 23 s February 11 run. At 10,000 it runs 14x less often, for 0.9 s, and the
-    peak RSS is the same (652 and 654 MB; benchmarks/README.md, "The collector")."""
+    peak RSS is the same (652 and 654 MB; benchmarks/README.md, "The collector").
+
+    PyTensor records where each of its graph's nodes was made (eight frames of the Python
+    stack, for its error messages): 15,000 nodes and 0.3 s of a warm estimate. Debugging a
+    model's graph is a notebook's job (run_estimate keeps them); a command's errors are
+    capest's own. The flag is read when PyTensor is imported; one set by the caller stands."""
     gc.set_threshold(10_000, 10, 10)
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if "traceback__limit" not in flags:
+        os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "traceback__limit=0") if f)
 
 
 def entry() -> None:
     """The `capest` command and `python -m model.cli`: main() in a process of its own."""
-    tune_collector()
+    tune_process()
     code = main()
     # The process ends here and its memory goes back whole: frozen objects spare interpreter
     # shutdown its full collections over all of them (1.3 s). atexit handlers still run.

@@ -107,3 +107,28 @@ def test_validate_checks_every_input_without_sampling(tmp_path, caplog, monkeypa
     assert main(["estimate", str(case), "--reports-dir", str(reports)]) == 2
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == said
     assert not reports.exists()
+
+
+def test_the_command_starts_without_pytensors_graph_traces_unless_the_caller_set_them():
+    """`capest`'s process (tune_process) turns off PyTensor's record of where each graph node
+    was made (0.3 s of a warm estimate); a limit the caller set in PYTENSOR_FLAGS stands, and
+    the caller's other flags are kept."""
+    import os
+
+    code = (
+        "import model.cli as c; c.tune_process(); from pytensor import config; "
+        "print(config.traceback__limit, config.numba__fastmath)"
+    )
+
+    def limit(flags: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "PYTENSOR_FLAGS"}
+        env |= {"PYTENSOR_FLAGS": flags} if flags else {}
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert limit("")[0] == "0"
+    assert limit("numba__fastmath=True") == ["0", "True"]
+    assert limit("traceback__limit=5") == ["5", "False"]

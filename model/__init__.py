@@ -14,17 +14,24 @@ The pipeline is a chain of plain functions, each callable from a notebook:
 import os
 import sys
 
-# Exact reruns: PyTensor's numba backend defaults to fastmath, which makes a freshly
-# compiled run and a cached one differ in the last bits. Set before pytensor loads (and so
-# for child processes); where it has loaded already (a notebook or script that imported
-# pymc first), its config read the flags then, so it is set there too: otherwise the same
-# inputs and seed gave other draws than `capest estimate`.
-if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
-    os.environ["PYTENSOR_FLAGS"] = ",".join(
-        f for f in (os.environ.get("PYTENSOR_FLAGS", ""), "numba__fastmath=False") if f
-    )
+
+def default_pytensor_flag(name: str, value: bool | int) -> None:
+    """PyTensor's flag `name` set to `value` unless the caller set it in PYTENSOR_FLAGS: in
+    the environment before pytensor loads (and so for child processes), and where it has
+    loaded already (a notebook or script that imported pymc first: its config read the flags
+    then) in its config too."""
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if name in flags:
+        return
+    os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, f"{name}={value}") if f)
     if "pytensor" in sys.modules:
-        sys.modules["pytensor"].config.numba__fastmath = False
+        setattr(sys.modules["pytensor"].config, name, value)
+
+
+# Exact reruns: PyTensor's numba backend defaults to fastmath, which makes a freshly
+# compiled run and a cached one differ in the last bits (the same inputs and seed gave other
+# draws in a notebook than `capest estimate`).
+default_pytensor_flag("numba__fastmath", False)
 
 __version__ = "0.1.0"
 # Bump when the generative model changes meaning (2: the stock between delivery and use, same_as).

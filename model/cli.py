@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from model import default_pytensor_flag
 from model.evidence import COLUMNS, OPTIONAL
 
 log = logging.getLogger("capest")
@@ -395,11 +396,9 @@ def tune_process() -> None:
     PyTensor records where each of its graph's nodes was made (eight frames of the Python
     stack, for its error messages): 15,000 nodes and 0.3 s of a warm estimate. Debugging a
     model's graph is a notebook's job (run_estimate keeps them); a command's errors are
-    capest's own. The flag is read when PyTensor is imported; one set by the caller stands."""
+    capest's own. A limit the caller set stands."""
     gc.set_threshold(10_000, 10, 10)
-    flags = os.environ.get("PYTENSOR_FLAGS", "")
-    if "traceback__limit" not in flags:
-        os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "traceback__limit=0") if f)
+    default_pytensor_flag("traceback__limit", 0)
 
 
 def entry() -> None:

@@ -2,9 +2,9 @@
 `capest estimate --timings`).
 
 Python's json writes NaN and Infinity, which JavaScript, jq and a scheduler reading summaries
-reject. A number that is not finite (a Pareto k whose tail fit failed, a Monte Carlo error of
-one bootstrap) is written as null, which means "not defined"; the readers in model/ take null
-where such a number can be (model/voi.py formats it).
+reject. A number that is not finite (a Pareto k whose tail fit failed, a Monte Carlo error
+that could not be computed) is written as null, which means "not defined"; the readers in
+model/ take null where such a number can be (model/voi.py formats it).
 """
 
 from __future__ import annotations

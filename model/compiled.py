@@ -45,6 +45,8 @@ MAX_ENTRIES = 256
 # no_default_updates, ...) is compiled by PyTensor, uncached
 HANDLED = {"allow_input_downcast", "accept_inplace", "on_unused_input", "name", "trust_input"}
 HANDLED |= {"rebuild_strict", "givens"}
+# What `on_miss` asked to be called at the next graph not found in the cache
+_ON_MISS: list = []
 
 
 def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
@@ -82,6 +84,9 @@ def function(inputs, outputs=None, mode=None, updates=None, **kwargs):
                 os.utime(path)  # recently used: kept by `_save`'s pruning
             # the caller's containers: shared values and their updates are the caller's own
             return maker.create([i.value for i in ins])
+    if path is not None:
+        while _ON_MISS:  # a cold machine, before this graph's rewrites
+            _ON_MISS.pop()()
     maker = mode.function_maker(ins, outs, mode, profile=None, **maker_kwargs)
     if path is not None:
         _save(maker, path)
@@ -113,6 +118,18 @@ def through_cache():
         yield
     finally:
         pytensor.function = original
+
+
+@contextlib.contextmanager
+def on_miss(callback):
+    """Within: `callback()` once, when `function` first does not find a graph in the cache
+    (the machine is cold for this model), before it compiles it (model/warmup.py)."""
+    _ON_MISS.append(callback)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            _ON_MISS.remove(callback)
 
 
 def _folder() -> Path:

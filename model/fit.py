@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import loo, variables
+from model import compiled, loo, variables, warmup
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import no_measured_rows, sources_to_refit
@@ -89,34 +89,49 @@ def fit(
     watch.begin("building the model")
     model, mix, obs = build(case, priors)
     watch.mark("build model")
-    sampler = Sampler(model, settings, watch)
-    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
-    watch.begin(f"sampling {case.id} with {sampler.name}")
-    warm = settings.refit_tune is not None  # refits start where the main fit ended
-    idata = sampler.sample(mix.weights, settings.seed, stage="sampling (main fit)", keep_start=warm)
-    # a refit tunes no longer than the main fit did (a quick look's short tuning stays short)
-    tune = min(settings.refit_tune or 0, settings.tune)
-    start = Start.take(idata, sampler.layout, tune) if warm else None
-    rng = np.random.default_rng(settings.seed)
-    _split_log_densities(idata, obs.kind)
-    idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
-    main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight, previous)
-    # the answer as soon as it is sampled: an analyst who reruns sees it here, not after the
-    # scenarios, checks and report (the same draws; the report's line repeats it), with the
-    # main fit's own diagnostics, which the report's verdict includes
-    failures = main.main_check["failures"]
-    verdict = f"FAIL ({'; '.join(failures)})" if failures else "pass"
-    watch.begin(
-        f"main fit: {headline(quantities(main.posterior, case.unit))}; its diagnostics "
-        f"{verdict} (provisional: scenarios, checks and the report follow)"
-    )
-    said = watch.elapsed()
-    idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
+    # On a machine whose caches are cold, what this fit compiles after nutpie's compile is
+    # compiled meanwhile in a child, on the core nutpie leaves idle (model/warmup.py)
+    side = warmup.Beside(functools.partial(_side_compiles, model, settings))
+    try:
+        with compiled.on_miss(side.start):
+            sampler = Sampler(model, settings, watch)
+        sampler.retry = True  # a fit that fails the diagnostics is sampled once more
+        watch.begin(f"sampling {case.id} with {sampler.name}")
+        warm = settings.refit_tune is not None  # refits start where the main fit ended
+        idata = sampler.sample(
+            mix.weights, settings.seed, stage="sampling (main fit)", keep_start=warm
+        )
+        # a refit tunes no longer than the main fit did (a quick look's short tuning stays short)
+        tune = min(settings.refit_tune or 0, settings.tune)
+        start = Start.take(idata, sampler.layout, tune) if warm else None
+        rng = np.random.default_rng(settings.seed)
+        _split_log_densities(idata, obs.kind)
+        idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
+        main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight, previous)
+        # the answer as soon as it is sampled: an analyst who reruns sees it here, not after the
+        # scenarios, checks and report (the same draws; the report's line repeats it), with the
+        # main fit's own diagnostics, which the report's verdict includes
+        failures = main.main_check["failures"]
+        verdict = f"FAIL ({'; '.join(failures)})" if failures else "pass"
+        watch.begin(
+            f"main fit: {headline(quantities(main.posterior, case.unit))}; its diagnostics "
+            f"{verdict} (provisional: scenarios, checks and the report follow)"
+        )
+        said = watch.elapsed()
+        idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
+    except BaseException:
+        side.stop()
+        raise
+    if side.busy():  # what follows loads what the child compiles
+        watch.begin("waiting for the compiles made beside nutpie's")
+        watch.mark("other")
+        side.wait()
+        watch.mark("side compiles (waited for)")
     watch.begin("prior predictive draws")
     watch.mark("other")
     # After the main fit, in this process: drawing it in a forked child beside the compile
-    # was measured slower on 2 cores (benchmarks/README.md, "Prior predictive beside the
-    # compile: measured and taken back").
+    # of a warm run was measured slower on 2 cores, nutpie sampling on both (benchmarks/
+    # README.md, "Quiet-machine run, fifth session"); only a cold run's compiles go there.
     names = [v for v in PRIOR_VARS if v in model.named_vars]
     prior = prior_predictive(model, names, settings.prior_draws, settings.seed)
     watch.mark("prior predictive")
@@ -192,6 +207,16 @@ def fit(
     timings[ESTIMATE_SAID] = round(said, 3)
     idata.attrs["timings"] = json.dumps(timings)
     return idata
+
+
+def _side_compiles(model: pm.Model, settings: SamplerSettings) -> None:
+    """What a fit compiles after nutpie's compile, compiled now (model/warmup.py's child):
+    moment matching's density, the prior draws and the scenarios' prior density, each called
+    once as the fit calls it (numba compiles at the first call, and caches on disk)."""
+    point = Density(model, DENSITY_VARS).warm(model)
+    names = [v for v in PRIOR_VARS if v in model.named_vars]
+    prior_predictive(model, names, settings.prior_draws, settings.seed)  # the fit's own call
+    PriorDensity(model)(point, {d.name: d.get_value() for d in model.data_vars})
 
 
 class Alternatives:

@@ -44,6 +44,7 @@ class Density:
 
         point = model.initial_point()
         self.value_vars = list(model.value_vars)
+        self.initial = np.concatenate([np.ravel(point[v.name]) for v in self.value_vars])
         self.shapes = [point[v.name].shape for v in self.value_vars]
         sizes = [int(np.prod(s, dtype=int)) for s in self.shapes]
         self.slices = np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
@@ -94,7 +95,36 @@ class Density:
 
     def _data(self, data: dict | None) -> list[np.ndarray]:
         values = {**self.defaults, **(data or {})}
-        return [np.asarray(values[n], dtype=self.defaults[n].dtype) for n in self.data_names]
+        # own writable C arrays: numba compiles (and caches) one version per array layout and
+        # flags, and `warm` must call the version the run calls
+        return [
+            np.array(values[n], dtype=self.defaults[n].dtype, order="C") for n in self.data_names
+        ]
+
+    def warm(self, model) -> xr.Dataset:
+        """Call each compiled function once, at the model's initial point: numba compiles at
+        the first call and caches on disk (model/warmup.py's child). Returns that point as a
+        one-draw posterior of the free variables, for other functions to be called at."""
+        import pytensor
+
+        constrain = pytensor.function(  # Python mode: no compile to wait for
+            self.value_vars,
+            model.replace_rvs_by_values(self.free),
+            mode="FAST_COMPILE",
+            on_unused_input="ignore",
+        )
+        blocks = [self.initial[i].reshape(s) for i, s in zip(self.slices, self.shapes, strict=True)]
+        point = xr.Dataset(
+            {
+                rv.name: (("chain", "draw", *(f"{rv.name}_dim_{i}" for i in range(np.ndim(v)))),
+                          np.asarray(v, dtype="float64")[None, None])
+                for rv, v in zip(self.free, constrain(*blocks), strict=True)
+            }
+        )  # fmt: skip
+        upars = self.unconstrained(point)
+        self.logp(upars)
+        self._outputs(*self._blocks(upars), *self._data(None))
+        return point
 
     def _blocks(self, upars: np.ndarray) -> list[np.ndarray]:
         return [np.ascontiguousarray(upars[:, s]) for s in self.slices]

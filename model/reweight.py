@@ -107,12 +107,15 @@ class PriorDensity:
         shape = tuple(posterior.sizes[d] for d in SAMPLE)
         if self.fn is None:
             return xr.DataArray(np.zeros(shape), dims=SAMPLE)
+        # own writable C arrays: numba compiles (and caches) one version per array layout and
+        # flags, and model/warmup.py's child must call the version the run calls
         values = []
         for v in self.variables:
             draws = posterior[v.name].transpose(*SAMPLE, ...).to_numpy()
-            values.append(draws.reshape(-1, *draws.shape[2:]))
+            values.append(np.array(draws.reshape(-1, *draws.shape[2:]), dtype=v.dtype, order="C"))
         params = [
-            np.asarray(data[n], dtype=t) for n, t in zip(self.data_names, self.dtypes, strict=True)
+            np.array(data[n], dtype=t, order="C")
+            for n, t in zip(self.data_names, self.dtypes, strict=True)
         ]
         out = self.fn(*values, *params)
         return xr.DataArray(np.asarray(out).reshape(shape), dims=SAMPLE)

@@ -1,6 +1,7 @@
 """The command line end to end on the real case, in a fresh process as a user runs it."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -9,13 +10,15 @@ import sys
 from tests.conftest import CASE, ROOT
 
 
-def capest(*args, cwd=ROOT):
+def capest(*args, cwd=ROOT, env=None):
+    """`capest ARGS` in a fresh process; `env`: variables set on top of this one's."""
     return subprocess.run(
         [sys.executable, "-m", "model.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=900,
+        env=None if env is None else {**os.environ, **env},
     )
 
 

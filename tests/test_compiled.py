@@ -53,6 +53,28 @@ def test_the_same_graph_built_again_is_loaded_and_gives_what_a_fresh_compile_giv
     assert [plain(x), plain(x)] == want
 
 
+def test_on_miss_is_called_once_at_the_first_graph_not_in_the_cache(cache):
+    """How a fit tells a cold machine (model/warmup.py): a graph loaded from the cache calls
+    nothing; the first one compiled calls the callback, once."""
+    x = np.array([0.5, 1.5])
+    inputs, out, updates, _ = graph()
+    compiled.function(inputs, out, mode="FAST_RUN", updates=updates)
+    calls = []
+    with compiled.on_miss(lambda: calls.append(len(cache))):
+        inputs, out, updates, _ = graph()
+        compiled.function(inputs, out, mode="FAST_RUN", updates=updates)
+        assert calls == []  # loaded
+        for scale in (3.0, 4.0):
+            inputs, out, updates, _ = graph(scale)
+            compiled.function(inputs, out, mode="FAST_RUN", updates=updates)(x)
+    assert calls == [1]  # before the new graph's compile, and only once
+    with compiled.on_miss(lambda: calls.append("after")):
+        pass
+    inputs, out, updates, _ = graph(5.0)
+    compiled.function(inputs, out, mode="FAST_RUN", updates=updates)
+    assert calls == [1]  # outside the context: nothing
+
+
 def test_a_loaded_function_reads_the_callers_shared_values(cache):
     inputs, out, updates, _ = graph()
     compiled.function(inputs, out, mode="FAST_RUN", updates=updates)

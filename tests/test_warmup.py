@@ -1,0 +1,147 @@
+"""A cold run's side compiles in a forked child (model/warmup.py): the child does its work
+beside the caller, silently, is never started where a fork is unsafe, and ends with the
+caller's error; what it compiles is what the fit then calls (the same numba versions), so
+the fit loads it instead of compiling it again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+
+from model import warmup
+from tests.conftest import ROOT
+
+
+def _touch(path):
+    return lambda: path.write_text("done")
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    """`code` run in a fresh interpreter (the test process may have other threads by now: a
+    Dask cluster's, the browser's, where `Beside` rightly forks nothing), which must exit 0."""
+    out = subprocess.run(
+        [sys.executable, "-c", "from model import warmup\n" + textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_the_child_does_the_work_beside_the_caller(tmp_path):
+    flag = tmp_path / "flag"
+    said = _fresh(
+        f"""
+        import pathlib
+        side = warmup.Beside(lambda: pathlib.Path({str(flag)!r}).write_text("done"))
+        side.start()
+        print(side.pid is not None)
+        side.start()  # once: a second miss starts no second child
+        side.wait()
+        print(side.busy())
+        """
+    ).stdout
+    assert said.split() == ["True", "False"]
+    assert flag.read_text() == "done"
+
+
+def test_the_childs_output_and_errors_stay_in_the_child():
+    out = _fresh(
+        """
+        import logging
+        logging.basicConfig(level=logging.INFO)
+        def noisy():
+            print("from the child")
+            logging.getLogger("x").warning("logged by the child")
+            raise RuntimeError("the child's own error")
+        side = warmup.Beside(noisy)
+        side.start()
+        assert side.pid is not None
+        side.wait()  # no exception here: the parent compiles what the child did not
+        print("the parent goes on")
+        """
+    )
+    assert out.stdout == "the parent goes on\n" and "child" not in out.stderr
+
+
+def test_no_child_beside_another_python_thread(tmp_path):
+    """A forked child keeps only the forking thread (a notebook's kernel, a Dask worker have
+    others): no fork there, the work left to the caller."""
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        side = warmup.Beside(_touch(tmp_path / "flag"))
+        side.start()
+        assert side.pid is None and not side.busy()
+        side.wait()
+    finally:
+        release.set()
+        other.join()
+    assert not (tmp_path / "flag").exists()
+
+
+def test_stop_ends_a_child_still_working():
+    said = _fresh(
+        """
+        import time
+        side = warmup.Beside(lambda: time.sleep(600))
+        side.start()
+        print(side.busy())
+        side.stop()
+        print(side.pid is None, side.busy())
+        """
+    ).stdout
+    assert said.split() == ["True", "True", "False"]
+
+
+def test_the_side_compiles_are_the_versions_the_fit_calls(small_fit):
+    """numba compiles one version of a function per argument type (dtype, rank, layout,
+    read-only or not). The child calls moment matching's density and the prior density at
+    the initial point; the fit then calls them at its draws and under other pm.Data values,
+    and must find no version missing (else it compiles for a minute what the child made
+    in vain). A read-only array, as NetCDF and nutpie hand them out, would be one: the
+    check sees it."""
+    from model import load_case
+    from model.build import build_model
+    from model.fit import DENSITY_VARS
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from model.reweight import PriorDensity
+    from tests.conftest import CASE
+
+    case = load_case(CASE)
+    model = build_model(case, resolve_priors(case))
+    density, prior = Density(model, DENSITY_VARS), PriorDensity(model)
+    defaults = {d.name: d.get_value() for d in model.data_vars}
+    point = density.warm(model)  # what model/fit.py's _side_compiles calls
+    prior(point, defaults)
+    functions = [density._logp, density._outputs, density._forward, prior.fn]
+
+    def versions():
+        return [list(f.vm.jit_fn.signatures) for f in functions]
+
+    made = versions()
+    assert all(len(v) == 1 for v in made)
+    # as the fit calls them: the saved draws, a row left out, a scenario's prior parameters
+    post = small_fit["posterior"].to_dataset()
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    upars = density.unconstrained(post)
+    weight = np.ones(post.sizes["obs"])
+    weight[0] = 0.0
+    density.logp(upars, {"row_weight": weight})
+    density.draws(upars, shape, {"row_weight": weight}, post)
+    prior(post, {n: np.array(v) for n, v in defaults.items()})  # a scenario's own arrays
+    assert versions() == made
+    # the negative control: read-only blocks are another version
+    blocks = density._blocks(upars)
+    for b in blocks:
+        b.flags.writeable = False
+    density._logp(*blocks, *density._data(None))
+    assert versions() != made

@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from model import compiled, loo, variables, warmup
+from model import compiled, loo, variables, voi, warmup
 from model.build import Readings, build, build_model, prior_data, prior_families, readings
 from model.case import Case
 from model.checks import no_measured_rows, sources_to_refit
@@ -212,11 +212,14 @@ def fit(
 def _side_compiles(model: pm.Model, settings: SamplerSettings) -> None:
     """What a fit compiles after nutpie's compile, compiled now (model/warmup.py's child):
     moment matching's density, the prior draws and the scenarios' prior density, each called
-    once as the fit calls it (numba compiles at the first call, and caches on disk)."""
+    once as the fit calls it (numba compiles at the first call, and caches on disk), and the
+    value of information's observation densities (C modules, compiled as they are made)."""
     point = Density(model, DENSITY_VARS).warm(model)
     names = [v for v in PRIOR_VARS if v in model.named_vars]
     prior_predictive(model, names, settings.prior_draws, settings.seed)  # the fit's own call
     PriorDensity(model)(point, {d.name: d.get_value() for d in model.data_vars})
+    for robust in (True, False):
+        voi.observation_logp(robust)
 
 
 class Alternatives:

@@ -418,7 +418,7 @@ def reweighted(values: dict[str, np.ndarray], log_lik: np.ndarray, r_eff: float 
 
 
 @cache
-def _logp_function(robust: bool):
+def observation_logp(robust: bool):
     """The observation model's log density (model/observation.py) as a numeric function of
     (value, mu, sigma, outlier_share, outlier_sd), compiled once (model/compiled.py)."""
     import pytensor.tensor as pt
@@ -493,7 +493,7 @@ def simulate(
     def draw():
         pick = rng.integers(0, len(mu), simulations)
         y = measurement_draw(mu[pick], sigma, None, None, None, share, wide, rng=rng)
-        log_lik = _logp_function(robust)(y[:, None], mu[None, :], sigma, max(share, 1e-12), wide)
+        log_lik = observation_logp(robust)(y[:, None], mu[None, :], sigma, max(share, 1e-12), wide)
         return y, np.asarray(log_lik), rng.bit_generator.state
 
     key = Kept.key(mu, sigma, share, wide, robust, simulations, state)

@@ -33,7 +33,7 @@ def test_evsi_matches_the_conjugate_normal_closed_form():
     rng, theta = _conjugate()
     for s in (0.5, 2.0):
         y = theta[rng.integers(0, N, 200)] + s * rng.normal(size=200)
-        log_lik = voi._logp_function(False)(y[:, None], theta[None, :], s, 1e-12, 1.5)
+        log_lik = voi.observation_logp(False)(y[:, None], theta[None, :], s, 1e-12, 1.5)
         out = voi.reweighted({"y": np.exp(theta)}, log_lik)
         exact = np.sqrt(1 / (1 + 1 / s**2))
         got = out["y"]["expected_sd_log"]
@@ -372,7 +372,7 @@ def test_tied_draws_are_weighted_not_dropped():
     rng = np.random.default_rng(4)
     theta = np.where(rng.random(N) < 0.5, 0.0, rng.normal(2.0, 0.3, N))
     y = np.array([0.0, 0.05])
-    log_lik = voi._logp_function(False)(y[:, None], theta[None, :], 0.1, 1e-12, 1.5)
+    log_lik = voi.observation_logp(False)(y[:, None], theta[None, :], 0.1, 1e-12, 1.5)
     got = voi.reweighted({"y": np.exp(theta)}, log_lik)["y"]["expected_sd_log"]
     w = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)
@@ -704,13 +704,13 @@ def test_the_same_candidate_is_simulated_once_and_the_generator_moves_on_as_if_d
     args = (window, pd.Timestamp(attrs["export_start"]), json.loads(attrs["measurement"]))
     args += (attrs["unit"], 50)
     evaluated = []
-    density = voi._logp_function
+    density = voi.observation_logp
 
     def counted(robust):
         f = density(robust)
         return lambda *a: evaluated.append(1) or f(*a)
 
-    monkeypatch.setattr(voi, "_logp_function", counted)
+    monkeypatch.setattr(voi, "observation_logp", counted)
     voi._simulated.results.clear()
     first_rng, again_rng = np.random.default_rng([5, 0]), np.random.default_rng([5, 0])
     y, log_lik = voi.simulate(candidate, post, *args, first_rng)

@@ -9,7 +9,7 @@ from tests.conftest import CASE
 from tests.test_cli import capest
 
 
-@pytest.mark.slow(minutes=2.7)
+@pytest.mark.slow(minutes=4.2)
 def test_default_estimate_of_the_real_case_passes_cold_and_warm_alike(tmp_path):
     """From empty compile caches, as on a fresh machine (the compiles after nutpie's in a
     forked child, model/warmup.py), then again with the caches it filled: both pass, and

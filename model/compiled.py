@@ -338,6 +338,16 @@ class _KeyPickler(_Pickler):
             return f"ofg {cls.__module__}.{cls.__qualname__}{flags}\n{graph}"
         return super().persistent_id(obj)
 
+    def reducer_override(self, obj):
+        from pytensor.misc.frozendict import frozendict
+
+        # A frozendict (an Elemwise's inplace_pattern) caches its hash once something hashed
+        # it: a fresh compile does, a load from this cache does not, so the same graph had two
+        # keys (the first warm run after a cold one compiled PyMC's initial point again).
+        if type(obj) is frozendict:
+            return frozendict, (dict(obj),)
+        return super().reducer_override(obj)
+
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file, live: dict):

@@ -122,11 +122,14 @@ def fit(
     except BaseException:
         side.stop()
         raise
-    if side.busy():  # what follows loads what the child compiles
-        watch.begin("waiting for the compiles made beside nutpie's")
-        watch.mark("other")
-        side.wait()
-        watch.mark("side compiles (waited for)")
+    try:
+        if side.busy():  # what follows loads what the child compiles
+            watch.begin("waiting for the compiles made beside nutpie's")
+            watch.mark("other")
+            side.wait()
+            watch.mark("side compiles (waited for)")
+    finally:
+        side.stop()  # an interrupted wait leaves no child behind
     watch.begin("prior predictive draws")
     watch.mark("other")
     # After the main fit, in this process: drawing it in a forked child beside the compile

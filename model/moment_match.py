@@ -105,9 +105,9 @@ class Density:
         """Call each compiled function once, at the model's initial point: numba compiles at
         the first call and caches on disk (model/warmup.py's child). Returns that point as a
         one-draw posterior of the free variables, for other functions to be called at."""
-        import pytensor
+        from pytensor.compile.maker import function  # PyTensor's own: nothing cached
 
-        constrain = pytensor.function(  # Python mode: no compile to wait for
+        constrain = function(  # Python mode: no compile to wait for
             self.value_vars,
             model.replace_rvs_by_values(self.free),
             mode="FAST_COMPILE",
@@ -136,7 +136,8 @@ class Density:
         draws = []
         for rv in self.free:
             x = posterior[rv.name].transpose(*SAMPLE, ...).to_numpy()
-            draws.append(x.reshape(-1, *x.shape[2:]).astype("float64"))
+            # a C array whatever the posterior's order: the version `warm` compiled
+            draws.append(np.array(x.reshape(-1, *x.shape[2:]), dtype="float64", order="C"))
         return np.asarray(self._forward(*draws, *self._data(data)))
 
     def logp(self, upars: np.ndarray, data: dict | None = None) -> np.ndarray:

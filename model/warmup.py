@@ -7,9 +7,9 @@ scenarios' prior density: about a minute more) only fill PyTensor's and numba's 
 caches. `Beside` forks a child that makes them meanwhile, started at the first graph that
 is not in the cache (a warm run starts none); when the parent gets to them it loads what the
 child wrote, as a warm run does, so the numbers are a warm run's. The child writes nothing
-else and says nothing (its output goes to /dev/null); whatever it did not finish, the parent
-compiles as before. It is not started where a fork is unsafe (other Python threads: a
-notebook's kernel, a Dask worker) or useless (one core).
+else and says nothing (its output goes to /dev/null); the parent logs that it started and how
+it ended, and compiles whatever it did not finish, as before. It is not started where a fork
+is unsafe (other Python threads: a notebook's kernel, a Dask worker) or useless (one core).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 
@@ -29,46 +30,81 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a child gets when its parent dies
 
 
+# How long the fit waits for a child still compiling before it ends it and compiles the
+# rest itself: the February 11 child needs about 75 s on this machine (benchmarks/README.md),
+# so a child past this is stuck, not slow.
+WAIT_LIMIT = 600.0  # seconds
+
+
 class Beside:
     """`work` run in a forked child once `start` is called (model/compiled.py `on_miss`: at
-    the first graph a cold machine compiles); `wait` reaps the child, `stop` ends it first."""
+    the first graph a cold machine compiles); `wait` reaps the child, `stop` ends it first.
+    What happened is logged: the child started, finished, failed or was ended (its exit
+    status in `exit_code`)."""
 
     def __init__(self, work: Callable[[], None]) -> None:
         self.work = work
         self.pid: int | None = None
         self.started = False
+        self.exit_code: int | None = None  # the child's, once reaped
 
     def start(self) -> None:
         """Fork the child, once, where that is `usable`; the caller goes on."""
         if self.started:
             return
         self.started = True
-        if usable():
+        if not usable():
+            return
+        try:
             self.pid = _fork(self.work)
-            log.debug("side compiles in child %d", self.pid)
+        except OSError as e:  # no process to spare: the caller compiles everything, as before
+            log.warning("the later compiles stay in this process (no child: %s)", e)
+            return
+        log.info(
+            "compile caches cold: the later compiles (moment matching, prior draws) go to a "
+            "child process beside this one's"
+        )
 
     def busy(self) -> bool:
         """Whether the child is still working (one that has exited is reaped)."""
-        if self.pid is None:
-            return False
-        pid, _ = os.waitpid(self.pid, os.WNOHANG)
-        if pid == 0:
-            return True
-        self.pid = None
-        return False
+        return self.pid is not None and not self._reap(os.WNOHANG)
 
-    def wait(self) -> None:
-        """Block until the child has exited."""
-        if self.pid is not None:
-            os.waitpid(self.pid, 0)
-            self.pid = None
+    def wait(self, limit: float = WAIT_LIMIT) -> None:
+        """Block until the child has exited, or end it after `limit` seconds."""
+        deadline = time.monotonic() + limit
+        while self.busy():
+            if time.monotonic() > deadline:
+                log.warning("the child's compiles took over %.0f s: ended", limit)
+                self.stop()
+                return
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """End the child if it is still working (an error in the parent), and reap it."""
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            self.wait()
+            self._reap(0)
+
+    def _reap(self, options: int) -> bool:
+        """waitpid; whether the child has exited (and is reaped: its status logged)."""
+        try:
+            pid, status = os.waitpid(self.pid, options)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): nothing to wait for
+            self.pid = None
+            return True
+        if pid == 0:
+            return False
+        self.pid = None
+        self.exit_code = os.waitstatus_to_exitcode(status)
+        if self.exit_code == 0:
+            log.info("the child's compiles are done: this process loads them")
+        else:  # -9: ended by `stop`
+            log.warning(
+                "the child's compiles failed (exit %d): this process compiles what it needs",
+                self.exit_code,
+            )
+        return True
 
 
 def usable() -> bool:
@@ -81,8 +117,9 @@ def usable() -> bool:
 
 
 def _fork(work: Callable[[], None]) -> int:
-    """The child's pid; the child runs `work()` with its output discarded and its errors
-    ignored (it only fills caches, which the parent would otherwise fill), then exits."""
+    """The child's pid; the child runs `work()` with its output discarded (it only fills
+    caches, which the parent would otherwise fill) and exits 0, or 1 on any error."""
+    parent = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     with warnings.catch_warnings():
@@ -97,6 +134,8 @@ def _fork(work: Callable[[], None]) -> int:
     try:
         with contextlib.suppress(Exception):  # a child outliving a killed parent holds its lock
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            return
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
@@ -104,7 +143,7 @@ def _fork(work: Callable[[], None]) -> int:
         logging.disable(logging.CRITICAL)  # handlers may hold the parent's streams
         work()
         code = 0
-    except BaseException:  # noqa: BLE001, S110 - the parent compiles what the child did not
+    except BaseException:  # noqa: BLE001, S110 - the exit code tells the parent
         pass
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the parent's buffers

@@ -53,6 +53,30 @@ def test_the_same_graph_built_again_is_loaded_and_gives_what_a_fresh_compile_giv
     assert [plain(x), plain(x)] == want
 
 
+def test_a_graphs_key_does_not_change_when_its_ops_are_hashed():
+    """Compiling a graph hashes its ops, and an Elemwise's frozendict caches its hash: the key
+    of the same graph must not depend on whether this process compiled something before (it
+    did, and the first warm run after a cold one compiled PyMC's initial point again)."""
+    from pytensor.compile.mode import get_mode
+    from pytensor.compile.rebuild import construct_function_ins_and_outs
+    from pytensor.graph.traversal import applys_between
+
+    inputs, out, updates, _ = graph()
+    ins, outs = construct_function_ins_and_outs(inputs, out, updates=updates)  # as `function`
+    mode = get_mode("FAST_RUN")
+    nodes = applys_between(inputs, [out])
+    patterns = [n.op.inplace_pattern for n in nodes if hasattr(n.op, "inplace_pattern")]
+    assert patterns
+    for p in patterns:
+        p._hash = None  # as in a process that has compiled nothing yet
+    before = compiled._key(ins, outs, mode, {})
+    assert before is not None
+    for p in patterns:
+        hash(p)  # as a compile's rewrites do
+    assert all(p._hash is not None for p in patterns)
+    assert compiled._key(ins, outs, mode, {}) == before
+
+
 def test_on_miss_is_called_once_at_the_first_graph_not_in_the_cache(cache):
     """How a fit tells a cold machine (model/warmup.py): a graph loaded from the cache calls
     nothing; the first one compiled calls the callback, once."""

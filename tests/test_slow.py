@@ -26,6 +26,9 @@ def test_default_estimate_of_the_real_case_passes_cold_and_warm_alike(tmp_path):
         out = capest("estimate", str(CASE), "--reports-dir", str(tmp_path / run), env=env)
         assert out.returncode == 0, out.stderr
         assert "; its diagnostics pass (provisional" in out.stderr  # the main fit's, said early
+        # the cold run's later compiles were the child's, and it finished them; none warm
+        done = "the child's compiles are done" in out.stderr
+        assert done == (run == "cold") and ("compile caches cold" in out.stderr) == done
         latest = tmp_path / run / "february-11-plant" / "latest" / "summary.json"
         summaries.append(json.loads(latest.read_text()))
     summary = summaries[0]

@@ -44,30 +44,51 @@ def test_the_child_does_the_work_beside_the_caller(tmp_path):
         print(side.pid is not None)
         side.start()  # once: a second miss starts no second child
         side.wait()
-        print(side.busy())
+        print(side.busy(), side.exit_code)
         """
     ).stdout
-    assert said.split() == ["True", "False"]
+    assert said.split() == ["True", "False", "0"]
     assert flag.read_text() == "done"
 
 
 def test_the_childs_output_and_errors_stay_in_the_child():
+    """The child's prints and logs go nowhere; its error is its exit code, which the parent
+    logs (it then compiles what the child did not) and goes on."""
     out = _fresh(
         """
         import logging
         logging.basicConfig(level=logging.INFO)
         def noisy():
-            print("from the child")
+            print("printed by the child")
             logging.getLogger("x").warning("logged by the child")
             raise RuntimeError("the child's own error")
         side = warmup.Beside(noisy)
         side.start()
         assert side.pid is not None
-        side.wait()  # no exception here: the parent compiles what the child did not
-        print("the parent goes on")
+        side.wait()  # no exception here
+        print("the parent goes on", side.exit_code)
         """
     )
-    assert out.stdout == "the parent goes on\n" and "child" not in out.stderr
+    assert out.stdout == "the parent goes on 1\n"
+    assert "by the child" not in out.stderr and "own error" not in out.stderr
+    assert "the child's compiles failed (exit 1)" in out.stderr
+
+
+def test_a_fork_that_fails_leaves_the_work_to_the_caller():
+    out = _fresh(
+        """
+        import logging, os
+        logging.basicConfig(level=logging.INFO)
+        def no_process():
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        os.fork = no_process
+        side = warmup.Beside(lambda: None)
+        side.start()
+        print(side.pid, side.busy())
+        """
+    )
+    assert out.stdout.split() == ["None", "False"]
+    assert "the later compiles stay in this process (no child" in out.stderr
 
 
 def test_no_child_beside_another_python_thread(tmp_path):
@@ -87,7 +108,7 @@ def test_no_child_beside_another_python_thread(tmp_path):
     assert not (tmp_path / "flag").exists()
 
 
-def test_stop_ends_a_child_still_working():
+def test_stop_ends_a_child_still_working_and_a_stuck_one_is_not_waited_for_forever():
     said = _fresh(
         """
         import time
@@ -95,10 +116,14 @@ def test_stop_ends_a_child_still_working():
         side.start()
         print(side.busy())
         side.stop()
-        print(side.pid is None, side.busy())
+        print(side.pid is None, side.busy(), side.exit_code)
+        stuck = warmup.Beside(lambda: time.sleep(600))
+        stuck.start()
+        stuck.wait(limit=0.5)
+        print(stuck.busy(), stuck.exit_code)
         """
     ).stdout
-    assert said.split() == ["True", "True", "False"]
+    assert said.split() == ["True", "True", "False", "-9", "False", "-9"]
 
 
 def test_the_side_compiles_are_the_versions_the_fit_calls(small_fit):

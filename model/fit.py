@@ -119,17 +119,13 @@ def fit(
         )
         said = watch.elapsed()
         idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
-    except BaseException:
-        side.stop()
-        raise
-    try:
         if side.busy():  # what follows loads what the child compiles
             watch.begin("waiting for the compiles made beside nutpie's")
             watch.mark("other")
             side.wait()
             watch.mark("side compiles (waited for)")
     finally:
-        side.stop()  # an interrupted wait leaves no child behind
+        side.stop()  # after an error or an interrupted wait, no child is left behind
     watch.begin("prior predictive draws")
     watch.mark("other")
     # After the main fit, in this process: drawing it in a forked child beside the compile

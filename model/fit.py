@@ -131,8 +131,7 @@ def fit(
     # After the main fit, in this process: drawing it in a forked child beside the compile
     # of a warm run was measured slower on 2 cores, nutpie sampling on both (benchmarks/
     # README.md, "Quiet-machine run, fifth session"); only a cold run's compiles go there.
-    names = [v for v in PRIOR_VARS if v in model.named_vars]
-    prior = prior_predictive(model, names, settings.prior_draws, settings.seed)
+    prior = _prior_draws(model, settings)
     watch.mark("prior predictive")
     idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
@@ -208,14 +207,20 @@ def fit(
     return idata
 
 
+def _prior_draws(model: pm.Model, settings: SamplerSettings) -> xr.DataTree:
+    """The fit's prior and prior predictive draws: one call, the fit's and its side compiles'
+    (the same graph, so the child's compile is the one the fit loads)."""
+    names = [v for v in PRIOR_VARS if v in model.named_vars]
+    return prior_predictive(model, names, settings.prior_draws, settings.seed)
+
+
 def _side_compiles(model: pm.Model, settings: SamplerSettings) -> None:
     """What a fit compiles after nutpie's compile, compiled now (model/warmup.py's child):
     moment matching's density, the prior draws and the scenarios' prior density, each called
     once as the fit calls it (numba compiles at the first call, and caches on disk), and the
     value of information's observation densities (C modules, compiled as they are made)."""
     point = Density(model, DENSITY_VARS).warm(model)
-    names = [v for v in PRIOR_VARS if v in model.named_vars]
-    prior_predictive(model, names, settings.prior_draws, settings.seed)  # the fit's own call
+    _prior_draws(model, settings)
     PriorDensity(model)(point, {d.name: d.get_value() for d in model.data_vars})
     for robust in (True, False):
         voi.observation_logp(robust)

@@ -145,13 +145,21 @@ class Density:
         return np.asarray(self._logp(*self._blocks(upars), *self._data(data)))
 
     def draws(
-        self, upars: np.ndarray, shape: tuple[int, int], data: dict | None, coords: xr.Dataset
+        self,
+        upars: np.ndarray,
+        shape: tuple[int, int],
+        data: dict | None,
+        coords: xr.Dataset,
+        names: list[str] | None = None,
     ) -> xr.Dataset:
-        """The `names` at these points under these pm.Data values, with the dims and coords
-        the main posterior gives them (`coords`), as (chain, draw, ...) draws."""
+        """The `names` (default: all of the density's) at these points under these pm.Data
+        values, with the dims and coords the main posterior gives them (`coords`), as
+        (chain, draw, ...) draws."""
         values = self._outputs(*self._blocks(upars), *self._data(data))
         out = {}
         for name, v in zip(self.names, values, strict=True):
+            if names is not None and name not in names:
+                continue
             v = np.asarray(v)
             dims = coords[name].transpose(*SAMPLE, ...).dims
             out[name] = (dims, v.reshape(*shape, *v.shape[1:]))

@@ -72,6 +72,7 @@ from model.candidates import (
 )
 from model.loo import PARETO_K as PARETO_K_MAX
 from model.observation import measurement_draw, observations, robust_logp, row_logp
+from model.reweight import LOG_WEIGHT
 from model.timeline import Window, parse_date
 
 INTERVAL = 0.8  # the interval every width here is of (equal-tailed, stated with its probability)
@@ -491,8 +492,13 @@ def simulate(
     state = rng.bit_generator.state  # the same generator state draws the same values
 
     def draw():
+        # A draw picked at random, as a rank of the sorted predictions: the same distribution
+        # as an index into the draws, but a rerun's value of simulation i is then at the same
+        # quantile of its predictions, with the same noise, so after a ledger change it lies
+        # next to the previous run's and that run's refit of it can be reweighted to this
+        # run's target (model/voi_refit.py `reweighted_previous`).
         pick = rng.integers(0, len(mu), simulations)
-        y = measurement_draw(mu[pick], sigma, None, None, None, share, wide, rng=rng)
+        y = measurement_draw(np.sort(mu)[pick], sigma, None, None, None, share, wide, rng=rng)
         log_lik = observation_logp(robust)(y[:, None], mu[None, :], sigma, max(share, 1e-12), wide)
         return y, np.asarray(log_lik), rng.bit_generator.state
 
@@ -541,7 +547,9 @@ def evsi(
                 "they were made by another version of model/voi.py"
             )
         out["refitted"] = len(sims)
-        refit_values = [targets(refits.isel(simulation=j), attrs or {}) for j in range(len(sims))]
+        each = [refits.isel(simulation=j) for j in range(len(sims))]
+        refit_values = [targets(r, attrs or {}) for r in each]
+        refit_weights = [refit_weight(r) for r in each]
         refit_shape = (refits.sizes["chain"], refits.sizes["draw"])
     # The simulations' spread is not the only Monte Carlo error: every simulated posterior is
     # the same saved draws reweighted, so the draws' own error in the sd of the log (ArviZ's
@@ -552,15 +560,20 @@ def evsi(
         refitted = None
         if refit_values is not None:
             per_refit = [
-                posterior_stats(v[name], np.full((1, len(v[name])), 1 / len(v[name])))
-                for v in refit_values
+                posterior_stats(v[name], w[None, :])
+                for v, w in zip(refit_values, refit_weights, strict=True)
             ]
             refitted = {s: np.concatenate([p[s] for p in per_refit]) for s in stats}
             # each refit's own Monte Carlo error in its variance of the log (ArviZ's MCSE of
-            # the sd, autocorrelation-aware): combine adds it where the refits' spread
-            # cannot show it (a single refit), and the summary records it
+            # the sd, autocorrelation-aware; a reweighted refit's grown by 1 / its
+            # importance-sampling efficiency, as reweight.effective_sizes counts it): combine
+            # adds it where the refits' spread cannot show it (a single refit), and the
+            # summary records it
             refitted["mc_var_log"] = np.array(
-                [refit_mcse_var_log(v[name], refit_shape) ** 2 for v in refit_values]
+                [
+                    refit_mcse_var_log(v[name], refit_shape) ** 2 * len(w) * np.sum(w**2)
+                    for v, w in zip(refit_values, refit_weights, strict=True)
+                ]
             )
         r = combine(stats, refitted, flagged)
         if refitted is not None:  # the refits' own error beside their spread, for the record
@@ -580,6 +593,17 @@ def evsi(
     out["bounded"] = bool(not out["refitted"] and bounded(out, list(values)))
     out["measured"], out["flagged_simulations"] = y, flagged  # for model/voi_refit.py
     return out
+
+
+def refit_weight(refit: xr.Dataset) -> np.ndarray:
+    """One refit's normalised weights over its draws, flat as `targets` flattens them: equal
+    for a sampled refit, PSIS's for the previous run's refit reweighted to this run's target
+    (model/voi_refit.py `reweighted_previous`)."""
+    if LOG_WEIGHT not in refit:  # saved before refits had weights: sampled
+        n = refit.sizes["chain"] * refit.sizes["draw"]
+        return np.full(n, 1.0 / n)
+    w = np.exp(_flat(refit[LOG_WEIGHT]))
+    return w / w.sum()
 
 
 def refit_mcse_var_log(y: np.ndarray, shape: tuple[int, int]) -> float:
@@ -906,6 +930,15 @@ def refits_sentence(summary: dict) -> str:
             f"({info.get('reused_from')}): the same simulated values of the same targets (this "
             "run's log density at their draws is the saved one up to a constant), so they were "
             "not sampled again."
+        )
+    if info.get("reweighted"):
+        text += (
+            f" {info['reweighted']} are the previous run's refits of values next to this run's "
+            f"({info.get('reused_from')}), reweighted to this run's targets (Pareto k within "
+            "PSIS's threshold for their draws, importance-sampling efficiency at least "
+            "0.5; their Monte Carlo error grown by 1 / the efficiency): a rerun simulates "
+            "each value at the same quantile of its predictions, so a changed ledger moves it "
+            "little."
         )
     sampled = info.get("diagnostics")  # model/voi_refit.py `diagnostics`
     if sampled and info.get("refits"):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,13 +52,16 @@ from model.case import Case
 from model.diagnostics import RETRY_MIN_DRAWS, check
 from model.distribute import cached, structural_key
 from model.likelihood import PATHS
+from model.loo import PARETO_K
 from model.moment_match import Density
 from model.observation import Observations, observations
 from model.priors import Priors
 from model.reuse import PARAMETER, layout
-from model.reweight import SAMPLE
+from model.reweight import LOG_WEIGHT, SAMPLE, psis
 from model.sampler import Sampler, SamplerSettings, Start
 from model.timing import Stopwatch
+
+log = logging.getLogger(__name__)
 
 CAP = 16  # refits a report at most: a compile (once) plus about 5-10 s a refit on 2 cores
 REFIT_CHAINS, REFIT_DRAWS, REFIT_TUNE = 2, 300, 300  # reduced: the sd of a log, not its tails
@@ -68,6 +72,11 @@ REFIT_CHAINS, REFIT_DRAWS, REFIT_TUNE = 2, 300, 300  # reduced: the sd of a log,
 REFIT_SEED_OFFSET = 2000  # refit j samples with the fit's seed + this + j
 KEPT = variables.select(variables.REFIT)
 SAME_TARGET = 1e-8  # log densities a constant apart up to rounding: the same target
+# A previous refit reweighted to a new target stands in for a refit when its weights keep
+# the refit's Monte Carlo error within 1.4x a fresh one's (the error grows as 1 / sqrt of the
+# importance-sampling efficiency, as reweight.effective_sizes counts it)
+MIN_EFFICIENCY = 0.5
+NEAREST = 3  # previous refits tried per target, nearest in value first
 
 
 def flagged_values(
@@ -109,12 +118,22 @@ def flagged_values(
 def deal(
     flagged: dict[int, np.ndarray],
     cap: int,
-    rng: np.random.Generator,
+    seed: int,
     needed: dict[int, int] | None = None,
+    simulations: int = voi.SIMULATIONS,
 ) -> dict:
     """Which flagged values to refit: one candidate after another, one value each turn, until
-    `cap` (and each candidate's `needed`, if given); each candidate's in a random order."""
-    order = {i: list(rng.permutation(f)) for i, f in flagged.items()}
+    `cap` (and each candidate's `needed`, if given); each candidate's in the order of a random
+    priority drawn for each of its simulations (from `seed` and the candidate), whatever is
+    flagged. The first n are a random subset of the flagged values, and a rerun whose flagged
+    values are mostly the previous run's picks mostly the same simulations, whose values lie
+    next to the previous run's (voi.simulate), so whose refits can be reweighted
+    (`reweighted_previous`)."""
+    order = {}
+    for i, f in flagged.items():
+        priority = np.random.default_rng([seed, i]).random(simulations)
+        f = np.asarray(f, int)
+        order[i] = list(f[np.argsort(priority[f], kind="stable")])
     for i, n in (needed or {}).items():
         if i in order:  # a bounded candidate (0 needed) need not be among the flagged
             order[i] = order[i][:n]
@@ -276,6 +295,66 @@ def same_target(
     return with_draws(one.drop_vars("measured"), upars, log_density)
 
 
+def k_threshold(size: int) -> float:
+    """PSIS's Pareto k threshold for an importance sample of `size` draws (Vehtari et al.
+    2024, "Pareto smoothed importance sampling": min(1 - 1 / log10(S), 0.7))."""
+    return min(1.0 - 1.0 / np.log10(size), PARETO_K)
+
+
+def reweighted_previous(
+    saved: xr.Dataset | None,
+    measured: float,
+    density: Density | None,
+    data: dict | None,
+    where: str | None,
+    coords: xr.Dataset,
+) -> tuple[xr.Dataset | None, str]:
+    """The previous run's refit of this candidate nearest in value to `measured` (of the
+    NEAREST nearest, the first that does), reweighted to this run's target (`data`: its pm.Data)
+    by PSIS, when the weights meet PSIS's k threshold for its draws and MIN_EFFICIENCY; and
+    what was tried. A rerun after a ledger change simulates each value at the same quantile as
+    the previous run did (voi.simulate), so most of its targets lie next to a saved one and
+    differ from it by the change. The node carries the saved draws (`upars`) and the log density
+    they were sampled from, so the next run reweighs a sampler's draws, never weights of
+    weights; its draws of the refit quantities are this run's (`density.draws`, `coords`: the
+    main posterior's)."""
+    if saved is None or density is None or "upars" not in saved:
+        return None, ""
+    if saved.attrs.get("layout") != where:
+        return None, "the previous refits are of another model"
+    if (saved.sizes["chain"], saved.sizes["draw"]) != (REFIT_CHAINS, REFIT_DRAWS):
+        return None, "the previous refits are of another size"
+    nearest = np.argsort(np.abs(saved["measured"].to_numpy() - measured), kind="stable")
+    shape = (REFIT_CHAINS, REFIT_DRAWS)
+    tried = []
+    for j in nearest[:NEAREST]:
+        one = saved.isel(simulation=j, drop=True)
+        upars = one["upars"].transpose(*SAMPLE, PARAMETER).to_numpy()
+        upars = upars.reshape(-1, upars.shape[-1])
+        log_density = one["log_density"].transpose(*SAMPLE)
+        log_ratio = density.logp(upars, data) - log_density.to_numpy().ravel()
+        weights = psis(xr.DataArray(log_ratio.reshape(shape), dims=SAMPLE))
+        text = f"k {weights.pareto_k:.2f}, efficiency {weights.efficiency:.2f}"
+        tried.append(f"value {float(one['measured']):.2f}: {text}")
+        if weights.pareto_k <= k_threshold(upars.shape[0]) and weights.efficiency >= MIN_EFFICIENCY:
+            draws = density.draws(upars, shape, data, coords, KEPT)
+            node = draws.assign_coords({d: one[d] for d in SAMPLE if d in one.coords}).assign(
+                diverging=one["diverging"],
+                upars=one["upars"],
+                log_density=log_density,
+                log_weight=weights.log_weight,
+            )
+            return node, text
+    return None, "; ".join(tried)
+
+
+def equally_weighted(node: xr.Dataset) -> xr.Dataset:
+    """A refit's node with its log weights, every draw alike (a sampled refit, or a saved
+    one of this very target), as a reweighted one has them: voi.evsi reads every refit's."""
+    shape = (node.sizes["chain"], node.sizes["draw"])
+    return node.assign({LOG_WEIGHT: (SAMPLE, np.full(shape, -np.log(np.prod(shape))))})
+
+
 def with_draws(node: xr.Dataset, upars: np.ndarray, log_density: np.ndarray) -> xr.Dataset:
     """A refit's node with its draws in the unconstrained space (chain after chain) and its
     target's log density at each: what the next run's `same_target` reads."""
@@ -290,7 +369,7 @@ def diagnostics(fits: list[xr.Dataset]) -> dict:
     """The worst R-hat, bulk and tail ESS (of the quantities every fit checks) and the
     divergences over these refits: recorded beside them (their Monte Carlo error enters the
     figure's MCSE in voi.combine; these say whether a refit also converged)."""
-    drawn = ["diverging", "upars", "log_density"]
+    drawn = ["diverging", "upars", "log_density", LOG_WEIGHT]
     checked = [check(f.drop_vars(drawn, errors="ignore"), f["diverging"], "refit") for f in fits]
     return {
         "max_rhat": round(max(c["max_rhat"] for c in checked), 4),
@@ -365,7 +444,7 @@ def refit_flagged(
         idata.attrs["voi_refits"] = json.dumps(info)
         return
     seed = int(idata.attrs.get("seed", settings.seed))
-    chosen = deal(refittable, cap, np.random.default_rng([seed, REFIT_SEED_OFFSET]), needed)
+    chosen = deal(refittable, cap, seed + REFIT_SEED_OFFSET, needed, simulations)
     # Every ledger candidate's row, not only the chosen ones': the data (and, for a model
     # of their own, its graph and so its cached callbacks, model/callbacks.py) are then the
     # same in every run of the case, whichever values a run flags.
@@ -382,7 +461,11 @@ def refit_flagged(
     where = None if density is None else layout(density.value_vars, density.shapes)
     previous = previous or {}
     sampling = time.perf_counter()
-    n, total, reused = 0, sum(len(c) for c in chosen.values()), 0
+    n, total, reused, reweighted = 0, sum(len(c) for c in chosen.values()), 0, 0
+    # the dims of the refit quantities' draws, for reweighted refits (not the main fit's
+    # chain and draw labels: a refit has fewer)
+    post = idata["posterior"].to_dataset()
+    post = post[[v for v in KEPT if v in post]].drop_vars(list(SAMPLE), errors="ignore")
     every = []
     for i, sims in chosen.items():
         candidate, y, all_flagged, _ = flagged[i]
@@ -390,17 +473,27 @@ def refit_flagged(
         for sim in sims:
             n += 1
             target = None if density is None else model.target(candidate, y[sim])
-            one = same_target(previous.get(candidate.name), sim, y[sim], density, target, where)
+            saved = previous.get(candidate.name)
+            one = same_target(saved, sim, y[sim], density, target, where)
             if one is not None:
                 reused += 1
+                fits.append(equally_weighted(one))
+                continue
+            one, how = reweighted_previous(saved, y[sim], density, target, where, post)
+            label = f"{candidate.name}, simulated value {sim} ({y[sim]:.2f})"
+            if one is not None:
+                reweighted += 1
+                log.info("refit of %s: the previous run's reweighted (%s)", label, how)
                 fits.append(one)
                 continue
+            if how:
+                log.info("refit of %s: no previous refit reweighted (%s)", label, how)
             model.sampler.watch.begin(f"refit of {candidate.name}, simulated value {sim}", n, total)
             one, free = model.sample(candidate, y[sim], seed + REFIT_SEED_OFFSET + n)
             if density is not None:  # its draws, for the next run's `same_target`
                 upars = density.unconstrained(free, target)
                 one = with_draws(one, upars, density.logp(upars, target))
-            fits.append(one)
+            fits.append(equally_weighted(one))
         every += fits
         saved = xr.concat(fits, dim="simulation").assign_coords(simulation=sims)
         saved["measured"] = ("simulation", y[sims])
@@ -420,7 +513,8 @@ def refit_flagged(
         seconds=round(time.perf_counter() - start, 1),
         diagnostics=diagnostics(every),
         reused=reused,
+        reweighted=reweighted,
     )
-    if reused:
+    if reused or reweighted:
         info["reused_from"] = previous_run
     idata.attrs["voi_refits"] = json.dumps(info)

@@ -257,11 +257,16 @@ def test_report_section_and_capest_next_show_the_summary_numbers(
 
 @pytest.mark.slow(minutes=2.0)
 def test_evsi_agrees_with_brute_force_refits(tmp_path):
-    """Two candidates on the February 11 case: EVSI by PSIS reweighting (200 simulated
-    values) against brute force: the row added to the ledger, the model refitted for each of
-    20 values drawn from the posterior predictive, the posterior variance of log rate_after
-    averaged. They must agree within 3 combined Monte Carlo standard errors."""
+    """Two candidates on the February 11 case: EVSI as a run gives it (200 simulated values
+    reweighted by PSIS, those whose Pareto k is above 0.7 refitted: a stratified mean) against
+    brute force: the row added to the ledger, the model refitted for each of 20 values drawn
+    from the posterior predictive, the posterior variance of log rate_after averaged. They
+    must agree within 3 combined Monte Carlo standard errors. (Reweighting alone is biased
+    here: over 30 seeds the production figure's averaged 0.174 against brute force's 0.127,
+    2.9 standard errors; the flagged values are why a run refits them.)"""
     import shutil
+
+    import xarray as xr
 
     from model import load_case
     from model.build import build_model
@@ -292,18 +297,22 @@ def test_evsi_agrees_with_brute_force_refits(tmp_path):
         Candidate("transfers-2025-12", "transfers", None, pd.Timestamp("2025-12-31")),
     ]
     rng = np.random.default_rng(7)
-    for candidate in candidates:
-        got = voi.evsi(
-            candidate,
-            post,
-            rate_after,
-            window,
-            export_start,
-            measurement,
-            "missiles",
-            simulations=200,
-            rng=rng,
-        )["rate_after"]
+    for c, candidate in enumerate(candidates):
+        # the same simulated values at each call (a generator in the same state)
+        def valued(refits=None, candidate=candidate, c=c):
+            return voi.evsi(
+                candidate,
+                post,
+                rate_after,
+                window,
+                export_start,
+                measurement,
+                "missiles",
+                simulations=200,
+                rng=np.random.default_rng([7, c]),
+                refits=refits,
+            )
+
         # brute force: the row in a copy of the ledger, one compiled model, 20 refits
         folder = tmp_path / candidate.name
         shutil.copytree(CASE, folder)
@@ -327,6 +336,26 @@ def test_evsi_agrees_with_brute_force_refits(tmp_path):
         sampler = Sampler(model, settings)
         ids = list(model.coords["obs"])
         i = ids.index(f"candidate-{candidate.name}")
+
+        def refit(y: float, seed: int, sampler=sampler, i=i):
+            data = {
+                k: sampler.defaults[k].copy()
+                for k in ("evidence_observed", "evidence_lower", "evidence_upper")
+            }
+            data["evidence_observed"][i] = y
+            data["evidence_lower"][i], data["evidence_upper"][i] = y - 1.0, y + 1.0
+            return sampler.sample(None, seed, **data)["posterior"].to_dataset()
+
+        # what a run does (model/voi_refit.py): every flagged value refitted, here through
+        # the brute force's model
+        plain = valued()
+        flagged, y_sim = plain["flagged_simulations"], plain["measured"]
+        got = plain["rate_after"]
+        if len(flagged):
+            fits = [refit(float(y_sim[s]), 9000 + int(s))[["rate_after"]] for s in flagged]
+            refits = xr.concat(fits, dim="simulation").assign_coords(simulation=flagged)
+            refits["measured"] = ("simulation", y_sim[flagged])
+            got = valued(refits)["rate_after"]
         mu, sigma, _ = voi.candidate_measurement(
             candidate, post, window, export_start, measurement, "missiles"
         )
@@ -345,14 +374,8 @@ def test_evsi_agrees_with_brute_force_refits(tmp_path):
                     rng=rng,
                 )
             )
-            data = {
-                k: sampler.defaults[k].copy()
-                for k in ("evidence_observed", "evidence_lower", "evidence_upper")
-            }
-            data["evidence_observed"][i] = y
-            data["evidence_lower"][i], data["evidence_upper"][i] = y - 1.0, y + 1.0
-            refit = sampler.sample(None, settings.seed + j, **data)
-            variances.append(float(np.var(np.log(refit["posterior"]["rate_after"].to_numpy()))))
+            one = refit(y, settings.seed + j)
+            variances.append(float(np.var(np.log(one["rate_after"].to_numpy()))))
         brute = np.mean(variances)
         brute_se = np.std(variances, ddof=1) / np.sqrt(len(variances))
         evsi_var = got["expected_sd_log"] ** 2
@@ -556,14 +579,37 @@ def test_refits_are_dealt_in_turn_up_to_the_cap():
     from model.voi_refit import deal
 
     flagged = {0: np.arange(10), 3: np.array([5, 7]), 4: np.array([1])}
-    got = deal(flagged, 6, np.random.default_rng(1))
+    got = deal(flagged, 6, 1, simulations=10)
     assert sum(map(len, got.values())) == 6
     assert {i: len(c) for i, c in got.items()} == {0: 3, 3: 2, 4: 1}
     assert all(set(c) <= set(flagged[i]) for i, c in got.items())
-    assert deal(flagged, 100, np.random.default_rng(1)) == {0: list(range(10)), 3: [5, 7], 4: [1]}
+    assert deal(flagged, 100, 1, simulations=10) == {0: list(range(10)), 3: [5, 7], 4: [1]}
     # as many as each candidate needs (voi.refits_needed), none for a bounded one
-    got = deal(flagged, 100, np.random.default_rng(1), {0: 2, 3: 0, 4: 1, 9: 0})
+    got = deal(flagged, 100, 1, {0: 2, 3: 0, 4: 1, 9: 0}, simulations=10)
     assert {i: len(c) for i, c in got.items()} == {0: 2, 4: 1}
+
+
+def test_a_rerun_whose_flagged_values_change_a_little_picks_the_same_others():
+    """The picks follow a priority fixed per simulation: with one flagged value more and one
+    fewer, the values picked before are picked again where still flagged (a rerun's refits
+    can then be the previous run's, reweighted); over seeds every flagged value is picked
+    about equally often (a uniformly random subset)."""
+    from model.voi_refit import deal
+
+    before = np.array([3, 17, 40, 41, 88, 120, 150, 199])
+    after = np.array([3, 17, 40, 41, 88, 120, 150, 60])  # 199 no longer flagged, 60 now
+    stable = 0
+    counts = dict.fromkeys(before.tolist(), 0)
+    for seed in range(400):
+        a = set(deal({0: before}, 3, seed)[0])
+        b = set(deal({0: after}, 3, seed)[0])
+        # what was picked and is still flagged is picked again, unless 60 outranks it
+        stable += a - {199} <= b or 60 in b
+        for s in a:
+            counts[s] += 1
+    assert stable == 400
+    share = np.array(list(counts.values())) / 400
+    assert np.all(np.abs(share - 3 / 8) < 0.1), share
 
 
 def test_refitted_values_replace_the_flagged_ones_in_the_expectation():
@@ -625,8 +671,9 @@ def test_a_refits_mcse_of_the_variance_of_the_log_is_arviz_s():
 def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypatch):
     """A launch count graded A on the small fit: a few draws carry the weight of some of its
     simulated values (Pareto k far above 0.7). The fit's refits (model/voi_refit.py) replace
-    them, and the expected variance of log rate_after moves toward brute force: every
-    simulated value refitted (other seeds) through the same compiled model."""
+    them, and the expected variance of log rate_after agrees with brute force (every
+    simulated value refitted, other seeds, through the same compiled model) within 3 combined
+    Monte Carlo errors, closer than reweighting alone where that one missed by more."""
     from model import load_case, voi_refit
     from model.priors import resolve_priors
     from model.sampler import SamplerSettings
@@ -681,9 +728,13 @@ def test_refits_move_a_flagged_candidate_toward_brute_force(small_fit, monkeypat
     brute, brute_se = np.mean(variances), np.std(variances, ddof=1) / np.sqrt(sims)
     before, after = plain["expected_sd_log"] ** 2, refitted["expected_sd_log"] ** 2
     after_se = 2 * refitted["expected_sd_log"] * refitted["mcse_sd_log"]
+    before_se = 2 * plain["expected_sd_log"] * plain["mcse_sd_log"]
     print("reweighted", before, "with refits", after, "brute force", brute, "+-", brute_se)
-    assert abs(after - brute) < abs(before - brute)
     assert abs(after - brute) < 3 * np.hypot(after_se, brute_se)
+    # toward brute force wherever reweighting alone missed it beyond its Monte Carlo error
+    # (on a seed where it did not, the two are equally close up to that error)
+    if abs(before - brute) > 3 * np.hypot(before_se, brute_se):
+        assert abs(after - brute) < abs(before - brute)
 
 
 def test_the_same_candidate_is_simulated_once_and_the_generator_moves_on_as_if_drawn(
@@ -845,6 +896,87 @@ def test_the_refits_through_the_main_model_are_those_of_a_model_of_their_own():
     assert one["posterior"].sizes["draw"] == 200
 
 
+@pytest.mark.slow(minutes=1.5)
+def test_a_previous_refit_reweighted_to_a_value_next_to_it_agrees_with_refits_of_that_value(
+    monkeypatch,
+):
+    """February 11, the launch-count candidate: a refit at a simulated value, saved as a run
+    saves it, reweighted to the target of a value 0.15 away on the log scale (about what a
+    rerun's simulation moves a value after a row is added, voi.simulate): the posterior mean
+    and sd of log rate_after agree with two fresh refits of that target within 4 Monte
+    Carlo standard errors (ArviZ's, the reweighted one's grown by 1 / its efficiency). A value
+    3 away (a count 20 times larger) is not reweighted: the weights fail the rules."""
+    import arviz_stats as azs
+    import xarray as xr
+
+    from model import load_case, voi_refit
+    from model.build import build
+    from model.candidates import IMAGERY, of_case
+    from model.fit import DENSITY_VARS
+    from model.moment_match import Density
+    from model.priors import resolve_priors
+    from model.reuse import layout
+    from model.sampler import Sampler, SamplerSettings
+    from model.voi_refit import (
+        KEPT,
+        RowModel,
+        equally_weighted,
+        reweighted_previous,
+        with_draws,
+    )
+
+    # refits of 4 x 1000 draws (a run's are 2 x 300, too few for ArviZ's MCSE to be sure of)
+    monkeypatch.setattr(voi_refit, "REFIT_CHAINS", 4)
+    monkeypatch.setattr(voi_refit, "REFIT_DRAWS", 1000)
+    case = load_case(CASE)
+    priors = resolve_priors(case)
+    settings = SamplerSettings(draws=200, tune=300, chains=2)
+    built = build(case, priors)
+    main = Sampler(built.model, settings)
+    rows = [c for c in of_case(case) if c.kind != IMAGERY]
+    model = RowModel.of(case, priors, settings, rows, main)
+    candidate = next(c for c in rows if c.kind == "launches")
+    density = Density(built.model, DENSITY_VARS)
+    where = layout(density.value_vars, density.shapes)
+
+    before = np.log1p(30.0)
+    one, free = model.sample(candidate, before, 11)
+    target = model.target(candidate, before)
+    upars = density.unconstrained(free, target)
+    saved = equally_weighted(with_draws(one, upars, density.logp(upars, target)))
+    saved = xr.concat([saved], dim="simulation").assign_coords(simulation=[0])
+    saved["measured"] = ("simulation", [before])
+    saved.attrs["layout"] = where
+    coords = free[KEPT].drop_vars(["chain", "draw"])
+
+    after = before + 0.15
+    node, how = reweighted_previous(
+        saved, after, density, model.target(candidate, after), where, coords
+    )
+    assert node is not None, how
+    w = np.exp(node["log_weight"].to_numpy().ravel())
+    x = np.log(node["rate_after"].transpose("chain", "draw").to_numpy().ravel())
+    mean = float(w @ x)
+    sd = float(np.sqrt(w @ (x - mean) ** 2))
+    logx = xr.DataArray(np.log(node["rate_after"].transpose("chain", "draw").to_numpy()),
+                        dims=("chain", "draw"))  # fmt: skip
+    grow = np.sqrt(w.size * np.sum(w**2))  # 1 / sqrt(efficiency)
+    se_mean = float(azs.mcse(logx, method="mean")) * grow
+    se_sd = float(azs.mcse(logx, method="sd")) * grow
+
+    fresh = [model.sample(candidate, after, seed)[0]["rate_after"] for seed in (21, 22)]
+    ref = np.log(xr.concat(fresh, dim="chain").transpose("chain", "draw"))
+    ref = ref.drop_vars(["chain", "draw"], errors="ignore")
+    z_mean = abs(mean - float(ref.mean())) / np.hypot(se_mean, float(azs.mcse(ref, method="mean")))
+    z_sd = abs(sd - float(ref.std())) / np.hypot(se_sd, float(azs.mcse(ref, method="sd")))
+    assert z_mean < 4 and z_sd < 4, (z_mean, z_sd, mean, float(ref.mean()), sd, float(ref.std()))
+
+    far, how = reweighted_previous(
+        saved, before + 3.0, density, model.target(candidate, before + 3.0), where, coords
+    )
+    assert far is None and "efficiency" in how, how
+
+
 # ------------------------------------ a rerun's refits of the same targets (fast, stubbed)
 
 
@@ -856,9 +988,11 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
     estimate` would (model/reuse.py): the same ledger gives the same simulated values and
     targets, so every refit is the first run's, nothing is sampled, and the table and the
     report's sentence are the same numbers, saying so. Realistic misses, each refitted in
-    full: refits of another size (a new REFIT_DRAWS), a figure of the ledger edited since
-    (the targets' data differ), and draws saved with another target's log density (the
-    candidate's row left out: a likelihood bug)."""
+    full: refits of another size (a new REFIT_DRAWS), every figure of the ledger entered 20
+    times too large since (the weights collapse); a figure revised by a factor of 1.6 is reweighted
+    where the weights meet the rules (model/voi_refit.py `reweighted_previous`); draws saved
+    with another target's log density (the candidate's row left out: a likelihood bug) are
+    never the same target."""
     from types import SimpleNamespace
 
     from model import load_case, reuse, voi_refit
@@ -941,13 +1075,30 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
     assert sorted(again) == sorted(sampled) and info["reused"] == 0
     monkeypatch.setattr(voi_refit, "REFIT_DRAWS", 200)
 
-    def edited(values):  # a ledger row's figure (of those the fit weighs), changed since
-        at = np.flatnonzero(defaults["row_weight"] > 0)[0]
-        for name in ("evidence_observed", "evidence_lower", "evidence_upper"):
-            values[name][at] += 0.5  # whichever its likelihood reads: exact or bounds
+    def edited(by, rows=1):  # ledger rows' figures (of those the fit weighs), changed since
+        def edit(values):
+            at = np.flatnonzero(defaults["row_weight"] > 0)[:rows]
+            for name in ("evidence_observed", "evidence_lower", "evidence_upper"):
+                values[name][at] += by  # whichever its likelihood reads: exact or bounds
 
-    _, info, again = run(row_model(edited), previous)
-    assert sorted(again) == sorted(sampled) and info["reused"] == 0
+        return edit
+
+    # a figure revised by a factor of 1.6: no target is the same, and each is the previous
+    # refit reweighted (its weights within the rules) or sampled
+    third, info, again = run(row_model(edited(0.5)), previous)
+    assert info["reused"] == 0 and info["reweighted"] + len(again) == len(sampled)
+    assert info["reweighted"] >= 1 and info["reused_from"] == "20261201T000000Z"
+    for node in third["voi_refits"].children.values():
+        for j in range(node.sizes["simulation"]):
+            w = np.exp(node["log_weight"].isel(simulation=j).to_numpy().ravel())
+            assert np.isclose(w.sum(), 1.0)
+            assert 1 / np.sum(w**2) / w.size >= voi_refit.MIN_EFFICIENCY
+    text = voi.refits_sentence(_summary(third, voi.what_to_measure_next(third, simulations=100)))
+    assert f" {info['reweighted']} are the previous run's refits of values next to" in text
+    # every figure entered 20 times too large (a misread unit): the weights collapse, all
+    # sampled (one such row alone the outlier term absorbs, and reweighting with it)
+    _, info, again = run(row_model(edited(3.0, rows=None)), previous)
+    assert sorted(again) == sorted(sampled) and info["reused"] == info["reweighted"] == 0
     model = row_model()
     for name, node in previous.voi.items():  # saved with the candidate's row left out
         upars = node["upars"].transpose("simulation", "chain", "draw", ...).to_numpy()
@@ -957,7 +1108,8 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
             logp = density.logp(upars[j].reshape(-1, upars.shape[-1]), left_out)
             node["log_density"][{"simulation": j}] = logp.reshape(upars.shape[1:3])
     _, info, again = run(row_model(), previous)
-    assert sorted(again) == sorted(sampled) and info["reused"] == 0
+    assert info["reused"] == 0  # never taken for the same target (reweighting trusts the
+    # saved density: what it weighs is a sampler's draws of the target it records)
 
 
 # ------------------------------------------- refits only where they can matter (fast)

@@ -14,9 +14,10 @@ fail the target is refitted, as before. A result obtained this way carries its `
 later run weighs the draws a sampler made, never weights of weights.
 
 What to measure next's refits (model/voi_refit.py) are read too, from their own nodes
-(`VOI_GROUP`): one stands in for this run's refit of the same simulated value only when its
-target is the same (voi_refit.same_target), not reweighted: a changed ledger changes the main
-fit, so the simulated values, so the targets.
+(`VOI_GROUP`): one stands in for this run's refit of the same simulated value as it is when its
+target is the same (voi_refit.same_target), and is reweighted to a target next to it after a
+ledger change (voi_refit.reweighted_previous: a changed ledger changes the main fit, so the
+simulated values, but each is drawn at the same quantile as before, so it moves little).
 """
 
 from __future__ import annotations

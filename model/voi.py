@@ -478,6 +478,7 @@ def simulate(
     unit: str,
     simulations: int = SIMULATIONS,
     rng=None,
+    ranked: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's simulated measured values (log(1 + value) scale for a ledger row, log
     ratio for imagery), drawn from the posterior predictive, and each value's log-likelihood
@@ -496,16 +497,28 @@ def simulate(
         # as an index into the draws, but a rerun's value of simulation i is then at the same
         # quantile of its predictions, with the same noise, so after a ledger change it lies
         # next to the previous run's and that run's refit of it can be reweighted to this
-        # run's target (model/voi_refit.py `reweighted_previous`).
+        # run's target (model/voi_refit.py `reweighted_previous`). By index: a fit saved
+        # before (`ranked_simulation`), whose refits are of the values drawn so.
         pick = rng.integers(0, len(mu), simulations)
-        y = measurement_draw(np.sort(mu)[pick], sigma, None, None, None, share, wide, rng=rng)
+        source = np.sort(mu) if ranked else mu
+        y = measurement_draw(source[pick], sigma, None, None, None, share, wide, rng=rng)
         log_lik = observation_logp(robust)(y[:, None], mu[None, :], sigma, max(share, 1e-12), wide)
         return y, np.asarray(log_lik), rng.bit_generator.state
 
-    key = Kept.key(mu, sigma, share, wide, robust, simulations, state)
+    key = Kept.key(mu, sigma, share, wide, robust, simulations, state, ranked)
     y, log_lik, after = _simulated.get(key, draw)
     rng.bit_generator.state = after  # as if drawn here
     return y, log_lik
+
+
+def ranked_simulation(idata: xr.DataTree) -> bool:
+    """Whether `simulate` draws this fit's values by rank (every fit since refits had log
+    weights); a fit saved before, with refits, drew them by index, and its saved refits are of
+    those values (what voi.evsi checks), so its summary is computed as it was."""
+    if "voi_refits" not in idata.children:
+        return True
+    nodes = idata["voi_refits"].children.values()
+    return not nodes or any(LOG_WEIGHT in node.data_vars for node in nodes)
 
 
 def candidate_rng(seed: int, index: int) -> np.random.Generator:
@@ -525,12 +538,13 @@ def evsi(
     rng=None,
     refits: xr.Dataset | None = None,
     attrs: dict | None = None,
+    ranked: bool = True,
 ) -> dict:
     """Preposterior simulation of one candidate: see the module's docstring. `refits`: the
     fit's refits of some of its simulations whose Pareto k is above PARETO_K_MAX
     (model/voi_refit.py, coordinate `simulation`), which replace their reweighted values."""
     y, log_lik = simulate(
-        candidate, post, window, export_start, measurement, unit, simulations, rng
+        candidate, post, window, export_start, measurement, unit, simulations, rng, ranked
     )
     w, k = psis_weights(log_lik)
     out = {"pareto_k": k, "flagged": int((k > PARETO_K_MAX).sum()), "refitted": 0}
@@ -564,14 +578,12 @@ def evsi(
                 for v, w in zip(refit_values, refit_weights, strict=True)
             ]
             refitted = {s: np.concatenate([p[s] for p in per_refit]) for s in stats}
-            # each refit's own Monte Carlo error in its variance of the log (ArviZ's MCSE of
-            # the sd, autocorrelation-aware; a reweighted refit's grown by 1 / its
-            # importance-sampling efficiency, as reweight.effective_sizes counts it): combine
-            # adds it where the refits' spread cannot show it (a single refit), and the
-            # summary records it
+            # each refit's own Monte Carlo error in its variance of the log (`refit_mc_var_log`):
+            # combine adds it where the refits' spread cannot show it (a single refit), and
+            # the summary records it
             refitted["mc_var_log"] = np.array(
                 [
-                    refit_mcse_var_log(v[name], refit_shape) ** 2 * len(w) * np.sum(w**2)
+                    refit_mc_var_log(v[name], w, refit_shape)
                     for v, w in zip(refit_values, refit_weights, strict=True)
                 ]
             )
@@ -604,6 +616,23 @@ def refit_weight(refit: xr.Dataset) -> np.ndarray:
         return np.full(n, 1.0 / n)
     w = np.exp(_flat(refit[LOG_WEIGHT]))
     return w / w.sum()
+
+
+def refit_mc_var_log(y: np.ndarray, w: np.ndarray, shape: tuple[int, int]) -> float:
+    """The Monte Carlo variance of one refit's variance of log y (`w`: its weights over the
+    draws, flat). A sampled refit (equal weights): ArviZ's autocorrelation-aware MCSE
+    (`refit_mcse_var_log`), squared. A previous refit reweighted to this target: self-
+    normalised importance sampling's own, sum w^2 (h - sum w h)^2 with h the squared
+    deviations of log y, times the draws' autocorrelation (their number over ArviZ's ESS of
+    h). Scaling the unweighted error by 1 / the efficiency would understate it: the weights
+    are tied to the very quantity estimated (2-3x too small for a target 30% wider than the
+    draws', in a review's simulation, benchmarks/README.md nineteenth session)."""
+    if np.ptp(w) == 0.0:
+        return refit_mcse_var_log(y, shape) ** 2
+    logy = _log(y)
+    h = (logy - w @ logy) ** 2
+    ess = float(azs.ess(xr.DataArray(h.reshape(shape), dims=("chain", "draw")), method="mean"))
+    return float(np.sum(w**2 * (h - w @ h) ** 2) * h.size / max(ess, 1.0))
 
 
 def refit_mcse_var_log(y: np.ndarray, shape: tuple[int, int]) -> float:
@@ -702,6 +731,7 @@ def what_to_measure_next(idata: xr.DataTree, simulations: int = SIMULATIONS) -> 
             candidate_rng(seed, i),
             refits=node,
             attrs=attrs,
+            ranked=ranked_simulation(idata),
         )
         k90 = k_quantile(result["pareto_k"])
         flagged, refitted, is_bounded = result["flagged"], result["refitted"], result["bounded"]
@@ -917,7 +947,8 @@ def refits_sentence(summary: dict) -> str:
         f"Of the {len(ranked) * n_sim:,} simulated values ({len(ranked)} candidates x {n_sim}), "
         f"{flagged} had importance weights that cannot be trusted (Pareto k above "
         f"{PARETO_K_MAX}); {info.get('refits', 0)} of them were refitted through the model with "
-        f"the row added ({info.get('chains')} chains x {info.get('draws')} draws, the model "
+        f"the row added (or their refits taken from the previous run, below; "
+        f"{info.get('chains')} chains x {info.get('draws')} draws, the model "
         f"compiled once), only as many of a candidate's as keep the refits' own error within "
         f"{REFIT_ERROR_SHARE:g} of the rest of its Monte Carlo error, and at most "
         f"{info.get('cap')} a report, shared out among the "
@@ -933,12 +964,13 @@ def refits_sentence(summary: dict) -> str:
         )
     if info.get("reweighted"):
         text += (
-            f" {info['reweighted']} are the previous run's refits of values next to this run's "
-            f"({info.get('reused_from')}), reweighted to this run's targets (Pareto k within "
-            "PSIS's threshold for their draws, importance-sampling efficiency at least "
-            "0.5; their Monte Carlo error grown by 1 / the efficiency): a rerun simulates "
-            "each value at the same quantile of its predictions, so a changed ledger moves it "
-            "little."
+            f" {info['reweighted']} are refits saved by the previous run "
+            f"({info.get('reused_from')}) of values next to this run's, reweighted to this "
+            "run's targets (Pareto k within PSIS's threshold for their draws, "
+            f"importance-sampling efficiency at least {info.get('min_efficiency', 0.5):g}, each "
+            "saved refit standing for one value; their Monte Carlo error is importance "
+            "sampling's own): a rerun simulates each value at the same quantile of its "
+            "predictions, so a changed ledger moves it little."
         )
     sampled = info.get("diagnostics")  # model/voi_refit.py `diagnostics`
     if sampled and info.get("refits"):

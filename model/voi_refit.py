@@ -17,7 +17,11 @@ candidate_<i>`, the draws of every REFIT quantity) and the summary reads them fr
 moment matching or reuse needed it), each refit is saved with its draws in the unconstrained
 space and its target's log density at them, and a rerun takes the previous run's refit of a
 value in place of a new one when its target is this run's (`same_target`: an unchanged ledger
-gives the same main fit, so the same simulated values; model/reuse.py loads them).
+gives the same main fit, so the same simulated values; model/reuse.py loads them), or, after a
+ledger change, the saved refit nearest in value reweighted to this run's target when PSIS
+allows (`reweighted_previous`: values are drawn at the same quantiles in every run, and the
+flagged ones refitted are picked by a priority fixed per simulation, so most targets lie next
+to a saved one).
 
 Refits are made only where they can matter: a candidate whose flagged values could not move
 any of its figures beyond their Monte Carlo error, whatever their posterior variance (voi.py
@@ -49,7 +53,7 @@ from model import variables, voi
 from model.build import build, measures_use, row_values
 from model.candidates import IMAGERY, Candidate
 from model.case import Case
-from model.diagnostics import RETRY_MIN_DRAWS, check
+from model.diagnostics import MIN_ESS_BULK, MIN_ESS_TAIL, RETRY_MIN_DRAWS, check
 from model.distribute import cached, structural_key
 from model.likelihood import PATHS
 from model.loo import PARETO_K
@@ -109,6 +113,7 @@ def flagged_values(
             simulations,
             voi.candidate_rng(seed, i),
             attrs=attrs,
+            ranked=voi.ranked_simulation(idata),
         )
         if result["flagged"]:
             out[i] = (candidate, result["measured"], result["flagged_simulations"], result)
@@ -308,6 +313,7 @@ def reweighted_previous(
     data: dict | None,
     where: str | None,
     coords: xr.Dataset,
+    used: set | None = None,
 ) -> tuple[xr.Dataset | None, str]:
     """The previous run's refit of this candidate nearest in value to `measured` (of the
     NEAREST nearest, the first that does), reweighted to this run's target (`data`: its pm.Data)
@@ -317,14 +323,23 @@ def reweighted_previous(
     differ from it by the change. The node carries the saved draws (`upars`) and the log density
     they were sampled from, so the next run reweighs a sampler's draws, never weights of
     weights; its draws of the refit quantities are this run's (`density.draws`, `coords`: the
-    main posterior's)."""
+    main posterior's). `used`: the saved refits (by simulation) this run took already, skipped
+    and added to: each saved refit stands for one value, so the refits' spread in voi.combine
+    is that of independent draws.
+    Taking a proposal only where its weights pass selects draws that did not miss the
+    target's tail: a reweighted variance is then biased low by up to about half its own
+    Monte Carlo error (a review's simulation, benchmarks/README.md nineteenth session), a small
+    part of a figure in which the flagged values are a small share."""
+    used = set() if used is None else used
     if saved is None or density is None or "upars" not in saved:
         return None, ""
     if saved.attrs.get("layout") != where:
         return None, "the previous refits are of another model"
     if (saved.sizes["chain"], saved.sizes["draw"]) != (REFIT_CHAINS, REFIT_DRAWS):
         return None, "the previous refits are of another size"
-    nearest = np.argsort(np.abs(saved["measured"].to_numpy() - measured), kind="stable")
+    labels = saved["simulation"].to_numpy()
+    free = np.flatnonzero([int(label) not in used for label in labels])
+    nearest = free[np.argsort(np.abs(saved["measured"].to_numpy()[free] - measured), kind="stable")]
     shape = (REFIT_CHAINS, REFIT_DRAWS)
     tried = []
     for j in nearest[:NEAREST]:
@@ -344,6 +359,7 @@ def reweighted_previous(
                 log_density=log_density,
                 log_weight=weights.log_weight,
             )
+            used.add(int(labels[j]))
             return node, text
     return None, "; ".join(tried)
 
@@ -370,7 +386,17 @@ def diagnostics(fits: list[xr.Dataset]) -> dict:
     divergences over these refits: recorded beside them (their Monte Carlo error enters the
     figure's MCSE in voi.combine; these say whether a refit also converged)."""
     drawn = ["diverging", "upars", "log_density", LOG_WEIGHT]
-    checked = [check(f.drop_vars(drawn, errors="ignore"), f["diverging"], "refit") for f in fits]
+    checked = []
+    for f in fits:
+        c = check(f.drop_vars(drawn, errors="ignore"), f["diverging"], "refit")
+        w = np.exp(f[LOG_WEIGHT].to_numpy()) if LOG_WEIGHT in f else None
+        if w is not None and np.ptp(w) > 0:  # a reweighted refit: its ESS times the efficiency
+            efficiency = float(1.0 / np.sum(w**2) / w.size)
+            c["min_ess_bulk"] *= efficiency
+            c["min_ess_tail"] *= efficiency
+            ess_rules = c["min_ess_bulk"] >= MIN_ESS_BULK and c["min_ess_tail"] >= MIN_ESS_TAIL
+            c["passed"] = c["passed"] and ess_rules
+        checked.append(c)
     return {
         "max_rhat": round(max(c["max_rhat"] for c in checked), 4),
         "min_ess_bulk": round(min(c["min_ess_bulk"] for c in checked)),
@@ -467,6 +493,7 @@ def refit_flagged(
     post = idata["posterior"].to_dataset()
     post = post[[v for v in KEPT if v in post]].drop_vars(list(SAMPLE), errors="ignore")
     every = []
+    used: dict[str, set] = {}  # per candidate, the saved refits taken (each stands for one value)
     for i, sims in chosen.items():
         candidate, y, all_flagged, _ = flagged[i]
         fits = []
@@ -477,9 +504,11 @@ def refit_flagged(
             one = same_target(saved, sim, y[sim], density, target, where)
             if one is not None:
                 reused += 1
+                used.setdefault(candidate.name, set()).add(sim)
                 fits.append(equally_weighted(one))
                 continue
-            one, how = reweighted_previous(saved, y[sim], density, target, where, post)
+            taken = used.setdefault(candidate.name, set())
+            one, how = reweighted_previous(saved, y[sim], density, target, where, post, taken)
             label = f"{candidate.name}, simulated value {sim} ({y[sim]:.2f})"
             if one is not None:
                 reweighted += 1
@@ -514,6 +543,7 @@ def refit_flagged(
         diagnostics=diagnostics(every),
         reused=reused,
         reweighted=reweighted,
+        min_efficiency=MIN_EFFICIENCY,
     )
     if reused or reweighted:
         info["reused_from"] = previous_run

@@ -47,6 +47,7 @@ class Beside:
         self.pid: int | None = None
         self.started = False
         self.exit_code: int | None = None  # the child's, once reaped
+        self.ended = False  # ended by `stop`, not by its own error
 
     def start(self) -> None:
         """Fork the child, once, where that is `usable`; the caller goes on."""
@@ -84,6 +85,7 @@ class Beside:
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
+                self.ended = True
             self._reap(0)
 
     def _reap(self, options: int) -> bool:
@@ -99,7 +101,9 @@ class Beside:
         self.exit_code = os.waitstatus_to_exitcode(status)
         if self.exit_code == 0:
             log.info("the child's compiles are done: this process loads them")
-        else:  # -9: ended by `stop`
+        elif self.ended and self.exit_code == -signal.SIGKILL:  # not the child's failure
+            log.info("the child's compiles were ended: this process compiles what it needs")
+        else:
             log.warning(
                 "the child's compiles failed (exit %d): this process compiles what it needs",
                 self.exit_code,

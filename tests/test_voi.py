@@ -589,6 +589,45 @@ def test_refits_are_dealt_in_turn_up_to_the_cap():
     assert {i: len(c) for i, c in got.items()} == {0: 2, 4: 1}
 
 
+def test_a_fit_saved_before_ranked_values_is_summarised_as_it_was(small_fit):
+    """Fits whose refits carry no log weights (saved before values were drawn by rank) draw
+    their values by index, the values their refits were made at: summarising such a fit
+    finds its refits' values (voi.evsi raises on any other); newer fits draw by rank, the
+    same random numbers, other values."""
+    import xarray as xr
+
+    from model.observation import measurement_draw
+    from model.summary import window_of
+
+    assert voi.ranked_simulation(small_fit)
+    old = small_fit.copy(deep=True)
+    old["voi_refits/candidate_0"] = xr.Dataset({"rate_after": ("draw", np.ones(3))})
+    assert not voi.ranked_simulation(old)
+    old["voi_refits/candidate_1"] = xr.Dataset({"log_weight": ("draw", np.zeros(3))})
+    assert voi.ranked_simulation(old)
+
+    (candidate, *_) = voi.all_candidates(small_fit, window_of(small_fit))
+    post = small_fit["posterior"].to_dataset()
+    args = (
+        candidate,
+        post,
+        window_of(small_fit),
+        pd.Timestamp(small_fit.attrs["export_start"]),
+        json.loads(small_fit.attrs["measurement"]),
+        small_fit.attrs["unit"],
+        50,
+    )
+    mu, sigma, robust = voi.candidate_measurement(*args[:6])
+    share = args[4]["outlier_share"] if robust else 0.0
+    for ranked, source in ((False, mu), (True, np.sort(mu))):
+        y, _ = voi.simulate(*args, np.random.default_rng(3), ranked)
+        rng = np.random.default_rng(3)
+        pick = rng.integers(0, len(mu), 50)
+        want = measurement_draw(source[pick], sigma, None, None, None, share,
+                                args[4]["outlier_sd"], rng=rng)  # fmt: skip
+        np.testing.assert_array_equal(y, want)
+
+
 def test_a_rerun_whose_flagged_values_change_a_little_picks_the_same_others():
     """The picks follow a priority fixed per simulation: with one flagged value more and one
     fewer, the values picked before are picked again where still flagged (a rerun's refits
@@ -1094,7 +1133,7 @@ def test_a_rerun_reuses_the_refits_of_the_same_targets_and_refits_the_others(
             assert np.isclose(w.sum(), 1.0)
             assert 1 / np.sum(w**2) / w.size >= voi_refit.MIN_EFFICIENCY
     text = voi.refits_sentence(_summary(third, voi.what_to_measure_next(third, simulations=100)))
-    assert f" {info['reweighted']} are the previous run's refits of values next to" in text
+    assert f" {info['reweighted']} are refits saved by the previous run (20261201" in text
     # every figure entered 20 times too large (a misread unit): the weights collapse, all
     # sampled (one such row alone the outlier term absorbs, and reweighting with it)
     _, info, again = run(row_model(edited(3.0, rows=None)), previous)

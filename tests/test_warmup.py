@@ -121,9 +121,40 @@ def test_stop_ends_a_child_still_working_and_a_stuck_one_is_not_waited_for_forev
         stuck.start()
         stuck.wait(limit=0.5)
         print(stuck.busy(), stuck.exit_code)
+        failing = warmup.Beside(lambda: 1 / 0)
+        failing.start()
+        failing.wait()
+        failing.stop()  # after it exited: nothing to end
+        print(failing.exit_code, failing.ended)
         """
     ).stdout
-    assert said.split() == ["True", "True", "False", "-9", "False", "-9"]
+    assert said.split() == ["True", "True", "False", "-9", "False", "-9", "1", "False"]
+
+
+def test_the_log_tells_a_child_ended_from_one_that_failed(caplog):
+    """An ended child (the fit's error, or past the wait limit) is said as ended, not as a
+    failure of its own; a child whose work raised is a failure, with its exit code."""
+    import logging
+    import signal
+
+    side = warmup.Beside(lambda: None)
+    with caplog.at_level(logging.INFO, logger="model.warmup"):
+        for ended, code in ((True, -signal.SIGKILL), (False, 1)):
+            side.ended, side.pid = ended, 12345
+            status = code if code > 0 else 0
+            status = (status << 8) if code > 0 else -code  # waitpid's encoding
+            with _waitpid_returning(12345, status):
+                assert side._reap(0)
+    assert "were ended: this process compiles what it needs" in caplog.records[0].message
+    assert caplog.records[0].levelname == "INFO"
+    assert "failed (exit 1)" in caplog.records[1].message
+    assert caplog.records[1].levelname == "WARNING"
+
+
+def _waitpid_returning(pid: int, status: int):
+    from unittest import mock
+
+    return mock.patch.object(warmup.os, "waitpid", lambda *_: (pid, status))
 
 
 def test_the_side_compiles_are_the_versions_the_fit_calls(small_fit):

@@ -901,18 +901,14 @@ def test_a_graph_that_cannot_read_the_candidates_rows_is_not_used(case_copy, mon
     assert build_module.measures_use(added)  # the candidates' launch row would need it
 
 
-@pytest.mark.slow(minutes=1.5)
-def test_the_refits_through_the_main_model_are_those_of_a_model_of_their_own():
-    """February 11: a launch count and a production figure refitted through the main fit's
-    compiled model (the rows appended as data) and through a model built with the rows (the
-    previous design), same value and seed: the same graph, so the same draws, bit for bit;
-    and the main model's sampler is as it was after them."""
+def _compiled_case_and_candidates():
+    """February 11 with its priors, a small fit's settings, the built model, its compiled
+    sampler and the case's ledger candidates (every kind but imagery)."""
     from model import load_case
     from model.build import build
     from model.candidates import IMAGERY, of_case
     from model.priors import resolve_priors
     from model.sampler import Sampler, SamplerSettings
-    from model.voi_refit import RowModel
 
     case = load_case(CASE)
     priors = resolve_priors(case)
@@ -920,6 +916,18 @@ def test_the_refits_through_the_main_model_are_those_of_a_model_of_their_own():
     built = build(case, priors)
     main = Sampler(built.model, settings)
     rows = [c for c in of_case(case) if c.kind != IMAGERY]
+    return case, priors, settings, built, main, rows
+
+
+@pytest.mark.slow(minutes=1.5)
+def test_the_refits_through_the_main_model_are_those_of_a_model_of_their_own():
+    """February 11: a launch count and a production figure refitted through the main fit's
+    compiled model (the rows appended as data) and through a model built with the rows (the
+    previous design), same value and seed: the same graph, so the same draws, bit for bit;
+    and the main model's sampler is as it was after them."""
+    from model.voi_refit import RowModel
+
+    case, priors, settings, built, main, rows = _compiled_case_and_candidates()
     shared = RowModel.of(case, priors, settings, rows, main)
     own = RowModel.of(case, priors, settings, rows)
     assert shared.shared and not own.shared and shared.rows == own.rows
@@ -948,14 +956,10 @@ def test_a_previous_refit_reweighted_to_a_value_next_to_it_agrees_with_refits_of
     import arviz_stats as azs
     import xarray as xr
 
-    from model import load_case, voi_refit
-    from model.build import build
-    from model.candidates import IMAGERY, of_case
+    from model import voi_refit
     from model.fit import DENSITY_VARS
     from model.moment_match import Density
-    from model.priors import resolve_priors
     from model.reuse import layout
-    from model.sampler import Sampler, SamplerSettings
     from model.voi_refit import (
         KEPT,
         RowModel,
@@ -967,12 +971,7 @@ def test_a_previous_refit_reweighted_to_a_value_next_to_it_agrees_with_refits_of
     # refits of 4 x 1000 draws (a run's are 2 x 300, too few for ArviZ's MCSE to be sure of)
     monkeypatch.setattr(voi_refit, "REFIT_CHAINS", 4)
     monkeypatch.setattr(voi_refit, "REFIT_DRAWS", 1000)
-    case = load_case(CASE)
-    priors = resolve_priors(case)
-    settings = SamplerSettings(draws=200, tune=300, chains=2)
-    built = build(case, priors)
-    main = Sampler(built.model, settings)
-    rows = [c for c in of_case(case) if c.kind != IMAGERY]
+    case, priors, settings, built, main, rows = _compiled_case_and_candidates()
     model = RowModel.of(case, priors, settings, rows, main)
     candidate = next(c for c in rows if c.kind == "launches")
     density = Density(built.model, DENSITY_VARS)

@@ -35,7 +35,7 @@ from model.observation import measurement_draw
 from model.prior_draws import prior_predictive
 from model.priors import Priors, resolve_priors
 from model.provenance import ledger_dataset, provenance
-from model.reuse import GROUP, REUSED, Previous, layout, proposal
+from model.reuse import GROUP, REUSED, Previous, layout, proposal, reweighing
 from model.reweight import (
     ROW_PREDICTIONS,
     SAMPLE,
@@ -364,8 +364,7 @@ class Alternatives:
         else:
             watch.mark("other")
             data = {"reading_weight": refit.weights, **refit.data}
-            upars = saved["upars"].to_numpy().reshape(shape[0] * shape[1], -1)
-            log_ratio = density.logp(upars, data) - saved["log_density"].to_numpy().ravel()
+            upars, _, log_ratio = reweighing(saved, density, data)
             weights = psis(xr.DataArray(log_ratio.reshape(shape), dims=SAMPLE))
             draws = density.draws(upars, shape, data, self.posterior)
             node = _weighted_node(draws, saved["diverging"], refit, weights)

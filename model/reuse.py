@@ -77,6 +77,19 @@ def proposal(
     return ds
 
 
+def reweighing(
+    saved: xr.Dataset, density, data: dict | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One saved refit's draws (`proposal`'s `upars`, flat, chain after chain), this run's
+    log density of a target (`data`: its pm.Data; `density`: model/moment_match.py's) at
+    them, and its log ratio to the density they were sampled from (the saved one)."""
+    upars = saved["upars"].transpose(*SAMPLE, PARAMETER).to_numpy()
+    upars = upars.reshape(-1, upars.shape[-1])
+    log_density = density.logp(upars, data)
+    sampled = saved["log_density"].transpose(*SAMPLE).to_numpy().ravel()
+    return upars, log_density, log_density - sampled
+
+
 def load(reports_dir: str | Path, case_id: str) -> Previous | None:
     """The saved refits of the run `latest` points at, if it saved any. A file that cannot be
     read is said in the log, and every refit is sampled (nothing is reused from it)."""

@@ -60,7 +60,7 @@ from model.loo import PARETO_K
 from model.moment_match import Density
 from model.observation import Observations, observations
 from model.priors import Priors
-from model.reuse import PARAMETER, layout
+from model.reuse import PARAMETER, layout, reweighing
 from model.reweight import LOG_WEIGHT, SAMPLE, psis
 from model.sampler import Sampler, SamplerSettings, Start
 from model.timing import Stopwatch
@@ -291,10 +291,7 @@ def same_target(
     one = saved.sel(simulation=sim, drop=True)
     if float(one["measured"]) != float(measured):
         return None
-    upars = one["upars"].transpose(*SAMPLE, PARAMETER).to_numpy()
-    upars = upars.reshape(-1, upars.shape[-1])
-    log_density = density.logp(upars, data)
-    gap = log_density - one["log_density"].transpose(*SAMPLE).to_numpy().ravel()
+    upars, log_density, gap = reweighing(one, density, data)
     if not np.ptp(gap) <= SAME_TARGET:
         return None
     return with_draws(one.drop_vars("measured"), upars, log_density)
@@ -344,10 +341,7 @@ def reweighted_previous(
     tried = []
     for j in nearest[:NEAREST]:
         one = saved.isel(simulation=j, drop=True)
-        upars = one["upars"].transpose(*SAMPLE, PARAMETER).to_numpy()
-        upars = upars.reshape(-1, upars.shape[-1])
-        log_density = one["log_density"].transpose(*SAMPLE)
-        log_ratio = density.logp(upars, data) - log_density.to_numpy().ravel()
+        upars, _, log_ratio = reweighing(one, density, data)
         weights = psis(xr.DataArray(log_ratio.reshape(shape), dims=SAMPLE))
         text = f"k {weights.pareto_k:.2f}, efficiency {weights.efficiency:.2f}"
         tried.append(f"value {float(one['measured']):.2f}: {text}")
@@ -356,7 +350,7 @@ def reweighted_previous(
             node = draws.assign_coords({d: one[d] for d in SAMPLE if d in one.coords}).assign(
                 diverging=one["diverging"],
                 upars=one["upars"],
-                log_density=log_density,
+                log_density=one["log_density"],  # what the draws were sampled from
                 log_weight=weights.log_weight,
             )
             used.add(int(labels[j]))

@@ -30,17 +30,52 @@ import numba
 import numpy as np
 
 
-def compile_nutpie(model):
-    """nutpie.compile_pymc_model(model, backend="numba"), its callbacks cached on disk and
-    the PyTensor functions they wrap loaded from model/compiled.py's cache (their graph
-    rewrites were 4-5 s of a warm process's compile)."""
+def compile_nutpie(model, var_names=None):
+    """nutpie.compile_pymc_model(model, backend="numba", var_names=var_names), its callbacks
+    cached on disk and the PyTensor functions they wrap loaded from model/compiled.py's cache
+    (their graph rewrites were 4-5 s of a warm process's compile)."""
     import nutpie
     import nutpie.compile_pymc as nutpie_pymc
 
     from model import compiled
 
     with _ordered_keys(nutpie_pymc), _cached_cfuncs(), compiled.through_cache():
-        return nutpie.compile_pymc_model(model, backend="numba")
+        return nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
+
+
+def data_names(compiled) -> set[str]:
+    """The pm.Data a nutpie model reads (those its `with_data` takes): with only the free
+    variables stored, data that only deterministics read are not among them."""
+    return {var.name for var in compiled.shared_var_keys}
+
+
+def log_densities(compiled, upars: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's log density (with the transforms' Jacobians, as nutpie samples it) at each
+    row of `upars` (points in nutpie's unconstrained layout) under these pm.Data values,
+    through nutpie's own compiled callback: no second compile of the log density (a batched
+    one cost 37 s of a cold run, benchmarks/README.md twentieth session). A point where the
+    density is not finite gives its value; a callback that fails raises."""
+    import ctypes
+
+    names = data_names(compiled)
+    # the model with these values: it holds the arrays its user data point to
+    model = compiled.with_data(**{k: v for k, v in data.items() if k in names})
+    pointer = ctypes.c_void_p
+    signature = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *[pointer] * 4)
+    call = signature(model.compiled_logp_func.address)  # (dim, x, gradient, logp, user data)
+    points = np.ascontiguousarray(upars, dtype="float64")
+    dim = points.shape[1]
+    grad, logp = np.empty(dim), np.empty(())
+    out = np.empty(len(points))
+    at, grad_at, logp_at = points.ctypes.data, grad.ctypes.data, logp.ctypes.data
+    step = points.strides[0]
+    for i in range(len(points)):
+        code = call(dim, at + i * step, grad_at, logp_at, model.user_data.ctypes.data)
+        # 0: done; 3 and 4: a gradient or density not finite, the density written all the same
+        if code not in (0, 3, 4):
+            raise RuntimeError(f"nutpie's log density failed (code {code}) at point {i}")
+        out[i] = logp[()]
+    return out
 
 
 @contextlib.contextmanager

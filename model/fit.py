@@ -47,7 +47,7 @@ from model.reweight import (
     reweighted,
 )
 from model.reweight import check as check_reweighted  # beside diagnostics.check
-from model.sampler import Sampler, SamplerSettings, Start
+from model.sampler import Sampler, SamplerSettings, Start, stored_names
 from model.serials import serial_rows
 from model.summary import headline, quantities
 from model.timing import ESTIMATE_SAID, Stopwatch, progress_log
@@ -107,7 +107,9 @@ def fit(
         rng = np.random.default_rng(settings.seed)
         _split_log_densities(idata, obs.kind)
         idata["posterior"] = with_elasticity(idata["posterior"].to_dataset(), mix, rng)
-        main = Alternatives(idata, sampler.model, sampler.defaults, watch, reweight, previous)
+        main = Alternatives(
+            idata, sampler.model, sampler.defaults, watch, reweight, previous, sampler
+        )
         # the answer as soon as it is sampled: an analyst who reruns sees it here, not after the
         # scenarios, checks and report (the same draws; the report's line repeats it), with the
         # main fit's own diagnostics, which the report's verdict includes
@@ -119,7 +121,43 @@ def fit(
         )
         said = watch.elapsed()
         idata["posterior_predictive"] = _predictive(idata["posterior"].to_dataset(), priors, rng)
-        if side.busy():  # what follows loads what the child compiles
+        idata["constant_data"] = constant_data(mix, obs)
+        idata["evidence"] = ledger_dataset(case)
+        sightings = serial_rows(case)
+        if sightings is not None:  # which serial rows repeat an item already seen
+            idata["constant_data"] = (
+                idata["constant_data"]
+                .to_dataset()
+                .assign(
+                    serial_duplicate_of=xr.DataArray(
+                        np.array(sightings.duplicate_of, dtype=str),
+                        dims="serial",
+                        coords={"serial": sightings.ids},
+                    )
+                )
+            )
+
+        # each node reweighted, or the Refit that samples it (below, as jobs), in the order
+        # the DataTree keeps them (readings in the case's order, the checks' refits, scenarios)
+        nodes: dict[str, xr.Dataset | Refit] = {}
+        if conditional:
+            for i, name in enumerate(mix.names):
+                watch.begin(f"the reading '{name}' alone", i + 1, len(mix.names))
+                what = f"the reading '{name}' alone"
+                nodes[f"conditional/{name}"] = main.result(
+                    what,
+                    lambda name=name: reading_log_ratio(main.posterior, name),
+                    Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
+                )
+        if checks:
+            if not no_measured_rows(idata):  # once, for these refits and the checks (loo.py)
+                idata[loo.NODE] = loo.compute(idata)  # on the final posterior: r_eff reads all
+            for r in _influence_refits(idata, mix) + _source_refits(idata, mix):
+                watch.begin(f"from draws already made: {r.what}")
+                nodes[r.node] = main.without_refit(r)  # else (a rule still fails) refitted
+        # What follows loads what the child compiles (the prior draws, the scenarios' prior
+        # density); what came before needs none of it, and ran beside the child's last compiles.
+        if side.busy():
             watch.begin("waiting for the compiles made beside nutpie's")
             watch.mark("other")
             side.wait()
@@ -136,40 +174,7 @@ def fit(
     idata["prior"] = with_elasticity(prior["prior"].to_dataset(), mix, rng)
     idata["prior_predictive"] = prior["prior_predictive"]
     idata["observed_data"] = prior["observed_data"]
-    idata["constant_data"] = constant_data(mix, obs)
-    idata["evidence"] = ledger_dataset(case)
-    sightings = serial_rows(case)
-    if sightings is not None:  # which serial rows repeat an item already seen
-        idata["constant_data"] = (
-            idata["constant_data"]
-            .to_dataset()
-            .assign(
-                serial_duplicate_of=xr.DataArray(
-                    np.array(sightings.duplicate_of, dtype=str),
-                    dims="serial",
-                    coords={"serial": sightings.ids},
-                )
-            )
-        )
-
-    # each node reweighted, or the Refit that samples it (below, as jobs), in the order the
-    # DataTree keeps them (readings in the case's order, then the checks' refits, scenarios)
-    nodes: dict[str, xr.Dataset | Refit] = {}
-    if conditional:
-        for i, name in enumerate(mix.names):
-            watch.begin(f"the reading '{name}' alone", i + 1, len(mix.names))
-            what = f"the reading '{name}' alone"
-            nodes[f"conditional/{name}"] = main.result(
-                what,
-                lambda name=name: reading_log_ratio(main.posterior, name),
-                Refit(f"conditional/{name}", what, np.eye(len(mix.names))[i]),
-            )
     if checks:
-        if not no_measured_rows(idata):  # once, for these refits and the checks (model/loo.py)
-            idata[loo.NODE] = loo.compute(idata)  # on the final posterior: its r_eff reads all
-        for r in _influence_refits(idata, mix) + _source_refits(idata, mix):
-            watch.begin(f"from draws already made: {r.what}")
-            nodes[r.node] = main.without_refit(r)  # else (a rule still fails) refitted
         scenarios = list(case.scenarios)
         for i, name in enumerate(scenarios):
             watch.begin(f"scenario '{name}'", i + 1, len(scenarios))
@@ -219,7 +224,9 @@ def _side_compiles(model: pm.Model, settings: SamplerSettings) -> None:
     moment matching's density, the prior draws and the scenarios' prior density, each called
     once as the fit calls it (numba compiles at the first call, and caches on disk), and the
     value of information's observation densities (C modules, compiled as they are made)."""
-    point = Density(model, DENSITY_VARS).warm(model)
+    # the sampler's density (the same graph, so the child's compile is the one it loads);
+    # nutpie's fits evaluate their log density through nutpie's callback (Sampler.density)
+    point = Density(model, stored_names(model)).warm(model, logp=settings.sampler != "nutpie")
     _prior_draws(model, settings)
     PriorDensity(model)(point, {d.name: d.get_value() for d in model.data_vars})
     for robust in (True, False):
@@ -238,8 +245,10 @@ class Alternatives:
         watch: Stopwatch,
         reweight: bool = True,
         previous: Previous | None = None,
+        sampler: Sampler | None = None,
     ):
         self.posterior = idata["posterior"].to_dataset()
+        self.sampler = sampler  # whose density (Sampler.density) this one is
         self.diverging = idata["sample_stats"]["diverging"]
         # the model and the pm.Data values the main fit was sampled with
         self.model, self.defaults, self.watch = model, defaults, watch
@@ -320,14 +329,19 @@ class Alternatives:
         """The model's log density at unconstrained draws (model/moment_match.py), compiled
         on first use: only targets that reweighting cannot reach need it."""
         self.watch.mark("other")
-        density = Density(self.model, DENSITY_VARS)
+        if self.sampler is not None:
+            density = self.sampler.density
+        else:
+            density = Density(self.model, stored_names(self.model))
         self.watch.mark("moment matching (compile)")
         return density
 
     @property
     def compiled_density(self) -> Density | None:
-        """`density` if a target has compiled it already, else None: a run never compiles it
-        only for what the next run may reuse."""
+        """`density` if it is compiled already (nutpie's fits compile it to expand their
+        draws), else None: a run never compiles it only for what the next run may reuse."""
+        if self.sampler is not None and "density" in vars(self.sampler):
+            return self.sampler.density
         return vars(self).get("density")  # a cached_property's value, once read
 
     @functools.cached_property
@@ -366,7 +380,7 @@ class Alternatives:
             data = {"reading_weight": refit.weights, **refit.data}
             upars, _, log_ratio = reweighing(saved, density, data)
             weights = psis(xr.DataArray(log_ratio.reshape(shape), dims=SAMPLE))
-            draws = density.draws(upars, shape, data, self.posterior)
+            draws = density.draws(upars, shape, data, self.posterior, DENSITY_VARS)
             node = _weighted_node(draws, saved["diverging"], refit, weights)
             node.attrs.update(method=REUSED, reused_from=self.previous.run)
             # every rule of a saved reweighted result (reweight.check): k and the reweighted
@@ -428,7 +442,7 @@ class Alternatives:
         matched = match(
             lambda u: density.logp(u, data), lambda u: density.logp(u, None), upars, shape, done
         )
-        draws = density.draws(matched.upars, shape, data, self.posterior)
+        draws = density.draws(matched.upars, shape, data, self.posterior, DENSITY_VARS)
         node = _weighted_node(draws, self.diverging, refit, matched.weights)
         node.attrs.update(
             method=MOMENT_MATCHED,

@@ -31,14 +31,17 @@ MOMENT_MATCHED = "moment matched"  # a saved result's `method`
 
 class Density:
     """The model's joint log density (with the transforms' Jacobians) at draws in the
-    unconstrained space, batched, as a function of every pm.Data value; the draws of
-    `names` (free variables or deterministics) at those points; and the main posterior's
-    draws mapped to the unconstrained space. Compiled once per model, with numba ("FAST_RUN"
-    is numba in PyTensor 3: it jits each function at its first call, and caches it on disk),
-    its rewritten graphs from the disk cache (model/compiled.py). The C backend evaluates
-    the batched density 3-4 times slower (benchmarks/README.md, "The side compiles")."""
+    unconstrained space, as a function of every pm.Data value; the draws of `names` (free
+    variables or deterministics) at those points, batched; and the main posterior's draws
+    mapped to the unconstrained space. Compiled once per model, with numba ("FAST_RUN" is
+    numba in PyTensor 3: it jits each function at its first call, and caches it on disk),
+    its rewritten graphs from the disk cache (model/compiled.py). With `nutpie` (the model
+    nutpie compiled) the log density is nutpie's own callback, point by point (about 2x the
+    batched one's time, and no second compile of it: benchmarks/README.md, twentieth
+    session); else a batched one, compiled at its first use. The C backend evaluates the
+    batched density 3-4 times slower (benchmarks/README.md, "The side compiles")."""
 
-    def __init__(self, model, names: list[str]):
+    def __init__(self, model, names: list[str], nutpie=None):
         import pytensor.tensor as pt
         from pytensor.graph.replace import graph_replace, vectorize_graph
 
@@ -57,14 +60,27 @@ class Density:
             v: b.reshape((b.shape[0], *s))
             for v, b, s in zip(self.value_vars, blocks, self.shapes, strict=True)
         }
-        logp = graph_replace(model.logp(jacobian=True, sum=True), symbols, strict=False)
+        inputs = [*blocks, *symbols.values()]
+        kw = {"mode": "FAST_RUN", "on_unused_input": "ignore"}
+        self.nutpie = nutpie
+        if nutpie is not None and nutpie.shape_info[0][: len(blocks)] != [
+            v.name for v in self.value_vars
+        ]:
+            raise ValueError("nutpie's unconstrained layout is not the model's value variables'")
+
+        def batched_logp(to_blocks=batched):  # `batched` is rebound below
+            logp = graph_replace(model.logp(jacobian=True, sum=True), symbols, strict=False)
+            return compiled.function(inputs, vectorize_graph(logp, to_blocks), **kw)
+
+        self._batched_logp, self._logp = batched_logp, None
         outputs = [model.replace_rvs_by_values([model[n]])[0] for n in names]
         outputs = graph_replace(outputs, symbols, strict=False)
-        inputs = [*blocks, *symbols.values()]
-        logp, *outputs = vectorize_graph([logp, *outputs], batched)
-        kw = {"mode": "FAST_RUN", "on_unused_input": "ignore"}
-        self._logp = compiled.function(inputs, logp, **kw)
-        self._outputs = compiled.function(inputs, outputs, **kw)
+        self._outputs = compiled.function(inputs, vectorize_graph(outputs, batched), **kw)
+        # each output's dims, as nutpie (ArviZ) names them in a posterior
+        named = model.named_vars_to_dims
+        self.dims = {
+            n: tuple(named.get(n) or (f"{n}_dim_{i}" for i in range(model[n].ndim))) for n in names
+        }
         # constrained -> unconstrained, per free variable
         self.free = [model.values_to_rvs[v] for v in self.value_vars]
         self._constrained = [
@@ -101,9 +117,10 @@ class Density:
             np.array(values[n], dtype=self.defaults[n].dtype, order="C") for n in self.data_names
         ]
 
-    def warm(self, model) -> xr.Dataset:
+    def warm(self, model, logp: bool = True) -> xr.Dataset:
         """Call each compiled function once, at the model's initial point: numba compiles at
-        the first call and caches on disk (model/warmup.py's child). Returns that point as a
+        the first call and caches on disk (model/warmup.py's child); the batched log density
+        only with `logp` (a fit sampled by nutpie uses nutpie's). Returns that point as a
         one-draw posterior of the free variables, for other functions to be called at."""
         from pytensor.compile.maker import function  # PyTensor's own: nothing cached
 
@@ -122,7 +139,8 @@ class Density:
             }
         )  # fmt: skip
         upars = self.unconstrained(point)
-        self.logp(upars)
+        if logp:
+            self.logp(upars)
         self._outputs(*self._blocks(upars), *self._data(None))
         return point
 
@@ -142,6 +160,12 @@ class Density:
 
     def logp(self, upars: np.ndarray, data: dict | None = None) -> np.ndarray:
         """Joint log density per draw under these pm.Data values (the main fit's otherwise)."""
+        if self.nutpie is not None:
+            from model.callbacks import log_densities
+
+            return log_densities(self.nutpie, upars, {**self.defaults, **(data or {})})
+        if self._logp is None:
+            self._logp = self._batched_logp()
         return np.asarray(self._logp(*self._blocks(upars), *self._data(data)))
 
     def draws(
@@ -149,22 +173,22 @@ class Density:
         upars: np.ndarray,
         shape: tuple[int, int],
         data: dict | None,
-        coords: xr.Dataset,
+        coords: xr.Dataset | dict,
         names: list[str] | None = None,
     ) -> xr.Dataset:
         """The `names` (default: all of the density's) at these points under these pm.Data
-        values, with the dims and coords the main posterior gives them (`coords`), as
-        (chain, draw, ...) draws."""
+        values, as (chain, draw, ...) draws on the model's dims, with the coords of `coords`
+        (a posterior's, or labels by dim)."""
         values = self._outputs(*self._blocks(upars), *self._data(data))
         out = {}
         for name, v in zip(self.names, values, strict=True):
             if names is not None and name not in names:
                 continue
             v = np.asarray(v)
-            dims = coords[name].transpose(*SAMPLE, ...).dims
-            out[name] = (dims, v.reshape(*shape, *v.shape[1:]))
+            out[name] = ((*SAMPLE, *self.dims[name]), v.reshape(*shape, *v.shape[1:]))
         ds = xr.Dataset(out)
-        return ds.assign_coords({k: c for k, c in coords.coords.items() if k in ds.dims})
+        labels = coords.coords if isinstance(coords, xr.Dataset) else coords
+        return ds.assign_coords({k: c for k, c in labels.items() if k in ds.dims})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import xarray as xr
 from pymc.backends.ndarray import NDArray
 
 from model.diagnostics import RETRY_MIN_DRAWS, sample_with_retry
+from model.reweight import SAMPLE
 from model.timing import SamplingProgress, Stopwatch
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,15 @@ def for_model(model: pm.Model, settings: SamplerSettings) -> SamplerSettings:
     return dataclasses.replace(settings, target_accept=need)
 
 
+def stored_names(model: pm.Model) -> list[str]:
+    """Every variable a fit stores, in the model's order: the free variables (on their own
+    scale, not the sampler's), the deterministics and the pointwise log densities."""
+    sampler_scale = {
+        model.rvs_to_values[rv].name for rv in model.free_RVs if model.rvs_to_transforms.get(rv)
+    }
+    return [v.name for v in model.unobserved_value_vars if v.name not in sampler_scale]
+
+
 class Sampler:
     """Compiles a model once and samples it under several reading weights."""
 
@@ -87,13 +97,24 @@ class Sampler:
                 from model.callbacks import compile_nutpie
 
                 self.watch.begin("compiling the model for nutpie")
-                # nutpie's compile, with its numba callbacks cached on disk (model/callbacks.py)
-                self.compiled = compile_nutpie(model)
+                # nutpie's compile, with its numba callbacks cached on disk (model/callbacks.py),
+                # storing the free variables only: the rest is `expanded` after sampling
+                self.compiled = compile_nutpie(model, [v.name for v in model.free_RVs])
         # PyMC's NUTS compiles in its first fit only (PyMCNuts)
         self.pymc = None
         if self.compiled is None:
             self.pymc = PyMCNuts(model, "c" if self.name == "pymc-c" else "numba")
         self.watch.mark("compile")
+
+    @functools.cached_property
+    def density(self):
+        """The model's log density and every stored variable at unconstrained draws
+        (model/moment_match.py), its log density nutpie's when nutpie samples: what turns
+        nutpie's draws of the free variables into every variable (`expanded`), and what
+        moment matching and reuse evaluate."""
+        from model.moment_match import Density
+
+        return Density(self.model, stored_names(self.model), nutpie=self.compiled)
 
     @functools.cached_property
     def layout(self) -> list[tuple[str, int]]:
@@ -127,6 +148,7 @@ class Sampler:
         if keep_start:
             first["keep_start"] = True
         first["progress"] = SamplingProgress(self.watch, label or stage)
+        first["stage"] = stage
         try:
             if not self.retry or s.chains * s.draws < RETRY_MIN_DRAWS:
                 return self._sample(weights, seed, data, **first)
@@ -184,6 +206,10 @@ class Sampler:
             )
             if np.shape(value) != want:
                 raise ValueError(f"{name}: expected shape {want}, got {np.shape(value)}")
+        if self.compiled is not None:
+            self.density  # noqa: B018 - compiled once, shared by every view
+        if self.compiled is not None:
+            self.density  # noqa: B018 - compiled once, shared by every view
         view = copy.copy(self)
         view.settings = settings or self.settings
         view.watch = watch or self.watch
@@ -206,6 +232,7 @@ class Sampler:
         start: Start | None = None,
         keep_start: bool = False,
         progress: SamplingProgress | None = None,
+        stage: str = "sampling",
         **over,
     ) -> xr.DataTree:
         s = dataclasses.replace(self.settings, **over)  # over: a start's or a retry's settings
@@ -215,7 +242,10 @@ class Sampler:
         if self.compiled is not None:
             import nutpie
 
-            compiled = self.compiled.with_data(**data)
+            from model.callbacks import data_names
+
+            reads = data_names(self.compiled)
+            compiled = self.compiled.with_data(**{k: v for k, v in data.items() if k in reads})
             warm = {}
             if start is not None:
                 # nutpie asks the model for each chain's start with a seed of that chain's
@@ -223,7 +253,7 @@ class Sampler:
                 # in which the chains' threads ask
                 compiled = dataclasses.replace(compiled, initial_point_func=start.point)
                 warm["initial_step"] = start.step_size  # the search for a first step begins here
-            return nutpie.sample(
+            tree = nutpie.sample(
                 compiled,
                 draws=s.draws,
                 tune=s.tune,
@@ -236,10 +266,42 @@ class Sampler:
                 save_warmup=False,
                 target_accept=s.target_accept,
                 adaptation=s.adaptation,
-                store_unconstrained=keep_start,
+                store_unconstrained=True,  # what `expanded` reads
                 **warm,
             )
+            self.watch.mark(stage, count=False)  # counted once, by `sample`
+            tree = self.expanded(tree, data, keep_start)
+            self.watch.mark("expanding the draws")
+            return tree
         return self.pymc.sample(s, seed, data, progress)
+
+    def expanded(self, tree: xr.DataTree, data: dict, keep_start: bool) -> xr.DataTree:
+        """nutpie's fit with every stored variable: the deterministics (and pointwise log
+        densities) computed from its unconstrained draws in one batched call of `density`,
+        where nutpie would compute them draw by draw in a callback of its own, whose numba
+        compile was 35 s of a cold run's 88 (benchmarks/README.md, nineteenth and twentieth
+        sessions). The unconstrained draws stay in sample_stats with `keep_start` (for
+        `Start.take`), and nowhere else."""
+        stats = tree["sample_stats"].to_dataset()
+        flat = stats["unconstrained_draw"].transpose(*SAMPLE, ...)
+        shape = flat.shape[:2]
+        posterior = tree["posterior"].to_dataset()
+        density = self.density
+        rest = [n for n in density.names if n not in posterior]
+        if rest:
+            upars = flat.to_numpy().reshape(-1, flat.shape[-1])
+            extra = density.draws(upars, shape, data, self.compiled.coords, rest)
+            extra = extra.assign_coords({d: posterior[d] for d in SAMPLE})
+            posterior = posterior.assign(extra.data_vars)
+            order = [v.name for v in self.model.unobserved_value_vars if v.name in posterior]
+            posterior = posterior[order]
+        tree["posterior"] = posterior.assign_attrs(tree["posterior"].attrs)
+        if not keep_start:
+            tree["sample_stats"] = stats.drop_vars("unconstrained_draw")
+        for group in ("unconstrained_posterior", "warmup_unconstrained_posterior"):
+            if group in tree.children:
+                del tree[group]
+        return tree
 
 
 # Where a refit's chains start: from the outer half of the main fit's draws (by their

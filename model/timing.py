@@ -22,11 +22,13 @@ class Stopwatch:
         self.counts: dict[str, int] = {}
         self._start = self._last = time.perf_counter()
 
-    def mark(self, name: str) -> float:
+    def mark(self, name: str, count: bool = True) -> float:
+        """The seconds since the last mark, added to `name`'s; `count`: one more of them (a
+        stage marked in parts counts once)."""
         now = time.perf_counter()
         spent = now - self._last
         self.seconds[name] = self.seconds.get(name, 0.0) + spent
-        self.counts[name] = self.counts.get(name, 0) + 1
+        self.counts[name] = self.counts.get(name, 0) + int(count)
         self._last = now
         return spent
 

@@ -267,3 +267,25 @@ def test_draws_map_through_the_transforms_under_the_bounds_they_were_sampled_wit
     shape = (post.sizes["chain"], post.sizes["draw"])
     back = density.draws(density.unconstrained(post, wider), shape, wider, post)
     np.testing.assert_allclose(back["completion"].to_numpy(), x, rtol=1e-8)
+
+
+def test_nutpie_s_log_density_is_the_batched_one():
+    """With nutpie's compiled model the density's log density is nutpie's callback, point
+    by point (no second compile of it): the same numbers as the batched graph, under the
+    model's data, other data, and rows of another length (a value-of-information refit's)."""
+    from model.callbacks import compile_nutpie
+    from model.moment_match import Density
+    from model.sampler import stored_names
+    from tests.test_sampler import Y, expansion_model
+
+    model = expansion_model()
+    free = [v.name for v in model.free_RVs]
+    nutpie = Density(model, stored_names(model), nutpie=compile_nutpie(model, free))
+    batched = Density(model, stored_names(model))
+    upars = batched.initial + np.random.default_rng(1).normal(0, 0.7, (300, batched.initial.size))
+    for data in (None, {"y": Y[::-1].copy()}, {"y": np.r_[Y, 0.3, 2.5]}):
+        want = batched.logp(upars, data)
+        assert np.all(np.isfinite(want))
+        np.testing.assert_allclose(nutpie.logp(upars, data), want, rtol=1e-10)
+    # the data reach nutpie's callback: other values, another density
+    assert not np.allclose(nutpie.logp(upars, {"y": Y + 1.0}), batched.logp(upars))

@@ -69,7 +69,7 @@ def test_the_sampler_retries_through_its_hook_and_keeps_the_record():
     sampler.retry = True  # as fit() sets it
     seen = []
 
-    def _sample(weights, seed, data, progress=None, **over):  # progress: not a setting
+    def _sample(weights, seed, data, progress=None, stage=None, **over):  # not settings
         seen.append(over)
         return fake_fit(0 if over else 2)
 
@@ -92,7 +92,7 @@ def test_quick_runs_and_calibration_samplers_are_not_retried():
         sampler.retry = retry
         calls = []
 
-        def _sample(weights, seed, data, calls=calls, progress=None, **over):
+        def _sample(weights, seed, data, calls=calls, progress=None, stage=None, **over):
             calls.append(over)
             return fake_fit(2)
 

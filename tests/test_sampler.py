@@ -258,3 +258,50 @@ def test_a_refit_retried_in_this_process_is_recorded_once():
     nodes = run_refits([refit], sampler, None, None, SamplerSettings())
     assert list(nodes) == ["source_refits/s"] and sampler.retries == [record]
     assert list(nodes["source_refits/s"][1].data_vars) == ["rate_before"]  # for model/reuse.py
+
+
+def expansion_model() -> pm.Model:
+    """A transformed free variable, a vector on a named dim and one on an unnamed dim,
+    deterministics of both, a pm.Data that only a deterministic reads, and a likelihood."""
+    with pm.Model(coords={"obs": [f"r{i}" for i in range(len(Y))]}) as model:
+        y = pm.Data("y", Y, dims="obs")
+        scale = pm.Data("scale", 2.0)  # read by a deterministic only
+        sigma = pm.HalfNormal("sigma", 1.0)
+        mu = pm.Normal("mu", 0.0, 3.0)
+        shift = pm.Normal("shift", 0.0, 1.0, shape=2)
+        pm.Deterministic("fitted", (mu + shift.sum()) * scale + 0.0 * y, dims="obs")
+        pm.Deterministic("pair", shift * sigma)
+        pm.Normal("evidence", mu + shift.sum(), sigma, observed=y, dims="obs")
+    return model
+
+
+def test_draws_expanded_after_sampling_are_nutpie_s_own_expansion():
+    """nutpie stores the free variables only and the sampler computes every other stored
+    variable from the unconstrained draws in one batched call (Sampler.expanded): the
+    result is what nutpie's own expansion, draw by draw, gives from the same draws: the
+    same variables in the same order, on the same dims and coords, with the same values,
+    under the model's own data and under other data, and nothing of the sampler's scale
+    left in it."""
+    from model.callbacks import compile_nutpie
+
+    settings = SamplerSettings(draws=200, tune=200, chains=2, cores=2)
+    ours = Sampler(expansion_model(), settings)
+    theirs = Sampler(expansion_model(), settings)
+    theirs.compiled = compile_nutpie(theirs.model)  # every variable, expanded by nutpie
+    assert len(ours.compiled.shape_info[0]) < len(theirs.compiled.shape_info[0])
+    for data in ({}, {"scale": np.array(5.0), "y": Y[::-1].copy()}):
+        a = ours.sample(None, seed=3, **data)["posterior"].to_dataset()
+        b = theirs.sample(None, seed=3, **data)["posterior"].to_dataset()
+        assert list(a.data_vars) == list(b.data_vars)
+        for name in b.data_vars:
+            assert a[name].dims == b[name].dims, name
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-12, atol=1e-12, err_msg=name)
+        for dim in b.dims:
+            assert list(a[dim].to_numpy()) == list(b[dim].to_numpy()), dim
+        if data:
+            fitted = (a["mu"] + a["shift"].sum("shift_dim_0")) * 5.0
+            np.testing.assert_allclose(a["fitted"].isel(obs=0), fitted, rtol=1e-12)
+    fit = ours.sample(None, seed=4, keep_start=True)
+    assert "unconstrained_draw" in fit["sample_stats"]  # for Start.take
+    assert "unconstrained_posterior" not in fit.children
+    assert "unconstrained_draw" not in ours.sample(None, seed=4)["sample_stats"]

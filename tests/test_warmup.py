@@ -166,15 +166,15 @@ def test_the_side_compiles_are_the_versions_the_fit_calls(small_fit):
     check sees it."""
     from model import load_case
     from model.build import build_model
-    from model.fit import DENSITY_VARS
     from model.moment_match import Density
     from model.priors import resolve_priors
     from model.reweight import PriorDensity
+    from model.sampler import stored_names
     from tests.conftest import CASE
 
     case = load_case(CASE)
     model = build_model(case, resolve_priors(case))
-    density, prior = Density(model, DENSITY_VARS), PriorDensity(model)
+    density, prior = Density(model, stored_names(model)), PriorDensity(model)
     defaults = {d.name: d.get_value() for d in model.data_vars}
     point = density.warm(model)  # what model/fit.py's _side_compiles calls
     prior(point, defaults)

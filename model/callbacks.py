@@ -53,28 +53,42 @@ def log_densities(compiled, upars: np.ndarray, data: dict[str, np.ndarray]) -> n
     """The model's log density (with the transforms' Jacobians, as nutpie samples it) at each
     row of `upars` (points in nutpie's unconstrained layout) under these pm.Data values,
     through nutpie's own compiled callback: no second compile of the log density (a batched
-    one cost 37 s of a cold run, benchmarks/README.md twentieth session). A point where the
-    density is not finite gives its value; a callback that fails raises."""
+    one cost 37 s of a cold run, benchmarks/README.md twentieth session). The points are
+    split between threads, one a core: ctypes lets go of the GIL during each call, and nutpie
+    calls the callback from several threads itself. A point where the density is not finite
+    gives its value; a callback that fails raises."""
     import ctypes
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
     names = data_names(compiled)
     # the model with these values: it holds the arrays its user data point to
     model = compiled.with_data(**{k: v for k, v in data.items() if k in names})
-    pointer = ctypes.c_void_p
-    signature = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *[pointer] * 4)
+    signature = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *[ctypes.c_void_p] * 4)
     call = signature(model.compiled_logp_func.address)  # (dim, x, gradient, logp, user data)
     points = np.ascontiguousarray(upars, dtype="float64")
-    dim = points.shape[1]
-    grad, logp = np.empty(dim), np.empty(())
     out = np.empty(len(points))
-    at, grad_at, logp_at = points.ctypes.data, grad.ctypes.data, logp.ctypes.data
-    step = points.strides[0]
-    for i in range(len(points)):
-        code = call(dim, at + i * step, grad_at, logp_at, model.user_data.ctypes.data)
-        # 0: done; 3 and 4: a gradient or density not finite, the density written all the same
-        if code not in (0, 3, 4):
-            raise RuntimeError(f"nutpie's log density failed (code {code}) at point {i}")
-        out[i] = logp[()]
+    user_data = model.user_data.ctypes.data
+
+    def part(rows: range) -> None:
+        dim = points.shape[1]
+        grad, logp = np.empty(dim), np.empty(())  # each thread its own
+        at, step = points.ctypes.data, points.strides[0]
+        for i in rows:
+            code = call(dim, at + i * step, grad.ctypes.data, logp.ctypes.data, user_data)
+            # 0: done; 3 and 4: a gradient or density not finite, the density written anyway
+            if code not in (0, 3, 4):
+                raise RuntimeError(f"nutpie's log density failed (code {code}) at point {i}")
+            out[i] = logp[()]
+
+    threads = max(1, min(os.cpu_count() or 1, len(points) // 256))
+    bounds = np.linspace(0, len(points), threads + 1).astype(int)
+    parts = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if threads == 1:
+        part(parts[0])
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(part, parts))  # list: raises what a thread raised
     return out
 
 

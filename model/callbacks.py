@@ -43,10 +43,11 @@ def compile_nutpie(model, var_names=None):
         return nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)
 
 
-def data_names(compiled) -> set[str]:
-    """The pm.Data a nutpie model reads (those its `with_data` takes): with only the free
-    variables stored, data that only deterministics read are not among them."""
-    return {var.name for var in compiled.shared_var_keys}
+def with_data(compiled, data: dict[str, np.ndarray]):
+    """nutpie's compiled model with these pm.Data values, of those it reads: storing the free
+    variables only (model/sampler.py), it does not read data that only deterministics read."""
+    reads = {var.name for var in compiled.shared_var_keys}
+    return compiled.with_data(**{k: v for k, v in data.items() if k in reads})
 
 
 def log_densities(compiled, upars: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
@@ -61,9 +62,7 @@ def log_densities(compiled, upars: np.ndarray, data: dict[str, np.ndarray]) -> n
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    names = data_names(compiled)
-    # the model with these values: it holds the arrays its user data point to
-    model = compiled.with_data(**{k: v for k, v in data.items() if k in names})
+    model = with_data(compiled, data)  # it holds the arrays its user data point to
     signature = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *[ctypes.c_void_p] * 4)
     call = signature(model.compiled_logp_func.address)  # (dim, x, gradient, logp, user data)
     points = np.ascontiguousarray(upars, dtype="float64")
@@ -81,7 +80,7 @@ def log_densities(compiled, upars: np.ndarray, data: dict[str, np.ndarray]) -> n
                 raise RuntimeError(f"nutpie's log density failed (code {code}) at point {i}")
             out[i] = logp[()]
 
-    threads = max(1, min(os.cpu_count() or 1, len(points) // 256))
+    threads = max(1, min(len(os.sched_getaffinity(0)), len(points) // 256))
     bounds = np.linspace(0, len(points), threads + 1).astype(int)
     parts = [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     if threads == 1:

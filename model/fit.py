@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 
 import numpy as np
 import pymc as pm
@@ -155,8 +156,8 @@ def fit(
             for r in _influence_refits(idata, mix) + _source_refits(idata, mix):
                 watch.begin(f"from draws already made: {r.what}")
                 nodes[r.node] = main.without_refit(r)  # else (a rule still fails) refitted
-        # What follows loads what the child compiles (the prior draws, the scenarios' prior
-        # density); what came before needs none of it, and ran beside the child's last compiles.
+        # What follows loads what the child compiles last (the prior draws, the scenarios'
+        # prior density); what came before needs only the density, which it compiles first.
         if side.busy():
             watch.begin("waiting for the compiles made beside nutpie's")
             watch.mark("other")
@@ -226,7 +227,8 @@ def _side_compiles(model: pm.Model, settings: SamplerSettings) -> None:
     value of information's observation densities (C modules, compiled as they are made)."""
     # the sampler's density (the same graph, so the child's compile is the one it loads);
     # nutpie's fits evaluate their log density through nutpie's callback (Sampler.density)
-    point = Density(model, stored_names(model)).warm(model, logp=settings.sampler != "nutpie")
+    nutpie = settings.sampler == "nutpie" and find_spec("nutpie") is not None
+    point = Density(model, stored_names(model)).warm(model, logp=not nutpie)
     _prior_draws(model, settings)
     PriorDensity(model)(point, {d.name: d.get_value() for d in model.data_vars})
     for robust in (True, False):

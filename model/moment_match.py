@@ -61,6 +61,9 @@ class Density:
             for v, b, s in zip(self.value_vars, blocks, self.shapes, strict=True)
         }
         inputs = [*blocks, *symbols.values()]
+        # A parameter check that fails raises, for the whole batch: PyMC's rewrite of the
+        # checks into -inf (pm.compile's) would, once vectorised, give every point -inf when
+        # one point fails (its `all` spans the batch). nutpie's callback gives -inf per point.
         kw = {"mode": "FAST_RUN", "on_unused_input": "ignore"}
         self.nutpie = nutpie
         if nutpie is not None and nutpie.shape_info[0][: len(blocks)] != [
@@ -79,7 +82,11 @@ class Density:
         # each output's dims, as nutpie (ArviZ) names them in a posterior
         named = model.named_vars_to_dims
         self.dims = {
-            n: tuple(named.get(n) or (f"{n}_dim_{i}" for i in range(model[n].ndim))) for n in names
+            n: tuple(
+                d if d is not None else f"{n}_dim_{i}"
+                for i, d in enumerate(named.get(n) or (None,) * model[n].ndim)
+            )
+            for n in names
         }
         # constrained -> unconstrained, per free variable
         self.free = [model.values_to_rvs[v] for v in self.value_vars]
@@ -187,8 +194,11 @@ class Density:
             v = np.asarray(v)
             out[name] = ((*SAMPLE, *self.dims[name]), v.reshape(*shape, *v.shape[1:]))
         ds = xr.Dataset(out)
-        labels = coords.coords if isinstance(coords, xr.Dataset) else coords
-        return ds.assign_coords({k: c for k, c in labels.items() if k in ds.dims})
+        labels = dict(coords.coords if isinstance(coords, xr.Dataset) else coords)
+        # a dim without labels is numbered, as ArviZ numbers it
+        return ds.assign_coords(
+            {d: labels.get(d, np.arange(n)) for d, n in ds.sizes.items() if d not in SAMPLE}
+        )
 
 
 @dataclass(frozen=True)

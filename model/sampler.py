@@ -208,17 +208,17 @@ class Sampler:
                 raise ValueError(f"{name}: expected shape {want}, got {np.shape(value)}")
         if self.compiled is not None:
             self.density  # noqa: B018 - compiled once, shared by every view
-        if self.compiled is not None:
-            self.density  # noqa: B018 - compiled once, shared by every view
         view = copy.copy(self)
         view.settings = settings or self.settings
         view.watch = watch or self.watch
         view.retries, view.retry = [], False
         view.defaults = {**self.defaults, **data}
         if self.compiled is not None:
+            from model.callbacks import with_data
+
             lengths = {d: len(v) for d, v in coords.items()}
             view.compiled = _nutpie_resized(
-                self.compiled.with_data(**view.defaults), self.model, lengths, coords
+                with_data(self.compiled, view.defaults), self.model, lengths, coords
             )
         else:
             view.pymc = self.pymc.resized(coords)
@@ -238,14 +238,16 @@ class Sampler:
         s = dataclasses.replace(self.settings, **over)  # over: a start's or a retry's settings
         if weights is not None:  # None: a programme (each plant has its own weights)
             data["reading_weight"] = weights
+        unknown = sorted(set(data) - set(self.defaults))
+        if unknown:  # nutpie would only sample without them
+            raise KeyError(f"the model has no pm.Data {unknown}")
         data = {**self.defaults, **data}
         if self.compiled is not None:
             import nutpie
 
-            from model.callbacks import data_names
+            from model.callbacks import with_data
 
-            reads = data_names(self.compiled)
-            compiled = self.compiled.with_data(**{k: v for k, v in data.items() if k in reads})
+            compiled = with_data(self.compiled, data)
             warm = {}
             if start is not None:
                 # nutpie asks the model for each chain's start with a seed of that chain's
@@ -286,18 +288,18 @@ class Sampler:
         flat = stats["unconstrained_draw"].transpose(*SAMPLE, ...)
         shape = flat.shape[:2]
         posterior = tree["posterior"].to_dataset()
-        density = self.density
-        rest = [n for n in density.names if n not in posterior]
+        rest = [n for n in stored_names(self.model) if n not in posterior]
         if rest:
             upars = flat.to_numpy().reshape(-1, flat.shape[-1])
-            extra = density.draws(upars, shape, data, self.compiled.coords, rest)
+            extra = self.density.draws(upars, shape, data, self.compiled.coords, rest)
             extra = extra.assign_coords({d: posterior[d] for d in SAMPLE})
             posterior = posterior.assign(extra.data_vars)
             order = [v.name for v in self.model.unobserved_value_vars if v.name in posterior]
             posterior = posterior[order]
         tree["posterior"] = posterior.assign_attrs(tree["posterior"].attrs)
         if not keep_start:
-            tree["sample_stats"] = stats.drop_vars("unconstrained_draw")
+            drop = ["unconstrained_draw", "unconstrained_parameter"]
+            tree["sample_stats"] = stats.drop_vars(drop, errors="ignore")
         for group in ("unconstrained_posterior", "warmup_unconstrained_posterior"):
             if group in tree.children:
                 del tree[group]

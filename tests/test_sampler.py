@@ -296,12 +296,24 @@ def test_draws_expanded_after_sampling_are_nutpie_s_own_expansion():
         for name in b.data_vars:
             assert a[name].dims == b[name].dims, name
             np.testing.assert_allclose(a[name], b[name], rtol=1e-12, atol=1e-12, err_msg=name)
-        for dim in b.dims:
+        assert set(a.coords) == set(b.coords)
+        for dim in b.coords:
             assert list(a[dim].to_numpy()) == list(b[dim].to_numpy()), dim
         if data:
             fitted = (a["mu"] + a["shift"].sum("shift_dim_0")) * 5.0
             np.testing.assert_allclose(a["fitted"].isel(obs=0), fitted, rtol=1e-12)
+    # a view with one row more (a value-of-information refit's), the data only a
+    # deterministic reads among its values
+    more = {"y": np.r_[Y, 3.0], "scale": np.array(5.0)}
+    coords = {"obs": [f"r{i}" for i in range(len(Y) + 1)]}
+    a = ours.resized(coords, {"y": more["y"]}).sample(None, seed=5, scale=more["scale"])
+    b = theirs.resized(coords, {"y": more["y"]}).sample(None, seed=5, scale=more["scale"])
+    a, b = a["posterior"].to_dataset(), b["posterior"].to_dataset()
+    assert list(a["obs"].to_numpy()) == coords["obs"] == list(b["obs"].to_numpy())
+    np.testing.assert_allclose(a["fitted"], b["fitted"], rtol=1e-12)
     fit = ours.sample(None, seed=4, keep_start=True)
     assert "unconstrained_draw" in fit["sample_stats"]  # for Start.take
     assert "unconstrained_posterior" not in fit.children
     assert "unconstrained_draw" not in ours.sample(None, seed=4)["sample_stats"]
+    with pytest.raises(KeyError, match="row_weights"):  # a misspelt name is not ignored
+        ours.sample(None, seed=4, row_weights=np.ones(len(Y)))

@@ -38,8 +38,9 @@ class Density:
     its rewritten graphs from the disk cache (model/compiled.py). With `nutpie` (the model
     nutpie compiled) the log density is nutpie's own callback, point by point on a thread a
     core (about 1.2x the batched one's time, and no second compile of it: benchmarks/
-    README.md, twentieth session); else a batched one, compiled at its first use. The C backend evaluates the
-    batched density 3-4 times slower (benchmarks/README.md, "The side compiles")."""
+    README.md, twentieth session); else a batched one, compiled at its first use. The C
+    backend evaluates the batched density 3-4 times slower (benchmarks/README.md, "The side
+    compiles")."""
 
     def __init__(self, model, names: list[str], nutpie=None):
         import pytensor.tensor as pt

@@ -114,7 +114,12 @@ class Sampler:
         moment matching and reuse evaluate."""
         from model.moment_match import Density
 
-        return Density(self.model, stored_names(self.model), nutpie=self.compiled)
+        return Density(self.model, self.stored, nutpie=self.compiled)
+
+    @functools.cached_property
+    def stored(self) -> list[str]:
+        """`stored_names` of the model, once (PyMC builds the transforms' graphs at each ask)."""
+        return stored_names(self.model)
 
     @functools.cached_property
     def layout(self) -> list[tuple[str, int]]:
@@ -288,14 +293,13 @@ class Sampler:
         flat = stats["unconstrained_draw"].transpose(*SAMPLE, ...)
         shape = flat.shape[:2]
         posterior = tree["posterior"].to_dataset()
-        rest = [n for n in stored_names(self.model) if n not in posterior]
+        rest = [n for n in self.stored if n not in posterior]
         if rest:
             upars = flat.to_numpy().reshape(-1, flat.shape[-1])
             extra = self.density.draws(upars, shape, data, self.compiled.coords, rest)
             extra = extra.assign_coords({d: posterior[d] for d in SAMPLE})
             posterior = posterior.assign(extra.data_vars)
-            order = [v.name for v in self.model.unobserved_value_vars if v.name in posterior]
-            posterior = posterior[order]
+            posterior = posterior[[n for n in self.stored if n in posterior]]  # the model's order
         tree["posterior"] = posterior.assign_attrs(tree["posterior"].attrs)
         if not keep_start:
             drop = ["unconstrained_draw", "unconstrained_parameter"]

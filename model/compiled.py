@@ -306,6 +306,16 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, OpFromGraph) and (obj._lop_op_cache or obj._rop_op_cache is not None):
             state = vars(obj) | {"_lop_op_cache": {}, "_rop_op_cache": None}
             return copyreg.__newobj__, (type(obj),), state
+        # A FunctionGraph keeps, in `clients`, the outputs of the nodes its rewrites removed
+        # (with no client): not part of the graph, so not in the caller's either, and an entry
+        # holding a class made at run time (a CustomDist's) that way was unloadable (nutpie's
+        # shape function of a serial case, compiled again in every process).
+        from pytensor.graph.fg import FunctionGraph
+
+        if type(obj) is FunctionGraph and any(v not in obj.variables for v in obj.clients):
+            state = obj.__getstate__()
+            state["clients"] = {v: c for v, c in obj.clients.items() if v in obj.variables}
+            return copyreg.__newobj__, (FunctionGraph,), state
         return NotImplemented
 
 

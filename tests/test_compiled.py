@@ -248,6 +248,29 @@ def test_a_graph_with_a_custom_distribution_is_loaded_in_the_process_after(cache
     assert len(cache) == 2  # the plain draw's compile and the first cached one
 
 
+def test_a_graph_whose_rewrites_removed_a_custom_distribution_is_loaded(cache, caplog):
+    """nutpie's shape function (nutpie/compile_pymc.py `_compute_shapes`): the shape of a
+    CustomDist's draw. The rewrites remove the CustomDist's node (the shape is its size),
+    but the FunctionGraph kept its output in `clients`, so the written entry held the
+    class made at run time, which the caller's graph does not have: it was compiled again in
+    every process, and in the one that wrote it ("unreadable ... no class CustomDist_rate")."""
+    with pm.Model() as model:
+        mu = pm.Data("mu", 2.0)
+        rate = pm.CustomDist(
+            "rate", mu, dist=lambda mu, size: pm.LogNormal.dist(mu, 0.5, size=size)
+        )
+
+    def shape():
+        f = compiled.function([], [rate.shape], mode="FAST_COMPILE")
+        return f()[0]
+
+    for _ in range(2):  # compiled (written, then loaded as the next process loads it), loaded
+        assert shape().tolist() == []
+    assert model["rate"] is rate
+    assert "unreadable" not in caplog.text
+    assert len(cache) == 1
+
+
 def test_ops_with_an_inner_graph_are_keyed_by_it(cache):
     """PyTensor's logsumexp is an op with an inner graph, whose variables pickle with names
     that differ at each build: the key is its graph's text, so the same graph is loaded."""

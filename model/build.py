@@ -59,13 +59,15 @@ from model.production import production_rate, smooth_min, stock_flow, usage
 from model.serials import (
     LAG_BOUNDED_RULES,
     RIDGE_TARGET_ACCEPT,
+    SerialData,
+    Serials,
     ShiftedLog,
     candidates,
     lag_bound,
     ridge_shift,
+    serial_data,
     serial_logp,
     serial_rows,
-    wall_width,
 )
 
 
@@ -182,7 +184,9 @@ def ridge_rule(serials, priors: Priors) -> str | None:
 def lag_transform(serials, rule: str | None) -> dict:
     """use_lag's transform under a several-date ridge rule: onto (0, serials.lag_bound), so
     that the sampler never reaches a lag that leaves a sighting no item made (serials.py,
-    "Geometry"); otherwise PyMC's default for its family (no argument)."""
+    "Geometry"); otherwise PyMC's default for its family (no argument). The bound is a
+    constant of the graph (PyMC's Interval takes constants, or the distribution's own
+    parameters): a sighting earlier than every other compiles the model again."""
     if rule not in LAG_BOUNDED_RULES:
         return {}
     return {"default_transform": Interval(0.0, lag_bound(serials))}  # not chained to the log
@@ -308,6 +312,7 @@ def plant_graph(
     if case.stages:
         coords["stage"] = [ASSEMBLY, *case.stages]
     pm.modelcontext(None).add_coords({f"{ns}{k}": v for k, v in coords.items()})
+    sightings = None if serials is None else serial_data(serials, ns)
     values = row_values(obs, kept_paths(obs, paths))
     rows = _row_data(values, ns)
     # Mutable so that one compiled model serves every reading (conditional fits).
@@ -360,12 +365,12 @@ def plant_graph(
         log_growth = pt.concatenate([log_multiplier[None], pt.log(declared)])
         pm.Deterministic("stage_growth", pt.exp(log_growth), dims=f"{ns}stage")
         log_multiplier = smooth_min(log_growth)
-    first = None if serials is None else first_serials(serials)
+    first = None if serials is None else first_serials(serials, sightings)
     if rule:
         # The serials bound rate_before below through every other variable of the production
         # path: sampled as log(rate_before) less that bound, the ridge is straight (serials.py).
         shape = production_rate(t_mid, 1.0, pt.exp(log_multiplier), completion, ramp_months)
-        shift = ridge_shift(serials, shape, use_lag, first, rule)
+        shift = ridge_shift(sightings, shape, use_lag, first, rule)
         ask = RIDGE_TARGET_ACCEPT if rule in LAG_BOUNDED_RULES else None  # several dates
         rate_before = shifted_prior(priors["rate_before"], shift, ask)
     direct["rate_before"] = rate_before
@@ -482,7 +487,7 @@ def plant_graph(
     pm.Deterministic("log_likelihood__evidence", robust_logp(observed, *measured), dims=f"{ns}obs")
 
     if serials is not None:
-        _serial_likelihood(serials, first, production, use_lag, export_start, ns)
+        _serial_likelihood(sightings, first, production, use_lag, export_start, ns)
 
     pm.CustomDist(
         "evidence",
@@ -562,7 +567,7 @@ def _row_data(values: dict[str, np.ndarray], ns: str = "") -> dict:
     return data
 
 
-def first_serials(serials) -> pt.TensorVariable:
+def first_serials(serials: Serials, data: SerialData) -> pt.TensorVariable:
     """Each sighting's block's first serial: known, or uniform between the block's lower
     bound and the lowest serial seen (a free variable per such block)."""
     firsts = []
@@ -573,13 +578,13 @@ def first_serials(serials) -> pt.TensorVariable:
             firsts.append(pt.as_tensor(block.first_lower))  # no sighting: unused
         else:
             firsts.append(
-                pm.Uniform(f"first_serial__{block.name}", block.first_lower, serials.lowest[i])
+                pm.Uniform(f"first_serial__{block.name}", block.first_lower, data.lowest[i])
             )
-    return pt.stack(firsts)[serials.block_of]
+    return pt.stack(firsts)[data.block_of]
 
 
 def _serial_likelihood(
-    serials, first, production, use_lag, export_start: float, ns: str = ""
+    serials: SerialData, first, production, use_lag, export_start: float, ns: str = ""
 ) -> None:
     """Serial sightings (model/serials.py): per sighting, the block's items exported and
     made by the sighting's date less `use_lag` (`serial_candidates`), the serial counted
@@ -589,7 +594,6 @@ def _serial_likelihood(
     made, before = candidates(serials, production, use_lag, export_start)
     pm.Deterministic("serial_candidates", made - before, dims=f"{ns}serial")
     needed = serials.serial - first + 1
-    ll = serial_logp(made, before, serials.order, needed, wall_width(serials.seen))
-    weight = pm.Data("serial_weight", serials.weight, dims=f"{ns}serial")
+    ll = serial_logp(made, before, serials.order, needed, serials.width)
     pm.Deterministic("log_likelihood__serials", ll, dims=f"{ns}serial")
-    pm.Potential("serials", pt.sum(weight * ll))
+    pm.Potential("serials", pt.sum(serials.weight * ll))

@@ -97,6 +97,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
 
@@ -140,10 +141,61 @@ class Serials:
         return np.array([0.0 if d else 1.0 for d in self.duplicate_of])
 
     @property
+    def width(self) -> np.ndarray:
+        """Each sighting's wall width (wall_width of its block's distinct items)."""
+        return wall_width(self.seen)
+
+    @property
+    def reference(self) -> int:
+        """The sighting whose bound ridge_shift's "largest" measures from: the largest serial
+        that counts (not a duplicate)."""
+        return int(np.argmax(np.where(self.weight > 0, self.serial, -np.inf)))
+
+    @property
     def one_bound(self) -> bool:
         """Every sighting in one block on one date: then the largest serial's bound is the
         binding one whatever the other variables are (ridge_shift, module docstring)."""
         return len(set(self.block_of)) == 1 and len(set(self.time)) == 1
+
+
+@dataclass(frozen=True)
+class SerialData:
+    """What the likelihood reads of the sightings, as pm.Data (`serial_data`): the arrays of
+    `Serials` on the `serial` dim, each block's lowest serial (the highest its unknown first
+    serial can be) and the reference sighting's index (`ridge_shift`). The compiled graph is
+    then the same after a sighting more, or another serial, date or duplicate (as after a
+    ledger row more: model/build.py `_row_data`), and the rerun loads it from the disk caches
+    instead of compiling it again (as constants, one sighting more cost a cold compile: 77 s
+    for a serials-only case). What decides the graph's shape stays a constant: the blocks, their
+    known first serials, the ridge rule (model/build.py `ridge_rule`: one date or several),
+    and on several dates use_lag's bound (lag_bound: PyMC's Interval takes constants)."""
+
+    serial: pt.TensorVariable
+    order: pt.TensorVariable
+    time: pt.TensorVariable
+    block_start: pt.TensorVariable
+    block_end: pt.TensorVariable
+    block_of: pt.TensorVariable
+    weight: pt.TensorVariable
+    width: pt.TensorVariable
+    lowest: pt.TensorVariable  # per block
+    reference: pt.TensorVariable  # Serials.reference
+
+
+def serial_data(serials: Serials, ns: str = "") -> SerialData:
+    """The sightings as pm.Data in the current model (`ns`: a programme plant's prefix of the
+    dims), for the graph to read (SerialData)."""
+    dims = f"{ns}serial"
+    arrays = {
+        f: pm.Data(f"serial_{f}", np.asarray(getattr(serials, f)), dims=dims)
+        for f in ("serial", "order", "time", "block_start", "block_end", "weight", "width")
+    }
+    return SerialData(
+        **arrays,
+        block_of=pm.Data("serial_block_of", np.asarray(serials.block_of, dtype="int64"), dims=dims),
+        lowest=pm.Data("serial_block_lowest", np.asarray(serials.lowest, dtype=float)),
+        reference=pm.Data("serial_reference", np.int64(serials.reference)),
+    )
 
 
 def wall_width(seen):
@@ -166,7 +218,7 @@ def candidates(serials: Serials, production, use_lag, export_start: float):
     """(made, before) per sighting: the block's items made by t - use_lag (capped at the
     block's end), and those made before an item could be exported (before the export start,
     or none if the block starts later). The candidates are made - before."""
-    exported_from = np.clip(export_start, serials.block_start, serials.block_end)
+    exported_from = pt.clip(export_start, serials.block_start, serials.block_end)
     made_by = pt.minimum(serials.time - use_lag, serials.block_end)
     made = made_between(serials.block_start, made_by, production)
     before = made_between(serials.block_start, exported_from, production)
@@ -233,18 +285,23 @@ def ridge_shift(serials: Serials, shape, use_lag, first, rule: str = "largest"):
     largest of every distinct sighting's; "capped", that largest with each bound capped at
     RIDGE_CAP above the largest serial's (module docstring, "Geometry", for what each did to
     the sampler). Any function of the other variables keeps the posterior (ShiftedLog)."""
-    keep = serials.weight > 0
-    if rule == "largest":  # written as before "max" existed, so its graph (and cache) stay
-        ref = int(np.argmax(np.where(keep, serials.serial, -np.inf)))
-        made_by = pt.minimum(serials.time[ref] - use_lag, serials.block_end[ref])
-        per_rate = made_between(serials.block_start[ref : ref + 1], made_by[None], shape)[0]
-        return pt.log(serials.serial[ref] - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
-    bounds = log_bounds(serials, shape, use_lag, first)[np.flatnonzero(keep)]
+    if rule == "largest":
+        ref = serials.reference
+        serial, time, start, end = (
+            pt.as_tensor(a)[ref]
+            for a in (serials.serial, serials.time, serials.block_start, serials.block_end)
+        )
+        made_by = pt.minimum(time - use_lag, end)
+        per_rate = made_between(start[None], made_by[None], shape)[0]
+        return pt.log(serial - first[ref] + 0.5) - pt.log(per_rate + RATE_ONE_FLOOR)
+    bounds = log_bounds(serials, shape, use_lag, first)
+    # over the sightings that count (a duplicate's bound is its first sighting's or lower)
+    keep = pt.gt(serials.weight, 0)
     if rule == "max":
-        return pt.max(bounds)
+        return pt.max(pt.switch(keep, bounds, -np.inf))
     if rule == "capped":  # no sighting's bound more than RIDGE_CAP above the largest serial's
         largest = ridge_shift(serials, shape, use_lag, first, "largest")
-        return pt.max(pt.minimum(bounds, largest + RIDGE_CAP))
+        return pt.max(pt.switch(keep, pt.minimum(bounds, largest + RIDGE_CAP), -np.inf))
     raise ValueError(f"unknown ridge rule {rule!r} (known: {', '.join(RIDGE_RULES)})")
 
 

@@ -617,3 +617,54 @@ def test_a_serials_only_case_runs_clean_and_matches_the_closed_form(tmp_path, sc
         # binomial standard errors of both Monte Carlo estimates, 4 of them
         se = np.sqrt(exact * (1 - exact) * (1 / ess + 1 / ref_ess))
         assert abs(sampled - exact) < 4 * se, (q, point, sampled, exact)
+
+
+def _graph_text(case) -> str:
+    """The model's log density and deterministics as model/compiled.py keys them, with the
+    value variables and the shared variables (pm.Data, dims' lengths) as inputs."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.traversal import ancestors
+
+    from model import compiled
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    model = build_model(case, resolve_priors(case))
+    outputs = model.replace_rvs_by_values([model.logp(), *model.deterministics])
+    shared = [v for v in ancestors(outputs) if isinstance(v, SharedVariable)]
+    shared.sort(key=lambda v: v.name or "")
+    text = compiled._graph_text([*model.value_vars, *shared], outputs)
+    assert text is not None
+    return text
+
+
+@pytest.mark.parametrize("dates", ["one date", "several dates"])
+def test_a_sighting_more_leaves_the_compiled_graph_as_it_was(tmp_path, dates):
+    """The sightings are pm.Data (serials.SerialData), as the ledger's rows are: a sighting
+    more, a duplicate, or another serial leave the graph, and so the disk caches' keys,
+    unchanged, and the rerun loads the compiled model (as constants, a serial more was a cold
+    compile). On several dates (the ridge rule "capped") too, for a sighting after the
+    earliest (use_lag's bound, the earliest sighting's, is a constant: build.lag_transform)."""
+    from model.build import ridge_rule
+    from model.priors import resolve_priors
+
+    def case(name, extra):
+        folder = serial_only_case(tmp_path / name, [40, 75, 120])
+        rows = extra if dates == "one date" else [_serial_row("s-mid", 90, "2024-06-30")] + extra
+        with (folder / "evidence.csv").open("a") as f:
+            f.write("".join(r + "\n" for r in rows))
+        return load_case(folder)
+
+    base = case("base", [])
+    rule = ridge_rule(serial_rows(base), resolve_priors(base))
+    assert rule == ("largest" if dates == "one date" else "capped")
+    when = "2024-12-31" if dates == "one date" else "2024-09-30"
+    variants = {
+        "a sighting more": [_serial_row("s-more", 300, when)],
+        "a duplicate": [_serial_row("s-again", 75, "2024-12-31")],
+    }
+    text = _graph_text(base)
+    for name, extra in variants.items():
+        other = case(name.replace(" ", "-"), extra)
+        assert ridge_rule(serial_rows(other), resolve_priors(other)) == rule
+        assert _graph_text(other) == text, name

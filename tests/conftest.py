@@ -41,6 +41,25 @@ def row(**cells) -> str:
     return ",".join(f'"{v}"' if "," in v else v for v in base.values())
 
 
+def graph_text(case) -> str:
+    """The model's log density and deterministics as model/compiled.py keys them, with the
+    value variables and the shared variables (pm.Data, dims' lengths) as inputs."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.traversal import ancestors
+
+    from model import compiled
+    from model.build import build_model
+    from model.priors import resolve_priors
+
+    model = build_model(case, resolve_priors(case))
+    outputs = model.replace_rvs_by_values([model.logp(), *model.deterministics])
+    shared = [v for v in ancestors(outputs) if isinstance(v, SharedVariable)]
+    shared.sort(key=lambda v: v.name or "")
+    text = compiled._graph_text([*model.value_vars, *shared], outputs)
+    assert text is not None
+    return text
+
+
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected: only the tests that will run count
 def pytest_collection_modifyitems(items):
     """Longest files first. `make test-slow` gives each of its two workers a test file at a

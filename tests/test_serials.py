@@ -14,7 +14,7 @@ from scipy.special import gammaln
 
 from model import InputError, load_case
 from model.serials import made_between, serial_logp, serial_rows, wall_width
-from tests.conftest import HEADER, ROOT
+from tests.conftest import HEADER, ROOT, graph_text
 
 K, N_TRUE, SEED = 10, 400, 11
 # the columns of the February 11 ledger, plus `block`: the ledgers these tests write
@@ -619,25 +619,6 @@ def test_a_serials_only_case_runs_clean_and_matches_the_closed_form(tmp_path, sc
         assert abs(sampled - exact) < 4 * se, (q, point, sampled, exact)
 
 
-def _graph_text(case) -> str:
-    """The model's log density and deterministics as model/compiled.py keys them, with the
-    value variables and the shared variables (pm.Data, dims' lengths) as inputs."""
-    from pytensor.compile.sharedvalue import SharedVariable
-    from pytensor.graph.traversal import ancestors
-
-    from model import compiled
-    from model.build import build_model
-    from model.priors import resolve_priors
-
-    model = build_model(case, resolve_priors(case))
-    outputs = model.replace_rvs_by_values([model.logp(), *model.deterministics])
-    shared = [v for v in ancestors(outputs) if isinstance(v, SharedVariable)]
-    shared.sort(key=lambda v: v.name or "")
-    text = compiled._graph_text([*model.value_vars, *shared], outputs)
-    assert text is not None
-    return text
-
-
 @pytest.mark.parametrize("dates", ["one date", "several dates"])
 def test_a_sighting_more_leaves_the_compiled_graph_as_it_was(tmp_path, dates):
     """The sightings are pm.Data (serials.SerialData), as the ledger's rows are: a sighting
@@ -663,8 +644,8 @@ def test_a_sighting_more_leaves_the_compiled_graph_as_it_was(tmp_path, dates):
         "a sighting more": [_serial_row("s-more", 300, when)],
         "a duplicate": [_serial_row("s-again", 75, "2024-12-31")],
     }
-    text = _graph_text(base)
+    text = graph_text(base)
     for name, extra in variants.items():
         other = case(name.replace(" ", "-"), extra)
         assert ridge_rule(serial_rows(other), resolve_priors(other)) == rule
-        assert _graph_text(other) == text, name
+        assert graph_text(other) == text, name

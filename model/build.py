@@ -297,7 +297,9 @@ def plant_graph(
     obs: Observations = observations(case.evidence, case.window, priors.noise)
     mix = readings(case, priors["elasticity"])
     window = case.window
+    t_mid = np.arange(window.n_months) + 0.5
     export_start = window.time_of(case.export_start)
+    exported_share_of_month = np.clip(np.arange(window.n_months) + 1 - export_start, 0, 1)
     years = window.years
     serials = serial_rows(case)
     # The plant's dimensions; `ns` prefixes their names ("<plant>::" in a programme, whose
@@ -310,16 +312,6 @@ def plant_graph(
     if case.stages:
         coords["stage"] = [ASSEMBLY, *case.stages]
     pm.modelcontext(None).add_coords({f"{ns}{k}": v for k, v in coords.items()})
-    # The window's months as pm.Data, as the rows' values (`_row_data`): the graph of a window
-    # a month longer is the same, and the rerun loads it from the disk caches.
-    month = f"{ns}month"
-    t_mid = pm.Data("month_mid", np.arange(window.n_months) + 0.5, dims=month)
-    exported_share_of_month = pm.Data(
-        "exported_share_of_month",
-        np.clip(np.arange(window.n_months) + 1 - export_start, 0, 1),
-        dims=month,
-    )
-    year_of_month = pm.Data("year_of_month", window.year_of_month, dims=(f"{ns}year", month))
     sightings = None if serials is None else serial_data(serials, ns)
     values = row_values(obs, kept_paths(obs, paths))
     rows = _row_data(values, ns)
@@ -399,7 +391,9 @@ def plant_graph(
         production_rate(t_mid, rate_before, multiplier, completion, ramp_months),
         dims=f"{ns}month",
     )
-    pm.Deterministic("production_by_year", pt.dot(year_of_month, production), dims=f"{ns}year")
+    pm.Deterministic(
+        "production_by_year", pt.dot(window.year_of_month, production), dims=f"{ns}year"
+    )
     exported = export_share * production * exported_share_of_month
     if dynamics == "stock":
         if measures_use(obs):
@@ -412,7 +406,7 @@ def plant_graph(
             # would only sample their prior (one dimension a month, the slowest part of a
             # serials- or production-only plant). Without them every other variable's
             # posterior is the same; use follows the stock at its mean pace (data/README.md).
-            hazard = pt.ones_like(t_mid) / use_lag
+            hazard = pt.ones(window.n_months) / use_lag
         initial = None
         if export_start <= 0:
             # Exports began before the window: the user then holds the steady-state stock of

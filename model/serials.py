@@ -214,7 +214,7 @@ def made_between(start, end, production):
     return pt.sum(share * production[None, :], axis=1)
 
 
-def candidates(serials: Serials, production, use_lag, export_start: float):
+def candidates(serials: Serials | SerialData, production, use_lag, export_start: float):
     """(made, before) per sighting: the block's items made by t - use_lag (capped at the
     block's end), and those made before an item could be exported (before the export start,
     or none if the block starts later). The candidates are made - before."""
@@ -245,7 +245,7 @@ def serial_logp(made, before, order, needed, width):
 RATE_ONE_FLOOR = 1e-2
 
 
-def log_bounds(serials: Serials, shape, use_lag, first):
+def log_bounds(serials: Serials | SerialData, shape, use_lag, first):
     """Per sighting, the log of the lowest rate_before its serial allows given the other
     variables: its proven count over the items the plant makes at rate 1 (`shape`: the
     production path at rate_before = 1) by the latest date the item could be made."""
@@ -279,7 +279,7 @@ def lag_bound(serials: Serials) -> float:
     return float(np.min((serials.time - serials.block_start)[keep]))
 
 
-def ridge_shift(serials: Serials, shape, use_lag, first, rule: str = "largest"):
+def ridge_shift(serials: Serials | SerialData, shape, use_lag, first, rule: str = "largest"):
     """The shift of rate_before's ridge coordinate (ShiftedLog), from log_bounds (RIDGE_RULES):
     "largest", the largest serial's bound (on one date it is the binding one); "max", the
     largest of every distinct sighting's; "capped", that largest with each bound capped at

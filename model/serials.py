@@ -165,8 +165,9 @@ class SerialData:
     serial can be) and the reference sighting's index (`ridge_shift`). The compiled graph is
     then the same after a sighting more, or another serial, date or duplicate (as after a
     ledger row more: model/build.py `_row_data`), and the rerun loads it from the disk caches
-    instead of compiling it again (as constants, one sighting more cost a cold compile: 77 s
-    for a serials-only case). What decides the graph's shape stays a constant: the blocks, their
+    instead of compiling it again (as constants, one sighting more compiled nutpie's model and
+    the value-of-information refits' again, 43 s and 36 s for a serials-only case:
+    benchmarks/serial_rerun.py). What decides the graph's shape stays a constant: the blocks, their
     known first serials, the ridge rule (model/build.py `ridge_rule`: one date or several),
     and on several dates use_lag's bound (lag_bound: PyMC's Interval takes constants)."""
 

@@ -16,6 +16,7 @@ programme's rates, monthly and yearly production are the plants' sums.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from model import variables
+from model import compiled, variables, warmup
 from model.build import Pooled, add_log_priors, plant_graph, readings
 from model.case import CASE_FILE, CASE_ID, Case, load_case
 from model.errors import InputError, Problem
@@ -36,7 +37,7 @@ from model.observation import observations
 from model.prior_draws import one_at_a_time
 from model.priors import DEFAULT_PRIORS, REFERENCE_DIR, Priors, pooled_hyperpriors, resolve_priors
 from model.provenance import ledger_dataset, run_provenance
-from model.sampler import Sampler, SamplerSettings
+from model.sampler import Sampler, SamplerSettings, stored_names
 from model.stacked import SEP, STACK, Plan, stacked_graph, unstack, why_not_stacked
 from model.timeline import Window
 from model.timing import Stopwatch
@@ -261,9 +262,26 @@ def fit_programme(
 
     add_log_priors(model)
     watch.mark("build model")
-    sampler = Sampler(model, settings, watch)
-    sampler.retry = True  # a fit that fails the diagnostics is sampled once more
-    idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
+    owners = [STACK] if layout else [p.id for p in programme.plants]
+    plant_vars = [
+        f"{o}{SEP}{v}" for o in owners for v in PRIOR_VARS if f"{o}{SEP}{v}" in model.named_vars
+    ]
+    prior_names = PROGRAMME_VARS + plant_vars
+    # On a cold machine the draws' expansion and the prior draws compile in a child beside
+    # nutpie's compile (model/warmup.py, as `fit` does): 76 and 14 s of a cold three-plant
+    # programme whose nutpie compile is 207 s (benchmarks/README.md, twenty-second session)
+    side = warmup.Beside(functools.partial(_side_compiles, model, prior_names, settings))
+    try:
+        with compiled.on_miss(side.start):
+            sampler = Sampler(model, settings, watch)
+        sampler.retry = True  # a fit that fails the diagnostics is sampled once more
+        idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
+        if side.busy():  # the prior draws' compile, which the child makes last
+            watch.mark("other")
+            side.wait()
+            watch.mark("side compiles (waited for)")
+    finally:
+        side.stop()  # after an error or an interrupted wait, no child is left behind
     post = plant_layout(idata["posterior"].to_dataset())
     ll = [v for v in post.data_vars if "log_likelihood__" in str(v)]
     lp = [v for v in post.data_vars if "log_prior__" in str(v)]
@@ -271,12 +289,8 @@ def fit_programme(
     idata["log_prior"] = post[lp]
     post = post.drop_vars(ll + lp)
 
-    owners = [STACK] if layout else [p.id for p in programme.plants]
-    plant_vars = [
-        f"{o}{SEP}{v}" for o in owners for v in PRIOR_VARS if f"{o}{SEP}{v}" in model.named_vars
-    ]
     # PyMC's draws: a stacked programme's sizes come from batched shapes (model/prior_draws.py)
-    prior = one_at_a_time(model, PROGRAMME_VARS + plant_vars, settings.prior_draws, settings.seed)
+    prior = one_at_a_time(model, prior_names, settings.prior_draws, settings.seed)
     watch.mark("prior predictive")
     rng = np.random.default_rng(settings.seed)
     groups = {"posterior": post, "prior": plant_layout(prior["prior"].to_dataset())}
@@ -309,6 +323,17 @@ def fit_programme(
     watch.mark("other")
     idata.attrs["timings"] = json.dumps({k: round(v, 3) for k, v in watch.seconds.items()})
     return idata
+
+
+def _side_compiles(model: pm.Model, prior_names: list[str], settings: SamplerSettings) -> None:
+    """What `fit_programme` compiles after nutpie's compile, compiled now (model/warmup.py's
+    child), each called as the fit calls it: the draws' expansion (`Sampler.density`: the
+    same graph, so the child's compile is the one the fit loads) and the prior draws."""
+    from model.moment_match import Density
+
+    if settings.sampler == "nutpie":  # PyMC's samplers store every variable themselves
+        Density(model, stored_names(model)).warm(model, logp=False)
+    one_at_a_time(model, prior_names, settings.prior_draws, settings.seed)
 
 
 def plant_view(idata: xr.DataTree, plant: str) -> xr.DataTree:

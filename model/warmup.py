@@ -62,8 +62,8 @@ class Beside:
             log.warning("the later compiles stay in this process (no child: %s)", e)
             return
         log.info(
-            "compile caches cold: the later compiles (moment matching, prior draws) go to a "
-            "child process beside this one's"
+            "compile caches cold: the compiles after nutpie's (the draws' expansion, prior "
+            "draws, moment matching) go to a child process beside this one's"
         )
 
     def busy(self) -> bool:

@@ -189,19 +189,34 @@ def test_plants_with_other_indicators_are_nested_and_say_why(tmp_path):
 
 
 @pytest.mark.slow(minutes=0.7)
-def test_a_stacked_programme_runs_end_to_end_with_the_nested_layout(tmp_path):
+def test_a_stacked_programme_runs_end_to_end_with_the_nested_layout(tmp_path, monkeypatch):
     """`capest estimate` on a stackable programme (few draws: this tests the plumbing, the
     equivalence test above the model): the report is written, says the plants were stacked,
     and the saved fit has each plant's variables under its own name and dims, as a nested
-    fit's, in the posterior, prior, observed data and log-likelihood."""
+    fit's, in the posterior, prior, observed data and log-likelihood. What a cold machine
+    compiles beside nutpie's compile (model/warmup.py) is what the fit then loads."""
     import json
 
+    from model import compiled, programme, warmup
     from model.cli import main
 
+    keys, works = [], []  # the compiled-function cache's keys asked for; Beside's work
+    key = compiled._key
+    monkeypatch.setattr(compiled, "_key", lambda *a, **k: keys.append(key(*a, **k)) or keys[-1])
+    beside = warmup.Beside.__init__
+    monkeypatch.setattr(
+        warmup.Beside, "__init__", lambda self, work: works.append(work) or beside(self, work)
+    )
     folder = write_programme(tmp_path / "programme", readings=2)
     few = ["--draws", "200", "--tune", "300", "--chains", "2"]
     code = main(["estimate", str(folder), "--reports-dir", str(tmp_path / "reports"), *few])
     assert code in (0, 1)  # 1: a check failed at so few draws; the plumbing is what is tested
+    # the child's work, run here (a warm cache forks no child): graphs the fit itself asked for
+    (work,) = [w for w in works if w.func is programme._side_compiles]
+    fitted = set(keys)
+    keys.clear()
+    work()
+    assert len(keys) >= 3 and None not in keys and set(keys) <= fitted
     run = tmp_path / "reports" / "stackable" / "latest"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["programme_model"] == "stacked"

@@ -158,11 +158,7 @@ def fit(
                 nodes[r.node] = main.without_refit(r)  # else (a rule still fails) refitted
         # What follows loads what the child compiles last (the prior draws, the scenarios'
         # prior density); what came before needs only the density, which it compiles first.
-        if side.busy():
-            watch.begin("waiting for the compiles made beside nutpie's")
-            watch.mark("other")
-            side.wait()
-            watch.mark("side compiles (waited for)")
+        side.wait_timed(watch)
     finally:
         side.stop()  # after an error or an interrupted wait, no child is left behind
     watch.begin("prior predictive draws")

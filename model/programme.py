@@ -276,10 +276,7 @@ def fit_programme(
             sampler = Sampler(model, settings, watch)
         sampler.retry = True  # a fit that fails the diagnostics is sampled once more
         idata = sampler.sample(None, settings.seed, stage="sampling (main fit)")
-        if side.busy():  # the prior draws' compile, which the child makes last
-            watch.mark("other")
-            side.wait()
-            watch.mark("side compiles (waited for)")
+        side.wait_timed(watch)  # for the prior draws' compile, which the child makes last
     finally:
         side.stop()  # after an error or an interrupted wait, no child is left behind
     post = plant_layout(idata["posterior"].to_dataset())

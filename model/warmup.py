@@ -80,6 +80,15 @@ class Beside:
                 return
             time.sleep(0.1)
 
+    def wait_timed(self, watch) -> None:
+        """`wait` if the child is still working, said and timed as a stage of `watch` (a
+        model/timing.py `Stopwatch`): what the caller loads next is what it compiles last."""
+        if self.busy():
+            watch.begin("waiting for the compiles made beside nutpie's")
+            watch.mark("other")
+            self.wait()
+            watch.mark("side compiles (waited for)")
+
     def stop(self) -> None:
         """End the child if it is still working (an error in the parent), and reap it."""
         if self.pid is not None:

@@ -51,6 +51,29 @@ def test_the_child_does_the_work_beside_the_caller(tmp_path):
     assert flag.read_text() == "done"
 
 
+def test_a_wait_for_the_child_is_a_stage_of_its_own_and_none_once_it_is_done():
+    """What the caller waits for is said and timed apart (its progress line, the stopwatch's
+    "side compiles (waited for)"); a child already done, or none, adds no stage."""
+    out = _fresh(
+        """
+        import logging, time
+        from model.timing import Stopwatch
+        logging.basicConfig(level=logging.INFO)
+        watch = Stopwatch("fit")
+        side = warmup.Beside(lambda: time.sleep(1.0))
+        side.start()
+        side.wait_timed(watch)
+        print(side.busy(), round(watch.seconds["side compiles (waited for)"], 1) >= 0.5)
+        again = Stopwatch("fit")
+        side.wait_timed(again)  # done: nothing to wait for
+        warmup.Beside(lambda: None).wait_timed(again)  # never started
+        print(sorted(again.seconds))
+        """
+    )
+    assert out.stdout.split("\n")[:2] == ["False True", "[]"]
+    assert "fit: waiting for the compiles made beside nutpie's" in out.stderr
+
+
 def test_the_childs_output_and_errors_stay_in_the_child():
     """The child's prints and logs go nowhere; its error is its exit code, which the parent
     logs (it then compiles what the child did not) and goes on."""
